@@ -1,0 +1,88 @@
+"""The plain description of one trial, shared by ``spaces`` (which builds it) and ``runners``
+(which trains it). No torch, no optuna: it must stay importable anywhere.
+
+A ``TrialConfig`` round-trips through a JSON-able dict; that dict is what a study records in
+its trial user attributes and what an exported bundle carries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+HEADS = ("single", "multi")  # one 18-way head, or mask(3)+gender(2)+age(3) heads combined
+SCHEDULES = ("cosine", "constant")
+CLASS_WEIGHTINGS = ("none", "inverse", "sqrt_inverse")
+OVERSAMPLING = ("none", "rare", "old")  # rare: classes below median size; old: age band 2
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    # model
+    backbone: str = "test_resnet"  # any timm model name
+    pretrained: bool = False  # timm hub weights, or weights_dir when given
+    weights_dir: str | None = None  # local folder of weight files for offline boxes
+    unfrozen_depth: int = -1  # trailing backbone stages that train; 0 = head only, -1 = all
+    head: str = "single"
+    drop_rate: float = 0.0
+    # labels and loss
+    age_cutoff: int = 60  # training labels only; validation always uses >= 60
+    focal_gamma: float = 0.0  # 0 = cross-entropy
+    label_smoothing: float = 0.0
+    class_weighting: str = "none"
+    oversample: str = "none"
+    # data
+    augment: str = "none"  # name of an augmentation set in runners.augment
+    height: int = 64  # input size fed to the model (the image cache is built at this size)
+    width: int = 48
+    crop: str = "full"  # named crop of the source photo, see search.data (applied by the cache)
+    # optimisation
+    batch_size: int = 32
+    lr: float = 1e-3  # peak learning rate of the head; the backbone gets lr * backbone_lr_scale
+    backbone_lr_scale: float = 1.0
+    weight_decay: float = 0.01
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.5
+    epochs: int = 3
+    patience: int = 2  # epochs without a better validation macro-F1 before stopping
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form, recorded but unused
+
+    def __post_init__(self) -> None:
+        _check_choice("head", self.head, HEADS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("class_weighting", self.class_weighting, CLASS_WEIGHTINGS)
+        _check_choice("oversample", self.oversample, OVERSAMPLING)
+        if self.unfrozen_depth < -1:
+            raise ValueError(f"unfrozen_depth must be -1 (all) or >= 0 but got {self.unfrozen_depth}.")
+        for name in ("height", "width", "batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 but got {getattr(self, name)}.")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0 but got {self.patience}.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1) but got {self.label_smoothing}.")
+        if self.focal_gamma < 0:
+            raise ValueError(f"focal_gamma must be >= 0 but got {self.focal_gamma}.")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0 but got {self.lr}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown TrialConfig keys {unknown}; valid keys are {sorted(known)}.")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)} but got {value!r}.")

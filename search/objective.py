@@ -1,0 +1,130 @@
+"""The Optuna objective: space -> TrialConfig -> runners.fit -> records.
+
+This is the only place where a trial's outcome is classified:
+complete -> value; pruned -> optuna.TrialPruned; NaN loss / out of memory -> TrialFailed (the
+study goes on); any other error -> TrialFailed too, unless the same error ends several
+trials in a row, which is a bug or broken data rather than a bad configuration.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from runners import ImageSet, TrialResult, count_stages, fit
+from runners.config import TrialConfig
+from search import records
+from search.prepare import StudyData
+from search.storage import artifact_store
+from search.study import StudySpec
+from search.trialstore import TrialStore
+from spaces import SpaceSpec, get_space
+
+log = logging.getLogger(__name__)
+
+
+class TrialFailed(RuntimeError):
+    """A trial ended without a score; the reason is in its ``failure_reason`` attribute."""
+
+
+def space_spec(spec: StudySpec) -> SpaceSpec:
+    backbones = {str(b) for b in spec.choices("backbone")}
+    return SpaceSpec(
+        fixed=dict(spec.fixed),
+        params=dict(spec.params),
+        stage_counts={b: count_stages(b) for b in sorted(backbones)},
+    )
+
+
+@dataclass
+class Objective:
+    spec: StudySpec
+    study_data: StudyData
+    workdir: Path
+    device: str | None = None
+    max_repeated_errors: int = 3
+    _space: SpaceSpec | None = field(default=None, repr=False)
+    _errors: list[str] = field(default_factory=list, repr=False)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        if self._space is None:
+            self._space = space_spec(self.spec)
+        config = get_space(self.spec.space)(trial, self._space)
+        trial.set_user_attr("config", config.to_dict())
+        try:
+            result = self._fit(trial, config)
+        except Exception as exc:  # noqa: BLE001 - classified below, re-raised when it repeats
+            reason = f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("failure_reason", reason)
+            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+            self._errors.append(reason)
+            if len(self._errors) >= self.max_repeated_errors and len(set(self._errors[-self.max_repeated_errors:])) == 1:
+                raise
+            raise TrialFailed(reason) from exc
+        finally:
+            gc.collect()
+            _empty_cuda_cache()
+        self._errors.clear()
+        for key, value in records.trial_attrs(result).items():
+            trial.set_user_attr(key, value)
+        if result.status == "failed":
+            raise TrialFailed(result.reason or "failed")
+        if result.status == "pruned":
+            raise optuna.TrialPruned(f"pruned after epoch {len(result.history)}")
+        self._keep(trial, config, result)
+        return float(result.best_macro_f1)
+
+    def _fit(self, trial: optuna.Trial, config: TrialConfig) -> TrialResult:
+        sd = self.study_data
+        images = sd.images(config.height, config.width, config.crop)
+        train = ImageSet(images, sd.train_rows, sd.data.training_labels(config.age_cutoff)[sd.train_rows])
+        val = ImageSet(images, sd.val_rows, sd.data.labels[sd.val_rows])
+
+        def report(epoch: int, macro_f1: float) -> bool:
+            trial.report(macro_f1, epoch)
+            prune = trial.should_prune()
+            log.info("trial %d epoch %d: macro-F1 %.4f%s", trial.number, epoch, macro_f1, " -> pruned" if prune else "")
+            return prune
+
+        return fit(config, train, val, reporter=report, device=self.device)
+
+    def _keep(self, trial: optuna.Trial, config: TrialConfig, result: TrialResult) -> None:
+        """Artifacts for the dashboard; a checkpoint only if the trial could enter an ensemble."""
+        assert result.val_probs is not None and result.state_dict is not None  # complete trials have both
+        records.upload_trial_artifacts(artifact_store(self.workdir), trial, result.val_probs, result.confusion)
+        store = TrialStore(self.workdir, trial.study.study_name)
+        finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        better = sum(1 for t in finished if t.value is not None and t.value > result.best_macro_f1)
+        if better < self.spec.keep_top:
+            store.save_trial(trial.number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary())
+        retain_top(trial.study, store, self.spec.keep_top, current=(trial.number, result.best_macro_f1))
+
+
+def retain_top(
+    study: optuna.Study, store: TrialStore, keep_top: int, current: tuple[int, float] | None = None
+) -> list[int]:
+    """Delete checkpoints of finished trials that fell out of the top ``keep_top``.
+
+    ``current`` is (number, value) of the trial being finished: it is not COMPLETE in the
+    storage until the objective returns, but it already competes for a place.
+    """
+    trials = study.get_trials(deepcopy=False)
+    scored = [(t.value, t.number) for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if current is not None:
+        scored.append((current[1], current[0]))
+    keep = {number for _, number in sorted(scored, reverse=True)[:keep_top]}
+    keep |= {t.number for t in trials if not t.state.is_finished() and (current is None or t.number != current[0])}
+    return store.retain(keep)
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,133 @@
+"""What a trial leaves for people to read: user attributes, artifacts, and the study note
+that optuna-dashboard shows."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.artifacts import upload_artifact
+from optuna.artifacts._protocol import ArtifactStore
+from optuna.trial import TrialState
+from PIL import Image, ImageDraw
+
+from search.data import decompose
+
+MASKS = ("wear", "incorrect", "not wear")
+GENDERS = ("male", "female")
+AGES = ("<30", "30-59", ">=60")
+
+
+def class_name(c: int) -> str:
+    mask, gender, band = (int(v) for v in decompose(c))
+    return f"{MASKS[mask]}/{GENDERS[gender]}/{AGES[band]}"
+
+
+def trial_attrs(result: Any) -> dict[str, Any]:
+    """User attributes of a finished trial (TrialResult), all JSON-able."""
+    history = result.history
+    seconds = [h.seconds for h in history]
+    speeds = [h.train_images_per_s for h in history]
+    return {
+        "status": result.status,
+        "failure_reason": result.reason,
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(history),
+        "per_class_f1": [round(float(v), 4) for v in result.per_class_f1] if result.per_class_f1 else [],
+        "confusion": result.confusion.astype(int).tolist() if result.confusion is not None else None,
+        "val_accuracy": _best(history, result.best_epoch, "val_accuracy"),
+        "seconds_per_epoch": round(float(np.mean(seconds)), 3) if seconds else None,
+        "train_images_per_s": round(float(np.mean(speeds)), 1) if speeds else None,
+        "device": result.device,
+        "n_params": result.n_params,
+        "n_trainable": result.n_trainable,
+        "history": [
+            {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in vars(h).items()}
+            for h in history
+        ],
+    }
+
+
+def _best(history: list[Any], epoch: int | None, field: str) -> float | None:
+    for h in history:
+        if h.epoch == epoch:
+            return round(float(getattr(h, field)), 4)
+    return None
+
+
+def upload_trial_artifacts(
+    store: ArtifactStore, trial: optuna.Trial, val_probs: np.ndarray, confusion: np.ndarray
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        probs_path = Path(tmp) / "val_probs.npy"
+        np.save(probs_path, val_probs.astype(np.float32))
+        upload_artifact(artifact_store=store, file_path=str(probs_path), study_or_trial=trial)
+        png_path = Path(tmp) / "confusion_matrix.png"
+        confusion_png(confusion, png_path, title=f"trial {trial.number}: validation confusion (rows = truth)")
+        upload_artifact(artifact_store=store, file_path=str(png_path), study_or_trial=trial, mimetype="image/png")
+
+
+def confusion_png(confusion: np.ndarray, path: Path, title: str = "", cell: int = 30) -> None:
+    """An 18x18 heat map, row-normalised, with counts in the cells."""
+    n = confusion.shape[0]
+    left, top = 40, 40
+    img = Image.new("RGB", (left + n * cell + 10, top + n * cell + 10), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((4, 4), title, fill="black")
+    rows = confusion.sum(axis=1, keepdims=True).clip(min=1)
+    share = confusion / rows
+    for i in range(n):
+        draw.text((8, top + i * cell + cell // 3), str(i), fill="black")
+        draw.text((left + i * cell + cell // 3, top - 14), str(i), fill="black")
+        for j in range(n):
+            shade = int(255 * (1 - share[i, j]))
+            color = (shade, shade, 255) if i == j else (255, shade, shade)
+            x, y = left + j * cell, top + i * cell
+            draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=color, outline=(220, 220, 220))
+            if confusion[i, j]:
+                draw.text((x + 3, y + cell // 3), str(int(confusion[i, j])), fill="black")
+    img.save(path)
+
+
+def study_note(study: optuna.Study, top: int = 5) -> str:
+    """Markdown summary of the best trials, for the dashboard's study note."""
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    done.sort(key=lambda t: t.value, reverse=True)
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    lines = [
+        f"# {study.study_name}",
+        "",
+        str(study.user_attrs.get("description", "")),
+        "",
+        "Trials: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v),
+        f"Data: `{study.user_attrs.get('data_root')}`; validation people: "
+        f"{len(study.user_attrs.get('split', {}).get('val_people', []))}",
+        "",
+        "| trial | macro-F1 | backbone | age cutoff | gamma | depth | augment | best epoch | s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in done[:top]:
+        c = t.user_attrs.get("config", {})
+        lines.append(
+            f"| {t.number} | {t.value:.4f} | {c.get('backbone')} | {c.get('age_cutoff')} | "
+            f"{c.get('focal_gamma', 0):.2f} | {c.get('unfrozen_depth')} | {c.get('augment')} | "
+            f"{t.user_attrs.get('best_epoch')} | {t.user_attrs.get('seconds_per_epoch')} |"
+        )
+    if done:
+        best = done[0]
+        per_class = best.user_attrs.get("per_class_f1", [])
+        weakest = sorted(range(len(per_class)), key=lambda i: per_class[i])[:3]
+        lines += ["", "Weakest classes of the best trial: "
+                  + ", ".join(f"{i} {class_name(i)} (F1 {per_class[i]:.2f})" for i in weakest)]
+    return "\n".join(lines) + "\n"
+
+
+def save_study_note(study: optuna.Study) -> None:
+    from optuna_dashboard import save_note
+
+    save_note(study, study_note(study))

@@ -1,0 +1,128 @@
+"""``python -m search.report --study NAME``: one self-contained HTML page of plotly figures.
+
+Optimisation history, intermediate values (what the pruner saw), parameter importances,
+macro-F1 by age cutoff and by backbone, and the best trial's per-class F1 and confusion matrix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import optuna
+import plotly.graph_objects as go
+from optuna.trial import FrozenTrial, TrialState
+
+from search.records import class_name
+from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact
+
+log = logging.getLogger(__name__)
+
+
+def _complete(study: optuna.Study) -> list[FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+
+
+def by_config_value(trials: list[FrozenTrial], key: str, title: str) -> go.Figure:
+    fig = go.Figure()
+    groups: dict[str, list[float]] = {}
+    for t in trials:
+        groups.setdefault(str(t.user_attrs.get("config", {}).get(key)), []).append(float(t.value))
+    for name in sorted(groups):
+        fig.add_trace(go.Box(y=groups[name], name=name, boxpoints="all", jitter=0.3))
+    fig.update_layout(title=title, yaxis_title="validation macro-F1", showlegend=False)
+    return fig
+
+
+def per_class_figure(best: FrozenTrial) -> go.Figure:
+    f1 = best.user_attrs.get("per_class_f1", [])
+    names = [f"{i} {class_name(i)}" for i in range(len(f1))]
+    fig = go.Figure(go.Bar(x=names, y=f1))
+    fig.update_layout(title=f"Per-class F1 of the best trial ({best.number})", yaxis_range=[0, 1])
+    return fig
+
+
+def confusion_figure(best: FrozenTrial) -> go.Figure | None:
+    confusion = best.user_attrs.get("confusion")
+    if confusion is None:
+        return None
+    matrix = np.asarray(confusion)
+    fig = go.Figure(go.Heatmap(z=matrix, x=list(range(18)), y=list(range(18)), colorscale="Blues",
+                               text=matrix, texttemplate="%{text}"))
+    fig.update_layout(title=f"Confusion matrix of the best trial ({best.number}); rows = truth",
+                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
+    return fig
+
+
+def build_figures(study: optuna.Study) -> list[tuple[str, go.Figure]]:
+    from optuna import visualization as vis
+
+    figures: list[tuple[str, go.Figure]] = [("Optimisation history", vis.plot_optimization_history(study))]
+    if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+        figures.append(("Intermediate values (pruning)", vis.plot_intermediate_values(study)))
+    complete = _complete(study)
+    if len(complete) >= 2 and any(len({str(t.params.get(p)) for t in complete}) > 1 for p in complete[0].params):
+        try:
+            figures.append(("Parameter importances", vis.plot_param_importances(study)))
+        except (RuntimeError, ValueError) as exc:  # too few distinct trials for fANOVA
+            log.warning("parameter importances skipped: %s", exc)
+    if complete:
+        figures.append(("By age cutoff", by_config_value(complete, "age_cutoff", "Macro-F1 by training age cutoff")))
+        figures.append(("By backbone", by_config_value(complete, "backbone", "Macro-F1 by backbone")))
+        best = max(complete, key=lambda t: t.value)
+        figures.append(("Per-class F1", per_class_figure(best)))
+        confusion = confusion_figure(best)
+        if confusion is not None:
+            figures.append(("Confusion matrix", confusion))
+    return figures
+
+
+def write_report(study: optuna.Study, out: Path) -> Path:
+    figures = build_figures(study)
+    counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(study.study_name)}</title></head><body style='font-family:sans-serif'>",
+        f"<h1>Study {html.escape(study.study_name)}</h1>",
+        "<p>" + html.escape(", ".join(f"{v} {k}" for k, v in counts.items() if v)) + "</p>",
+    ]
+    for i, (title, fig) in enumerate(figures):
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False))
+    parts.append("</body></html>")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join(parts))
+    os.replace(tmp, out)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m search.report", description=__doc__)
+    p.add_argument("--study", required=True, help="study name in the storage")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///runs/studies.db)")
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    p.add_argument("--out", type=Path, help="HTML file (default: <workdir>/reports/<study>.html)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    url = args.storage or default_storage_url(args.workdir)
+    try:
+        study = optuna.load_study(study_name=args.study, storage=open_storage(url))
+    except KeyError:
+        print(f"error: no study {args.study!r} in {redact(url)}", file=sys.stderr)
+        return 2
+    out = write_report(study, args.out or args.workdir / "reports" / f"{args.study}.html")
+    print(f"report: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

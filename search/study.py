@@ -1,0 +1,190 @@
+"""Study files: ``studies/<name>.toml`` -> a frozen, validated ``StudySpec``.
+
+A study file names its search space, the values it keeps fixed, the sampler, the pruner,
+the validation split, the trial budget and the ensemble's retention, with ``[profiles.cpu]``
+and ``[profiles.gpu]`` tables that override ``fixed``/``params``/``n_trials`` for the device
+the study runs on. Unknown keys are errors naming the key and the file.
+
+    [study]           description, space, n_trials, timeout_s, keep_top
+    [sampler]         name (tpe | random), seed, n_startup_trials
+    [pruner]          name (hyperband | successive_halving | median | none), min_resource, reduction_factor
+    [split]           val_fraction, seed
+    [fixed]           TrialConfig fields held constant
+    [params]          searched TrialConfig fields: a list = categorical, {low, high, log, step} = range
+    [profiles.cpu]    n_trials, fixed, params   (merged over the tables above)
+    [profiles.gpu]    n_trials, fixed, params
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runners.config import TrialConfig
+from spaces import ParamSpec, list_spaces, parse_param
+
+STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
+PROFILES = ("cpu", "gpu")
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("hyperband", "successive_halving", "median", "none")
+
+
+class StudyFileError(ValueError):
+    """A study file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    name: str = "tpe"
+    seed: int | None = 0  # None: a different search each run
+    n_startup_trials: int = 5  # random trials before TPE models the results
+
+
+@dataclass(frozen=True)
+class PrunerSpec:
+    name: str = "hyperband"
+    min_resource: int = 1  # epochs every trial gets before it can be pruned
+    reduction_factor: int = 3
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    val_fraction: float = 0.2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    path: Path
+    description: str = ""
+    space: str = "standard"
+    n_trials: int = 20  # finished (complete + pruned) trials the study aims for, over all workers
+    timeout_s: float | None = None
+    keep_top: int = 8  # checkpoints kept for trials that could still enter an ensemble
+    sampler: SamplerSpec = field(default_factory=SamplerSpec)
+    pruner: PrunerSpec = field(default_factory=PrunerSpec)
+    split: SplitSpec = field(default_factory=SplitSpec)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    profile: str = "cpu"
+
+    def base_config(self) -> TrialConfig:
+        return TrialConfig.from_dict(self.fixed)
+
+    def choices(self, name: str) -> list[Any]:
+        """Every value ``name`` can take in this study (searched choices or the fixed value)."""
+        if name in self.params:
+            return list(self.params[name].values())
+        return [self.fixed.get(name, getattr(TrialConfig(), name))]
+
+
+def study_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.exists():
+        return path
+    candidate = STUDIES_DIR / f"{name_or_path}.toml"
+    if candidate.exists():
+        return candidate
+    raise StudyFileError(
+        f"No study named {str(name_or_path)!r}: expected {candidate}. "
+        f"Available studies: {', '.join(list_studies())}."
+    )
+
+
+def list_studies() -> list[str]:
+    return sorted(p.stem for p in STUDIES_DIR.glob("*.toml"))
+
+
+def load_study(name_or_path: str | Path, profile: str = "cpu") -> StudySpec:
+    if profile not in PROFILES:
+        raise StudyFileError(f"profile must be one of {list(PROFILES)} but got {profile!r}.")
+    path = study_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyFileError(f"{path}: not valid TOML ({exc}).") from exc
+    return _parse(raw, path, profile)
+
+
+def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
+    _reject_unknown(raw, {"study", "sampler", "pruner", "split", "fixed", "params", "profiles"}, path, "")
+    study = dict(raw.get("study", {}))
+    _reject_unknown(study, {"description", "space", "n_trials", "timeout_s", "keep_top"}, path, "study")
+    profiles = raw.get("profiles", {})
+    _reject_unknown(profiles, set(PROFILES), path, "profiles")
+    for pname, ptable in profiles.items():
+        _reject_unknown(ptable, {"n_trials", "fixed", "params"}, path, f"profiles.{pname}")
+    chosen = profiles.get(profile, {})
+
+    fixed = {**raw.get("fixed", {}), **chosen.get("fixed", {})}
+    raw_params = {**raw.get("params", {}), **chosen.get("params", {})}
+    config_keys = {f.name for f in dataclasses.fields(TrialConfig)}
+    for section, table in (("fixed", fixed), ("params", raw_params)):
+        for key in table:
+            if key not in config_keys:
+                raise StudyFileError(
+                    f"{path}: unknown key {section}.{key}; it must be a TrialConfig field: "
+                    f"{', '.join(sorted(config_keys))}."
+                )
+    params: dict[str, ParamSpec] = {}
+    for key, value in raw_params.items():
+        try:
+            params[key] = parse_param(key, value)
+        except ValueError as exc:
+            raise StudyFileError(f"{path}: params.{key}: {exc}") from exc
+    for key in set(params) & set(fixed):
+        del fixed[key]  # a profile may search what the base table fixes
+
+    space = study.get("space", "standard")
+    if space not in list_spaces():
+        raise StudyFileError(f"{path}: study.space {space!r} is unknown; valid spaces: {list_spaces()}.")
+    spec = StudySpec(
+        name=path.stem,
+        path=path,
+        description=str(study.get("description", "")),
+        space=space,
+        n_trials=_positive_int(chosen.get("n_trials", study.get("n_trials", 20)), path, "n_trials"),
+        timeout_s=study.get("timeout_s"),
+        keep_top=_positive_int(study.get("keep_top", 8), path, "study.keep_top"),
+        sampler=_dataclass_from(SamplerSpec, raw.get("sampler", {}), path, "sampler"),
+        pruner=_dataclass_from(PrunerSpec, raw.get("pruner", {}), path, "pruner"),
+        split=_dataclass_from(SplitSpec, raw.get("split", {}), path, "split"),
+        fixed=fixed,
+        params=params,
+        profile=profile,
+    )
+    if spec.sampler.name not in SAMPLERS:
+        raise StudyFileError(f"{path}: sampler.name must be one of {list(SAMPLERS)}, got {spec.sampler.name!r}.")
+    if spec.pruner.name not in PRUNERS:
+        raise StudyFileError(f"{path}: pruner.name must be one of {list(PRUNERS)}, got {spec.pruner.name!r}.")
+    if not 0.0 < spec.split.val_fraction < 1.0:
+        raise StudyFileError(f"{path}: split.val_fraction must be in (0, 1), got {spec.split.val_fraction}.")
+    try:
+        spec.base_config()
+    except (TypeError, ValueError) as exc:
+        raise StudyFileError(f"{path}: [fixed] does not make a valid trial config: {exc}") from exc
+    return spec
+
+
+def _reject_unknown(table: Any, allowed: set[str], path: Path, where: str) -> None:
+    if not isinstance(table, dict):
+        raise StudyFileError(f"{path}: {where or 'the file'} must be a table, got {table!r}.")
+    for key in table:
+        if key not in allowed:
+            name = f"{where}.{key}" if where else key
+            raise StudyFileError(f"{path}: unknown key {name!r}; allowed here: {', '.join(sorted(allowed))}.")
+
+
+def _dataclass_from(cls: type, table: dict[str, Any], path: Path, where: str) -> Any:
+    _reject_unknown(table, {f.name for f in dataclasses.fields(cls)}, path, where)
+    return cls(**table)
+
+
+def _positive_int(value: Any, path: Path, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise StudyFileError(f"{path}: {key} must be a positive integer, got {value!r}.")
+    return value

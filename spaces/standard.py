@@ -1,0 +1,47 @@
+"""The standard define-by-run space: every TrialConfig field the study's ``[params]`` names is
+searched, the rest come from ``[fixed]``.
+
+Unfrozen depth is conditional on the backbone: its range ends at that backbone's number of
+stages, so it is asked under a per-backbone name (``unfrozen_depth.resnet50``). TPE's
+``group=True`` then models each backbone's depth only from trials of that backbone.
+"""
+
+from __future__ import annotations
+
+from optuna.trial import BaseTrial
+
+from runners.config import TrialConfig
+from spaces._params import IntRange
+from spaces._spec import SpaceSpec
+
+DEPTH = "unfrozen_depth"
+
+
+def suggest(trial: BaseTrial, spec: SpaceSpec) -> TrialConfig:
+    values = dict(spec.fixed)
+    for name, param in spec.params.items():
+        if name != DEPTH:
+            values[name] = param.suggest(trial, name)
+    if DEPTH in spec.params:
+        backbone = values.get("backbone", TrialConfig().backbone)
+        values[DEPTH] = _suggest_depth(trial, spec, backbone)
+    return TrialConfig.from_dict(values)
+
+
+def depth_param_name(backbone: str) -> str:
+    return f"{DEPTH}.{backbone}"
+
+
+def _suggest_depth(trial: BaseTrial, spec: SpaceSpec, backbone: str) -> int:
+    param = spec.params[DEPTH]
+    if backbone not in spec.stage_counts:
+        raise ValueError(
+            f"No stage count for backbone {backbone!r}; the study must pass stage_counts for every backbone."
+        )
+    n_stages = spec.stage_counts[backbone]
+    if isinstance(param, IntRange):
+        return param.suggest(trial, depth_param_name(backbone), upper=n_stages)
+    choices = [c for c in param.values() if c == -1 or 0 <= c <= n_stages]
+    if not choices:
+        raise ValueError(f"None of the unfrozen_depth choices {param.values()} fit {backbone} ({n_stages} stages).")
+    return trial.suggest_categorical(depth_param_name(backbone), choices)

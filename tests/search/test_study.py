@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search.study import StudyFileError, list_studies, load_study
+from spaces import Categorical
+
+REQUIRED = {"age_cutoff", "backbone", "finetune", "augment", "full", "smoke"}
+
+
+def test_required_studies_ship() -> None:
+    assert REQUIRED <= set(list_studies())
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_every_study_file_parses(name: str, profile: str) -> None:
+    spec = load_study(name, profile=profile)
+    config = spec.base_config()
+    assert spec.n_trials >= 1 and config.epochs >= 1
+    assert spec.params, "a study searches something"
+
+
+def test_age_cutoff_study_searches_the_cutoffs() -> None:
+    for profile in ("cpu", "gpu"):
+        spec = load_study("age_cutoff", profile=profile)
+        assert spec.params["age_cutoff"] == Categorical((58, 59, 60))
+        assert "focal_gamma" in spec.params and len(spec.choices("backbone")) >= 2
+
+
+def test_gpu_profile_uses_real_backbones() -> None:
+    gpu = load_study("full", profile="gpu").choices("backbone")
+    assert "resnext50_32x4d" in gpu and any(b.startswith("efficientnet_b") for b in gpu)
+    cpu = load_study("full", profile="cpu").choices("backbone")
+    assert "resnext50_32x4d" not in cpu
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("[study]\nn_trial = 3\n", ["bad.toml", "study.n_trial"]),
+        ("[fixed]\nlearning_rate = 0.1\n", ["bad.toml", "fixed.learning_rate"]),
+        ("[params]\nbackbone = 'x'\n", ["bad.toml", "params.backbone"]),
+        ("[pruner]\nname = 'asha'\n", ["bad.toml", "pruner.name"]),
+        ("[profiles.tpu]\nn_trials = 1\n", ["bad.toml", "profiles.tpu"]),
+        ("[fixed]\nhead = 'two'\n", ["bad.toml", "head"]),
+        ("[study]\nn_trials = 0\n", ["bad.toml", "n_trials"]),
+        ("[study\n", ["bad.toml", "TOML"]),
+    ],
+)
+def test_malformed_study_file_names_the_key(tmp_path: Path, text: str, names: list[str]) -> None:
+    with pytest.raises(StudyFileError) as info:
+        load_study(_write(tmp_path, text + "[params]\nlr = [0.1]\n" if "[params]" not in text else text))
+    for name in names:
+        assert name in str(info.value)
+
+
+def test_profile_overrides_base(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "[fixed]\nepochs = 2\n[params]\nlr = [0.1]\n[profiles.gpu]\nn_trials = 50\n[profiles.gpu.fixed]\nepochs = 6\n",
+    )
+    assert load_study(path, "cpu").base_config().epochs == 2
+    gpu = load_study(path, "gpu")
+    assert gpu.base_config().epochs == 6 and gpu.n_trials == 50
+
+
+def test_unknown_study_lists_available() -> None:
+    with pytest.raises(StudyFileError, match="smoke"):
+        load_study("does_not_exist")
