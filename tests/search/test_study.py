@@ -27,7 +27,8 @@ def test_age_cutoff_study_searches_the_cutoffs() -> None:
     for profile in ("cpu", "gpu"):
         spec = load_study("age_cutoff", profile=profile)
         assert spec.params["age_cutoff"] == Categorical((58, 59, 60))
-        assert "focal_gamma" in spec.params and len(spec.choices("backbone")) >= 2
+        assert "focal_gamma" in spec.params and "unfrozen_depth" in spec.params
+    assert len(load_study("age_cutoff", profile="gpu").choices("backbone")) >= 2
 
 
 def test_gpu_profile_uses_real_backbones() -> None:
