@@ -1,0 +1,38 @@
+"""A tiny synthetic bench and one finished smoke study, shared by the study-layer tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.run import RunOptions, run_study
+from search.synth import generate
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    data: Path
+    workdir: Path
+    storage: str
+    study: optuna.Study
+
+    def options(self, **changes: object) -> RunOptions:
+        base = dict(study="smoke", data=self.data, workdir=self.workdir, storage=self.storage, device="cpu")
+        return RunOptions(**{**base, **changes})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def tiny_bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate(tmp_path_factory.mktemp("bench") / "bench", people=72, size=(48, 64), seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tiny_bench: Path, tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
+    workdir = tmp_path_factory.mktemp("runs")
+    storage = f"sqlite:///{workdir / 'studies.db'}"
+    opts = RunOptions(study="smoke", data=tiny_bench, workdir=workdir, storage=storage, device="cpu")
+    study = run_study(opts)
+    return SmokeRun(tiny_bench, workdir, storage, study)

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.artifacts import get_all_artifact_meta
+from optuna.trial import TrialState
+
+from search.run import RunOptions, run_study
+from search.trialstore import TrialStore
+from tests.search.conftest import SmokeRun
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _trials(study: optuna.Study, state: TrialState) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(state,))
+
+
+def test_smoke_study_reaches_its_budget_and_prunes(smoke_run: SmokeRun) -> None:
+    study = smoke_run.study
+    complete, pruned = _trials(study, TrialState.COMPLETE), _trials(study, TrialState.PRUNED)
+    assert len(complete) + len(pruned) == 8
+    assert pruned, "successive halving should stop some weak trials"
+    epochs = lambda ts: [len(t.intermediate_values) for t in ts]  # noqa: E731
+    assert max(epochs(pruned)) < max(epochs(complete))
+    assert np.mean(epochs(pruned)) < np.mean(epochs(complete))
+    assert not _trials(study, TrialState.RUNNING)
+
+
+def test_every_trial_records_what_the_dashboard_shows(smoke_run: SmokeRun) -> None:
+    study = smoke_run.study
+    for trial in _trials(study, TrialState.COMPLETE) + _trials(study, TrialState.PRUNED):
+        attrs = trial.user_attrs
+        assert attrs["config"]["backbone"] in {"test_resnet", "test_efficientnet"}
+        assert attrs["config"]["age_cutoff"] == trial.params["age_cutoff"]
+        assert len(attrs["per_class_f1"]) == 18
+        assert attrs["device"] == "cpu" and attrs["seconds_per_epoch"] > 0 and attrs["train_images_per_s"] > 0
+        assert trial.intermediate_values and all(0 <= v <= 1 for v in trial.intermediate_values.values())
+    for trial in _trials(study, TrialState.COMPLETE):
+        assert trial.user_attrs["best_epoch"] >= 1
+        names = {m.filename for m in get_all_artifact_meta(trial, storage=study._storage)}
+        assert names == {"val_probs.npy", "confusion_matrix.png"}
+    assert "split" in study.user_attrs and study.user_attrs["data_fingerprint"]
+
+
+def test_checkpoints_kept_only_for_the_top_trials(smoke_run: SmokeRun) -> None:
+    store = TrialStore(smoke_run.workdir, "smoke")
+    complete = sorted(_trials(smoke_run.study, TrialState.COMPLETE), key=lambda t: t.value, reverse=True)
+    kept = store.trial_numbers()
+    assert set(kept) == {t.number for t in complete[:4]}
+    validation = store.load_validation()
+    for number in kept:
+        probs = store.load_probs(number)
+        assert probs.shape == (len(validation.rows), 18)
+        assert json.loads((store.trial_dir(number) / "config.json").read_text())["backbone"]
+
+
+def test_resume_continues_the_same_study_with_the_same_split(smoke_run: SmokeRun, tmp_path: Path) -> None:
+    split_before = smoke_run.study.user_attrs["split"]
+    # A second run with the same budget does nothing; a bigger budget adds exactly the difference.
+    again = run_study(smoke_run.options())
+    assert len(again.trials) == len(smoke_run.study.trials)
+    more = run_study(smoke_run.options(n_trials=9))
+    finished = [t for t in more.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 9
+    assert more.user_attrs["split"] == split_before
+
+
+def test_resuming_on_other_data_is_refused(smoke_run: SmokeRun, tmp_path: Path) -> None:
+    from search.prepare import StudyMismatchError
+    from search.synth import generate
+
+    other = generate(tmp_path / "other", people=72, size=(48, 64), seed=1, progress=False)
+    with pytest.raises(StudyMismatchError, match="--name"):
+        run_study(smoke_run.options(data=other, n_trials=20))
+
+
+def test_a_diverging_trial_fails_and_the_study_goes_on(tiny_bench: Path, tmp_path: Path) -> None:
+    toml = tmp_path / "diverge.toml"
+    toml.write_text(
+        (REPO / "studies" / "smoke.toml").read_text().replace(
+            'lr = { low = 3e-3, high = 3e-2, log = true }', "lr = [1e9, 1e-2]"
+        ).replace("n_trials = 8", "n_trials = 4")
+    )
+    opts = RunOptions(study=str(toml), data=tiny_bench, workdir=tmp_path / "runs", device="cpu", seed=3)
+    study = run_study(opts)
+    failed = _trials(study, TrialState.FAIL)
+    assert failed, "an lr of 1e9 must diverge"
+    assert all("nan" in str(t.user_attrs.get("failure_reason", "")).lower() for t in failed)
+    assert len(_trials(study, TrialState.COMPLETE)) + len(_trials(study, TrialState.PRUNED)) == 4
+
+
+def test_ctrl_c_marks_the_trial_failed_and_the_study_resumes(tiny_bench: Path, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    cmd = [sys.executable, "-m", "search.run", "--study", "smoke", "--data", str(tiny_bench),
+           "--workdir", str(tmp_path / "runs"), "--storage", storage, "--device", "cpu", "--n-trials", "3"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name="smoke", storage=storage)
+        except KeyError:
+            continue
+        if _trials(study, TrialState.RUNNING):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "resume" in out
+    study = optuna.load_study(study_name="smoke", storage=storage)
+    assert not _trials(study, TrialState.RUNNING)
+    assert _trials(study, TrialState.FAIL)
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    study = optuna.load_study(study_name="smoke", storage=storage)
+    assert len(_trials(study, TrialState.COMPLETE)) + len(_trials(study, TrialState.PRUNED)) == 3
+    assert "optuna-dashboard" in done.stdout and "search.export" in done.stdout
