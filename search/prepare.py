@@ -43,7 +43,7 @@ class StudyData:
         key = (height, width, crop)
         if key not in self._images:
             paths = self.data.images["path"].tolist()
-            self._images[key] = image_cache(paths, height, width, crop, self.cache_dir, key=self.data.fingerprint)
+            self._images[key] = image_cache(paths, height, width, crop, self.cache_dir, key=self.data.image_fingerprint)
         return self._images[key]
 
     def validation(self) -> Validation:

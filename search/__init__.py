@@ -1,0 +1,1 @@
+"""Hyperparameter-search harness for 18-class mask-wearing status classification."""

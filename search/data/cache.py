@@ -1,0 +1,223 @@
+"""Decode once: a uint8 image cache on disk, memory-mapped, per (data, resolution, crop).
+
+``image_cache(paths, height, width, crop, cache_dir, key)`` returns a read-only
+``(N, height, width, 3)`` uint8 RGB array, one row per path in the given order. The file name
+is a sha256 of (key, paths, height, width, crop, CACHE_VERSION): pass the data fingerprint
+as ``key`` and a change in the data or in preprocessing selects a new file.
+
+Preprocessing (:func:`load_image`, the one function train and predict both use): crop a
+named box given as fractions of the photo, then resize with PIL's BILINEAR filter, which is
+antialiased (its support widens with the scale factor, area-like) when shrinking. JPEGs are
+first decoded at a reduced DCT scale no smaller than the crop needs (``Image.draft``).
+
+Building: decoding runs on joblib threads (measured on 2 cores, 384x512 JPEG -> 128x96:
+threads ~2,400 img/s, processes ~1,000 img/s, serial ~2,000 img/s: PIL releases the GIL
+while decoding and resizing, and threads pay no start-up or transfer cost). Rows go into a
+temporary ``.npy`` in the cache folder, which is renamed into place only when complete, and
+then a JSON sidecar is renamed beside it; the sidecar is what marks a cache as finished. An
+exclusive ``flock`` on ``<name>.lock`` serialises builders: a second process waits, then
+finds the finished file and maps it. An interrupted build removes its temporary file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from joblib import Parallel, delayed
+from PIL import Image
+from tqdm.auto import tqdm
+
+from search.data.errors import DataError
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when load_image's output changes for the same inputs
+
+# (top, left, bottom, right) as fractions of the source photo
+CROPS: dict[str, tuple[float, float, float, float]] = {
+    "full": (0.0, 0.0, 1.0, 1.0),
+    # conservative box around where the face sits in a 384x512 portrait photo
+    "face": (0.08, 0.12, 0.82, 0.88),
+    # tighter, for models that should not see hair and clothes
+    "tight": (0.15, 0.2, 0.75, 0.8),
+}
+
+
+def crop_box(crop: str) -> tuple[float, float, float, float]:
+    """The fractional box of a named crop; an unknown name lists the valid ones."""
+    try:
+        return CROPS[crop]
+    except KeyError:
+        raise ValueError(f"unknown crop {crop!r}; valid crops are {', '.join(sorted(CROPS))}.") from None
+
+
+def _check_size(height: int, width: int) -> None:
+    for name, v in (("height", height), ("width", width)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= 4096:
+            raise ValueError(f"image {name} must be an integer from 1 to 4096 but got {v!r}.")
+
+
+def load_image(path: str | Path, height: int, width: int, crop: str = "full") -> npt.NDArray[np.uint8]:
+    """Decode one photo to an ``(height, width, 3)`` uint8 RGB array (crop, then resize)."""
+    top, left, bottom, right = crop_box(crop)
+    with Image.open(path) as im:
+        if im.format == "JPEG":
+            im.draft("RGB", (math.ceil(width / (right - left)), math.ceil(height / (bottom - top))))
+        rgb = im.convert("RGB")
+    w, h = rgb.size
+    box = (left * w, top * h, right * w, bottom * h)
+    out = rgb.resize((width, height), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def cache_name(paths: Sequence[str], height: int, width: int, crop: str, key: str) -> str:
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, key, height, width, crop]).encode())
+    for p in paths:
+        h.update(str(p).encode() + b"\0")
+    return f"images-{crop}-{height}x{width}-n{len(paths)}-{h.hexdigest()[:24]}"
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    with open(lock_path, "a+") as fh:
+        t0 = time.monotonic()
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        waited = time.monotonic() - t0
+        if waited > 1.0:
+            log.info("waited %.1f s for %s", waited, lock_path)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _open_finished(npy: Path, meta: Path, shape: tuple[int, ...]) -> np.memmap | None:
+    """The finished cache, or None when absent or not matching (it is then rebuilt)."""
+    if not (npy.is_file() and meta.is_file()):
+        return None
+    try:
+        info = json.loads(meta.read_text())
+        arr = np.load(npy, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        log.warning("cache %s is unreadable (%s); rebuilding it", npy, exc)
+        return None
+    if tuple(info.get("shape", ())) != shape or arr.shape != shape or arr.dtype != np.uint8:
+        log.warning("cache %s has shape %s, expected %s; rebuilding it", npy, arr.shape, shape)
+        return None
+    return arr
+
+
+def _decode(index: int, path: str, height: int, width: int, crop: str) -> npt.NDArray[np.uint8]:
+    try:
+        return load_image(path, height, width, crop)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(
+            f"cannot decode image {index} of the cache, {path}: {exc}; replace the file."
+        ) from exc
+
+
+def _write_json(path: Path, payload: dict[str, object]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(json.dumps(payload, indent=1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _build(
+    npy: Path, meta: Path, paths: Sequence[str], height: int, width: int, crop: str, key: str, n_jobs: int
+) -> None:
+    shape = (len(paths), height, width, 3)
+    tmp = npy.with_name(f".{npy.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    t0 = time.monotonic()
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator", batch_size=16)
+        rows = jobs(delayed(_decode)(i, p, height, width, crop) for i, p in enumerate(paths))
+        bar = tqdm(rows, total=len(paths), desc=f"caching {height}x{width} {crop}", unit="img")
+        for i, row in enumerate(bar):
+            out[i] = row
+        out.flush()
+        del out
+        os.replace(tmp, npy)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _write_json(
+        meta,
+        {
+            "shape": list(shape),
+            "dtype": "uint8",
+            "paths": len(paths),
+            "height": height,
+            "width": width,
+            "crop": crop,
+            "key": key,
+            "cache_version": CACHE_VERSION,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "build_id": uuid.uuid4().hex,
+            "build_seconds": round(time.monotonic() - t0, 3),
+        },
+    )
+    log.info(
+        "cached %d images at %dx%d (%s) in %.1f s: %s",
+        len(paths),
+        height,
+        width,
+        crop,
+        time.monotonic() - t0,
+        npy,
+    )
+
+
+def cache_files(
+    paths: Sequence[str], height: int, width: int, crop: str, cache_dir: Path | str, key: str
+) -> tuple[Path, Path]:
+    """The ``(.npy, .json)`` pair that :func:`image_cache` uses for these arguments."""
+    base = Path(cache_dir) / cache_name(paths, height, width, crop, key)
+    return base.with_suffix(".npy"), base.with_suffix(".json")
+
+
+def image_cache(
+    paths: Sequence[str],
+    height: int,
+    width: int,
+    crop: str,
+    cache_dir: Path | str,
+    key: str,
+    n_jobs: int = -1,
+) -> np.memmap:
+    """The read-only ``(len(paths), height, width, 3)`` uint8 cache of ``paths``, built if needed."""
+    _check_size(height, width)
+    crop_box(crop)
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError("image_cache needs at least one path but got none.")
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    npy, meta = cache_files(paths, height, width, crop, cache_dir, key)
+    shape = (len(paths), height, width, 3)
+    found = _open_finished(npy, meta, shape)
+    if found is not None:
+        return found
+    with _locked(npy.with_suffix(".lock")):
+        found = _open_finished(npy, meta, shape)  # another process may have built it meanwhile
+        if found is None:
+            meta.unlink(missing_ok=True)
+            _build(npy, meta, paths, height, width, crop, key, n_jobs)
+            found = _open_finished(npy, meta, shape)
+    if found is None:
+        raise DataError(f"image cache {npy} was built but cannot be read back; delete {cache_dir} and retry.")
+    return found

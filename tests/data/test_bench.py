@@ -1,0 +1,97 @@
+"""Point 10: the synthetic bench is the default data, generated once into data/ and reused."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from search.data import DataError, default_data_root, load_eval, load_train
+from search.data.bench import ENV_VAR
+
+
+def real_or_tiny_generator(layout_builder):
+    """search.synth.generate when the bench engineer's module is present, else a tiny stand-in."""
+    try:
+        from search.synth import generate
+
+        return lambda out_dir, people=24, seed=0: generate(out_dir, people=people, size=(32, 48), seed=seed)
+    except ImportError:
+        return lambda out_dir, people=24, seed=0: layout_builder(Path(out_dir), eval_images=3).root
+
+
+@pytest.fixture
+def counted(monkeypatch, layout_builder):
+    """Install a counting generator as search.synth.generate; returns the call list."""
+    calls: list[Path] = []
+    inner = real_or_tiny_generator(layout_builder)
+
+    def generate(out_dir: Path, people: int = 24, seed: int = 0) -> Path:
+        calls.append(Path(out_dir))
+        time.sleep(0.2)  # long enough for a concurrent caller to find the lock taken
+        return inner(out_dir, people=people, seed=seed)
+
+    monkeypatch.setitem(sys.modules, "search.synth", types.SimpleNamespace(generate=generate))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    return calls
+
+
+def test_generates_on_first_use_then_reuses(counted, tmp_path: Path) -> None:
+    root = default_data_root(tmp_path / "data", people=24)
+    assert root == (tmp_path / "data" / "bench").resolve()
+    assert len(counted) == 1 and counted[0].parent == root.parent and counted[0].name.startswith(".bench.tmp")
+    data = load_train(root)
+    assert len(data.people) > 0 and len(load_eval(root).info) > 0
+    assert default_data_root(tmp_path / "data") == root and len(counted) == 1
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["bench", "bench.lock"]
+
+
+def test_concurrent_first_use_generates_once(counted, tmp_path: Path) -> None:
+    got: list[Path] = []
+    threads = [
+        threading.Thread(target=lambda: got.append(default_data_root(tmp_path / "d", people=24)))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(got) == 2 and got[0] == got[1] and len(counted) == 1
+
+
+def test_interrupted_generation_is_never_reused(monkeypatch, tmp_path: Path, counted) -> None:
+    good = sys.modules["search.synth"].generate
+
+    def dies_half_way(out_dir: Path, people: int = 24, seed: int = 0) -> Path:
+        (Path(out_dir) / "train").mkdir(parents=True)
+        (Path(out_dir) / "train" / "train.csv").write_text("id,gender,race,age,path\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "search.synth", types.SimpleNamespace(generate=dies_half_way))
+    with pytest.raises(KeyboardInterrupt):
+        default_data_root(tmp_path / "data", people=24)
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["bench.lock"]
+    monkeypatch.setitem(sys.modules, "search.synth", types.SimpleNamespace(generate=good))
+    root = default_data_root(tmp_path / "data", people=24)
+    assert len(load_train(root).images) > 0
+
+
+def test_env_var_points_at_the_users_data(monkeypatch, tmp_path: Path, layout) -> None:
+    monkeypatch.setenv(ENV_VAR, str(layout.root))
+    assert default_data_root(tmp_path / "data") == layout.root.resolve()
+    assert not (tmp_path / "data").exists()
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "missing"))
+    with pytest.raises(DataError, match=f"{ENV_VAR}=.*is not a folder"):
+        default_data_root(tmp_path / "data")
+
+
+def test_foreign_folder_in_the_way_is_not_overwritten(counted, tmp_path: Path) -> None:
+    (tmp_path / "data" / "bench").mkdir(parents=True)
+    (tmp_path / "data" / "bench" / "mine.txt").write_text("keep me")
+    with pytest.raises(DataError, match="delete it so the bench can be generated again"):
+        default_data_root(tmp_path / "data")
+    assert (tmp_path / "data" / "bench" / "mine.txt").read_text() == "keep me" and counted == []
