@@ -1,0 +1,263 @@
+"""The training loop of one trial: fit(config, train, val, reporter) -> TrialResult.
+
+Optuna stays outside: ``reporter(epoch, val_macro_f1) -> bool`` is called after each epoch and
+returns True to stop the trial (the caller's pruner). A NaN/inf loss or a CUDA out-of-memory
+ends the trial as "failed" with the reason recorded and its device memory freed; any other
+exception propagates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from runners.augmentations import get_augment
+from runners.batches import BatchGather, ImageSet, device_batches, make_loader
+from runners.config import TrialConfig
+from runners.devices import autocast_dtype, default_num_workers, resolve_device
+from runners.losses import FocalLoss, class_weights, oversample_weights
+from runners.metrics import classification_metrics
+from runners.models import ClassifierWithPreprocess, TrialModel, build_model, count_parameters, model_data_config
+from runners.results import EpochRecord, TrialResult
+
+logger = logging.getLogger(__name__)
+
+Reporter = Callable[[int, float], bool]
+_CUDA_CHECK_EVERY = 16  # on CUDA, test the loss for NaN every this many steps (a host sync)
+
+
+class _Diverged(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def fit(
+    config: TrialConfig,
+    train: ImageSet,
+    val: ImageSet,
+    reporter: Reporter | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    num_workers: int | None = None,
+) -> TrialResult:
+    """Train one configuration; validation each epoch on ``val`` (canonical labels, never augmented).
+
+    ``num_workers``: loader processes for augmentation (default: env MASK_AUTOML_LOADER_WORKERS, else
+    0 without augmentation, min(4, cpus - 1) with it).
+    """
+    dev = resolve_device(device)
+    train.check("train", config.height, config.width)
+    val.check("val", config.height, config.width)
+    workers = default_num_workers(config.augment) if num_workers is None else num_workers
+    if workers < 0:
+        raise ValueError(f"num_workers must be >= 0 but got {workers}.")
+    get_augment(config.augment, config.height, config.width)  # unknown set: fail before any work
+    result = TrialResult(status="complete", device=str(dev))
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    oom = False
+    try:
+        if dev.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        _train_trial(config, train, val, reporter, dev, progress, workers, result)
+    except torch.cuda.OutOfMemoryError:
+        oom = True  # handled below, once this frame no longer holds the traceback and its tensors
+    except _Diverged as exc:
+        result.status, result.reason = "failed", exc.reason
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    if oom:
+        result.status, result.reason = "failed", "cuda_oom"
+    if result.status == "failed":
+        logger.warning("trial failed: %s (%s)", result.reason, config.backbone)
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def _train_trial(
+    config: TrialConfig,
+    train: ImageSet,
+    val: ImageSet,
+    reporter: Reporter | None,
+    dev: torch.device,
+    progress: bool,
+    workers: int,
+    result: TrialResult,
+) -> None:
+    _seed_everything(config.seed)
+    model = build_model(config)
+    result.n_params, result.n_trainable = count_parameters(model)
+    data_cfg = model_data_config(model)
+    net = ClassifierWithPreprocess(model, data_cfg["mean"], data_cfg["std"]).to(dev)
+    amp = autocast_dtype(dev)
+    if dev.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    transform = None if config.augment == "none" else get_augment(config.augment, config.height, config.width, config.seed)
+    train_loader = make_loader(
+        BatchGather(train, transform),
+        batch_size=config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        sample_weights=oversample_weights(train.labels, config.oversample),
+        drop_last=len(train) > config.batch_size,  # a last batch of 1 would break BatchNorm
+        num_workers=workers if transform is not None else 0,
+        pin_memory=dev.type == "cuda",
+    )
+    val_loader = make_loader(
+        BatchGather(val), batch_size=config.batch_size, shuffle=False, seed=config.seed, pin_memory=dev.type == "cuda"
+    )
+    weight = class_weights(train.labels, config.class_weighting)
+    criterion = FocalLoss(config.focal_gamma, weight, config.label_smoothing).to(dev)
+    optimizer = make_optimizer(model, config)
+    steps_per_epoch = len(train_loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps_per_epoch))
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    threaded = train_loader.num_workers == 0
+
+    best = -math.inf
+    bad_epochs = 0
+    epochs = tqdm(range(1, config.epochs + 1), desc=f"trial {config.backbone}", unit="epoch", disable=not progress)
+    for epoch in epochs:
+        start = time.perf_counter()
+        net.train()
+        total, seen = torch.zeros((), device=dev), 0
+        window: list[torch.Tensor] = []
+        batches = device_batches(train_loader, dev, threaded=threaded)
+        with contextlib.closing(batches):
+            steps = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False, disable=not progress)
+            for step, (x, y) in enumerate(steps, start=1):
+                with _autocast(dev, amp):
+                    loss = criterion(net(x), y)
+                window.append(loss.detach())
+                if dev.type != "cuda" or step % _CUDA_CHECK_EVERY == 0 or step == steps_per_epoch:
+                    _check_finite(window, epoch, step)
+                    window.clear()
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                scheduler.step()
+                total += loss.detach() * len(y)
+                seen += len(y)
+        _check_finite(window, epoch, steps_per_epoch)
+        train_seconds = time.perf_counter() - start
+        val_loss, probs = _evaluate(net, val_loader, dev, amp)
+        if not math.isfinite(val_loss):
+            raise _Diverged(f"nan_val_loss at epoch {epoch}")
+        metrics = classification_metrics(val.labels, probs.argmax(1))
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=float(total.item()) / max(seen, 1),
+            val_loss=val_loss,
+            val_macro_f1=metrics.macro_f1,
+            val_accuracy=metrics.accuracy,
+            seconds=time.perf_counter() - start,
+            train_images_per_s=seen / train_seconds if train_seconds > 0 else 0.0,
+        )
+        result.history.append(record)
+        logger.info("epoch %d: %s", epoch, record)
+        epochs.set_postfix(f1=f"{metrics.macro_f1:.4f}", loss=f"{record.train_loss:.4f}")
+        if metrics.macro_f1 > best:
+            best, bad_epochs = metrics.macro_f1, 0
+            result.best_epoch, result.best_macro_f1 = epoch, metrics.macro_f1
+            result.per_class_f1, result.confusion, result.val_probs = metrics.per_class_f1, metrics.confusion, probs
+            result.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        if reporter is not None and reporter(epoch, metrics.macro_f1):
+            result.status, result.reason = "pruned", "stopped_by_reporter"
+            return
+        if bad_epochs > 0 and bad_epochs >= config.patience:
+            result.reason = f"early_stopping at epoch {epoch}"
+            return
+
+
+def make_optimizer(model: TrialModel, config: TrialConfig) -> torch.optim.AdamW:
+    """AdamW over trainable parameters only: head at ``lr``, backbone at ``lr * backbone_lr_scale``;
+    no weight decay on biases, norms (1-D) and timm's no_weight_decay names (tokens, pos-embeds)."""
+    skip = set(model.net.no_weight_decay()) if hasattr(model.net, "no_weight_decay") else set()
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, param in model.net.named_parameters():
+        if param.requires_grad:
+            decay = param.ndim > 1 and name not in skip
+            groups.setdefault((name in model.head_names, decay), []).append(param)
+    param_groups = [
+        {
+            "params": params,
+            "lr": config.lr * (1.0 if is_head else config.backbone_lr_scale),
+            "weight_decay": config.weight_decay if decay else 0.0,
+        }
+        for (is_head, decay), params in sorted(groups.items())
+    ]
+    return torch.optim.AdamW(param_groups, lr=config.lr)
+
+
+def lr_lambda(config: TrialConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """Multiplier of each group's peak lr at optimizer step ``s`` (0-based): linear warm-up over
+    ``warmup_epochs``, then cosine to 0 at the last step, or constant."""
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(total, round(config.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+@torch.inference_mode()
+def _evaluate(
+    net: torch.nn.Module, loader: torch.utils.data.DataLoader, dev: torch.device, amp: torch.dtype | None
+) -> tuple[float, np.ndarray]:
+    """Plain cross-entropy and float32 softmax over every validation image (no drop_last)."""
+    net.eval()
+    loss_sum, count, probs = torch.zeros((), device=dev, dtype=torch.float64), 0, []
+    with contextlib.closing(device_batches(loader, dev, threaded=True)) as batches:
+        for x, y in batches:
+            with _autocast(dev, amp):
+                logits = net(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+            count += len(y)
+            probs.append(torch.softmax(logits, dim=1).cpu())
+    return float(loss_sum.item()) / count, torch.cat(probs).numpy().astype(np.float32)
+
+
+def _autocast(dev: torch.device, amp: torch.dtype | None) -> contextlib.AbstractContextManager[object]:
+    return torch.autocast(dev.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+
+
+def _check_finite(window: list[torch.Tensor], epoch: int, last_step: int) -> None:
+    if not window:
+        return
+    values = torch.stack(window)
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        first = int((~finite).nonzero()[0, 0])
+        raise _Diverged(f"nan_loss at epoch {epoch} step {last_step - len(window) + 1 + first}")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

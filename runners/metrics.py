@@ -1,0 +1,36 @@
+"""Validation metrics over all 18 classes (sklearn), the numbers every trial is judged by."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+NUM_CLASSES = 18
+CLASSES = list(range(NUM_CLASSES))
+
+
+@dataclass
+class ClassificationMetrics:
+    macro_f1: float
+    accuracy: float
+    per_class_f1: list[float]  # 18 values, class order
+    confusion: np.ndarray  # (18, 18) int64, rows = truth, columns = prediction
+
+
+def classification_metrics(labels: np.ndarray, preds: np.ndarray) -> ClassificationMetrics:
+    """Macro-F1 over all 18 classes (absent classes score 0, as the competition did)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    preds = np.asarray(preds, dtype=np.int64)
+    if labels.shape != preds.shape or labels.ndim != 1:
+        raise ValueError(f"labels and preds must be 1-D of equal length but got {labels.shape} and {preds.shape}.")
+    if labels.size == 0:
+        raise ValueError("cannot score an empty validation set: it needs at least one image.")
+    per_class = f1_score(labels, preds, labels=CLASSES, average=None, zero_division=0)
+    return ClassificationMetrics(
+        macro_f1=float(f1_score(labels, preds, labels=CLASSES, average="macro", zero_division=0)),
+        accuracy=float(accuracy_score(labels, preds)),
+        per_class_f1=[float(v) for v in per_class],
+        confusion=confusion_matrix(labels, preds, labels=CLASSES).astype(np.int64),
+    )

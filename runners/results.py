@@ -1,0 +1,61 @@
+"""What one trial returns: per-epoch records and the outcome, best epoch's weights included."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+Status = Literal["complete", "pruned", "failed"]
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # from 1
+    train_loss: float  # mean training criterion over the epoch's images
+    val_loss: float  # plain cross-entropy on canonical validation labels (comparable across trials)
+    val_macro_f1: float
+    val_accuracy: float
+    seconds: float  # wall time of the epoch, training and validation
+    train_images_per_s: float  # training images over training wall time
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrialResult:
+    status: Status
+    reason: str | None = None  # "nan_loss at epoch 1 step 3", "cuda_oom", "stopped_by_reporter", ...
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_macro_f1: float = 0.0
+    per_class_f1: list[float] = field(default_factory=list)  # 18, best epoch
+    confusion: np.ndarray = field(default_factory=lambda: np.zeros((18, 18), dtype=np.int64))  # rows = truth
+    val_probs: np.ndarray | None = None  # (N_val, 18) float32 softmax of the best epoch, aligned with val.rows
+    state_dict: dict[str, torch.Tensor] | None = None  # best epoch, CPU tensors (TrialModel keys)
+    device: str = "cpu"
+    n_params: int = 0
+    n_trainable: int = 0
+
+    def to_summary(self) -> dict[str, Any]:
+        """JSON-able summary (no arrays of predictions, no weights)."""
+        seconds = [r.seconds for r in self.history]
+        speeds = [r.train_images_per_s for r in self.history]
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "best_epoch": self.best_epoch,
+            "best_macro_f1": float(self.best_macro_f1),
+            "per_class_f1": [float(v) for v in self.per_class_f1],
+            "history": [r.to_dict() for r in self.history],
+            "epochs_run": len(self.history),
+            "mean_epoch_seconds": float(np.mean(seconds)) if seconds else None,
+            "mean_train_images_per_s": float(np.mean(speeds)) if speeds else None,
+            "device": self.device,
+            "n_params": int(self.n_params),
+            "n_trainable": int(self.n_trainable),
+        }

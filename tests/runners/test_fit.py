@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import json
+import math
+
+import albumentations as A
+import numpy as np
+import pytest
+import torch
+
+from runners import (
+    AUGMENT_SETS,
+    ClassifierWithPreprocess,
+    ImageSet,
+    TrialConfig,
+    build_model,
+    fit,
+    lr_lambda,
+    make_optimizer,
+    model_data_config,
+)
+from runners.losses import FocalLoss
+
+
+def test_complete_trial_keeps_the_best_epoch(image_sets, tiny_config: TrialConfig) -> None:
+    train, val = image_sets
+    config = tiny_config.replace(epochs=3)
+    seen: list[tuple[int, float]] = []
+    result = fit(config, train, val, reporter=lambda e, f1: seen.append((e, f1)) is not None, device="cpu")
+    assert result.status == "complete" and result.device == "cpu"
+    assert [r.epoch for r in result.history] == [1, 2, 3]
+    assert seen == [(r.epoch, r.val_macro_f1) for r in result.history]
+    f1s = [r.val_macro_f1 for r in result.history]
+    assert result.best_epoch == int(np.argmax(f1s)) + 1 and result.best_macro_f1 == max(f1s)
+    assert len(result.per_class_f1) == 18 and np.mean(result.per_class_f1) == pytest.approx(result.best_macro_f1)
+    assert result.confusion.shape == (18, 18) and result.confusion.sum() == len(val)
+    assert result.val_probs is not None and result.val_probs.shape == (len(val), 18)
+    assert result.val_probs.dtype == np.float32 and np.allclose(result.val_probs.sum(1), 1, atol=1e-5)
+    assert result.state_dict is not None and all(t.device.type == "cpu" for t in result.state_dict.values())
+    assert 0 < result.n_trainable <= result.n_params
+    for record in result.history:
+        assert record.seconds > 0 and record.train_images_per_s > 0 and math.isfinite(record.train_loss)
+    summary = json.loads(json.dumps(result.to_summary()))
+    assert summary["best_epoch"] == result.best_epoch and len(summary["history"]) == 3
+    assert "val_probs" not in summary and "state_dict" not in summary
+
+
+def _black(img: np.ndarray, **_: object) -> np.ndarray:
+    return np.zeros_like(img)
+
+
+def test_returned_weights_reproduce_the_returned_validation_probabilities(image_sets, tiny_config) -> None:
+    # A set that blacks out every image: had validation gone through it, every row of val_probs
+    # would be the same and would differ from the weights' predictions on the real images.
+    train, val = image_sets
+    blackout = lambda h, w: A.Compose([A.Lambda(image=_black)])  # noqa: E731
+    AUGMENT_SETS["blackout_for_test"] = blackout
+    try:
+        config = tiny_config.replace(augment="blackout_for_test", epochs=2)
+        result = fit(config, train, val, num_workers=0)
+    finally:
+        del AUGMENT_SETS["blackout_for_test"]
+    assert result.status == "complete" and result.val_probs is not None and result.state_dict is not None
+    model = build_model(config)
+    model.load_state_dict(result.state_dict)
+    data = model_data_config(model)
+    net = ClassifierWithPreprocess(model, data["mean"], data["std"]).eval()
+    with torch.no_grad():
+        probs = torch.softmax(net(torch.from_numpy(val.images[val.rows])), 1).numpy()
+    np.testing.assert_allclose(result.val_probs, probs, atol=1e-5)
+    assert not np.allclose(result.val_probs, result.val_probs[:1])
+
+
+def test_reporter_can_stop_the_trial(image_sets, tiny_config) -> None:
+    train, val = image_sets
+    calls: list[int] = []
+
+    def reporter(epoch: int, f1: float) -> bool:
+        calls.append(epoch)
+        return epoch == 2
+
+    result = fit(tiny_config.replace(epochs=5), train, val, reporter=reporter)
+    assert result.status == "pruned" and result.reason == "stopped_by_reporter"
+    assert calls == [1, 2] and len(result.history) == 2
+    assert result.best_epoch in (1, 2) and result.state_dict is not None
+
+
+def test_early_stopping_with_patience(image_sets, tiny_config) -> None:
+    # A learning rate too small to change any prediction: macro-F1 never improves after epoch 1.
+    train, val = image_sets
+    config = tiny_config.replace(epochs=6, patience=2, lr=1e-12, schedule="constant", warmup_epochs=0.0)
+    result = fit(config, train, val)
+    assert result.status == "complete" and len(result.history) == 3
+    assert result.reason == "early_stopping at epoch 3" and result.best_epoch == 1
+
+
+def test_nan_loss_ends_the_trial_as_failed(image_sets, tiny_config) -> None:
+    train, val = image_sets
+    result = fit(tiny_config.replace(lr=1e6, warmup_epochs=0.0), train, val)
+    assert result.status == "failed"
+    assert result.reason is not None and result.reason.startswith("nan_loss at epoch 1 step ")
+    assert result.history == [] and result.state_dict is None and result.best_epoch is None
+    assert json.loads(json.dumps(result.to_summary()))["status"] == "failed"
+
+
+def test_cuda_oom_is_a_failed_result_and_other_errors_propagate(image_sets, tiny_config, monkeypatch) -> None:
+    train, val = image_sets
+
+    def out_of_memory(self, logits, target):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(FocalLoss, "forward", out_of_memory)
+    result = fit(tiny_config, train, val)
+    assert result.status == "failed" and result.reason == "cuda_oom"
+
+    def broken(self, logits, target):
+        raise RuntimeError("a bug, not a trial outcome")
+
+    monkeypatch.setattr(FocalLoss, "forward", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        fit(tiny_config, train, val)
+    assert not torch.are_deterministic_algorithms_enabled()  # global state restored on the way out
+
+
+@pytest.mark.parametrize("backbone", ["test_resnet", "test_vit"])
+def test_same_config_and_seed_give_the_same_result(image_sets, tiny_config, backbone: str) -> None:
+    train, val = image_sets
+    config = tiny_config.replace(
+        backbone=backbone, augment="bccs", oversample="rare", class_weighting="sqrt_inverse", focal_gamma=2.0,
+        label_smoothing=0.1, head="multi", drop_rate=0.2, seed=5,
+    )
+    first, second = fit(config, train, val, num_workers=0), fit(config, train, val, num_workers=0)
+    assert [r.val_macro_f1 for r in first.history] == [r.val_macro_f1 for r in second.history]
+    assert [r.train_loss for r in first.history] == [r.train_loss for r in second.history]
+    assert first.val_probs is not None and second.val_probs is not None
+    assert np.array_equal(first.val_probs, second.val_probs)
+    if backbone == "test_resnet":  # the seed matters (checked once, to keep the suite fast)
+        other = fit(config.replace(seed=6), train, val, num_workers=0)
+        assert other.val_probs is not None and not np.array_equal(first.val_probs, other.val_probs)
+
+
+def test_trial_learns_the_synthetic_classes(image_sets, tiny_config) -> None:
+    train, val = image_sets
+    result = fit(tiny_config.replace(epochs=4, lr=1e-2), train, val)
+    assert result.status == "complete" and result.best_macro_f1 > 0.3  # chance is ~1/18
+
+
+def test_validation_covers_an_odd_sized_set(image_sets, tiny_config) -> None:
+    train, val = image_sets
+    odd = ImageSet(val.images, val.rows[:35], val.labels[:35])
+    result = fit(tiny_config.replace(batch_size=16, epochs=1), train, odd)
+    assert result.val_probs is not None and result.val_probs.shape == (35, 18)
+    assert result.confusion.sum() == 35
+
+
+def test_unknown_augmentation_fails_before_training(image_sets, tiny_config) -> None:
+    train, val = image_sets
+    with pytest.raises(ValueError, match="valid names"):
+        fit(tiny_config.replace(augment="sparkle"), train, val)
+
+
+def test_optimizer_groups_and_schedule(tiny_config) -> None:
+    config = tiny_config.replace(backbone="test_vit", unfrozen_depth=2, lr=1e-3, backbone_lr_scale=0.1, weight_decay=0.05)
+    model = build_model(config)
+    optimizer = make_optimizer(model, config)
+    names = {id(p): n for n, p in model.net.named_parameters()}
+    for group in optimizer.param_groups:
+        group_names = [names[id(p)] for p in group["params"]]
+        is_head = all(n in model.head_names for n in group_names)
+        assert is_head or not any(n in model.head_names for n in group_names)
+        assert group["lr"] == pytest.approx(1e-3 if is_head else 1e-4)
+        for n, p in zip(group_names, group["params"]):
+            assert group["weight_decay"] == (0.05 if p.ndim > 1 and n != "pos_embed" else 0.0), n
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == sum(
+        p.requires_grad for p in model.parameters()
+    )
+    warm_cos = lr_lambda(config.replace(epochs=2, warmup_epochs=0.5, schedule="cosine"), steps_per_epoch=10)
+    assert [warm_cos(s) for s in range(5)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert warm_cos(5) == pytest.approx(1.0) and warm_cos(19) < 0.02
+    assert all(warm_cos(s) >= warm_cos(s + 1) for s in range(5, 19))
+    constant = lr_lambda(config.replace(schedule="constant", warmup_epochs=0.0), steps_per_epoch=10)
+    assert {constant(s) for s in range(20)} == {1.0}
