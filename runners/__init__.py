@@ -7,11 +7,11 @@ built-in augmentation sets.
 
 from __future__ import annotations
 
-from runners.augmentations import AUGMENT_SETS, get_augment, list_augment_sets, register_augment
-from runners.batches import BatchGather, ImageSet, device_batches, make_loader
+import importlib
+from typing import Any
+
 from runners.config import TrialConfig
 from runners.devices import autocast_dtype, default_num_workers, resolve_device
-from runners.fit import fit, lr_lambda, make_optimizer
 from runners.losses import FocalLoss, class_weights, oversample_weights
 from runners.metrics import NUM_CLASSES, ClassificationMetrics, classification_metrics
 from runners.models import (
@@ -27,6 +27,31 @@ from runners.models import (
 )
 from runners.results import EpochRecord, TrialResult
 from runners.weights import WeightsError, create_backbone, find_weights_file, lite0_package_file
+
+# The training side (loop, loaders, albumentations) loads on first use, so that inference code
+# (search.bundle) can build models from ``runners.models`` without importing it.
+_LAZY = {
+    "fit": "runners.fit",
+    "lr_lambda": "runners.fit",
+    "make_optimizer": "runners.fit",
+    "BatchGather": "runners.batches",
+    "ImageSet": "runners.batches",
+    "device_batches": "runners.batches",
+    "make_loader": "runners.batches",
+    "AUGMENT_SETS": "runners.augmentations",
+    "get_augment": "runners.augmentations",
+    "list_augment_sets": "runners.augmentations",
+    "register_augment": "runners.augmentations",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # importing runners.fit just bound the submodule to this name
+        return value
+    raise AttributeError(f"module 'runners' has no attribute {name!r}")
+
 
 __all__ = [
     "AUGMENT_SETS",

@@ -172,7 +172,7 @@ def _train_trial(
             train_images_per_s=seen / train_seconds if train_seconds > 0 else 0.0,
         )
         result.history.append(record)
-        logger.info("epoch %d: %s", epoch, record)
+        logger.debug("epoch %d: %s", epoch, record)
         epochs.set_postfix(f1=f"{metrics.macro_f1:.4f}", loss=f"{record.train_loss:.4f}")
         if metrics.macro_f1 > best:
             best, bad_epochs = metrics.macro_f1, 0

@@ -89,7 +89,11 @@ class Objective:
         def report(epoch: int, macro_f1: float) -> bool:
             trial.report(macro_f1, epoch)
             prune = trial.should_prune()
-            log.info("trial %d epoch %d: macro-F1 %.4f%s", trial.number, epoch, macro_f1, " -> pruned" if prune else "")
+            log.info(
+                "trial %d epoch %d/%d: macro-F1 %.4f (study best %s)%s",
+                trial.number, epoch, config.epochs, macro_f1, _study_best(trial.study),
+                " -> pruned" if prune else "",
+            )
             return prune
 
         return fit(config, train, val, reporter=report, device=self.device)
@@ -121,6 +125,11 @@ def retain_top(
     keep = {number for _, number in sorted(scored, reverse=True)[:keep_top]}
     keep |= {t.number for t in trials if not t.state.is_finished() and (current is None or t.number != current[0])}
     return store.retain(keep)
+
+
+def _study_best(study: optuna.Study) -> str:
+    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    return f"{max(values):.4f}" if values else "-"
 
 
 def _empty_cuda_cache() -> None:

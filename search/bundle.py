@@ -1,0 +1,413 @@
+"""An exported ensemble: load it, check it, and predict class probabilities.
+
+    <bundle>/
+        manifest.json            format version, members (trial, config, vote weight, mean/std),
+                                 preprocessing, class map, metrics, sha256 of every other file
+        members/<k>.safetensors  member k's weights (TrialModel state dict; never pickle)
+        ensemble.onnx            uint8 NHWC RGB batch -> weighted mean of the members' softmax (N, 18)
+
+Images enter as uint8 RGB arrays of the bundle's height and width, made from a photo by
+``search.data.load_image`` (crop, then resize): the very function the training cache uses.
+Normalisation happens inside each member, so the input is the same for torch and ONNX.
+
+No optuna and no training code here: this module needs torch, timm, safetensors and, for the
+ONNX backend, onnxruntime.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from search.data.cache import load_image
+from search.data.labels import AGE_BAND_NAMES, GENDER_NAMES, MASK_NAMES, NUM_CLASSES
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ONNX_FILE = "ensemble.onnx"
+MEMBERS_DIR = "members"
+INPUT_NAME = "images"
+OUTPUT_NAME = "probs"
+BACKENDS = ("torch", "onnx")
+_REQUIRED = ("format_version", "members", "preprocessing", "classes", "files")
+
+
+class BundleError(ValueError):
+    """A bundle folder is missing a file, was altered, or is of a format this code cannot read."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def class_map() -> list[dict[str, Any]]:
+    """The 18 classes with their mask, gender and age text (class = mask*6 + gender*3 + age)."""
+    return [
+        {
+            "index": c,
+            "mask": MASK_NAMES[c // 6],
+            "gender": GENDER_NAMES[(c // 3) % 2],
+            "age": AGE_BAND_NAMES[c % 3],
+        }
+        for c in range(NUM_CLASSES)
+    ]
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Add ``format_version`` and the sha256 of every file under ``root`` (but the manifest) and write it."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+    full = {"format_version": FORMAT_VERSION, **manifest}
+    full["files"] = {p.relative_to(root).as_posix(): sha256_file(p) for p in files}
+    (root / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
+    return full
+
+
+def read_manifest(root: Path | str, verify: bool = True) -> dict[str, Any]:
+    """The manifest of a bundle, after checking its format version and every file's sha256."""
+    root = Path(root)
+    path = root / MANIFEST
+    if not root.is_dir():
+        raise BundleError(
+            f"bundle folder {root} does not exist; pass the folder written by python -m search.export."
+        )
+    if not path.is_file():
+        raise BundleError(
+            f"{path} is missing: {root} is not a bundle (export one with python -m search.export)."
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{path} is not readable JSON ({exc}); export the bundle again.") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(
+            f"{path} must hold a JSON object but holds {type(manifest).__name__}; export again."
+        )
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{path} has format_version {version!r}, but this version of search reads format "
+            f"{FORMAT_VERSION} "
+            "only; export the bundle again with this version, or use the version of search that wrote it."
+        )
+    missing = [k for k in _REQUIRED if k not in manifest]
+    if missing:
+        raise BundleError(
+            f"{path} lacks the keys {missing}; the file was altered or truncated, export again."
+        )
+    if not verify:
+        return manifest
+    for rel, expected in manifest["files"].items():
+        file = root / rel
+        if not file.is_file():
+            raise BundleError(
+                f"bundle file {file} listed in {path} is missing; copy the whole bundle folder."
+            )
+        actual = sha256_file(file)
+        if actual != expected:
+            raise BundleError(
+                f"checksum mismatch for {file}: sha256 {actual[:16]}... but the manifest says "
+                f"{expected[:16]}...; "
+                "the file was altered or copied incompletely. Copy the bundle again or re-export it."
+            )
+    for i, member in enumerate(manifest["members"]):
+        if member.get("file") not in manifest["files"]:
+            raise BundleError(
+                f"{path}: member {i} names file {member.get('file')!r}, which the manifest does not list."
+            )
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------------
+# torch side
+
+
+def _torch_classes() -> tuple[Any, Any]:
+    """EnsembleNet and the member builder; torch, timm and runners.models are imported on first use."""
+    import torch
+    from torch import nn
+
+    class EnsembleNet(nn.Module):
+        """uint8 NHWC RGB batch -> weighted mean of the members' softmax, (N, 18) float32."""
+
+        def __init__(self, members: Sequence[nn.Module], weights: Sequence[float]) -> None:
+            super().__init__()
+            if len(members) != len(weights) or not members:
+                raise ValueError(
+                    f"an ensemble needs as many weights as members (>= 1) but got {len(members)} "
+                    f"and {len(weights)}."
+                )
+            w = torch.tensor(list(weights), dtype=torch.float32)
+            self.members = nn.ModuleList(members)
+            self.register_buffer("weights", w / w.sum(), persistent=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = None
+            for i, member in enumerate(self.members):
+                p = torch.softmax(member(x).float(), dim=1) * self.weights[i]
+                out = p if out is None else out + p
+            return out
+
+    return EnsembleNet, torch
+
+
+def build_member(
+    config: dict[str, Any], state: dict[str, Any] | Path | str
+) -> tuple[Any, list[float], list[float]]:
+    """(ClassifierWithPreprocess, mean, std) of one trial from its config dict and weights.
+
+    The backbone is built with ``pretrained=False`` (the weights come from ``state``), so
+    loading never reaches for a hub or a weights folder.
+    """
+    from safetensors.torch import load_file
+
+    from runners.config import TrialConfig
+    from runners.models import ClassifierWithPreprocess, build_model, model_data_config
+
+    cfg = TrialConfig.from_dict(dict(config)).replace(pretrained=False, weights_dir=None)
+    model = build_model(cfg)
+    tensors = load_file(str(state)) if isinstance(state, (str, Path)) else state
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        where = state if isinstance(state, (str, Path)) else "the given state dict"
+        raise BundleError(f"weights in {where} do not fit backbone {cfg.backbone!r} ({exc}).") from exc
+    data_cfg = model_data_config(model)
+    mean, std = [float(v) for v in data_cfg["mean"]], [float(v) for v in data_cfg["std"]]
+    return ClassifierWithPreprocess(model, mean, std).eval(), mean, std
+
+
+def build_ensemble(members: Sequence[Any], weights: Sequence[float]) -> Any:
+    EnsembleNet, _ = _torch_classes()
+    return EnsembleNet(members, weights).eval()
+
+
+def torch_predict(
+    net: Any, images: np.ndarray, batch_size: int = 64, device: str = "cpu", progress: bool = False
+) -> np.ndarray:
+    """Run a uint8 NHWC array through ``net`` (EnsembleNet) in batches; float32 (N, 18)."""
+    import torch
+
+    net = net.to(device).eval()
+    out = []
+    starts = range(0, len(images), batch_size)
+    with torch.inference_mode():
+        for s in tqdm(starts, desc="predicting", unit="batch", disable=not progress):
+            x = torch.from_numpy(np.array(images[s : s + batch_size], copy=True)).to(
+                device
+            )  # memmaps are read-only
+            out.append(net(x).float().cpu().numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def export_onnx(net: Any, path: Path, height: int, width: int, opset: int = 17) -> None:
+    """Write ``net`` (uint8 NHWC -> probabilities) as ONNX with a dynamic batch axis."""
+    import torch
+
+    example = torch.zeros((2, height, width, 3), dtype=torch.uint8)
+    # The TorchScript exporter: < 1 s and exact for these graphs, where torch.export's takes ~5 s
+    # per tiny model and fails its opset-17 down-conversion; its deprecation notice is expected.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            net.cpu().eval(),
+            (example,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+
+
+def onnx_session(path: Path, device: str = "cpu") -> Any:
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):  # resolve_device checked the provider exists
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+
+
+def onnx_predict(
+    session: Any, images: np.ndarray, batch_size: int = 64, progress: bool = False
+) -> np.ndarray:
+    out = []
+    starts = range(0, len(images), batch_size)
+    for s in tqdm(starts, desc="predicting (onnx)", unit="batch", disable=not progress):
+        x = np.ascontiguousarray(images[s : s + batch_size])
+        out.append(session.run([OUTPUT_NAME], {INPUT_NAME: x})[0])
+    return np.concatenate(out).astype(np.float32)
+
+
+def resolve_device(device: str, backend: str = "torch") -> str:
+    """'auto' -> 'cuda' when the backend can use it, else 'cpu'; 'cuda' without CUDA is an error."""
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda' but got {device!r}.")
+    if backend == "onnx":
+        import onnxruntime as ort
+
+        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        if device == "auto":
+            return "cuda" if has_cuda else "cpu"
+        if device.startswith("cuda") and not has_cuda:
+            raise ValueError(
+                f"device {device!r} was asked for with the onnx backend but this onnxruntime has no CUDA "
+                "provider; install onnxruntime-gpu, or use --backend torch or --device cpu."
+            )
+        return device
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use 'cpu' or 'auto'.")
+    return device
+
+
+def _require_files(paths: Sequence[str | Path]) -> None:
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} image(s) do not exist, first {missing[0]}; nothing was predicted."
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# the public API
+
+
+@dataclass
+class Bundle:
+    """A checked bundle folder. ``Bundle.load(dir)``, then ``predict_proba(images)``."""
+
+    root: Path
+    manifest: dict[str, Any]
+    _torch: Any = field(default=None, repr=False)
+    _sessions: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, root: Path | str) -> Bundle:
+        """Read the manifest and verify every file's sha256 (a mismatch is a BundleError)."""
+        root = Path(root)
+        return cls(root, read_manifest(root, verify=True))
+
+    @property
+    def height(self) -> int:
+        return int(self.manifest["preprocessing"]["height"])
+
+    @property
+    def width(self) -> int:
+        return int(self.manifest["preprocessing"]["width"])
+
+    @property
+    def crop(self) -> str:
+        return str(self.manifest["preprocessing"]["crop"])
+
+    @property
+    def members(self) -> list[dict[str, Any]]:
+        return list(self.manifest["members"])
+
+    @property
+    def weights(self) -> list[float]:
+        return [float(m["weight"]) for m in self.manifest["members"]]
+
+    def preprocess(self, paths: Sequence[str | Path], n_jobs: int = 4) -> np.ndarray:
+        """Decode, crop and resize photos exactly as the training cache did: uint8 (N, H, W, 3)."""
+        from joblib import Parallel, delayed
+
+        _require_files(paths)
+        # threads: PIL releases the GIL while decoding and resizing (see search.data.cache)
+        rows = Parallel(n_jobs=max(1, min(n_jobs, len(paths))), prefer="threads")(
+            delayed(load_image)(p, self.height, self.width, self.crop) for p in paths
+        )
+        return np.stack(rows) if rows else np.zeros((0, self.height, self.width, 3), np.uint8)
+
+    def torch_net(self) -> Any:
+        """The whole ensemble as one torch module (built on first use, on the CPU)."""
+        if self._torch is None:
+            modules = []
+            for member in self.manifest["members"]:
+                module, _, _ = build_member(member["config"], self.root / member["file"])
+                modules.append(module)
+            self._torch = build_ensemble(modules, self.weights)
+        return self._torch
+
+    def predict_proba(
+        self,
+        images: Sequence[str | Path] | np.ndarray,
+        backend: str = "torch",
+        batch_size: int = 64,
+        tta_flip: bool = False,
+        device: str = "auto",
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Class probabilities (N, 18) float32 for photo paths or a uint8 (N, H, W, 3) RGB batch.
+
+        Paths are decoded batch by batch with the training preprocessing; an array must
+        already be at the bundle's height and width. ``tta_flip`` averages with the
+        horizontally flipped images.
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)} but got {backend!r}.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1 but got {batch_size!r}.")
+        device = resolve_device(device, backend)
+        if isinstance(images, np.ndarray):
+            self._check_array(images)
+            return self._predict_array(images, backend, batch_size, tta_flip, device, progress)
+        paths = [str(p) for p in images]
+        _require_files(paths)  # all of them before any work
+        out = np.zeros((len(paths), NUM_CLASSES), dtype=np.float32)
+        starts = range(0, len(paths), batch_size)
+        for s in tqdm(starts, desc="predicting", unit="batch", disable=not progress):
+            batch = self.preprocess(paths[s : s + batch_size])
+            out[s : s + len(batch)] = self._predict_array(batch, backend, batch_size, tta_flip, device, False)
+        return out
+
+    def _check_array(self, images: np.ndarray) -> None:
+        expected = (self.height, self.width, 3)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != expected:
+            raise ValueError(
+                f"images must be a uint8 (N, {self.height}, {self.width}, 3) RGB array (the bundle's "
+                f"preprocessing) but got {images.dtype} {images.shape}; pass photo paths instead to have "
+                "them decoded and resized."
+            )
+
+    def _predict_array(
+        self, images: np.ndarray, backend: str, batch_size: int, tta_flip: bool, device: str, progress: bool
+    ) -> np.ndarray:
+        if len(images) == 0:
+            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
+        views = [images, images[:, :, ::-1]] if tta_flip else [images]
+        probs = []
+        for view in views:
+            if backend == "torch":
+                probs.append(torch_predict(self.torch_net(), view, batch_size, device, progress))
+            else:
+                if device not in self._sessions:
+                    self._sessions[device] = onnx_session(self.root / ONNX_FILE, device)
+                probs.append(onnx_predict(self._sessions[device], view, batch_size, progress))
+        return (sum(probs) / len(probs)).astype(np.float32)

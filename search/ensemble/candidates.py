@@ -1,0 +1,133 @@
+"""Ensemble candidates: the completed trials of one or more studies whose checkpoints are on disk.
+
+A study's trials live in its Optuna storage (value, config) and in its TrialStore folder
+(validation probabilities and weights). Extra studies may join only when they were scored on
+the very same validation rows of the same data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from search.ensemble.selection import Candidate, rank_singles
+from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact
+from search.trialstore import TrialStore, Validation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CandidatePool:
+    study: str  # the main study
+    workdir: Path  # its TrialStore work folder
+    attrs: dict[str, Any]  # the main study's user attributes (data_root, relabel, split, ...)
+    validation: Validation
+    candidates: list[Candidate]
+    notes: list[str] = field(default_factory=list)  # what was left out, and why
+
+
+def resolve_storage(storage: str | None, workdir: Path | None) -> str:
+    return storage or default_storage_url(Path(workdir) if workdir is not None else DEFAULT_WORKDIR)
+
+
+def load_study(name: str, storage_url: str) -> optuna.Study:
+    storage = open_storage(storage_url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = sorted(
+            s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        )
+        raise ValueError(
+            f"no study {name!r} in {redact(storage_url)}; studies there: {names or 'none'}. "
+            "Pass --storage where the study lives, or run it first with python -m search.run."
+        ) from None
+
+
+def _study_candidates(
+    name: str, storage_url: str, workdir: Path | None
+) -> tuple[optuna.Study, Path, Validation, list[Candidate], list[str]]:
+    study = load_study(name, storage_url)
+    root = Path(workdir) if workdir is not None else Path(study.user_attrs.get("workdir", DEFAULT_WORKDIR))
+    store = TrialStore(root, name)
+    validation = store.load_validation()
+    on_disk = set(store.trial_numbers())
+    candidates: list[Candidate] = []
+    notes: list[str] = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.number not in on_disk:
+            notes.append(f"{name}#{trial.number}: checkpoint not kept (outside the study's top-N retention)")
+            continue
+        probs = store.load_probs(trial.number)
+        if probs.shape != (len(validation.labels), 18):
+            raise ValueError(
+                f"{store.trial_dir(trial.number)}/val_probs.npy has shape {probs.shape} but the study's "
+                f"validation "
+                f"set has {len(validation.labels)} rows; the trial folder does not belong to this study."
+            )
+        config = trial.user_attrs.get("config") or store.load_config(trial.number)
+        candidates.append(
+            Candidate(name, trial.number, probs, dict(config), trial.value, store.weights_path(trial.number))
+        )
+    return study, root, validation, candidates, notes
+
+
+def load_candidates(
+    study: str,
+    storage: str | None = None,
+    workdir: Path | None = None,
+    extra_studies: Sequence[str] = (),
+) -> CandidatePool:
+    """Candidates of ``study`` and of ``extra_studies`` (same storage, same validation rows)."""
+    url = resolve_storage(storage, workdir)
+    main, root, validation, candidates, notes = _study_candidates(study, url, workdir)
+    for extra in extra_studies:
+        if extra == study:
+            continue
+        _, _, val2, more, more_notes = _study_candidates(extra, url, workdir)
+        if val2.fingerprint != validation.fingerprint or not np.array_equal(val2.rows, validation.rows):
+            raise ValueError(
+                f"study {extra!r} was validated on other data or other people than {study!r} "
+                f"(fingerprint {val2.fingerprint[:12]} vs {validation.fingerprint[:12]}, "
+                f"{len(val2.rows)} vs {len(validation.rows)} rows); only studies on the same data and split "
+                "combine."
+            )
+        candidates += more
+        notes += more_notes
+    if not candidates:
+        raise ValueError(
+            f"study {study!r} has no completed trial with a checkpoint on disk under {root}; "
+            "run more trials (python -m search.run) or pass the --workdir the study used."
+        )
+    for note in notes:
+        log.info("left out %s", note)
+    return CandidatePool(study, root, dict(main.user_attrs), validation, candidates, notes)
+
+
+def restrict_preprocessing(
+    candidates: Sequence[Candidate], labels: np.ndarray
+) -> tuple[list[Candidate], tuple[int, int, str], list[str]]:
+    """Keep the candidates sharing the best single trial's (height, width, crop).
+
+    One exported graph takes one input size, so the ensemble is chosen among those; the
+    best trial is ranked on all validation rows.
+    """
+    best = candidates[rank_singles(candidates, labels)[0]]
+    prep = best.preprocessing
+    kept = [c for c in candidates if c.preprocessing == prep]
+    dropped = [
+        f"{c.name}: preprocessing {c.preprocessing} differs from the best trial's {prep}"
+        for c in candidates
+        if c.preprocessing != prep
+    ]
+    for note in dropped:
+        log.info("left out %s", note)
+    return kept, prep, dropped

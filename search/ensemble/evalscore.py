@@ -1,0 +1,87 @@
+"""Scores on the synthetic bench's eval labels: predict the eval images with the chosen members.
+
+Only the bench ships ``eval_labels.csv`` beside ``train/`` and ``eval/``; with the real data
+there is nothing to score against and this step is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from search.bundle import build_ensemble, build_member, torch_predict
+from search.data import image_cache, load_eval
+from search.ensemble.honest import Choice
+from search.ensemble.selection import Candidate, accuracy, macro_f1, soft_vote
+
+log = logging.getLogger(__name__)
+
+EVAL_LABELS = "eval_labels.csv"
+_LABEL_COLUMNS = ("ans", "label", "class")
+
+
+def find_eval_labels(data_root: Path | str | None) -> Path | None:
+    if data_root is None:
+        return None
+    path = Path(data_root) / EVAL_LABELS
+    return path if path.is_file() else None
+
+
+def read_eval_labels(path: Path, image_ids: Sequence[str]) -> np.ndarray:
+    """Labels aligned with ``image_ids`` (info.csv order); every id must have one."""
+    table = pd.read_csv(path, dtype={"ImageID": str})
+    column = next((c for c in _LABEL_COLUMNS if c in table.columns), None)
+    if "ImageID" not in table.columns or column is None:
+        raise ValueError(
+            f"{path} must have columns ImageID and one of {list(_LABEL_COLUMNS)} "
+            f"but has {list(table.columns)}."
+        )
+    labels = dict(zip(table["ImageID"].astype(str).str.strip(), table[column], strict=True))
+    missing = [i for i in image_ids if i not in labels]
+    if missing:
+        raise ValueError(
+            f"{path} has no label for ImageID {missing[0]!r} ({len(missing)} missing); regenerate the bench."
+        )
+    return np.asarray([int(labels[i]) for i in image_ids], dtype=np.int64)
+
+
+def score_on_eval(
+    candidates: Sequence[Candidate],
+    choices: Sequence[Choice],
+    data_root: Path,
+    cache_dir: Path,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> dict[str, tuple[float, float]]:
+    """{method: (macro-F1, accuracy)} of each choice on the bench's eval labels."""
+    labels_path = find_eval_labels(data_root)
+    if labels_path is None:
+        raise FileNotFoundError(
+            f"{Path(data_root) / EVAL_LABELS} does not exist: only the synthetic bench has eval labels."
+        )
+    data = load_eval(data_root, check_images=False)
+    labels = read_eval_labels(labels_path, data.info["ImageID"].tolist())
+    needed = sorted({m for c in choices for m in c.members})
+    probs: dict[int, np.ndarray] = {}
+    images_by_prep: dict[tuple[int, int, str], np.ndarray] = {}
+    for m in needed:
+        cand = candidates[m]
+        prep = cand.preprocessing
+        if prep not in images_by_prep:
+            images_by_prep[prep] = image_cache(
+                data.paths, prep[0], prep[1], prep[2], cache_dir, key=data.fingerprint
+            )
+        if cand.weights is None:
+            raise ValueError(f"trial {cand.name} has no weights on disk; it cannot predict the eval images.")
+        module, _, _ = build_member(cand.config, cand.weights)
+        log.info("predicting %d eval images with %s", len(labels), cand.name)
+        probs[m] = torch_predict(build_ensemble([module], [1.0]), images_by_prep[prep], batch_size, device)
+    scores = {}
+    for c in choices:
+        vote = soft_vote([probs[m] for m in c.members], c.weights)
+        scores[c.method] = (macro_f1(labels, vote), accuracy(labels, vote))
+    return scores

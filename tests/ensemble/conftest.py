@@ -1,0 +1,124 @@
+"""A tiny finished study for the ensemble, export and predict tests, built for real.
+
+A small synthetic bench is drawn with ``search.synth.generate`` (eval labels included),
+loaded and split with ``search.data``, four trials are trained with ``runners.fit`` (timm test
+models at 32x32, pretrained=False), saved with ``TrialStore.save_trial``, and recorded in an
+Optuna SQLite study with the user attributes ``search.run`` writes. The bundle is exported
+once with the real ``python -m search.export`` entry point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+
+from runners import ImageSet, fit
+from runners.config import TrialConfig
+from search.data import TrainData, image_cache, load_train, split_people
+from search.synth import generate
+from search.trialstore import TrialStore, Validation
+
+STUDY = "tiny"
+SIZE = 32
+
+# (backbone, age_cutoff, lr, seed): two backbones, three cutoffs, for diversity caps to bite on
+TRIALS = (
+    ("test_resnet", 60, 3e-3, 0),
+    ("test_efficientnet", 58, 3e-3, 0),
+    ("test_resnet", 59, 1e-3, 1),
+    ("test_efficientnet", 60, 1e-3, 2),
+)
+
+
+@dataclass(frozen=True)
+class TinyStudy:
+    data_root: Path
+    workdir: Path
+    storage: str
+    name: str
+    data: TrainData
+    validation: Validation
+    configs: tuple[TrialConfig, ...]
+
+    @property
+    def store(self) -> TrialStore:
+        return TrialStore(self.workdir, self.name)
+
+    def val_paths(self) -> list[str]:
+        return [self.data.paths[r] for r in self.validation.rows]
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> TinyStudy:
+    root = generate(
+        tmp_path_factory.mktemp("data") / "bench",
+        people=48,
+        size=(48, 64),
+        seed=0,
+        n_eval_people=8,
+        progress=False,
+    )
+    workdir = tmp_path_factory.mktemp("runs")
+    data = load_train(root)
+    split = split_people(data, val_fraction=0.34, seed=0)
+    train_rows, val_rows = split.indices(data)
+    people = data.images["person"].to_numpy().astype(str)
+    validation = Validation(val_rows, data.labels[val_rows], people[val_rows], data.fingerprint)
+    store = TrialStore(workdir, STUDY)
+    store.save_validation(validation)
+    images = image_cache(data.paths, SIZE, SIZE, "full", workdir / "cache", key=data.fingerprint)
+
+    storage = f"sqlite:///{workdir / 'studies.db'}"
+    study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
+    for key, value in {
+        "workdir": str(workdir),
+        "data_root": str(root),
+        "data_fingerprint": data.fingerprint,
+        "split": split.to_dict(),
+        "relabel": None,
+    }.items():
+        study.set_user_attr(key, value)
+    configs = []
+    for number, (backbone, cutoff, lr, seed) in enumerate(TRIALS):
+        config = TrialConfig(
+            backbone=backbone,
+            age_cutoff=cutoff,
+            lr=lr,
+            seed=seed,
+            height=SIZE,
+            width=SIZE,
+            crop="full",
+            epochs=1,
+            batch_size=32,
+            patience=2,
+        )
+        train = ImageSet(images, train_rows, data.training_labels(cutoff)[train_rows])
+        val = ImageSet(images, val_rows, data.labels[val_rows])
+        result = fit(config, train, val, device="cpu")
+        assert result.status == "complete", result.reason
+        store.save_trial(number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary())
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.COMPLETE,
+                value=result.best_macro_f1,
+                user_attrs={"config": config.to_dict(), "per_class_f1": result.per_class_f1},
+            )
+        )
+        configs.append(config)
+    assert [t.number for t in study.trials] == list(range(len(TRIALS)))
+    return TinyStudy(root, workdir, storage, STUDY, data, validation, tuple(configs))
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tiny_study: TinyStudy, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from search.export import main
+
+    out = tmp_path_factory.mktemp("exports") / "tiny"
+    rc = main(
+        ["--study", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out), "--max-members", "3"]
+    )
+    assert rc == 0
+    return out

@@ -1,0 +1,153 @@
+"""search.ensemble CLI and search.export on a tiny real study."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from safetensors import safe_open
+
+from runners.config import TrialConfig
+from search.bundle import Bundle, read_manifest
+from search.ensemble.cli import main as ensemble_main
+from search.ensemble.honest import METHODS
+from search.ensemble.selection import macro_f1, soft_vote
+from search.export import main as export_main
+
+from .conftest import TinyStudy
+
+
+def test_manifest_describes_members_preprocessing_classes_metrics(
+    bundle_dir: Path, tiny_study: TinyStudy
+) -> None:
+    m = read_manifest(bundle_dir)
+    assert m["format_version"] == 1 and m["study"] == tiny_study.name
+    assert 1 <= len(m["members"]) <= 3
+    assert sum(x["weight"] for x in m["members"]) == pytest.approx(1.0)
+    for member in m["members"]:
+        config = TrialConfig.from_dict(member["config"])
+        assert config == tiny_study.configs[member["trial"]]
+        assert len(member["mean"]) == 3 and len(member["std"]) == 3
+        with safe_open(str(bundle_dir / member["file"]), framework="pt") as f:  # safetensors, not pickle
+            assert any(k.startswith("net.") for k in f.keys())
+    pre = m["preprocessing"]
+    assert (pre["height"], pre["width"], pre["crop"], pre["layout"], pre["dtype"]) == (
+        32,
+        32,
+        "full",
+        "NHWC",
+        "uint8",
+    )
+    means = [x["mean"] for x in m["members"]]
+    shared = all(v == means[0] for v in means)
+    assert pre["mean"] == (means[0] if shared else "per member (see members[i].mean/std)")
+    assert len(m["classes"]) == 18
+    assert m["classes"][17] == {"index": 17, "mask": "not_wear", "gender": "female", "age": ">=60"}
+    assert m["classes"][6] == {"index": 6, "mask": "incorrect", "gender": "male", "age": "<30"}
+    assert set(m["files"]) == {"ensemble.onnx"} | {x["file"] for x in m["members"]}
+    assert 0.0 <= m["metrics"]["selection"]["macro_f1"] <= 1.0
+    assert [s["method"] for s in m["metrics"]["honest"]["scores"]] == list(METHODS)
+    assert not list(bundle_dir.parent.glob(".tiny.tmp-*"))  # the temporary folder was renamed away
+
+
+def test_onnx_graph_is_valid_with_a_dynamic_batch(bundle_dir: Path) -> None:
+    model = onnx.load(str(bundle_dir / "ensemble.onnx"))
+    onnx.checker.check_model(model)
+    (inp,) = model.graph.input
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    dims = inp.type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [32, 32, 3]
+    bundle = Bundle.load(bundle_dir)
+    for n in (1, 7):
+        batch = np.random.default_rng(n).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        probs = bundle.predict_proba(batch, backend="onnx")
+        assert probs.shape == (n, 18)
+        np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_reloaded_bundle_reproduces_the_validation_macro_f1(bundle_dir: Path, tiny_study: TinyStudy) -> None:
+    bundle = Bundle.load(bundle_dir)
+    labels = tiny_study.validation.labels
+    stored = soft_vote([tiny_study.store.load_probs(m["trial"]) for m in bundle.members], bundle.weights)
+    for backend in ("torch", "onnx"):
+        probs = bundle.predict_proba(tiny_study.val_paths(), backend=backend, batch_size=16)
+        np.testing.assert_allclose(probs, stored, atol=1e-4)
+        score = macro_f1(labels, probs)
+        assert abs(score - bundle.manifest["metrics"]["selection"]["macro_f1"]) <= 1e-4
+
+
+def test_ensemble_cli_prints_the_table_and_saves_json(
+    tiny_study: TinyStudy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = ensemble_main(
+        ["--study", tiny_study.name, "--storage", tiny_study.storage, "--mode", "split", "--max-members", "3"]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    for method in METHODS:
+        assert method in out
+    assert "held-out (split)" in out and "bench eval labels" in out
+    saved = json.loads((tiny_study.store.root / "ensemble.json").read_text())
+    assert saved["honest"]["mode"] == "split"
+    assert set(saved["eval_labels"]) == set(METHODS)
+    for scores in saved["eval_labels"].values():
+        assert 0.0 <= scores["macro_f1"] <= 1.0
+    final = {f["method"]: f for f in saved["final"]}
+    assert len(final["top-3 soft vote"]["members"]) == 3
+    assert final["selected ensemble"]["validation_macro_f1"] >= final["best single"]["validation_macro_f1"]
+
+
+def test_ensemble_cli_unknown_study_is_a_clear_error(
+    tiny_study: TinyStudy, caplog: pytest.LogCaptureFixture
+) -> None:
+    rc = ensemble_main(["--study", "nope", "--storage", tiny_study.storage])
+    assert rc == 2
+    assert "no study 'nope'" in caplog.text and "tiny" in caplog.text
+
+
+def test_export_refuses_an_existing_folder_unless_overwrite(
+    tiny_study: TinyStudy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    args = [
+        "--study",
+        tiny_study.name,
+        "--storage",
+        tiny_study.storage,
+        "--out",
+        str(out),
+        "--max-members",
+        "2",
+    ]
+    assert export_main(args) == 2
+    assert "--overwrite" in caplog.text and (out / "keep.txt").read_text() == "mine"
+    assert export_main([*args, "--overwrite"]) == 0
+    assert not (out / "keep.txt").exists()
+    assert len(Bundle.load(out).members) <= 2
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no temporary or backup folder left
+
+
+def test_export_without_checkpoints_names_the_missing_file(tiny_study: TinyStudy, tmp_path: Path) -> None:
+    import shutil
+
+    from search.ensemble.candidates import load_candidates
+    from search.ensemble.procedure import run_procedure
+    from search.export import export_bundle
+
+    outcome = run_procedure(load_candidates(tiny_study.name, tiny_study.storage))
+    chosen = outcome.candidates[outcome.choice().members[0]]
+    moved = tmp_path / "weights.safetensors"
+    shutil.copyfile(chosen.weights, moved)
+    chosen.weights.unlink()
+    try:
+        with pytest.raises(FileNotFoundError, match=f"trial {chosen.name}"):
+            export_bundle(outcome, tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+        assert [p.name for p in tmp_path.iterdir()] == ["weights.safetensors"]
+    finally:
+        shutil.copyfile(moved, chosen.weights)
