@@ -38,7 +38,7 @@ def test_dashboard_serves_trials_notes_and_artifacts(smoke_run: SmokeRun) -> Non
     try:
         for _ in range(100):
             try:
-                studies = json.loads(_get(f"{base}/api/studies"))["studies"]
+                studies = json.loads(_get(f"{base}/api/studies"))["study_summaries"]
                 break
             except OSError:
                 time.sleep(0.2)

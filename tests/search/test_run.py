@@ -89,14 +89,14 @@ def test_a_diverging_trial_fails_and_the_study_goes_on(tiny_bench: Path, tmp_pat
     toml.write_text(
         (REPO / "studies" / "smoke.toml").read_text().replace(
             'lr = { low = 3e-3, high = 3e-2, log = true }', "lr = [1e9, 1e-2]"
-        ).replace("n_trials = 8", "n_trials = 4")
+        ).replace("n_trials = 8", "n_trials = 3")
     )
     opts = RunOptions(study=str(toml), data=tiny_bench, workdir=tmp_path / "runs", device="cpu", seed=3)
     study = run_study(opts)
     failed = _trials(study, TrialState.FAIL)
     assert failed, "an lr of 1e9 must diverge"
     assert all("nan" in str(t.user_attrs.get("failure_reason", "")).lower() for t in failed)
-    assert len(_trials(study, TrialState.COMPLETE)) + len(_trials(study, TrialState.PRUNED)) == 4
+    assert len(_trials(study, TrialState.COMPLETE)) + len(_trials(study, TrialState.PRUNED)) == 3
 
 
 def test_ctrl_c_marks_the_trial_failed_and_the_study_resumes(tiny_bench: Path, tmp_path: Path) -> None:
