@@ -15,7 +15,7 @@ import numpy as np
 import optuna
 
 from search.data import PersonSplit, TrainData, default_data_root, image_cache, load_train, split_people
-from search.storage import open_storage, redact
+from search.storage import StorageSettings, open_storage, redact
 from search.study import StudySpec
 from search.trialstore import TrialStore, Validation
 
@@ -93,6 +93,7 @@ def open_study(
     relabel: Path | None = None,
     study_name: str | None = None,
     worker_index: int = 0,
+    storage_settings: StorageSettings | None = None,
 ) -> tuple[optuna.Study, StudyData]:
     """Create the study or resume it; returns it with its data, split and cache ready."""
     root = Path(data_root) if data_root is not None else default_data_root()
@@ -100,7 +101,7 @@ def open_study(
     name = study_name or spec.name
     study = optuna.create_study(
         study_name=name,
-        storage=open_storage(storage_url),
+        storage=open_storage(storage_url, storage_settings or StorageSettings()),
         sampler=make_sampler(spec, worker_index),
         pruner=make_pruner(spec),
         direction="maximize",

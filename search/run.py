@@ -3,7 +3,8 @@
 Without ``--data`` the synthetic bench is used (generated on first use under data/bench).
 Running the same command again resumes the study up to its trial budget; ``--n-trials``
 raises (or lowers) that budget, counted over all workers as finished (complete or pruned)
-trials.
+trials. ``--workers N`` runs N processes on this machine (see search/workers.py); more
+machines join with ``python -m search.worker`` (see search/worker.py).
 """
 
 from __future__ import annotations
@@ -13,19 +14,36 @@ import dataclasses
 import logging
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
 from runners import resolve_device
 from search import records
 from search.objective import Objective, TrialFailed
 from search.prepare import open_study
-from search.storage import DEFAULT_WORKDIR, dashboard_command, default_storage_url, redact
+from search.storage import (
+    DEFAULT_WORKDIR,
+    StorageSettings,
+    dashboard_command,
+    default_storage_url,
+    hide_secrets,
+    redact,
+    storage_error,
+)
 from search.study import StudySpec, load_study
+from search.workers import (
+    has_heartbeat,
+    quiet_expected_tracebacks,
+    reap_orphans,
+    run_local_workers,
+    worker_objective,
+)
 
 log = logging.getLogger("search")
 BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -45,10 +63,29 @@ class RunOptions:
     seed: int | None = None
     profile: str | None = None
     worker_index: int = 0
+    heartbeat_s: int | None = None  # RDB storages: heartbeat interval (default StorageSettings')
+    grace_s: int | None = None  # RDB storages: a trial silent this long is failed and retried
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--heartbeat", self.heartbeat_s), ("--grace", self.grace_s)):
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} must be a whole number of seconds >= 1 but got {value}.")
+        settings = self.storage_settings()
+        if settings.grace_period_s <= settings.heartbeat_interval_s:
+            raise ValueError(
+                f"--grace ({settings.grace_period_s} s) must be longer than --heartbeat "
+                f"({settings.heartbeat_interval_s} s), or live trials would be failed."
+            )
 
     @property
     def storage_url(self) -> str:
         return self.storage or default_storage_url(self.workdir)
+
+    def storage_settings(self) -> StorageSettings:
+        default = StorageSettings()
+        heartbeat = self.heartbeat_s or default.heartbeat_interval_s
+        grace = self.grace_s or max(default.grace_period_s, 4 * heartbeat)
+        return StorageSettings(heartbeat, grace, default.max_retry)
 
 
 def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
@@ -64,8 +101,25 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, help="sampler seed (default: the study file's)")
     p.add_argument("--profile", choices=("cpu", "gpu"), help="study profile (default: from the device)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="worker processes on this machine: one per GPU, or CPU processes (needs a journal "
+                        "or PostgreSQL storage; default with N > 1: journal file <workdir>/<study>.journal)")
+    p.add_argument("--heartbeat", type=int, dest="heartbeat_s",
+                   help="PostgreSQL/SQLite storages: seconds between a trial's heartbeats (default 30)")
+    p.add_argument("--grace", type=int, dest="grace_s",
+                   help="seconds without a heartbeat before a trial is failed and retried (default 120)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 but got {text!r}")
+    return value
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
@@ -88,9 +142,11 @@ def run_study(opts: RunOptions) -> optuna.Study:
     """Run trials until the study's budget of finished trials is reached (or the timeout)."""
     spec = resolve_spec(opts)
     study, study_data = open_study(
-        spec, opts.storage_url, opts.workdir, opts.data, opts.relabel, opts.name, opts.worker_index
+        spec, opts.storage_url, opts.workdir, opts.data, opts.relabel, opts.name, opts.worker_index,
+        opts.storage_settings(),
     )
-    objective = Objective(spec, study_data, opts.workdir, device=opts.device)
+    reap_orphans(study)  # trials left RUNNING by a dead local worker (storages without heartbeat)
+    objective = worker_objective(Objective(spec, study_data, opts.workdir, device=opts.device), spec.n_trials)
     remaining = spec.n_trials - _count(study, BUDGET_STATES)
     if remaining <= 0:
         log.info("study %s already has %d finished trials (budget %d); pass --n-trials to run more",
@@ -108,7 +164,11 @@ def run_study(opts: RunOptions) -> optuna.Study:
 
 
 class _Budget:
-    """Stop when the study (all workers together) has enough finished trials, or too many failures."""
+    """Stop when the study (all workers together) has enough finished trials, or too many failures.
+
+    Trials other workers are running count as on their way, so N workers do not overshoot the
+    budget by N - 1; a trial that then fails leaves its own worker going, as it sees the gap.
+    """
 
     def __init__(self, n_trials: int) -> None:
         self.n_trials = n_trials
@@ -116,9 +176,14 @@ class _Budget:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.failures += trial.state == TrialState.FAIL
-        if _count(study, BUDGET_STATES) >= self.n_trials:
+        reap_orphans(study)
+        if has_heartbeat(study):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)  # a dead worker's trial is not on its way
+        if _count(study, BUDGET_STATES) + _count(study, (TrialState.RUNNING,)) >= self.n_trials:
             study.stop()
-        elif self.failures > max(3, self.n_trials):
+        elif self.failures > max(10, 2 * self.n_trials):
             log.error("stopping: %d trials of this worker failed; see their failure_reason", self.failures)
             study.stop()
 
@@ -163,12 +228,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     install_signal_handlers()
-    opts = options_from_args(args)
+    try:
+        opts = options_from_args(args)
+    except ValueError as exc:
+        build_parser().error(str(exc))
+    hide_secrets(opts.storage_url)
+    quiet_expected_tracebacks()
+    if args.workers > 1:
+        try:
+            return run_local_workers(opts, args.workers)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
+        except sqlalchemy.exc.OperationalError as exc:
+            log.error("%s", storage_error(opts.storage_url, exc))
+            return 1
+        except KeyboardInterrupt:
+            log.warning("interrupted before the workers started; run the same command to resume")
+            return 130
     try:
         study = run_study(opts)
     except KeyboardInterrupt:
         log.warning("interrupted: the running trial is marked failed; run the same command to resume")
         return 130
+    except sqlalchemy.exc.OperationalError as exc:
+        log.error("%s", storage_error(opts.storage_url, exc))
+        return 1
     print_summary(study, opts)
     return 0
 

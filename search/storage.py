@@ -11,9 +11,15 @@ FAIL after ``grace_period`` seconds and re-queued once with the same parameters.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import re
+import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from urllib.parse import unquote
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
@@ -22,6 +28,8 @@ from optuna.storages.journal import JournalFileBackend
 
 DEFAULT_WORKDIR = Path("runs")
 _PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]+:)(?P<pw>[^@]*)(?P<tail>@)")
+# the same in free text (log lines, tracebacks), where a URL ends at whitespace
+_PASSWORD_IN_TEXT = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)(?P<pw>[^@\s]*)(?P<tail>@)")
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,12 @@ class StorageSettings:
     max_retry: int = 1  # a killed worker's trial is tried once more with the same parameters
 
 
+# Optuna 4.9 renamed the retry callback and its RDBStorage argument; the old names warn there.
+RetryCallback = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", RetryFailedTrialCallback)
+_RETRY_ARG = ("heartbeat_stale_trial_callback" if RetryCallback is not RetryFailedTrialCallback
+              else "failed_trial_callback")
+
+
 def default_storage_url(workdir: Path) -> str:
     return f"sqlite:///{(workdir / 'studies.db').as_posix()}"
 
@@ -38,6 +52,86 @@ def default_storage_url(workdir: Path) -> str:
 def redact(url: str) -> str:
     """The URL with any password replaced, safe to print or log."""
     return _PASSWORD.sub(r"\g<head>***\g<tail>", url)
+
+
+def with_driver(url: str) -> str:
+    """``postgresql://`` with the PostgreSQL driver that is installed made explicit.
+
+    SQLAlchemy 2.0 reads a bare ``postgresql://`` as psycopg2 and 2.1 as psycopg (3); naming
+    the installed one makes the same URL work with either driver and either SQLAlchemy.
+    """
+    if not url.startswith("postgresql://"):
+        return url
+    for module, driver in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{driver}://" + url.removeprefix("postgresql://")
+    return url
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password in ``url`` as written and URL-decoded (empty when there is none)."""
+    match = _PASSWORD.search(url)
+    if match is None or not match["pw"]:
+        return []
+    return sorted({match["pw"], unquote(match["pw"])}, key=len, reverse=True)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Wraps a handler's formatter and blanks the given secrets in everything it writes,
+    including tracebacks and messages from libraries (SQLAlchemy, psycopg2)."""
+
+    def __init__(self, inner: logging.Formatter | None, secrets: list[str]) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(self.inner.format(record), self.secrets)
+
+
+MIN_SCRUBBED = 4  # shorter passwords are only hidden inside URLs: blanking every "ab" helps nobody
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` with URL passwords redacted, and the given secrets blanked wherever they appear."""
+    text = _PASSWORD_IN_TEXT.sub(r"\g<head>***\g<tail>", text)
+    for secret in secrets:
+        if len(secret) >= MIN_SCRUBBED:
+            text = text.replace(secret, "***")
+    return text
+
+
+def hide_secrets(url: str) -> None:
+    """Keep the password of ``url`` out of this process's logs, warnings and uncaught tracebacks.
+
+    Call after logging is configured. Idempotent; a URL without a password changes nothing.
+    """
+    secrets = url_secrets(url)
+    if not secrets:
+        return
+    logging.captureWarnings(True)  # warnings then pass through the redacting handlers
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            current = handler.formatter
+            if isinstance(current, RedactingFormatter):
+                current.secrets = sorted(set(current.secrets) | set(secrets), key=len, reverse=True)
+            else:
+                handler.setFormatter(RedactingFormatter(current, secrets))
+
+    def excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        sys.stderr.write(scrub("".join(traceback.format_exception(kind, exc, tb)), secrets))
+
+    sys.excepthook = excepthook
+
+
+def storage_error(url: str, exc: Exception) -> str:
+    """One line for a storage that cannot be reached (down, wrong host, database or password)."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return (f"cannot use the storage {redact(url)}: {scrub(reason, url_secrets(url))}. "
+            "Check that the server runs and that the host, port, database, user and password are right.")
 
 
 def open_storage(url: str, settings: StorageSettings = StorageSettings()) -> optuna.storages.BaseStorage:
@@ -54,11 +148,11 @@ def open_storage(url: str, settings: StorageSettings = StorageSettings()) -> opt
         )
     engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else None
     return RDBStorage(
-        url,
+        with_driver(url),
         engine_kwargs=engine_kwargs,
         heartbeat_interval=settings.heartbeat_interval_s,
         grace_period=settings.grace_period_s,
-        failed_trial_callback=RetryFailedTrialCallback(max_retry=settings.max_retry),
+        **{_RETRY_ARG: RetryCallback(max_retry=settings.max_retry)},
     )
 
 
@@ -73,5 +167,6 @@ def artifact_store(workdir: Path) -> FileSystemArtifactStore:
 
 
 def dashboard_command(url: str, workdir: Path) -> str:
-    target = url.removeprefix("journal://") if url.startswith("journal://") else url
-    return f"optuna-dashboard {redact(target)} --artifact-dir {(workdir / 'artifacts').as_posix()} --host 127.0.0.1"
+    target = url.removeprefix("journal://") if url.startswith("journal://") else with_driver(url)
+    artifacts = (workdir / "artifacts").as_posix()
+    return f"optuna-dashboard {redact(target)} --artifact-dir {artifacts} --host 127.0.0.1"
