@@ -1,0 +1,37 @@
+"""A tiny bench shared by the benchmark script tests (the scripts themselves default to larger ones)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from benchmarks import common
+
+PEOPLE, SIZE = 72, (48, 64)
+
+
+@pytest.fixture(scope="session")
+def tiny_bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return common.ensure_bench(tmp_path_factory.mktemp("bench") / "bench", PEOPLE, SIZE, 0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_settings() -> Iterator[None]:
+    """The scripts set torch threads, a SIGTERM handler and optuna's verbosity for their process; undo that."""
+    threads, handler, verbosity = torch.get_num_threads(), signal.getsignal(signal.SIGTERM), optuna.logging.get_verbosity()
+    yield
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, handler)
+    optuna.logging.set_verbosity(verbosity)
+
+
+@pytest.fixture
+def bench_args(tiny_bench: Path, tmp_path: Path) -> list[str]:
+    """Flags every script takes: the tiny bench, and results and work folders inside tmp_path."""
+    return ["--bench", str(tiny_bench), "--people", str(PEOPLE), "--size", f"{SIZE[0]}x{SIZE[1]}",
+            "--results-dir", str(tmp_path / "results"), "--threads", "1"]
