@@ -43,10 +43,7 @@ from runners import (
     resolve_device,
 )
 
-# The module, whatever `runners.fit` is bound to: runners exports the function fit lazily under the same
-# name as its module runners.fit, so `import runners.fit as m` can give the function and
-# `from runners import fit` the module, depending on what was imported before.
-runner_fit = importlib.import_module("runners.fit")
+runner_fit = importlib.import_module("runners.training")  # the training loop's module
 log = logging.getLogger("benchmarks.gpu_throughput")
 NAME = "gpu_throughput"
 

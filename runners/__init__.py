@@ -31,9 +31,9 @@ from runners.weights import WeightsError, create_backbone, find_weights_file, li
 # The training side (loop, loaders, albumentations) loads on first use, so that inference code
 # (search.bundle) can build models from ``runners.models`` without importing it.
 _LAZY = {
-    "fit": "runners.fit",
-    "lr_lambda": "runners.fit",
-    "make_optimizer": "runners.fit",
+    "fit": "runners.training",
+    "lr_lambda": "runners.training",
+    "make_optimizer": "runners.training",
     "BatchGather": "runners.batches",
     "ImageSet": "runners.batches",
     "device_batches": "runners.batches",
@@ -48,7 +48,7 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # importing runners.fit just bound the submodule to this name
+        globals()[name] = value  # cache it, so later lookups skip __getattr__
         return value
     raise AttributeError(f"module 'runners' has no attribute {name!r}")
 

@@ -95,7 +95,8 @@ class ClassifierWithPreprocess(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW view, channels_last in memory
-        return self.model(x.float() * self.scale - self.shift)
+        x = x.to(torch.float32, copy=True)  # always a new tensor: the in-place ops touch no caller's data
+        return self.model(x.mul_(self.scale).sub_(self.shift))
 
 
 def build_model(config: TrialConfig) -> TrialModel:

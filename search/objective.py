@@ -88,7 +88,8 @@ class Objective:
 
         def report(epoch: int, macro_f1: float) -> bool:
             trial.report(macro_f1, epoch)
-            prune = trial.should_prune()
+            # After the last epoch there is nothing left to save: keep the fully trained trial.
+            prune = epoch < config.epochs and trial.should_prune()
             log.info(
                 "trial %d epoch %d/%d: macro-F1 %.4f (study best %s)%s",
                 trial.number, epoch, config.epochs, macro_f1, _study_best(trial.study),

@@ -65,7 +65,6 @@ def make_sampler(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.Base
         multivariate=True,
         group=True,  # unfrozen depth is conditional on the backbone
         constant_liar=True,  # parallel workers don't all sample the same point
-        warn_independent_sampling=False,
     )
 
 
@@ -97,7 +96,7 @@ def open_study(
 ) -> tuple[optuna.Study, StudyData]:
     """Create the study or resume it; returns it with its data, split and cache ready."""
     root = Path(data_root) if data_root is not None else default_data_root()
-    data = load_train(root, relabel=relabel)
+    data = load_train(root, relabel=relabel, verified_dir=Path(workdir) / "cache")
     name = study_name or spec.name
     study = optuna.create_study(
         study_name=name,

@@ -105,6 +105,7 @@ def _train_trial(
     amp = autocast_dtype(dev)
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     transform = None if config.augment == "none" else get_augment(config.augment, config.height, config.width, config.seed)
     train_loader = make_loader(
         BatchGather(train, transform),
