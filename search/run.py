@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from runners import resolve_device
 from search import records
 from search.objective import Objective, TrialFailed
-from search.prepare import open_study
+from search.prepare import StudyMismatchError, open_study
 from search.storage import (
     DEFAULT_WORKDIR,
     StorageSettings,
@@ -224,6 +224,29 @@ def setup_logging(verbose: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.INFO)
 
 
+def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
+    """Run the study in this process, or in ``workers`` local processes; returns the exit code.
+
+    Problems a user can fix (bad data, a malformed study file, a study made on other data, an
+    unreachable storage) end in one logged line rather than a traceback (``-v`` adds it).
+    """
+    try:
+        if workers > 1:
+            return run_local_workers(opts, workers)
+        study = run_study(opts)
+    except KeyboardInterrupt:
+        log.warning("interrupted: a running trial is marked failed; run the same command to resume")
+        return 130
+    except (ValueError, StudyMismatchError) as exc:
+        log.error("%s", exc, exc_info=verbose)
+        return 2
+    except sqlalchemy.exc.OperationalError as exc:
+        log.error("%s", storage_error(opts.storage_url, exc))
+        return 1
+    print_summary(study, opts)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -234,28 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error(str(exc))
     hide_secrets(opts.storage_url)
     quiet_expected_tracebacks()
-    if args.workers > 1:
-        try:
-            return run_local_workers(opts, args.workers)
-        except ValueError as exc:
-            log.error("%s", exc)
-            return 2
-        except sqlalchemy.exc.OperationalError as exc:
-            log.error("%s", storage_error(opts.storage_url, exc))
-            return 1
-        except KeyboardInterrupt:
-            log.warning("interrupted before the workers started; run the same command to resume")
-            return 130
-    try:
-        study = run_study(opts)
-    except KeyboardInterrupt:
-        log.warning("interrupted: the running trial is marked failed; run the same command to resume")
-        return 130
-    except sqlalchemy.exc.OperationalError as exc:
-        log.error("%s", storage_error(opts.storage_url, exc))
-        return 1
-    print_summary(study, opts)
-    return 0
+    return execute(opts, args.workers, verbose=args.verbose)
 
 
 if __name__ == "__main__":

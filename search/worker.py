@@ -26,17 +26,9 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import sqlalchemy.exc
-
-from search.run import build_parser, options_from_args, print_summary, run_study, setup_logging
-from search.storage import hide_secrets, storage_error
-from search.workers import (
-    check_concurrent_storage,
-    install_interrupt_handlers,
-    quiet_expected_tracebacks,
-    run_local_workers,
-    worker_tag,
-)
+from search.run import build_parser, execute, options_from_args, setup_logging
+from search.storage import hide_secrets
+from search.workers import check_concurrent_storage, install_interrupt_handlers, quiet_expected_tracebacks, worker_tag
 
 log = logging.getLogger("search")
 
@@ -81,35 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    if args.workers > 1:
-        try:
-            return run_local_workers(opts, args.workers)
-        except ValueError as exc:
-            log.error("%s", exc)
-            return 2
-        except sqlalchemy.exc.OperationalError as exc:
-            log.error("%s", storage_error(opts.storage_url, exc))
-            return 1
-        except KeyboardInterrupt:
-            log.warning("interrupted before the workers started; run the same command to resume")
-            return 130
-    install_interrupt_handlers()
-    log.info(
-        "worker %s joining study %s (worker index %d)",
-        worker_tag(),
-        opts.name or opts.study,
-        opts.worker_index,
-    )
-    try:
-        study = run_study(opts)
-    except KeyboardInterrupt:
-        log.warning("interrupted: the running trial is marked failed; run the same command to resume")
-        return 130
-    except sqlalchemy.exc.OperationalError as exc:
-        log.error("%s", storage_error(opts.storage_url, exc))
-        return 1
-    print_summary(study, opts)
-    return 0
+    if args.workers == 1:  # with N > 1 the launcher handles signals and each child is a worker
+        install_interrupt_handlers()
+        log.info("worker %s joining study %s (worker index %d)", worker_tag(), opts.name or opts.study, opts.worker_index)
+    return execute(opts, args.workers, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -126,3 +126,25 @@ def test_ctrl_c_marks_the_trial_failed_and_the_study_resumes(tiny_bench: Path, t
     study = optuna.load_study(study_name="smoke", storage=storage)
     assert len(_trials(study, TrialState.COMPLETE)) + len(_trials(study, TrialState.PRUNED)) == 3
     assert "optuna-dashboard" in done.stdout and "search.export" in done.stdout
+
+
+def test_bad_data_is_one_clear_line_and_writes_no_study(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from search.run import main
+
+    (tmp_path / "data" / "train" / "images").mkdir(parents=True)
+    storage = tmp_path / "runs" / "studies.db"
+    code = main(["--study", "smoke", "--data", str(tmp_path / "data"), "--workdir", str(tmp_path / "runs"),
+                 "--device", "cpu"])
+    assert code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "train.csv" in errors[0]
+    assert not storage.exists() or not optuna.get_all_study_names(f"sqlite:///{storage}")
+
+
+def test_a_malformed_study_file_is_one_clear_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from search.run import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[study]\nn_trial = 3\n")
+    assert main(["--study", str(bad), "--workdir", str(tmp_path / "runs"), "--device", "cpu"]) == 2
+    assert any("n_trial" in r.getMessage() and "bad.toml" in r.getMessage() for r in caplog.records)
