@@ -34,7 +34,7 @@ def test_two_workers_share_a_postgres_study_and_never_print_its_password(
     # A diverging trial queued first: whichever worker draws it must record the failure and go on.
     study = optuna.create_study(study_name="smoke", storage=open_storage(pg_url), direction="maximize")
     study.enqueue_trial({"lr": 1e6})
-    cmd = worker_cmd("smoke", pg_url, bench, tmp_path / "runs", "--n-trials", "4")
+    cmd = worker_cmd("smoke", pg_url, bench, tmp_path / "runs", "--n-trials", "6")
     procs = [
         subprocess.Popen(
             cmd,
@@ -55,13 +55,13 @@ def test_two_workers_share_a_postgres_study_and_never_print_its_password(
 
     study = open_study_view(pg_url, "smoke")
     done = finished(study)
-    assert len(done) == 4
+    assert len(done) == 6
     assert not trials(study, TrialState.RUNNING) and not trials(study, TrialState.WAITING)
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers))
     assert len({t.user_attrs["worker"] for t in done}) == 2, "both workers ran trials"
-    (diverged,) = [t for t in trials(study, TrialState.FAIL)]
-    assert diverged.params["lr"] == 1e6
+    # (a trial started past the budget by a racing worker also ends FAIL, with its own reason)
+    (diverged,) = [t for t in trials(study, TrialState.FAIL) if t.params.get("lr") == 1e6]
     assert "nan" in diverged.user_attrs["failure_reason"].lower()
     assert study.user_attrs["split"], "the first worker stored the person split for the others"
 
