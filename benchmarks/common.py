@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from search.run import positive_int  # noqa: F401 - re-exported for the scripts' flags
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "benchmarks" / "results"
 DATA_DIR = REPO / "data"  # git-ignored
@@ -205,16 +207,6 @@ def add_bench_args(p: argparse.ArgumentParser, people: int, size: tuple[int, int
 def add_work_root_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-root", type=Path, default=RUNS_DIR,
                    help="folder for the run's storage, artifacts and caches (default runs/benchmarks, git-ignored)")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 but got {text!r}")
-    return value
 
 
 def size_arg(text: str) -> tuple[int, int]:

@@ -117,14 +117,7 @@ def bare_rate(config: TrialConfig, device: torch.device, warmup: int, steps: int
     def step() -> None:
         with torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext():
             loss = criterion(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        runner_fit.optimizer_step(loss, optimizer, scaler)
 
     for _ in range(warmup):
         step()

@@ -146,14 +146,7 @@ def _train_trial(
                 if dev.type != "cuda" or step % _CUDA_CHECK_EVERY == 0 or step == steps_per_epoch:
                     _check_finite(window, epoch, step)
                     window.clear()
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
+                optimizer_step(loss, optimizer, scaler)
                 scheduler.step()
                 total += loss.detach() * len(y)
                 seen += len(y)
@@ -262,3 +255,15 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    """Backward and step, through the fp16 loss scaler when there is one."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()

@@ -101,7 +101,7 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, help="sampler seed (default: the study file's)")
     p.add_argument("--profile", choices=("cpu", "gpu"), help="study profile (default: from the device)")
-    p.add_argument("--workers", type=_positive_int, default=1,
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="worker processes on this machine: one per GPU, or CPU processes (needs a journal "
                         "or PostgreSQL storage; default with N > 1: journal file <workdir>/<study>.journal)")
     p.add_argument("--heartbeat", type=int, dest="heartbeat_s",
@@ -112,7 +112,8 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
     return p
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:
