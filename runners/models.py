@@ -150,7 +150,7 @@ def stage_groups(net: nn.Module) -> list[list[str]]:
     return groups
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def count_stages(backbone: str) -> int:
     """Number of backbone stages (stem included) unfrozen_depth ranges over: 0..n, -1 = all."""
     check_backbone_name(backbone)
@@ -246,7 +246,7 @@ def _meta_model(backbone: str) -> nn.Module:
     try:
         with torch.device("meta"):
             return timm.create_model(backbone, pretrained=False)
-    except Exception:  # noqa: BLE001 - some model constructors call .item() on init tensors
+    except Exception:
         logger.debug("meta build of %s failed; building on CPU", backbone, exc_info=True)
         return timm.create_model(backbone, pretrained=False)
 

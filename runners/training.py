@@ -27,7 +27,13 @@ from runners.config import TrialConfig
 from runners.devices import autocast_dtype, default_num_workers, resolve_device
 from runners.losses import FocalLoss, class_weights, oversample_weights
 from runners.metrics import classification_metrics
-from runners.models import ClassifierWithPreprocess, TrialModel, build_model, count_parameters, model_data_config
+from runners.models import (
+    ClassifierWithPreprocess,
+    TrialModel,
+    build_model,
+    count_parameters,
+    model_data_config,
+)
 from runners.results import EpochRecord, TrialResult
 
 logger = logging.getLogger(__name__)

@@ -59,7 +59,7 @@ class Objective:
         trial.set_user_attr("config", config.to_dict())
         try:
             result = self._fit(trial, config)
-        except Exception as exc:  # noqa: BLE001 - classified below, re-raised when it repeats
+        except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             trial.set_user_attr("failure_reason", reason)
             trial.set_user_attr("traceback", traceback.format_exc()[-4000:])

@@ -28,7 +28,12 @@ from pathlib import Path
 
 from search.run import build_parser, execute, options_from_args, setup_logging
 from search.storage import hide_secrets
-from search.workers import check_concurrent_storage, install_interrupt_handlers, quiet_expected_tracebacks, worker_tag
+from search.workers import (
+    check_concurrent_storage,
+    install_interrupt_handlers,
+    quiet_expected_tracebacks,
+    worker_tag,
+)
 
 log = logging.getLogger("search")
 

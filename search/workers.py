@@ -432,7 +432,7 @@ def _worker_process(opts: RunOptions, slot: WorkerSlot, level: int) -> None:
     )
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()  # optuna's lines get this worker's prefix too
-    optuna.logging.set_verbosity(logging.INFO if level <= logging.INFO else level)
+    optuna.logging.set_verbosity(max(logging.INFO, level))
     hide_secrets(opts.storage_url)
     quiet_expected_tracebacks()
     install_interrupt_handlers()
@@ -451,7 +451,7 @@ def _worker_process(opts: RunOptions, slot: WorkerSlot, level: int) -> None:
     except sqlalchemy.exc.OperationalError as exc:
         log.error("worker %d: %s", slot.index, storage_error(opts.storage_url, exc))
         code = 1
-    except Exception:  # noqa: BLE001 - logged through the redacting handlers, not multiprocessing's print
+    except Exception:
         log.exception("worker %d failed", slot.index)
         code = 1
     logging.shutdown()

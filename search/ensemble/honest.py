@@ -147,10 +147,10 @@ def honest_estimate(
     for sel_rows, score_rows in folds:
         fold_info.append(
             {
-                "select_people": int(len(np.unique(people[sel_rows]))),
-                "select_rows": int(len(sel_rows)),
-                "score_people": int(len(np.unique(people[score_rows]))),
-                "score_rows": int(len(score_rows)),
+                "select_people": len(np.unique(people[sel_rows])),
+                "select_rows": len(sel_rows),
+                "score_people": len(np.unique(people[score_rows])),
+                "score_rows": len(score_rows),
             }
         )
         for choice in choose(candidates, labels, settings, sel_rows):

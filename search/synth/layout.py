@@ -30,8 +30,19 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .faces import draw_photo, sample_look
-from .people import (GENDERS, MASK_STATES, PHOTO_STEMS, RACE, STEM_MASK, Person, age_band, class_of,
-                     eval_image_id, plan_eval, plan_train)
+from .people import (
+    GENDERS,
+    MASK_STATES,
+    PHOTO_STEMS,
+    RACE,
+    STEM_MASK,
+    Person,
+    age_band,
+    class_of,
+    eval_image_id,
+    plan_eval,
+    plan_train,
+)
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 def build_in_child(paths: list[str], cache_dir: str, counter: str, start: Any, results: Any) -> None:
     """Wait for the start signal, then ask for the cache; decodes are slowed and counted."""
-    import search.data.cache as cache
+    from search.data import cache
 
     real = cache.load_image
 

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import search.data.cache as cache
-from search.data import CROPS, DataError, image_cache, load_image, load_train
+from search.data import CROPS, DataError, cache, image_cache, load_image, load_train
 
 
 @pytest.fixture

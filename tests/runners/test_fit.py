@@ -53,7 +53,7 @@ def test_returned_weights_reproduce_the_returned_validation_probabilities(image_
     # A set that blacks out every image: had validation gone through it, every row of val_probs
     # would be the same and would differ from the weights' predictions on the real images.
     train, val = image_sets
-    blackout = lambda h, w: A.Compose([A.Lambda(image=_black)])  # noqa: E731
+    blackout = lambda h, w: A.Compose([A.Lambda(image=_black)])
     AUGMENT_SETS["blackout_for_test"] = blackout
     try:
         config = tiny_config.replace(augment="blackout_for_test", epochs=2)

@@ -30,7 +30,7 @@ def test_smoke_study_reaches_its_budget_and_prunes(smoke_run: SmokeRun) -> None:
     complete, pruned = _trials(study, TrialState.COMPLETE), _trials(study, TrialState.PRUNED)
     assert len(complete) + len(pruned) == 8
     assert pruned, "successive halving should stop some weak trials"
-    epochs = lambda ts: [len(t.intermediate_values) for t in ts]  # noqa: E731
+    epochs = lambda ts: [len(t.intermediate_values) for t in ts]
     assert max(epochs(pruned)) < max(epochs(complete))
     assert np.mean(epochs(pruned)) < np.mean(epochs(complete))
     assert not _trials(study, TrialState.RUNNING)

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.synth import contact_sheet, generate, parse_size
-from search.synth import layout
+from search.synth import contact_sheet, generate, layout, parse_size
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +32,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
 def test_an_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def failing(person, size, seed, root):  # noqa: ANN001
+    def failing(person, size, seed, root):
         calls.append(person)
         if len(calls) == 10:
             raise KeyboardInterrupt
