@@ -10,6 +10,8 @@ import torch
 logger = logging.getLogger(__name__)
 
 NUM_WORKERS_ENV = "MASK_AUTOML_LOADER_WORKERS"  # overrides the default loader worker count
+AUGMENT_ON_ENV = "MASK_AUTOML_AUGMENT_ON"  # overrides where augmentation runs: auto, loader or device
+AUGMENT_PLACES = ("auto", "loader", "device")
 
 
 def resolve_device(name: str | torch.device | None = None) -> torch.device:
@@ -57,3 +59,13 @@ def default_num_workers(augment: str) -> int:
     if augment == "none":
         return 0
     return max(0, min(4, len(os.sched_getaffinity(0)) - 1))
+
+
+def requested_augment_on(value: str | None = None) -> str:
+    """Where augmentation should run: ``value``, else env MASK_AUTOML_AUGMENT_ON, else "auto" (on the
+    device when it is a GPU, in the loader's worker processes otherwise)."""
+    source = "augment_on" if value is not None else AUGMENT_ON_ENV
+    value = value if value is not None else os.environ.get(AUGMENT_ON_ENV, "auto")
+    if value not in AUGMENT_PLACES:
+        raise ValueError(f"{source} must be one of {', '.join(AUGMENT_PLACES)} but got {value!r}.")
+    return value

@@ -38,6 +38,7 @@ class TrialResult:
     val_probs: np.ndarray | None = None  # (N_val, 18) float32 softmax of the best epoch, aligned with val.rows
     state_dict: dict[str, torch.Tensor] | None = None  # best epoch, CPU tensors (TrialModel keys)
     device: str = "cpu"
+    augment_on: str = "none"  # where the augmentation set ran: "none" (no set), "loader" or "device"
     n_params: int = 0
     n_trainable: int = 0
 
@@ -56,6 +57,7 @@ class TrialResult:
             "mean_epoch_seconds": float(np.mean(seconds)) if seconds else None,
             "mean_train_images_per_s": float(np.mean(speeds)) if speeds else None,
             "device": self.device,
+            "augment_on": self.augment_on,
             "n_params": int(self.n_params),
             "n_trainable": int(self.n_trainable),
         }

@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 
+import albumentations as A
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,8 @@ from tqdm.auto import tqdm
 from runners.augmentations import get_augment
 from runners.batches import BatchGather, ImageSet, device_batches, make_loader
 from runners.config import TrialConfig
-from runners.devices import autocast_dtype, default_num_workers, resolve_device
+from runners.device_augment import DeviceAugment, NoDeviceVersion, device_augment
+from runners.devices import autocast_dtype, default_num_workers, requested_augment_on, resolve_device
 from runners.losses import FocalLoss, class_weights, oversample_weights
 from runners.metrics import classification_metrics
 from runners.models import (
@@ -56,13 +58,19 @@ def fit(
     device: str | torch.device | None = None,
     progress: bool = False,
     num_workers: int | None = None,
+    augment_on: str | None = None,
 ) -> TrialResult:
     """Train one configuration; validation each epoch on ``val`` (canonical labels, never augmented).
 
     ``num_workers``: loader processes for augmentation (default: env MASK_AUTOML_LOADER_WORKERS, else
     0 without augmentation, min(4, cpus - 1) with it).
+    ``augment_on``: "loader" runs the set per image in albumentations in those processes; "device"
+    runs it batched in torch on the training device (runners.device_augment); "auto" (default: env
+    MASK_AUTOML_AUGMENT_ON, else auto) picks the device on a GPU, where it frees the CPU, and the
+    loader otherwise, where per-image OpenCV is the faster of the two.
     """
     dev = resolve_device(device)
+    placement = requested_augment_on(augment_on)
     train.check("train", config.height, config.width)
     val.check("val", config.height, config.width)
     workers = default_num_workers(config.augment) if num_workers is None else num_workers
@@ -76,7 +84,7 @@ def fit(
     try:
         if dev.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
-        _train_trial(config, train, val, reporter, dev, progress, workers, result)
+        _train_trial(config, train, val, reporter, dev, progress, workers, placement, result)
     except torch.cuda.OutOfMemoryError:
         oom = True  # handled below, once this frame no longer holds the traceback and its tensors
     except _Diverged as exc:
@@ -101,6 +109,7 @@ def _train_trial(
     dev: torch.device,
     progress: bool,
     workers: int,
+    placement: str,
     result: TrialResult,
 ) -> None:
     _seed_everything(config.seed)
@@ -112,7 +121,8 @@ def _train_trial(
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
-    transform = None if config.augment == "none" else get_augment(config.augment, config.height, config.width, config.seed)
+    transform, on_device = _augmentation(config, dev, placement)
+    result.augment_on = "device" if on_device is not None else "loader" if transform is not None else "none"
     train_loader = make_loader(
         BatchGather(train, transform),
         batch_size=config.batch_size,
@@ -146,6 +156,8 @@ def _train_trial(
         with contextlib.closing(batches):
             steps = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False, disable=not progress)
             for step, (x, y) in enumerate(steps, start=1):
+                if on_device is not None:
+                    x = on_device(x)
                 with _autocast(dev, amp):
                     loss = criterion(net(x), y)
                 window.append(loss.detach())
@@ -187,6 +199,20 @@ def _train_trial(
         if bad_epochs > 0 and bad_epochs >= config.patience:
             result.reason = f"early_stopping at epoch {epoch}"
             return
+
+
+def _augmentation(config: TrialConfig, dev: torch.device, placement: str) -> tuple[A.Compose | None, DeviceAugment | None]:
+    """The trial's set, as a per-image pipeline for the loader or a batched one for the device."""
+    if config.augment == "none":
+        return None, None
+    if placement == "device" or (placement == "auto" and dev.type == "cuda"):
+        try:
+            return None, device_augment(config.augment, config.height, config.width, config.seed)
+        except NoDeviceVersion as exc:
+            if placement == "device":
+                raise
+            logger.info("%s", exc)
+    return get_augment(config.augment, config.height, config.width, config.seed), None
 
 
 def make_optimizer(model: TrialModel, config: TrialConfig) -> torch.optim.AdamW:

@@ -43,6 +43,7 @@ def trial_attrs(result: Any) -> dict[str, Any]:
         "seconds_per_epoch": round(float(np.mean(seconds)), 3) if seconds else None,
         "train_images_per_s": round(float(np.mean(speeds)), 1) if speeds else None,
         "device": result.device,
+        "augment_on": result.augment_on,
         "n_params": result.n_params,
         "n_trainable": result.n_trainable,
         "history": [
