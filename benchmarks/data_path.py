@@ -1,8 +1,10 @@
 """Training images/s delivered to the model: the project's data path against the common baseline's.
 
 Project: decode once into the uint8 memmap cache (search.data.image_cache), then per epoch the
-runners' loader (BatchGather + make_loader + device_batches) with an augmentation set, uint8 to
-the device and normalisation there. Baseline (DOMAIN.md, "the common baseline code"): a torch
+runners' loader (BatchGather + make_loader + device_batches), uint8 to the device and the model's
+own normalisation there; the augmentation set runs either per image in the loader's worker
+processes (albumentations) or batched on the device (runners.device_augment, the default on a
+GPU). Baseline (DOMAIN.md, "the common baseline code"): a torch
 Dataset that per item opens the JPEG with PIL, decodes, crops and resizes it, runs the same
 albumentations set, then Normalize + ToTensor on the CPU; a DataLoader with the same number of
 worker processes. Both run on the same training images of the same bench, side by side in one
@@ -34,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from benchmarks import common
 from runners import (
     BatchGather,
+    ClassifierWithPreprocess,
     ImageSet,
     default_num_workers,
     device_batches,
@@ -41,6 +44,7 @@ from runners import (
     make_loader,
     resolve_device,
 )
+from runners.device_augment import device_augment
 from search.data import TrainData, cache_files, crop_box, image_cache, load_image, load_train, split_people
 
 log = logging.getLogger("benchmarks.data_path")
@@ -79,11 +83,9 @@ class BaselineDataset(Dataset[tuple[torch.Tensor, int]]):
 
 
 def normaliser(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """What ClassifierWithPreprocess does on the device: uint8 NHWC -> normalised float NCHW."""
-    mean = torch.tensor(IMAGENET_DEFAULT_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_DEFAULT_STD, device=device).view(1, 3, 1, 1)
-    scale, shift = 1.0 / (255.0 * std), mean / std
-    return lambda x: x.permute(0, 3, 1, 2).float() * scale - shift
+    """The model's first step, ClassifierWithPreprocess's own: uint8 NHWC (or float NCHW in [0, 255]) ->
+    normalised float NCHW on the device."""
+    return ClassifierWithPreprocess(torch.nn.Identity(), IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD).to(device)
 
 
 def timed_batches(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], warmup: int, n: int,
@@ -101,15 +103,24 @@ def timed_batches(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], warmup: 
 
 
 def project_rate(images: np.ndarray, rows: np.ndarray, labels: np.ndarray, args: Any, augment: str,
-                 device: torch.device, normalise: bool = True, seed: int = 0) -> tuple[float, int]:
-    transform = None if augment == "none" else get_augment(augment, args.height, args.width, seed=0)
+                 device: torch.device, normalise: bool = True, seed: int = 0,
+                 augment_on: str = "loader") -> tuple[float, int]:
+    """Images/s of the project's path; ``augment_on`` "loader" (worker processes) or "device" (batched)."""
+    on_device = None
+    if augment != "none" and augment_on == "device":
+        on_device = device_augment(augment, args.height, args.width, seed=seed)
+    transform = None if augment == "none" or on_device else get_augment(augment, args.height, args.width, seed=0)
     workers = args.workers if transform is not None else 0  # as runners.fit: no workers for a plain gather
     loader = make_loader(BatchGather(ImageSet(images, rows, labels), transform), batch_size=args.batch_size,
                          shuffle=True, seed=seed, drop_last=True, num_workers=workers,
                          pin_memory=device.type == "cuda")
     batches = device_batches(loader, device, threaded=workers == 0)
+    normalise_fn = normaliser(device) if normalise else (lambda x: x)
+
+    def finish(x: torch.Tensor) -> torch.Tensor:
+        return normalise_fn(on_device(x) if on_device is not None else x)
+
     try:
-        finish = normaliser(device) if normalise else (lambda x: x)
         n, seconds = timed_batches(batches, args.warmup, args.batches, device, finish)
     finally:
         batches.close()
@@ -163,6 +174,16 @@ def stage_profile(data: TrainData, images: np.ndarray, rows: np.ndarray, args: A
         norm(batch)
     common.synchronize(device)
     clocks[f"project: normalise on {device.type} (per image of a batch)"] = 1000 * (time.perf_counter() - start) / (5 * len(batch))
+    if augment != "none":
+        on_device = device_augment(augment, args.height, args.width, seed=0)
+        on_device(batch)
+        common.synchronize(device)
+        start = time.perf_counter()
+        for _ in range(5):
+            on_device(batch)
+        common.synchronize(device)
+        clocks[f"project: augment ({augment}) batched on {device.type} (per image of a batch)"] = (
+            1000 * (time.perf_counter() - start) / (5 * len(batch)))
     clock("one-time: load_image (draft decode + crop + resize)",
           lambda i: load_image(paths[i], args.height, args.width, args.crop))
     return clocks
@@ -202,7 +223,7 @@ def build_parser() -> Any:
     p.add_argument("--height", type=common.positive_int, default=384, help="training height (full.toml gpu: 384)")
     p.add_argument("--width", type=common.positive_int, default=288, help="training width (full.toml gpu: 288)")
     p.add_argument("--crop", default="face", help="named crop (studies use face)")
-    p.add_argument("--augments", default="bccs,none", help="comma-separated augmentation sets, one row each")
+    p.add_argument("--augments", default="bccs,flip,none", help="comma-separated augmentation sets, one row each")
     p.add_argument("--batch-size", type=common.positive_int, default=64)
     p.add_argument("--workers", type=int, default=default_num_workers("bccs"),
                    help="loader worker processes on both sides (default: the runner's, min(4, cores - 1))")
@@ -263,13 +284,21 @@ def _measure(args: Any, augments: list[str], device: torch.device, machine: dict
         # the same path stopping at uint8 on the device: on a GPU the normalisation is nearly free, on a
         # CPU-only machine it runs in the training process and shows up in the figure above
         proj_uint8, _ = project_rate(images, rows, labels, args, augment, device, normalise=False, seed=3 * k + 1)
+        # the set batched on the device, loader reduced to the plain gather (the default on a GPU)
+        proj_device = None
+        if augment != "none":
+            log.info("augment %s: project path, set on the device", augment)
+            proj_device, _ = project_rate(images, rows, labels, args, augment, device, seed=3 * k + 1,
+                                          augment_on="device")
         log.info("augment %s: baseline, %d batches of %d after %d warm-up", augment, args.batches,
                  args.batch_size, args.warmup)
         base = baseline_rate([data.paths[r] for r in rows], labels, args, augment, device, seed=3 * k + 2)
         results.append({"augment": augment, "project_images_per_s": proj, "baseline_images_per_s": base,
                         "speedup": common.ratio(proj, base), "project_uint8_images_per_s": proj_uint8,
-                        "speedup_uint8": common.ratio(proj_uint8, base), "project_workers": proj_workers,
-                        "baseline_workers": args.workers})
+                        "speedup_uint8": common.ratio(proj_uint8, base),
+                        "project_device_augment_images_per_s": proj_device,
+                        "speedup_device_augment": common.ratio(proj_device, base) if proj_device else None,
+                        "project_workers": proj_workers, "baseline_workers": args.workers})
     profile = stage_profile(data, images, rows, args, augments[0], device)
 
     n_train, n_all = len(rows), len(data.paths)
@@ -298,11 +327,16 @@ def _measure(args: Any, augments: list[str], device: torch.device, machine: dict
           f"{args.height}x{args.width} (HxW), crop {args.crop}, batch {args.batch_size}, {args.batches} batches "
           f"after {args.warmup} warm-up, device {device}")
     print(common.describe_machine(machine) + "\n")
+    def times(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}x"
+
     print(common.table(
-        ["augment", "project img/s", "baseline img/s", "speed-up", "project uint8 img/s (before normalise)",
-         "speed-up (uint8)", "workers (project/baseline)"],
-        [[r["augment"], r["project_images_per_s"], r["baseline_images_per_s"], f"{r['speedup']:.2f}x",
-          r["project_uint8_images_per_s"], f"{r['speedup_uint8']:.2f}x",
+        ["augment", "baseline img/s", "project img/s (set in loader)", "speed-up",
+         "project uint8 img/s (set in loader, before normalise)", "speed-up (uint8)",
+         "project img/s (set on device)", "speed-up (device)", "workers (project/baseline)"],
+        [[r["augment"], r["baseline_images_per_s"], r["project_images_per_s"], times(r["speedup"]),
+          r["project_uint8_images_per_s"], times(r["speedup_uint8"]),
+          r["project_device_augment_images_per_s"] or "-", times(r["speedup_device_augment"]),
           f"{r['project_workers']}/{r['baseline_workers']}"] for r in results]))
     print(f"\nOne-time cache build: {n_all} images in {build_seconds:.1f} s ({build_how}); over "
           f"{args.study_trials} trials x {args.study_epochs} epochs that is {amortisation['build_seconds_per_study_epoch']:.3f} s "
@@ -325,6 +359,9 @@ def _measure(args: Any, augments: list[str], device: torch.device, machine: dict
         "timed batches start after --warmup batches, so worker start-up is excluded on both sides",
         ("both sides' files (the cache .npy, the training photos) are read once before timing, so neither is "
          "timed against the disk; each timed run uses its own shuffle seed"),
+        ("project set-on-device column: the loader only gathers cached rows (no worker processes, a background "
+         "thread) and runners.device_augment runs the set batched in torch on the device, then the normalisation; "
+         "the default for trials on a GPU (runners.fit augment_on='auto'), the loader column is the CPU default"),
         ("project uint8 column: the same project path stopping at uint8 batches on the device (normalisation left "
         "to the model's first op); on CUDA that op is nearly free, on a CPU-only machine it runs in the training "
         "process while the baseline normalises in its workers"),

@@ -48,6 +48,7 @@ class Objective:
     study_data: StudyData
     workdir: Path
     device: str | None = None
+    augment_on: str | None = None  # runners.fit's: auto, loader or device (None: env, else auto)
     max_repeated_errors: int = 3
     _space: SpaceSpec | None = field(default=None, repr=False)
     _errors: list[str] = field(default_factory=list, repr=False)
@@ -97,7 +98,7 @@ class Objective:
             )
             return prune
 
-        return fit(config, train, val, reporter=report, device=self.device)
+        return fit(config, train, val, reporter=report, device=self.device, augment_on=self.augment_on)
 
     def _keep(self, trial: optuna.Trial, config: TrialConfig, result: TrialResult) -> None:
         """Artifacts for the dashboard; a checkpoint only if the trial could enter an ensemble."""

@@ -24,6 +24,7 @@ import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
 from runners import resolve_device
+from runners.devices import AUGMENT_PLACES
 from search import records
 from search.objective import Objective, TrialFailed
 from search.prepare import StudyMismatchError, open_study
@@ -60,6 +61,7 @@ class RunOptions:
     n_trials: int | None = None
     timeout_s: float | None = None
     device: str = "auto"
+    augment_on: str | None = None  # auto, loader or device (default: env MASK_AUTOML_AUGMENT_ON, else auto)
     seed: int | None = None
     profile: str | None = None
     worker_index: int = 0
@@ -99,6 +101,9 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
     p.add_argument("--n-trials", type=int, help="finished trials the study should reach (default: the study file's)")
     p.add_argument("--timeout", type=float, dest="timeout_s", help="stop starting new trials after this many seconds")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--augment-on", choices=AUGMENT_PLACES, dest="augment_on",
+                   help="where a trial's augmentation set runs: per image in the loader's worker processes, or "
+                        "batched on the training device (default auto: the device on a GPU, the loader on a CPU)")
     p.add_argument("--seed", type=int, help="sampler seed (default: the study file's)")
     p.add_argument("--profile", choices=("cpu", "gpu"), help="study profile (default: from the device)")
     p.add_argument("--workers", type=positive_int, default=1,
@@ -147,7 +152,7 @@ def run_study(opts: RunOptions) -> optuna.Study:
         opts.storage_settings(),
     )
     reap_orphans(study)  # trials left RUNNING by a dead local worker (storages without heartbeat)
-    objective = worker_objective(Objective(spec, study_data, opts.workdir, device=opts.device), spec.n_trials)
+    objective = worker_objective(Objective(spec, study_data, opts.workdir, device=opts.device, augment_on=opts.augment_on), spec.n_trials)
     remaining = spec.n_trials - _count(study, BUDGET_STATES)
     if remaining <= 0:
         log.info("study %s already has %d finished trials (budget %d); pass --n-trials to run more",

@@ -14,7 +14,7 @@ import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
-from search.run import RunOptions, run_study
+from search.run import RunOptions, build_parser, run_study
 from search.trialstore import TrialStore
 from tests.search.conftest import SmokeRun
 
@@ -97,6 +97,21 @@ def test_a_diverging_trial_fails_and_the_study_goes_on(tiny_bench: Path, tmp_pat
     assert failed, "an lr of 1e9 must diverge"
     assert all("nan" in str(t.user_attrs.get("failure_reason", "")).lower() for t in failed)
     assert len(_trials(study, TrialState.COMPLETE)) + len(_trials(study, TrialState.PRUNED)) == 3
+
+
+def test_augment_on_device_reaches_every_augmented_trial(tiny_bench: Path, tmp_path: Path) -> None:
+    toml = tmp_path / "strong.toml"
+    toml.write_text(
+        (REPO / "studies" / "smoke.toml").read_text()
+        .replace('augment = ["none", "flip"]', 'augment = ["strong", "bccs"]')
+        .replace("n_trials = 8", "n_trials = 2").replace("epochs = 3", "epochs = 1")
+    )
+    opts = RunOptions(study=str(toml), data=tiny_bench, workdir=tmp_path / "runs", device="cpu", augment_on="device")
+    study = run_study(opts)
+    finished = _trials(study, TrialState.COMPLETE)
+    assert len(finished) == 2
+    assert [t.user_attrs["augment_on"] for t in finished] == ["device", "device"]
+    assert build_parser().parse_args(["--study", "smoke", "--augment-on", "loader"]).augment_on == "loader"
 
 
 def test_ctrl_c_marks_the_trial_failed_and_the_study_resumes(tiny_bench: Path, tmp_path: Path) -> None:
