@@ -132,9 +132,9 @@ def _affine(t: A.Affine, h: int, w: int) -> DeviceStep:
         rotate = _uniform(n, *t.rotate, g)
         shear = [_uniform(n, *t.shear[k], g) for k in ("x", "y")]
         matrix = ops.affine_matrix(torch.stack(move, 1), torch.stack(scale, 1), rotate, torch.stack(shear, 1), h, w)
-        return {"matrix": matrix}
+        return {"matrix": matrix, "theta": ops.sampling_theta(matrix, h, w)}
 
-    return DeviceStep("Affine", t.p, sample, lambda x, p: ops.warp_affine(x, p["matrix"]))
+    return DeviceStep("Affine", t.p, sample, lambda x, p: ops.warp(x, p["theta"]))
 
 
 def _resized_crop(t: A.RandomResizedCrop, h: int, w: int) -> DeviceStep:
@@ -148,9 +148,10 @@ def _resized_crop(t: A.RandomResizedCrop, h: int, w: int) -> DeviceStep:
         crop_h = torch.sqrt(area / ratio).round().clamp(1, h)
         top = ((h - crop_h + 1) * torch.rand(n, generator=g, dtype=torch.float64)).floor()
         left = ((w - crop_w + 1) * torch.rand(n, generator=g, dtype=torch.float64)).floor()
-        return {"matrix": ops.crop_matrix(torch.stack([left, top, left + crop_w, top + crop_h], 1), h, w)}
+        matrix = ops.crop_matrix(torch.stack([left, top, left + crop_w, top + crop_h], 1), h, w)
+        return {"theta": ops.sampling_theta(matrix, h, w)}
 
-    return DeviceStep("RandomResizedCrop", t.p, sample, lambda x, p: ops.warp_affine(x, p["matrix"]))
+    return DeviceStep("RandomResizedCrop", t.p, sample, lambda x, p: ops.warp(x, p["theta"]))
 
 
 def _to_gray(t: A.ToGray, h: int, w: int) -> DeviceStep:

@@ -97,15 +97,24 @@ def crop_matrix(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return m
 
 
+def sampling_theta(matrix: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(N, 2, 3) ``F.affine_grid`` thetas for source-to-output pixel matrices (N, 3, 3). Computed where
+    the matrices are drawn (the CPU): an inverse on the GPU would wait for it."""
+    h, w = height, width
+    to_pixels = torch.tensor([[w / 2, 0, w / 2 - 0.5], [0, h / 2, h / 2 - 0.5], [0, 0, 1]], dtype=torch.float64)
+    theta = torch.linalg.inv(to_pixels) @ torch.linalg.inv(matrix.cpu().to(torch.float64)) @ to_pixels
+    return theta[:, :2].float()
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Bilinear warp by ``sampling_theta``'s thetas, as cv2.warpAffine; black outside the source."""
+    grid = F.affine_grid(theta.to(device=x.device, dtype=x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0, 255)
+
+
 def warp_affine(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Bilinear warp by source-to-output pixel matrices (N, 3, 3), as cv2.warpAffine; black outside."""
-    n, c, h, w = x.shape
-    to_pixels = torch.tensor(
-        [[w / 2, 0, w / 2 - 0.5], [0, h / 2, h / 2 - 0.5], [0, 0, 1]], dtype=torch.float64, device=matrix.device
-    )
-    theta = torch.linalg.inv(to_pixels) @ torch.linalg.inv(matrix.to(torch.float64)) @ to_pixels
-    grid = F.affine_grid(theta[:, :2].to(device=x.device, dtype=x.dtype), [n, c, h, w], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0, 255)
+    return warp(x, sampling_theta(matrix, x.shape[2], x.shape[3]))
 
 
 def _histograms(levels: torch.Tensor, bins_per_group: int, groups: torch.Tensor | None = None) -> torch.Tensor:

@@ -152,6 +152,17 @@ def test_sampled_affine_stays_in_the_sets_ranges() -> None:
     assert float(moved[:, 0].abs().max()) > 0.05 * W
 
 
+def test_sampled_crops_keep_the_aspect_and_the_area_range() -> None:
+    step = next(s for s in device_augment("strong", H, W, seed=0).steps if s.name == "RandomResizedCrop")
+    theta = step.sample(2000, torch.Generator().manual_seed(0))["theta"]
+    zoom_x, zoom_y = theta[:, 0, 0], theta[:, 1, 1]  # crop size over image size, per axis
+    torch.testing.assert_close(zoom_x, zoom_y, atol=0.02, rtol=0)  # rounding to whole pixels only
+    area = zoom_x * zoom_y
+    assert float(area.min()) >= 0.7 - 0.02 and float(area.max()) <= 1.0 and float(area.min()) < 0.72
+    shift = theta[:, :, 2].abs()  # crop centre offset, in half-sizes: never past the border
+    assert bool((shift <= 1 - torch.stack([zoom_x, zoom_y], 1) + 0.02).all())
+
+
 def test_transform_without_device_version_is_named() -> None:
     register_augment("_test_blur")(lambda h, w: A.Compose([A.HorizontalFlip(p=0.5), A.Blur(p=0.5)]))
     try:
