@@ -76,7 +76,7 @@ def fit(
     workers = default_num_workers(config.augment) if num_workers is None else num_workers
     if workers < 0:
         raise ValueError(f"num_workers must be >= 0 but got {workers}.")
-    get_augment(config.augment, config.height, config.width)  # unknown set: fail before any work
+    augmentation = _augmentation(config, dev, placement)  # an unknown set fails here, before any work
     result = TrialResult(status="complete", device=str(dev))
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -84,7 +84,7 @@ def fit(
     try:
         if dev.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
-        _train_trial(config, train, val, reporter, dev, progress, workers, placement, result)
+        _train_trial(config, train, val, reporter, dev, progress, workers, augmentation, result)
     except torch.cuda.OutOfMemoryError:
         oom = True  # handled below, once this frame no longer holds the traceback and its tensors
     except _Diverged as exc:
@@ -109,7 +109,7 @@ def _train_trial(
     dev: torch.device,
     progress: bool,
     workers: int,
-    placement: str,
+    augmentation: tuple[A.Compose | None, DeviceAugment | None],
     result: TrialResult,
 ) -> None:
     _seed_everything(config.seed)
@@ -121,7 +121,7 @@ def _train_trial(
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
-    transform, on_device = _augmentation(config, dev, placement)
+    transform, on_device = augmentation
     result.augment_on = "device" if on_device is not None else "loader" if transform is not None else "none"
     train_loader = make_loader(
         BatchGather(train, transform),
