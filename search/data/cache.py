@@ -147,9 +147,14 @@ def _build(
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator", batch_size=16)
         rows = jobs(delayed(_decode)(i, p, height, width, crop) for i, p in enumerate(paths))
-        bar = tqdm(rows, total=len(paths), desc=f"caching {height}x{width} {crop}", unit="img")
-        for i, row in enumerate(bar):
-            out[i] = row
+        try:
+            bar = tqdm(rows, total=len(paths), desc=f"caching {height}x{width} {crop}", unit="img")
+            for i, row in enumerate(bar):
+                out[i] = row
+        finally:
+            # an interrupt (Ctrl-C, SIGTERM) lands here: stop joblib's thread pool now, not in a
+            # garbage collection at interpreter exit, where it raised from a closed pipe
+            rows.close()
         out.flush()
         del out
         os.replace(tmp, npy)
