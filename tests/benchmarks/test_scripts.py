@@ -10,7 +10,7 @@ import pytest
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from benchmarks import data_path, ensemble, gpu_throughput, pruning
+from benchmarks import data_path, ensemble, gpu_throughput
 from search.data import load_image, load_train
 
 
@@ -40,27 +40,19 @@ def test_data_path_runs_and_saves_both_sides(bench_args: list[str], tmp_path: Pa
                                        "--warmup", "1", "--workers", "0", "--profile-images", "4",
                                        "--work-root", str(tmp_path / "work"), "--device", "cpu"])
     saved = _saved(tmp_path, "data_path")
-    assert [r["augment"] for r in saved["figures"]["rows"]] == ["bccs", "none"]
+    assert [r["augment"] for r in saved["figures"]["rows"]] == ["bccs", "flip", "none"]
     for row in saved["figures"]["rows"]:
         assert row["project_images_per_s"] > 0 and row["baseline_images_per_s"] > 0
         assert row["speedup"] == pytest.approx(row["project_images_per_s"] / row["baseline_images_per_s"])
+        on_device = row["project_device_augment_images_per_s"]
+        assert (on_device is None) == (row["augment"] == "none")  # no set, nothing to run on the device
+        if on_device is not None:
+            assert row["speedup_device_augment"] == pytest.approx(on_device / row["baseline_images_per_s"])
+    assert "project: augment (bccs) batched on cpu (per image of a batch)" in saved["figures"]["stage_ms_per_image"]
     amort = saved["figures"]["amortisation"]
     assert amort["cache_images"] == 504 and amort["cache_build_how"] == "timed in this run"
     assert "baseline: PIL open + decode" in saved["figures"]["stage_ms_per_image"]
     assert out["path"] == tmp_path / "results" / "data_path.json"
-
-
-@pytest.mark.slow
-def test_pruning_compares_against_the_unpruned_study(bench_args: list[str], tmp_path: Path) -> None:
-    out = pruning.main(bench_args + ["--pruners", "median", "--trials", "2", "--epochs", "2", "--height", "32",
-                                     "--width", "24", "--startup-trials", "1", "--work-root", str(tmp_path / "w"),
-                                     "--device", "cpu"])
-    none, median = out["studies"]["none"], out["studies"]["median"]
-    assert none["trials"] == 2 and none["epochs_spent"] == 4 and none["pruned"] == 0
-    assert median["epochs_spent"] == sum(median["epochs_per_trial"]) <= 4
-    assert out["comparison"]["median"]["epoch_share"] == pytest.approx(median["epochs_spent"] / 4)
-    assert _saved(tmp_path, "pruning")["figures"]["comparison"]["none"]["f1_gap"] == 0.0
-    assert not list((tmp_path / "w").iterdir())  # the temporary studies are removed
 
 
 @pytest.mark.slow
