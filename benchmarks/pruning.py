@@ -38,8 +38,8 @@ from search.run import RunOptions, run_study
 
 log = logging.getLogger("benchmarks.pruning")
 NAME = "pruning"
-# As the project's study files and search/prepare.py's make_pruner use them. make_pruner builds
-# "median" as MedianPruner(n_startup_trials=2, n_warmup_steps=min_resource).
+# As search/prepare.py's make_pruner reads them (it builds "median" as MedianPruner(n_startup_trials=2,
+# n_warmup_steps=min_resource)); --min-resource replaces min_resource (the study files use 2).
 PRUNER_SETTINGS = {
     "hyperband": {"name": "hyperband", "min_resource": 1, "reduction_factor": 3},
     "successive_halving": {"name": "successive_halving", "min_resource": 1, "reduction_factor": 3},
@@ -111,7 +111,8 @@ def study_doc(args: argparse.Namespace, pruner: str, seed: int | None = None) ->
         "study": {"description": f"pruning benchmark, pruner {pruner}, sampler seed {seed}", "n_trials": args.trials,
                   "keep_top": 1},
         "sampler": {"name": "tpe", "seed": seed, "n_startup_trials": args.startup_trials},
-        "pruner": PRUNER_SETTINGS[pruner],
+        "pruner": PRUNER_SETTINGS[pruner] if pruner == "none" else {**PRUNER_SETTINGS[pruner],
+                                                                     "min_resource": args.min_resource},
         "split": {"val_fraction": 0.2, "seed": 0},
         "fixed": fixed,
         "params": params,
@@ -222,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruners", default=DEFAULT_PRUNERS,
                    help=f"pruned studies to compare with the unpruned one, from {sorted(set(PRUNER_SETTINGS) - {'none'})} "
                         f"(default {DEFAULT_PRUNERS})")
+    p.add_argument("--min-resource", type=common.positive_int, default=1,
+                   help="first epoch at which the pruners may stop a trial (default 1; the study files use 2)")
     p.add_argument("--backbones", default="test_resnet,test_efficientnet", help="comma-separated timm names")
     p.add_argument("--packaged-weights", action="store_true",
                    help="pretrained tf_efficientnet_lite0 from the installed package (use --backbones tf_efficientnet_lite0)")

@@ -91,6 +91,13 @@ def test_defaults_mirror_a_real_study_and_only_the_pruner_and_seed_differ() -> N
     for (_, seed), doc in docs.items():
         assert doc["fixed"] == docs["none", 0]["fixed"] and doc["params"] == docs["none", 0]["params"]
         assert doc["fixed"]["seed"] == 0 and doc["sampler"]["seed"] == seed
+    later = _parse(["--min-resource", "2"])
+    assert pruning.study_doc(later, "hyperband", 0)["pruner"]["min_resource"] == 2
+    assert pruning.study_doc(later, "none", 0)["pruner"] == {"name": "none"}
+    assert PRUNER_SETTINGS_UNCHANGED == pruning.PRUNER_SETTINGS["hyperband"]  # the table is not written to
+
+
+PRUNER_SETTINGS_UNCHANGED = {"name": "hyperband", "min_resource": 1, "reduction_factor": 3}
 
 
 @pytest.mark.slow
