@@ -24,7 +24,7 @@ import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
 from runners import resolve_device
-from runners.devices import AUGMENT_PLACES
+from runners.devices import AUGMENT_PLACES, requested_augment_on
 from search import records
 from search.objective import Objective, TrialFailed
 from search.prepare import StudyMismatchError, open_study
@@ -69,6 +69,7 @@ class RunOptions:
     grace_s: int | None = None  # RDB storages: a trial silent this long is failed and retried
 
     def __post_init__(self) -> None:
+        requested_augment_on(self.augment_on)  # a bad MASK_AUTOML_AUGMENT_ON fails here, not in every trial
         for flag, value in (("--heartbeat", self.heartbeat_s), ("--grace", self.grace_s)):
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be a whole number of seconds >= 1 but got {value}.")

@@ -114,6 +114,15 @@ def test_augment_on_device_reaches_every_augmented_trial(tiny_bench: Path, tmp_p
     assert build_parser().parse_args(["--study", "smoke", "--augment-on", "loader"]).augment_on == "loader"
 
 
+def test_a_bad_augment_place_in_the_environment_is_refused_before_any_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MASK_AUTOML_AUGMENT_ON", "gpu")
+    with pytest.raises(ValueError, match="MASK_AUTOML_AUGMENT_ON must be one of auto, loader, device but got 'gpu'"):
+        RunOptions(study="smoke", workdir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_ctrl_c_marks_the_trial_failed_and_the_study_resumes(tiny_bench: Path, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     cmd = [sys.executable, "-m", "search.run", "--study", "smoke", "--data", str(tiny_bench),
