@@ -109,7 +109,7 @@ def project_rate(images: np.ndarray, rows: np.ndarray, labels: np.ndarray, args:
     on_device = None
     if augment != "none" and augment_on == "device":
         on_device = device_augment(augment, args.height, args.width, seed=seed)
-    transform = None if augment == "none" or on_device else get_augment(augment, args.height, args.width, seed=0)
+    transform = None if augment == "none" or on_device is not None else get_augment(augment, args.height, args.width, seed=0)
     workers = args.workers if transform is not None else 0  # as runners.fit: no workers for a plain gather
     loader = make_loader(BatchGather(ImageSet(images, rows, labels), transform), batch_size=args.batch_size,
                          shuffle=True, seed=seed, drop_last=True, num_workers=workers,

@@ -201,7 +201,9 @@ def _train_trial(
             return
 
 
-def _augmentation(config: TrialConfig, dev: torch.device, placement: str) -> tuple[A.Compose | None, DeviceAugment | None]:
+def _augmentation(
+    config: TrialConfig, dev: torch.device, placement: str
+) -> tuple[A.Compose | None, DeviceAugment | None]:
     """The trial's set, as a per-image pipeline for the loader or a batched one for the device."""
     if config.augment == "none":
         return None, None
