@@ -44,6 +44,7 @@ class TrialConfig:
     weight_decay: float = 0.01
     schedule: str = "cosine"
     warmup_epochs: float = 0.5
+    ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights; 0 = off
     epochs: int = 3
     patience: int = 2  # epochs without a better validation macro-F1 before stopping
     seed: int = 0
@@ -65,6 +66,8 @@ class TrialConfig:
             raise ValueError(f"label_smoothing must be in [0, 1) but got {self.label_smoothing}.")
         if self.focal_gamma < 0:
             raise ValueError(f"focal_gamma must be >= 0 but got {self.focal_gamma}.")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = off) but got {self.ema_decay}.")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0 but got {self.lr}.")
 

@@ -20,6 +20,7 @@ import albumentations as A
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.utils import ModelEmaV3
 from tqdm.auto import tqdm
 
 from runners.augmentations import get_augment
@@ -143,6 +144,11 @@ def _train_trial(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps_per_epoch))
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
     threaded = train_loader.num_workers == 0
+    # Validated and kept instead of the raw weights when on: early epochs at a high lr then score
+    # what the run is heading for, not its noise, which is what pruning compares.
+    ema = ModelEmaV3(net, decay=config.ema_decay, use_warmup=True) if config.ema_decay > 0 else None
+    evaluated = net if ema is None else ema.module
+    global_step = 0
 
     best = -math.inf
     bad_epochs = 0
@@ -166,11 +172,14 @@ def _train_trial(
                     window.clear()
                 optimizer_step(loss, optimizer, scaler)
                 scheduler.step()
+                global_step += 1
+                if ema is not None:
+                    ema.update(net, step=global_step)
                 total += loss.detach() * len(y)
                 seen += len(y)
         _check_finite(window, epoch, steps_per_epoch)
         train_seconds = time.perf_counter() - start
-        val_loss, probs = _evaluate(net, val_loader, dev, amp)
+        val_loss, probs = _evaluate(evaluated, val_loader, dev, amp)
         if not math.isfinite(val_loss):
             raise _Diverged(f"nan_val_loss at epoch {epoch}")
         metrics = classification_metrics(val.labels, probs.argmax(1))
@@ -190,7 +199,8 @@ def _train_trial(
             best, bad_epochs = metrics.macro_f1, 0
             result.best_epoch, result.best_macro_f1 = epoch, metrics.macro_f1
             result.per_class_f1, result.confusion, result.val_probs = metrics.per_class_f1, metrics.confusion, probs
-            result.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            kept = evaluated.model.state_dict()
+            result.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in kept.items()}
         else:
             bad_epochs += 1
         if reporter is not None and reporter(epoch, metrics.macro_f1):

@@ -23,7 +23,10 @@ def test_unknown_key_is_rejected_by_name() -> None:
         TrialConfig.from_dict(data)
 
 
-@pytest.mark.parametrize("field,value", [("head", "two"), ("schedule", "step"), ("unfrozen_depth", -2)])
+@pytest.mark.parametrize(
+    "field,value",
+    [("head", "two"), ("schedule", "step"), ("unfrozen_depth", -2), ("ema_decay", 1.0), ("ema_decay", -0.1)],
+)
 def test_bad_values_are_rejected(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         TrialConfig(**{field: value})
