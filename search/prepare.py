@@ -80,7 +80,7 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
             min_resource=p.min_resource, reduction_factor=p.reduction_factor
         )
     if p.name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=p.min_resource)
+        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.min_resource)
     return optuna.pruners.NopPruner()
 
 

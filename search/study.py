@@ -7,7 +7,8 @@ the study runs on. Unknown keys are errors naming the key and the file.
 
     [study]           description, space, n_trials, timeout_s, keep_top
     [sampler]         name (tpe | random), seed, n_startup_trials
-    [pruner]          name (hyperband | successive_halving | median | none), min_resource, reduction_factor
+    [pruner]          name (hyperband | successive_halving | median | none), min_resource, reduction_factor,
+                      n_startup_trials
     [split]           val_fraction, seed
     [fixed]           TrialConfig fields held constant
     [params]          searched TrialConfig fields: a list = categorical, {low, high, log, step} = range
@@ -47,7 +48,8 @@ class SamplerSpec:
 class PrunerSpec:
     name: str = "hyperband"
     min_resource: int = 1  # epochs every trial gets before it can be pruned
-    reduction_factor: int = 3
+    reduction_factor: int = 3  # hyperband, successive_halving: 1 in this many goes on at each rung
+    n_startup_trials: int = 2  # median: complete trials needed before it prunes anything
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,12 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
         raise StudyFileError(f"{path}: sampler.name must be one of {list(SAMPLERS)}, got {spec.sampler.name!r}.")
     if spec.pruner.name not in PRUNERS:
         raise StudyFileError(f"{path}: pruner.name must be one of {list(PRUNERS)}, got {spec.pruner.name!r}.")
+    _positive_int(spec.pruner.min_resource, path, "pruner.min_resource")
+    if _positive_int(spec.pruner.reduction_factor, path, "pruner.reduction_factor") < 2:
+        raise StudyFileError(f"{path}: pruner.reduction_factor must be at least 2, got {spec.pruner.reduction_factor}.")
+    if not isinstance(spec.pruner.n_startup_trials, int) or spec.pruner.n_startup_trials < 0:
+        raise StudyFileError(f"{path}: pruner.n_startup_trials must be a whole number >= 0, "
+                             f"got {spec.pruner.n_startup_trials!r}.")
     if not 0.0 < spec.split.val_fraction < 1.0:
         raise StudyFileError(f"{path}: split.val_fraction must be in (0, 1), got {spec.split.val_fraction}.")
     try:

@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 
+import optuna
+
+from search.prepare import make_pruner
 from search.study import StudyFileError, list_studies, load_study
 from spaces import Categorical
 
@@ -54,6 +57,9 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("[profiles.tpu]\nn_trials = 1\n", ["bad.toml", "profiles.tpu"]),
         ("[fixed]\nhead = 'two'\n", ["bad.toml", "head"]),
         ("[study]\nn_trials = 0\n", ["bad.toml", "n_trials"]),
+        ("[pruner]\nmin_resource = 0\n", ["bad.toml", "pruner.min_resource"]),
+        ("[pruner]\nreduction_factor = 1\n", ["bad.toml", "pruner.reduction_factor"]),
+        ("[pruner]\nname = 'median'\nn_startup_trials = -1\n", ["bad.toml", "pruner.n_startup_trials"]),
         ("[study\n", ["bad.toml", "TOML"]),
     ],
 )
@@ -77,3 +83,17 @@ def test_profile_overrides_base(tmp_path: Path) -> None:
 def test_unknown_study_lists_available() -> None:
     with pytest.raises(StudyFileError, match="smoke"):
         load_study("does_not_exist")
+
+
+@pytest.mark.parametrize("startup", [0, 3])
+def test_median_pruner_waits_for_its_startup_trials(tmp_path: Path, startup: int) -> None:
+    spec = load_study(_write(tmp_path, f"[pruner]\nname = 'median'\nn_startup_trials = {startup}\n"
+                                       "[fixed]\nepochs = 4\n[params]\nlr = [0.1]\n"))
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(spec))
+    decisions = []
+    for value in (0.9, 0.8, 0.7, 0.1):  # each trial below every earlier one
+        trial = study.ask()
+        trial.report(value, 1)
+        decisions.append(trial.should_prune())
+        study.tell(trial, value)
+    assert decisions == [False] * max(startup, 1) + [True] * (4 - max(startup, 1))
