@@ -44,10 +44,13 @@ PRUNER_SETTINGS = {
     "hyperband": {"name": "hyperband", "min_resource": 1, "reduction_factor": 3},
     "successive_halving": {"name": "successive_halving", "min_resource": 1, "reduction_factor": 3},
     "median": {"name": "median", "min_resource": 1},
+    # The top third goes on, as with the halving pruners' reduction factor 3.
+    "percentile": {"name": "percentile", "min_resource": 1, "percentile": 100 / 3},
     "none": {"name": "none"},
 }
-DEFAULT_PRUNERS = "hyperband,successive_halving,median"
+DEFAULT_PRUNERS = "hyperband,successive_halving,median,percentile"
 DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_EMA_DECAY = 0.999
 MAX_F1_DROP, MAX_EPOCH_SHARE = 0.01, 0.40  # the goal (issue 7, point 3)
 _EPS = 1e-9  # float rounding in the means (a mean of -0.01 may come out as -0.0100000000001)
 
@@ -90,6 +93,7 @@ def study_doc(args: argparse.Namespace, pruner: str, seed: int | None = None) ->
     fixed: dict[str, Any] = {
         "height": args.height, "width": args.width, "crop": "face", "epochs": args.epochs,
         "patience": args.epochs, "batch_size": args.batch_size, "warmup_epochs": 0.0, "seed": 0,
+        "ema_decay": args.ema_decay,
     }
     if args.packaged_weights:
         fixed.update(pretrained=True, weights_dir="packaged")
@@ -133,6 +137,9 @@ def summarise(study: optuna.Study, seconds: float) -> dict[str, Any]:
         "pruned": sum(t.state == TrialState.PRUNED for t in trials),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "epochs_per_trial": [len(t.intermediate_values) for t in trials],
+        # Each trial's learning curve, to replay other pruning rules offline without training again.
+        "curves": [{"number": t.number, "state": t.state.name, "params": dict(t.params),
+                    "macro_f1": [t.intermediate_values[e] for e in sorted(t.intermediate_values)]} for t in trials],
         "wall_seconds": seconds,
     }
 
@@ -233,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=common.positive_int, default=64)
     p.add_argument("--width", type=common.positive_int, default=48)
     p.add_argument("--batch-size", type=common.positive_int, default=32)
+    p.add_argument("--ema-decay", type=float, default=DEFAULT_EMA_DECAY,
+                   help=f"validate a moving average of the weights, as the study files do (default {DEFAULT_EMA_DECAY}; 0 = off)")
     p.add_argument("--lr-low", type=float, default=1e-3)
     p.add_argument("--lr-high", type=float, default=3e-2)
     p.add_argument("--seeds", type=seeds_arg, default=None,

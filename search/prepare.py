@@ -81,6 +81,10 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
         )
     if p.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.min_resource)
+    if p.name == "percentile":
+        return optuna.pruners.PercentilePruner(
+            p.percentile, n_startup_trials=p.n_startup_trials, n_warmup_steps=p.min_resource
+        )
     return optuna.pruners.NopPruner()
 
 

@@ -7,8 +7,8 @@ the study runs on. Unknown keys are errors naming the key and the file.
 
     [study]           description, space, n_trials, timeout_s, keep_top
     [sampler]         name (tpe | random), seed, n_startup_trials
-    [pruner]          name (hyperband | successive_halving | median | none), min_resource, reduction_factor,
-                      n_startup_trials
+    [pruner]          name (hyperband | successive_halving | median | percentile | none), min_resource,
+                      reduction_factor, n_startup_trials, percentile
     [split]           val_fraction, seed
     [fixed]           TrialConfig fields held constant
     [params]          searched TrialConfig fields: a list = categorical, {low, high, log, step} = range
@@ -30,7 +30,7 @@ from spaces import ParamSpec, list_spaces, parse_param
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 PROFILES = ("cpu", "gpu")
 SAMPLERS = ("tpe", "random")
-PRUNERS = ("hyperband", "successive_halving", "median", "none")
+PRUNERS = ("hyperband", "successive_halving", "median", "percentile", "none")
 
 
 class StudyFileError(ValueError):
@@ -49,7 +49,8 @@ class PrunerSpec:
     name: str = "hyperband"
     min_resource: int = 1  # epochs every trial gets before it can be pruned
     reduction_factor: int = 3  # hyperband, successive_halving: 1 in this many goes on at each rung
-    n_startup_trials: int = 2  # median: complete trials needed before it prunes anything
+    n_startup_trials: int = 2  # median, percentile: complete trials needed before they prune anything
+    percentile: float = 50.0  # percentile: a trial goes on while in the top this-% of complete trials at its epoch
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,8 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     if not isinstance(spec.pruner.n_startup_trials, int) or spec.pruner.n_startup_trials < 0:
         raise StudyFileError(f"{path}: pruner.n_startup_trials must be a whole number >= 0, "
                              f"got {spec.pruner.n_startup_trials!r}.")
+    if not 0.0 < spec.pruner.percentile < 100.0:
+        raise StudyFileError(f"{path}: pruner.percentile must be in (0, 100), got {spec.pruner.percentile!r}.")
     if not 0.0 < spec.split.val_fraction < 1.0:
         raise StudyFileError(f"{path}: split.val_fraction must be in (0, 1), got {spec.split.val_fraction}.")
     try:

@@ -78,7 +78,7 @@ def test_seeds_flags() -> None:
             pruning.seeds_arg(bad)
     with pytest.raises(SystemExit, match="'none,median'"):
         pruning.selected_pruners(_parse(["--pruners", "none,median"]))
-    assert pruning.selected_pruners(_parse([])) == ["hyperband", "successive_halving", "median"]
+    assert pruning.selected_pruners(_parse([])) == ["hyperband", "successive_halving", "median", "percentile"]
 
 
 def test_defaults_mirror_a_real_study_and_only_the_pruner_and_seed_differ() -> None:
@@ -88,6 +88,8 @@ def test_defaults_mirror_a_real_study_and_only_the_pruner_and_seed_differ() -> N
     assert docs["hyperband", 2]["sampler"]["seed"] == 2 and docs["hyperband", 2]["split"]["seed"] == 0
     assert docs["median", 0]["pruner"] == {"name": "median", "min_resource": 1}
     assert docs["hyperband", 0]["pruner"] == {"name": "hyperband", "min_resource": 1, "reduction_factor": 3}
+    assert docs["none", 0]["fixed"]["ema_decay"] == 0.999
+    assert pruning.study_doc(_parse(["--ema-decay", "0"]), "none", 0)["fixed"]["ema_decay"] == 0.0
     for (_, seed), doc in docs.items():
         assert doc["fixed"] == docs["none", 0]["fixed"] and doc["params"] == docs["none", 0]["params"]
         assert doc["fixed"]["seed"] == 0 and doc["sampler"]["seed"] == seed
@@ -115,6 +117,8 @@ def test_two_seeds_end_to_end_save_per_seed_rows_and_a_consistent_summary(bench_
     for r in rows:
         assert r["trials"] == trials and r["complete"] + r["pruned"] + r["failed"] == trials
         assert r["epochs_spent"] == sum(r["epochs_per_trial"])
+        assert [len(c["macro_f1"]) for c in r["curves"]] == r["epochs_per_trial"]
+        assert all(c["state"] in ("COMPLETE", "PRUNED") and "lr" in c["params"] for c in r["curves"])
         if r["pruner"] == "none":
             assert r["epochs_spent"] == trials * epochs and r["pruned"] == 0 and r["f1_diff"] == 0.0
         else:

@@ -60,6 +60,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("[pruner]\nmin_resource = 0\n", ["bad.toml", "pruner.min_resource"]),
         ("[pruner]\nreduction_factor = 1\n", ["bad.toml", "pruner.reduction_factor"]),
         ("[pruner]\nname = 'median'\nn_startup_trials = -1\n", ["bad.toml", "pruner.n_startup_trials"]),
+        ("[pruner]\nname = 'percentile'\npercentile = 100\n", ["bad.toml", "pruner.percentile"]),
         ("[study\n", ["bad.toml", "TOML"]),
     ],
 )
@@ -85,15 +86,27 @@ def test_unknown_study_lists_available() -> None:
         load_study("does_not_exist")
 
 
-@pytest.mark.parametrize("startup", [0, 3])
-def test_median_pruner_waits_for_its_startup_trials(tmp_path: Path, startup: int) -> None:
-    spec = load_study(_write(tmp_path, f"[pruner]\nname = 'median'\nn_startup_trials = {startup}\n"
-                                       "[fixed]\nepochs = 4\n[params]\nlr = [0.1]\n"))
+def _decisions(tmp_path: Path, pruner: str, values: list[float]) -> list[bool]:
+    """should_prune after epoch 1 for trials reporting ``values`` in turn, each then completed."""
+    spec = load_study(_write(tmp_path, f"[pruner]\n{pruner}\n[fixed]\nepochs = 4\n[params]\nlr = [0.1]\n"))
     study = optuna.create_study(direction="maximize", pruner=make_pruner(spec))
     decisions = []
-    for value in (0.9, 0.8, 0.7, 0.1):  # each trial below every earlier one
+    for value in values:
         trial = study.ask()
         trial.report(value, 1)
-        decisions.append(trial.should_prune())
+        decisions.append(bool(trial.should_prune()))
         study.tell(trial, value)
+    return decisions
+
+
+@pytest.mark.parametrize("startup", [0, 3])
+def test_median_pruner_waits_for_its_startup_trials(tmp_path: Path, startup: int) -> None:
+    decisions = _decisions(tmp_path, f"name = 'median'\nn_startup_trials = {startup}", [0.9, 0.8, 0.7, 0.1])
     assert decisions == [False] * max(startup, 1) + [True] * (4 - max(startup, 1))
+
+
+def test_percentile_pruner_keeps_only_the_top_share(tmp_path: Path) -> None:
+    # Complete trials at 0.1 .. 0.9; the last trial scores 0.6, in the top 50 % but not the top 25 %.
+    values = [0.1 * k for k in range(1, 10)] + [0.6]
+    assert not _decisions(tmp_path, "name = 'percentile'\npercentile = 50.0\nn_startup_trials = 9", values)[-1]
+    assert _decisions(tmp_path, "name = 'percentile'\npercentile = 25.0\nn_startup_trials = 9", values)[-1]
