@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import optuna
+import pytest
 
 from search.prepare import make_pruner
 from search.study import StudyFileError, list_studies, load_study
