@@ -92,7 +92,7 @@ def study_doc(args: argparse.Namespace, pruner: str, seed: int | None = None) ->
     seed = selected_seeds(args)[0] if seed is None else seed
     fixed: dict[str, Any] = {
         "height": args.height, "width": args.width, "crop": "face", "epochs": args.epochs,
-        "patience": args.epochs, "batch_size": args.batch_size, "warmup_epochs": 0.0, "seed": 0,
+        "patience": args.epochs, "batch_size": args.batch_size, "warmup_epochs": args.warmup_epochs, "seed": 0,
         "ema_decay": args.ema_decay,
     }
     if args.packaged_weights:
@@ -242,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=common.positive_int, default=32)
     p.add_argument("--ema-decay", type=float, default=DEFAULT_EMA_DECAY,
                    help=f"validate a moving average of the weights, as the study files do (default {DEFAULT_EMA_DECAY}; 0 = off)")
+    p.add_argument("--warmup-epochs", type=float, default=0.0,
+                   help="linear lr warm-up before the cosine decay (default 0; the study files use 0.5)")
     p.add_argument("--lr-low", type=float, default=1e-3)
     p.add_argument("--lr-high", type=float, default=3e-2)
     p.add_argument("--seeds", type=seeds_arg, default=None,

@@ -90,6 +90,8 @@ def test_defaults_mirror_a_real_study_and_only_the_pruner_and_seed_differ() -> N
     assert docs["hyperband", 0]["pruner"] == {"name": "hyperband", "min_resource": 1, "reduction_factor": 3}
     assert docs["none", 0]["fixed"]["ema_decay"] == 0.999
     assert pruning.study_doc(_parse(["--ema-decay", "0"]), "none", 0)["fixed"]["ema_decay"] == 0.0
+    assert docs["none", 0]["fixed"]["warmup_epochs"] == 0.0
+    assert pruning.study_doc(_parse(["--warmup-epochs", "0.5"]), "median", 0)["fixed"]["warmup_epochs"] == 0.5
     for (_, seed), doc in docs.items():
         assert doc["fixed"] == docs["none", 0]["fixed"] and doc["params"] == docs["none", 0]["params"]
         assert doc["fixed"]["seed"] == 0 and doc["sampler"]["seed"] == seed
