@@ -48,7 +48,7 @@ PRUNER_SETTINGS = {
     "percentile": {"name": "percentile", "min_resource": 1, "percentile": 100 / 3},
     "none": {"name": "none"},
 }
-DEFAULT_PRUNERS = "hyperband,successive_halving,median,percentile"
+DEFAULT_PRUNERS = "hyperband,successive_halving,median"
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_EMA_DECAY = 0.999
 MAX_F1_DROP, MAX_EPOCH_SHARE = 0.01, 0.40  # the goal (issue 7, point 3)

@@ -78,7 +78,8 @@ def test_seeds_flags() -> None:
             pruning.seeds_arg(bad)
     with pytest.raises(SystemExit, match="'none,median'"):
         pruning.selected_pruners(_parse(["--pruners", "none,median"]))
-    assert pruning.selected_pruners(_parse([])) == ["hyperband", "successive_halving", "median", "percentile"]
+    assert pruning.selected_pruners(_parse([])) == ["hyperband", "successive_halving", "median"]
+    assert pruning.selected_pruners(_parse(["--pruners", "percentile"])) == ["percentile"]
 
 
 def test_defaults_mirror_a_real_study_and_only_the_pruner_and_seed_differ() -> None:
