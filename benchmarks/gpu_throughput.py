@@ -3,8 +3,9 @@
 Runner: ``runners.fit`` itself, unchanged, on an ImageSet of uint8 images (random pixels; the
 loader's work does not depend on them) at the study resolution: the memmap-style gather, the
 loader, ``device_batches`` (pinned memory, side-stream copy), normalisation on the device, bf16
-autocast and channels_last on CUDA, AdamW, the loss, the NaN check. Its own per-epoch figure
-(training images over training wall time, validation excluded) of the last epoch is used, so the
+autocast and channels_last on CUDA, AdamW, the loss, the NaN check, and the moving average of
+the weights that the study files keep (``--ema-decay``). Its own per-epoch figure (training
+images over training wall time, validation excluded) of the last epoch is used, so the
 first epoch's warm-up (cuDNN, allocator) is left out. The time the loop waits for data is read by
 wrapping ``device_batches`` as fit sees it: host time blocked in ``next()`` on the training
 batches, as a share of the epoch's training time (what timm's train script calls data time).
@@ -141,6 +142,9 @@ def build_parser() -> Any:
     p.add_argument("--warmup", type=int, help="bare-loop warm-up steps (default 10 on CUDA, 1 on CPU)")
     p.add_argument("--epochs", type=int, default=2, help="runner epochs; the last one is measured (>= 2)")
     p.add_argument("--augment", default="none", help="augmentation set of the runner side (default none)")
+    p.add_argument("--ema-decay", type=float, default=0.999,
+                   help="the runner side keeps a moving average of the weights as the study files do (default "
+                        "0.999; 0 = off); the bare loop never does")
     p.add_argument("--workers", type=int, help="runner loader workers (default: the runner's own choice)")
     p.add_argument("--cudnn-benchmark", action="store_true",
                    help="set torch.backends.cudnn.benchmark on both sides (timm's benchmark does; fit does not)")
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for model_name in [m.strip() for m in args.models.split(",") if m.strip()]:
         config = TrialConfig(backbone=model_name, pretrained=False, height=args.height, width=args.width,
                              batch_size=batch, epochs=args.epochs, patience=args.epochs, augment=args.augment,
-                             lr=1e-3, warmup_epochs=0.0)
+                             lr=1e-3, warmup_epochs=0.0, ema_decay=args.ema_decay)
         log.info("%s: runner (runners.fit, %d epochs of %d steps, batch %d)", model_name, args.epochs, steps, batch)
         run = runner_rate(config, images, device, workers)
         log.info("%s: bare loop (%d warm-up + %d steps)", model_name, warmup, steps)

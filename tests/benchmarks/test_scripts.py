@@ -72,6 +72,7 @@ def test_gpu_throughput_says_it_ran_on_cpu(tmp_path: Path) -> None:
     saved = _saved(tmp_path, "gpu_throughput")
     assert out["cpu_fallback"] and saved["figures"]["cpu_fallback"]
     assert saved["machine"]["torch_threads"] == 1 and saved["inputs"]["threads"] == 1
+    assert saved["inputs"]["ema_decay"] == 0.999  # the runner side trains as the study files do
     assert saved["notes"][0].startswith("NO GPU")
     row = saved["figures"]["rows"][0]
     assert row["runner_images_per_s"] > 0 and row["bare_images_per_s"] > 0 and not row["goal_met"]
