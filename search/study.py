@@ -170,7 +170,8 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     if not isinstance(spec.pruner.n_startup_trials, int) or spec.pruner.n_startup_trials < 0:
         raise StudyFileError(f"{path}: pruner.n_startup_trials must be a whole number >= 0, "
                              f"got {spec.pruner.n_startup_trials!r}.")
-    if not 0.0 < spec.pruner.percentile < 100.0:
+    percentile = spec.pruner.percentile
+    if isinstance(percentile, bool) or not isinstance(percentile, int | float) or not 0.0 < percentile < 100.0:
         raise StudyFileError(f"{path}: pruner.percentile must be in (0, 100), got {spec.pruner.percentile!r}.")
     if not 0.0 < spec.split.val_fraction < 1.0:
         raise StudyFileError(f"{path}: split.val_fraction must be in (0, 1), got {spec.split.val_fraction}.")

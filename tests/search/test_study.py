@@ -60,6 +60,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("[pruner]\nreduction_factor = 1\n", ["bad.toml", "pruner.reduction_factor"]),
         ("[pruner]\nname = 'median'\nn_startup_trials = -1\n", ["bad.toml", "pruner.n_startup_trials"]),
         ("[pruner]\nname = 'percentile'\npercentile = 100\n", ["bad.toml", "pruner.percentile"]),
+        ("[pruner]\nname = 'percentile'\npercentile = '50'\n", ["bad.toml", "pruner.percentile"]),
         ("[study\n", ["bad.toml", "TOML"]),
     ],
 )
