@@ -139,7 +139,8 @@ def summarise(study: optuna.Study, seconds: float) -> dict[str, Any]:
         "epochs_per_trial": [len(t.intermediate_values) for t in trials],
         # Each trial's learning curve, to replay other pruning rules offline without training again.
         "curves": [{"number": t.number, "state": t.state.name, "params": dict(t.params),
-                    "macro_f1": [t.intermediate_values[e] for e in sorted(t.intermediate_values)]} for t in trials],
+                    "macro_f1": [t.intermediate_values[e] for e in sorted(t.intermediate_values)],
+                    "val_loss": [h.get("val_loss") for h in t.user_attrs.get("history", [])]} for t in trials],
         "wall_seconds": seconds,
     }
 

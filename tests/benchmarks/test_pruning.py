@@ -121,6 +121,8 @@ def test_two_seeds_end_to_end_save_per_seed_rows_and_a_consistent_summary(bench_
         assert r["trials"] == trials and r["complete"] + r["pruned"] + r["failed"] == trials
         assert r["epochs_spent"] == sum(r["epochs_per_trial"])
         assert [len(c["macro_f1"]) for c in r["curves"]] == r["epochs_per_trial"]
+        assert [len(c["val_loss"]) for c in r["curves"]] == r["epochs_per_trial"]
+        assert all(v is not None and v > 0 for c in r["curves"] for v in c["val_loss"])
         assert all(c["state"] in ("COMPLETE", "PRUNED") and "lr" in c["params"] for c in r["curves"])
         if r["pruner"] == "none":
             assert r["epochs_spent"] == trials * epochs and r["pruned"] == 0 and r["f1_diff"] == 0.0
