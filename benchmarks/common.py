@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from search.run import positive_int
+from search.study import load_study
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -312,3 +313,8 @@ def median(values: Sequence[float]) -> float:
 
 def ratio(a: float, b: float) -> float:
     return a / b if b else math.inf
+
+
+def study_ema_decay(study: str = "age_cutoff") -> float:
+    """The weights' moving-average decay a shipped study trains with, so benchmarks train the same way."""
+    return load_study(study).base_config().ema_decay

@@ -142,9 +142,10 @@ def build_parser() -> Any:
     p.add_argument("--warmup", type=int, help="bare-loop warm-up steps (default 10 on CUDA, 1 on CPU)")
     p.add_argument("--epochs", type=int, default=2, help="runner epochs; the last one is measured (>= 2)")
     p.add_argument("--augment", default="none", help="augmentation set of the runner side (default none)")
-    p.add_argument("--ema-decay", type=float, default=0.999,
-                   help="the runner side keeps a moving average of the weights as the study files do (default "
-                        "0.999; 0 = off); the bare loop never does")
+    ema_decay = common.study_ema_decay()
+    p.add_argument("--ema-decay", type=float, default=ema_decay,
+                   help=f"the runner side keeps a moving average of the weights as the study files do (default "
+                        f"{ema_decay}; 0 = off); the bare loop never does")
     p.add_argument("--workers", type=int, help="runner loader workers (default: the runner's own choice)")
     p.add_argument("--cudnn-benchmark", action="store_true",
                    help="set torch.backends.cudnn.benchmark on both sides (timm's benchmark does; fit does not)")

@@ -50,7 +50,7 @@ PRUNER_SETTINGS = {
 }
 DEFAULT_PRUNERS = "hyperband,successive_halving,median"
 DEFAULT_SEEDS = (0, 1, 2)
-DEFAULT_EMA_DECAY = 0.999
+DEFAULT_EMA_DECAY = common.study_ema_decay()
 MAX_F1_DROP, MAX_EPOCH_SHARE = 0.01, 0.40  # the goal (issue 7, point 3)
 _EPS = 1e-9  # float rounding in the means (a mean of -0.01 may come out as -0.0100000000001)
 
