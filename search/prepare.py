@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 
 from search.data import PersonSplit, TrainData, default_data_root, image_cache, load_train, split_people
+from search.pruners import make_pruner
 from search.storage import StorageSettings, open_storage, redact
 from search.study import StudySpec
 from search.trialstore import TrialStore, Validation
@@ -68,26 +69,6 @@ def make_sampler(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.Base
     )
 
 
-def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    epochs = spec.base_config().epochs
-    p = spec.pruner
-    if p.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=p.min_resource, max_resource=epochs, reduction_factor=p.reduction_factor
-        )
-    if p.name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=p.min_resource, reduction_factor=p.reduction_factor
-        )
-    if p.name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.min_resource)
-    if p.name == "percentile":
-        return optuna.pruners.PercentilePruner(
-            p.percentile, n_startup_trials=p.n_startup_trials, n_warmup_steps=p.min_resource
-        )
-    return optuna.pruners.NopPruner()
-
-
 def open_study(
     spec: StudySpec,
     storage_url: str,
@@ -106,7 +87,7 @@ def open_study(
         study_name=name,
         storage=open_storage(storage_url, storage_settings or StorageSettings()),
         sampler=make_sampler(spec, worker_index),
-        pruner=make_pruner(spec),
+        pruner=make_pruner(spec.pruner, spec.base_config().epochs),
         direction="maximize",
         load_if_exists=True,
     )

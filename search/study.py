@@ -7,7 +7,7 @@ the study runs on. Unknown keys are errors naming the key and the file.
 
     [study]           description, space, n_trials, timeout_s, keep_top
     [sampler]         name (tpe | random), seed, n_startup_trials
-    [pruner]          name (hyperband | successive_halving | median | percentile | none), min_resource,
+    [pruner]          name (hyperband | successive_halving | median | percentile | headroom | none), min_resource,
                       reduction_factor, n_startup_trials, percentile
     [split]           val_fraction, seed
     [fixed]           TrialConfig fields held constant
@@ -30,7 +30,7 @@ from spaces import ParamSpec, list_spaces, parse_param
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 PROFILES = ("cpu", "gpu")
 SAMPLERS = ("tpe", "random")
-PRUNERS = ("hyperband", "successive_halving", "median", "percentile", "none")
+PRUNERS = ("hyperband", "successive_halving", "median", "percentile", "headroom", "none")
 
 
 class StudyFileError(ValueError):
@@ -49,7 +49,7 @@ class PrunerSpec:
     name: str = "hyperband"
     min_resource: int = 1  # epochs every trial gets before it can be pruned
     reduction_factor: int = 3  # hyperband, successive_halving: 1 in this many goes on at each rung
-    n_startup_trials: int = 2  # median, percentile: complete trials needed before they prune anything
+    n_startup_trials: int = 2  # median, percentile, headroom: complete trials needed before they prune anything
     percentile: float = 50.0  # percentile: a trial goes on while in the top this-% of complete trials at its epoch
 
 
@@ -162,17 +162,7 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     )
     if spec.sampler.name not in SAMPLERS:
         raise StudyFileError(f"{path}: sampler.name must be one of {list(SAMPLERS)}, got {spec.sampler.name!r}.")
-    if spec.pruner.name not in PRUNERS:
-        raise StudyFileError(f"{path}: pruner.name must be one of {list(PRUNERS)}, got {spec.pruner.name!r}.")
-    _positive_int(spec.pruner.min_resource, path, "pruner.min_resource")
-    if _positive_int(spec.pruner.reduction_factor, path, "pruner.reduction_factor") < 2:
-        raise StudyFileError(f"{path}: pruner.reduction_factor must be at least 2, got {spec.pruner.reduction_factor}.")
-    if not isinstance(spec.pruner.n_startup_trials, int) or spec.pruner.n_startup_trials < 0:
-        raise StudyFileError(f"{path}: pruner.n_startup_trials must be a whole number >= 0, "
-                             f"got {spec.pruner.n_startup_trials!r}.")
-    percentile = spec.pruner.percentile
-    if isinstance(percentile, bool) or not isinstance(percentile, int | float) or not 0.0 < percentile < 100.0:
-        raise StudyFileError(f"{path}: pruner.percentile must be in (0, 100), got {spec.pruner.percentile!r}.")
+    check_pruner(spec.pruner, path)
     if not 0.0 < spec.split.val_fraction < 1.0:
         raise StudyFileError(f"{path}: split.val_fraction must be in (0, 1), got {spec.split.val_fraction}.")
     try:
@@ -180,6 +170,25 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     except (TypeError, ValueError) as exc:
         raise StudyFileError(f"{path}: [fixed] does not make a valid trial config: {exc}") from exc
     return spec
+
+
+def check_pruner(pruner: PrunerSpec, source: Path | str) -> None:
+    """Raise StudyFileError, naming ``source`` and the key, for settings the pruner cannot use."""
+    if pruner.name not in PRUNERS:
+        raise StudyFileError(f"{source}: pruner.name must be one of {list(PRUNERS)}, got {pruner.name!r}.")
+    _positive_int(pruner.min_resource, source, "pruner.min_resource")
+    if _positive_int(pruner.reduction_factor, source, "pruner.reduction_factor") < 2:
+        raise StudyFileError(f"{source}: pruner.reduction_factor must be at least 2, got {pruner.reduction_factor}.")
+    if not isinstance(pruner.n_startup_trials, int) or isinstance(pruner.n_startup_trials, bool) \
+            or pruner.n_startup_trials < 0:
+        raise StudyFileError(f"{source}: pruner.n_startup_trials must be a whole number >= 0, "
+                             f"got {pruner.n_startup_trials!r}.")
+    if pruner.name == "headroom" and pruner.n_startup_trials < 1:
+        raise StudyFileError(f"{source}: pruner.n_startup_trials must be at least 1 for headroom (it measures the "
+                             "gains of complete trials), got 0.")
+    percentile = pruner.percentile
+    if isinstance(percentile, bool) or not isinstance(percentile, int | float) or not 0.0 < percentile < 100.0:
+        raise StudyFileError(f"{source}: pruner.percentile must be in (0, 100), got {pruner.percentile!r}.")
 
 
 def _reject_unknown(table: Any, allowed: set[str], path: Path, where: str) -> None:
@@ -196,7 +205,7 @@ def _dataclass_from(cls: type, table: dict[str, Any], path: Path, where: str) ->
     return cls(**table)
 
 
-def _positive_int(value: Any, path: Path, key: str) -> int:
+def _positive_int(value: Any, path: Path | str, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise StudyFileError(f"{path}: {key} must be a positive integer, got {value!r}.")
     return value

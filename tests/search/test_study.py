@@ -5,7 +5,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.prepare import make_pruner
+from search.pruners import make_pruner
 from search.study import StudyFileError, list_studies, load_study
 from spaces import Categorical
 
@@ -89,7 +89,7 @@ def test_unknown_study_lists_available() -> None:
 def _decisions(tmp_path: Path, pruner: str, values: list[float]) -> list[bool]:
     """should_prune after epoch 1 for trials reporting ``values`` in turn, each then completed."""
     spec = load_study(_write(tmp_path, f"[pruner]\n{pruner}\n[fixed]\nepochs = 4\n[params]\nlr = [0.1]\n"))
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(spec))
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(spec.pruner, spec.base_config().epochs))
     decisions = []
     for value in values:
         trial = study.ask()
