@@ -7,6 +7,9 @@ objective drives it: report each epoch, ask ``should_prune`` after every epoch b
 stop there if told to. A stopped trial counts the epochs it reported; a complete one has its
 best epoch as its value. Figures per rule: the best complete value, the epochs spent, and
 whether the unpruned study's best trial survived, against the unpruned study of the same seed.
+``--signal val_loss`` shows the pruner each epoch's validation loss (negated, so higher is
+better) instead of its macro-F1, while trials are still valued by their best macro-F1: a test
+of whether the smoother loss ranks trials earlier than F1 does.
 
 What replay leaves out: the sampler. The trials are the unpruned study's, so every rule is
 judged on the same configurations; in a real pruned study TPE, told less by a pruned trial,
@@ -79,7 +82,8 @@ class RecordedStudy:
     """The unpruned study of one seed of a pruning result: its trials' curves, in trial order."""
 
     source: str  # "<file>:seed <n>"
-    curves: list[list[float]]
+    curves: list[list[float]]  # macro-F1 per epoch
+    val_losses: list[list[float | None]]  # validation cross-entropy per epoch (None: not recorded)
     epochs: int
     best_macro_f1: float
 
@@ -109,20 +113,31 @@ def load_recorded(path: Path) -> list[RecordedStudy]:
         if not math.isclose(best, row["best_macro_f1"], abs_tol=1e-9):
             raise SystemExit(f"{where}: the curves' best ({best:.6f}) is not the recorded best "
                              f"({row['best_macro_f1']:.6f}); the file is inconsistent.")
-        out.append(RecordedStudy(where, values, epochs, best))
+        losses = [list(c.get("val_loss") or [None] * epochs) for c in sorted(curves, key=lambda c: c["number"])]
+        out.append(RecordedStudy(where, values, losses, epochs, best))
     if not out:
         raise SystemExit(f"{path}: holds no unpruned study to replay.")
     return out
 
 
-def replay(study: RecordedStudy, spec: PrunerSpec) -> dict[str, Any]:
+def shown(study: RecordedStudy, signal: str) -> list[list[float]]:
+    """What the pruner is shown per trial and epoch: macro-F1, or the negated validation loss."""
+    if signal == "macro_f1":
+        return study.curves
+    if any(v is None for losses in study.val_losses for v in losses):
+        raise SystemExit(f"{study.source}: validation losses were not recorded for every epoch; "
+                         "use --signal macro_f1 or a result from the current benchmarks.pruning.")
+    return [[-float(v) for v in losses] for losses in study.val_losses]  # type: ignore[arg-type]
+
+
+def replay(study: RecordedStudy, spec: PrunerSpec, signal: str = "macro_f1") -> dict[str, Any]:
     """The study under ``spec``'s pruner; the same keys as ``benchmarks.pruning.summarise`` plus ``kept_best``."""
     optuna_study = optuna.create_study(direction="maximize", pruner=make_pruner(spec, study.epochs))
     spent, states = [], []
-    for curve in study.curves:
+    for curve, reported in zip(study.curves, shown(study, signal), strict=True):
         trial = optuna_study.ask()
         state = TrialState.COMPLETE
-        for epoch, value in enumerate(curve, start=1):
+        for epoch, value in enumerate(reported, start=1):
             trial.report(value, epoch)
             if epoch < study.epochs and trial.should_prune():
                 state = TrialState.PRUNED
@@ -147,13 +162,13 @@ def replay(study: RecordedStudy, spec: PrunerSpec) -> dict[str, Any]:
     }
 
 
-def replay_all(studies: Sequence[RecordedStudy], rules: Sequence[Rule]) -> list[dict[str, Any]]:
+def replay_all(studies: Sequence[RecordedStudy], rules: Sequence[Rule], signal: str = "macro_f1") -> list[dict[str, Any]]:
     """Per recorded study, the unpruned reference and every rule, as ``benchmarks.pruning.seed_rows``."""
     rows: list[dict[str, Any]] = []
     for study in studies:
         results = {"none": replay(study, PrunerSpec(name="none"))}
         for rule in rules:
-            results[rule.label] = replay(study, rule.spec)
+            results[rule.label] = replay(study, rule.spec, signal)
         rows += pruning.seed_rows(study.source, results)  # type: ignore[arg-type]  # a label, not a number
     return rows
 
@@ -178,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", nargs="+", type=parse_rule, default=[parse_rule(r) for r in DEFAULT_RULES],
                    help=f"NAME[:key=value,...] with keys of the study files' [pruner] table "
                         f"(default: {' '.join(DEFAULT_RULES)} with the pruning benchmark's settings)")
+    p.add_argument("--signal", choices=("macro_f1", "val_loss"), default="macro_f1",
+                   help="what the pruner is shown each epoch (default macro_f1, as in the studies)")
     return p
 
 
@@ -189,14 +206,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if len(set(labels)) != len(labels) or "none" in labels:
         raise SystemExit(f"--rules: expected distinct rules other than none (always replayed), got {labels}")
     studies = [s for path in args.results for s in load_recorded(path)]
-    rows = replay_all(studies, args.rules)
+    rows = replay_all(studies, args.rules, args.signal)
     summ = pruning.summary(rows)
 
     print(f"\nPruning replay: {len(studies)} recorded unpruned studies ({sum(len(s.curves) for s in studies)} trials) "
-          f"from {', '.join(map(str, args.results))}")
+          f"from {', '.join(map(str, args.results))}; the pruner is shown {args.signal}")
     print(f"command: {common.command_line()}\n")
     print(rule_table(summ, rows))
-    inputs = {"results": [str(p) for p in args.results],
+    inputs = {"results": [str(p) for p in args.results], "signal": args.signal,
               "rules": {r.label: {f.name: getattr(r.spec, f.name) for f in fields(PrunerSpec)} for r in args.rules}}
     notes = ["the sampler is not replayed: each rule sees the unpruned study's trials in their order",
              "epochs spent = epochs a trial reported before it was stopped; value of a complete trial = its best epoch",

@@ -44,13 +44,15 @@ def make_pruner(spec: PrunerSpec, epochs: int) -> BasePruner:
 
 class HeadroomPruner(BasePruner):
     """Prune when ``best so far + the largest gain any complete trial made from this epoch on``
-    is below the best complete value.
+    is below the best any complete trial reached.
 
-    A complete trial's gain from epoch ``e`` is its value (its best epoch) minus its best
-    intermediate value up to ``e``. Only complete trials that reported epoch ``e`` count, so a
-    trial is never judged on a headroom measured at another epoch. Nothing is pruned before
-    ``n_startup_trials`` trials are complete, before epoch ``min_resource``, or at an epoch that
-    fewer than ``n_startup_trials`` complete trials reached.
+    Everything is read from intermediate values (what the pruner is shown), so the rule holds
+    for any reported score, not only one equal to the trial's value. A complete trial's gain
+    from epoch ``e`` is its best intermediate value minus its best up to ``e``. Only complete
+    trials that reported epoch ``e`` count, so a trial is never judged on a headroom measured at
+    another epoch. Nothing is pruned before ``n_startup_trials`` trials are complete, before
+    epoch ``min_resource``, or at an epoch that fewer than ``n_startup_trials`` complete trials
+    reached.
     """
 
     def __init__(self, n_startup_trials: int = 2, min_resource: int = 1) -> None:
@@ -65,22 +67,24 @@ class HeadroomPruner(BasePruner):
         step = trial.last_step
         if step is None or step < self._min_resource:
             return False
-        complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(complete) < self._n_startup_trials:
             return False
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
         mine = _best_up_to(trial, step, sign)
         if math.isnan(mine):
             return True  # a NaN score will not recover
-        gains = [sign * t.value - _best_up_to(t, step, sign) for t in complete if step in t.intermediate_values]
+        finals = [_best_up_to(t, math.inf, sign) for t in complete]
+        gains = [final - _best_up_to(t, step, sign)
+                 for t, final in zip(complete, finals, strict=True) if step in t.intermediate_values]
         gains = [g for g in gains if not math.isnan(g)]
         if len(gains) < self._n_startup_trials:
             return False
-        best = max(sign * t.value for t in complete)
+        best = max(f for f in finals if not math.isnan(f))
         return mine + max(gains) < best
 
 
-def _best_up_to(trial: FrozenTrial, step: int, sign: float) -> float:
+def _best_up_to(trial: FrozenTrial, step: float, sign: float) -> float:
     """The trial's best intermediate value up to ``step``, in the maximise direction (``sign`` flips a minimise study)."""
     values = [sign * v for s, v in trial.intermediate_values.items() if s <= step and not math.isnan(v)]
     return max(values) if values else math.nan

@@ -76,3 +76,22 @@ def test_files_that_cannot_be_replayed_are_named(tmp_path: Path) -> None:
         pruning_replay.load_recorded(bad)
     with pytest.raises(SystemExit, match="distinct rules"):
         pruning_replay.main([str(_result(tmp_path)), "--rules", "median", "median"])
+
+
+def test_the_val_loss_signal_is_shown_to_the_pruner_while_f1_values_the_trials(tmp_path: Path) -> None:
+    path = _result(tmp_path)
+    doc = json.loads(path.read_text())
+    # Losses that rank trial 2 (hopeless by F1) best at epoch 1 and trial 3 worst.
+    losses = [[1.0, 0.8, 0.6], [1.1, 0.7, 0.5], [0.5, 0.9, 0.9], [1.5, 1.4, 1.3]]
+    for curve, loss in zip(doc["figures"]["per_seed"][0]["curves"], losses, strict=True):
+        curve["val_loss"] = loss
+    path.write_text(json.dumps(doc))
+    (study,) = pruning_replay.load_recorded(path)
+    median = pruning_replay.replay(study, PrunerSpec(name="median", min_resource=1), signal="val_loss")
+    # Trial 2 (-0.5 beats the median -1.05 at epoch 1) runs out on its best-so-far loss, though its F1 is hopeless;
+    # trial 3 (-1.5 against -1.0) stops after epoch 1. By F1 it was the other way round (see above).
+    assert median["epochs_per_trial"] == [3, 3, 3, 1]
+    assert median["best_macro_f1"] == 0.9
+    with pytest.raises(SystemExit, match="validation losses were not recorded"):
+        pruning_replay.replay(pruning_replay.load_recorded(_result(tmp_path))[0], PrunerSpec(name="median"),
+                              signal="val_loss")

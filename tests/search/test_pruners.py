@@ -97,3 +97,14 @@ def test_study_files_name_the_headroom_pruner(tmp_path: Path) -> None:
     path.write_text("[pruner]\nname = 'headroom'\nn_startup_trials = 0\n[params]\nlr = [0.1]\n")
     with pytest.raises(StudyFileError, match="h.toml.*n_startup_trials.*headroom"):
         load_study(path)
+
+
+def test_the_rule_reads_intermediate_values_not_the_trial_value() -> None:
+    # The objective may return something other than the best epoch (here 0.0); the curves decide.
+    study = optuna.create_study(direction="maximize", pruner=HeadroomPruner())
+    for curve in (SLOW, FAST):
+        trial = study.ask()
+        for epoch, value in enumerate(curve, start=1):
+            trial.report(value, epoch)
+        study.tell(trial, 0.0)
+    assert _decisions(study, [0.45, 0.55]) == [False, True]
