@@ -5,7 +5,8 @@ the same trial count, the same trial seed and the same person split; only ``[pru
 The pruned and unpruned studies of one seed still see different TPE histories (a pruned trial
 tells TPE less than a complete one), so their best F1 differ partly by chance: the comparison
 is repeated per seed and judged on the means. Early stopping is off (patience = epochs) so only
-the pruner stops trials.
+the pruner stops trials. ``--signal val_loss`` has the pruned studies report each epoch's
+validation loss to their pruner instead of its macro-F1 (``[pruner] signal`` of the study files).
 
 Figures per seed and pruner: best validation macro-F1 of a complete trial, and the epochs spent
 (the sum over all trials of their reported epochs, i.e. ``len(intermediate_values)``). Summary
@@ -35,10 +36,11 @@ from tqdm import tqdm
 from benchmarks import common
 from runners import resolve_device
 from search.run import RunOptions, run_study
+from search.study import PRUNING_SIGNALS
 
 log = logging.getLogger("benchmarks.pruning")
 NAME = "pruning"
-# As search/prepare.py's make_pruner reads them (it builds "median" as MedianPruner(n_startup_trials=2,
+# As search/pruners.py's make_pruner reads them (it builds "median" as MedianPruner(n_startup_trials=2,
 # n_warmup_steps=min_resource)); --min-resource replaces min_resource (the study files use 2).
 PRUNER_SETTINGS = {
     "hyperband": {"name": "hyperband", "min_resource": 1, "reduction_factor": 3},
@@ -118,7 +120,8 @@ def study_doc(args: argparse.Namespace, pruner: str, seed: int | None = None) ->
                   "keep_top": 1},
         "sampler": {"name": "tpe", "seed": seed, "n_startup_trials": args.startup_trials},
         "pruner": PRUNER_SETTINGS[pruner] if pruner == "none" else {**PRUNER_SETTINGS[pruner],
-                                                                     "min_resource": args.min_resource},
+                                                                     "min_resource": args.min_resource,
+                                                                     "signal": args.signal},
         "split": {"val_fraction": 0.2, "seed": 0},
         "fixed": fixed,
         "params": params,
@@ -139,9 +142,10 @@ def summarise(study: optuna.Study, seconds: float) -> dict[str, Any]:
         "pruned": sum(t.state == TrialState.PRUNED for t in trials),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "epochs_per_trial": [len(t.intermediate_values) for t in trials],
-        # Each trial's learning curve, to replay other pruning rules offline without training again.
+        # Each trial's learning curve, to replay other pruning rules offline without training again
+        # (from its history: the intermediate values are whatever signal the pruner was shown).
         "curves": [{"number": t.number, "state": t.state.name, "params": dict(t.params),
-                    "macro_f1": [t.intermediate_values[e] for e in sorted(t.intermediate_values)],
+                    "macro_f1": [h.get("val_macro_f1") for h in t.user_attrs.get("history", [])],
                     "val_loss": [h.get("val_loss") for h in t.user_attrs.get("history", [])]} for t in trials],
         "wall_seconds": seconds,
     }
@@ -233,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruners", default=DEFAULT_PRUNERS,
                    help=f"pruned studies to compare with the unpruned one, from {sorted(set(PRUNER_SETTINGS) - {'none'})} "
                         f"(default {DEFAULT_PRUNERS})")
+    p.add_argument("--signal", choices=PRUNING_SIGNALS, default="macro_f1",
+                   help="what the pruned studies report to their pruner each epoch (default macro_f1; "
+                        "val_loss reports the validation cross-entropy, negated)")
     p.add_argument("--min-resource", type=common.positive_int, default=1,
                    help="first epoch at which the pruners may stop a trial (default 1; the study files use 2)")
     p.add_argument("--backbones", default="test_resnet,test_efficientnet", help="comma-separated timm names")
@@ -303,6 +310,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summ = summary(rows)
 
     print(f"\nPruning: {args.trials} trials x {args.epochs} epochs of {args.backbones} at {args.height}x{args.width}, "
+          f"pruning signal {args.signal}, "
           f"TPE seeds {','.join(map(str, seeds))} ({args.startup_trials} random start-up trials), trial seed 0, "
           f"split seed 0, on {bench}; device {device}; {total:.0f} s in all")
     print(common.describe_machine(machine))
@@ -324,7 +332,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              "f1_diff = pruned best - unpruned best of the same sampler seed (negative: the pruned study found less)",
              f"goal judged on the means over seeds: mean f1_diff >= -{MAX_F1_DROP}, mean epoch_share <= {MAX_EPOCH_SHARE}",
              "study_files shows the first seed's files; the others differ only in sampler.seed and the description",
-             "median = MedianPruner(n_startup_trials=2, n_warmup_steps=min_resource) as search/prepare.py builds it"]
+             "median = MedianPruner(n_startup_trials=2, n_warmup_steps=min_resource) as search/pruners.py builds it",
+             "signal: what the pruned studies reported to their pruner (val_loss: the validation loss, negated); curves keep both"]
     figures = {"per_seed": rows, "summary": summ, "total_wall_seconds": total,
                "goal": {"max_f1_drop": MAX_F1_DROP, "max_epoch_share": MAX_EPOCH_SHARE, "judged_on": "means over seeds"}}
     path = common.save_result(NAME, inputs=inputs, figures=figures, machine_info=machine, notes=notes,

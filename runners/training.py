@@ -1,7 +1,7 @@
 """The training loop of one trial: fit(config, train, val, reporter) -> TrialResult.
 
-Optuna stays outside: ``reporter(epoch, val_macro_f1) -> bool`` is called after each epoch and
-returns True to stop the trial (the caller's pruner). A NaN/inf loss or a CUDA out-of-memory
+Optuna stays outside: ``reporter(record) -> bool`` is called with each epoch's ``EpochRecord``
+(validation macro-F1 and loss among it) and returns True to stop the trial (the caller's pruner). A NaN/inf loss or a CUDA out-of-memory
 ends the trial as "failed" with the reason recorded and its device memory freed; any other
 exception propagates.
 """
@@ -41,7 +41,7 @@ from runners.results import EpochRecord, TrialResult
 
 logger = logging.getLogger(__name__)
 
-Reporter = Callable[[int, float], bool]
+Reporter = Callable[[EpochRecord], bool]
 _CUDA_CHECK_EVERY = 16  # on CUDA, test the loss for NaN every this many steps (a host sync)
 
 
@@ -203,7 +203,7 @@ def _train_trial(
             result.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in kept.items()}
         else:
             bad_epochs += 1
-        if reporter is not None and reporter(epoch, metrics.macro_f1):
+        if reporter is not None and reporter(record):
             result.status, result.reason = "pruned", "stopped_by_reporter"
             return
         if bad_epochs > 0 and bad_epochs >= config.patience:

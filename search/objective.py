@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from runners import ImageSet, TrialResult, count_stages, fit
+from runners import EpochRecord, ImageSet, TrialResult, count_stages, fit
 from runners.config import TrialConfig
 from search import records
 from search.prepare import StudyData
@@ -58,6 +58,7 @@ class Objective:
             self._space = space_spec(self.spec)
         config = get_space(self.spec.space)(trial, self._space)
         trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("pruning_signal", self.spec.pruner.signal)
         try:
             result = self._fit(trial, config)
         except Exception as exc:
@@ -87,14 +88,16 @@ class Objective:
         train = ImageSet(images, sd.train_rows, sd.data.training_labels(config.age_cutoff)[sd.train_rows])
         val = ImageSet(images, sd.val_rows, sd.data.labels[sd.val_rows])
 
-        def report(epoch: int, macro_f1: float) -> bool:
-            trial.report(macro_f1, epoch)
+        signal = self.spec.pruner.signal
+
+        def report(record: EpochRecord) -> bool:
+            trial.report(pruning_value(record, signal), record.epoch)
             # After the last epoch there is nothing left to save: keep the fully trained trial.
-            prune = epoch < config.epochs and trial.should_prune()
+            prune = record.epoch < config.epochs and trial.should_prune()
             log.info(
-                "trial %d epoch %d/%d: macro-F1 %.4f (study best %s)%s",
-                trial.number, epoch, config.epochs, macro_f1, _study_best(trial.study),
-                " -> pruned" if prune else "",
+                "trial %d epoch %d/%d: macro-F1 %.4f, val loss %.4f (study best %s)%s",
+                trial.number, record.epoch, config.epochs, record.val_macro_f1, record.val_loss,
+                _study_best(trial.study), " -> pruned" if prune else "",
             )
             return prune
 
@@ -110,6 +113,13 @@ class Objective:
         if better < self.spec.keep_top:
             store.save_trial(trial.number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary())
         retain_top(trial.study, store, self.spec.keep_top, current=(trial.number, result.best_macro_f1))
+
+
+def pruning_value(record: EpochRecord, signal: str) -> float:
+    """The intermediate value a trial reports for ``signal`` (higher is better, as the study's F1)."""
+    if signal == "val_loss":
+        return -record.val_loss
+    return record.val_macro_f1
 
 
 def retain_top(

@@ -1,7 +1,9 @@
 """``python -m search.report --study NAME``: one self-contained HTML page of plotly figures.
 
-Optimisation history, intermediate values (what the pruner saw), parameter importances,
-macro-F1 by age cutoff and by backbone, and the best trial's per-class F1 and confusion matrix.
+Optimisation history, intermediate values (what the pruner saw: macro-F1, or the negated
+validation loss in a study whose ``[pruner] signal = "val_loss"``, then with each trial's
+macro-F1 per epoch beside it), parameter importances, macro-F1 by age cutoff and by backbone,
+and the best trial's per-class F1 and confusion matrix.
 """
 
 from __future__ import annotations
@@ -61,12 +63,35 @@ def confusion_figure(best: FrozenTrial) -> go.Figure | None:
     return fig
 
 
+def pruning_signals(trials: Sequence[FrozenTrial]) -> set[str]:
+    """What the trials reported to the pruner (trials from before the signal was recorded reported macro-F1)."""
+    return {str(t.user_attrs.get("pruning_signal", "macro_f1")) for t in trials if t.intermediate_values}
+
+
+def f1_by_epoch_figure(trials: Sequence[FrozenTrial]) -> go.Figure:
+    """Each trial's validation macro-F1 per epoch, from its recorded history."""
+    fig = go.Figure()
+    for t in trials:
+        history = t.user_attrs.get("history") or []
+        if history:
+            fig.add_trace(go.Scatter(x=[h["epoch"] for h in history], y=[h["val_macro_f1"] for h in history],
+                                     mode="lines+markers", name=f"trial {t.number} ({t.state.name.lower()})"))
+    fig.update_layout(title="Validation macro-F1 by epoch", xaxis_title="epoch", yaxis_title="validation macro-F1")
+    return fig
+
+
 def build_figures(study: optuna.Study) -> list[tuple[str, go.Figure]]:
     from optuna import visualization as vis
 
     figures: list[tuple[str, go.Figure]] = [("Optimisation history", vis.plot_optimization_history(study))]
-    if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+    trials = study.get_trials(deepcopy=False)
+    signals = pruning_signals(trials)
+    if signals == {"macro_f1"}:
         figures.append(("Intermediate values (pruning)", vis.plot_intermediate_values(study)))
+    elif signals:
+        shown = "negated validation loss" if signals == {"val_loss"} else "mixed: " + ", ".join(sorted(signals))
+        figures.append((f"Intermediate values (pruning, {shown})", vis.plot_intermediate_values(study)))
+        figures.append(("Validation macro-F1 by epoch", f1_by_epoch_figure(trials)))
     complete = _complete(study)
     if len(complete) >= 2 and any(len({str(t.params.get(p)) for t in complete}) > 1 for p in complete[0].params):
         try:

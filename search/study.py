@@ -7,8 +7,8 @@ the study runs on. Unknown keys are errors naming the key and the file.
 
     [study]           description, space, n_trials, timeout_s, keep_top
     [sampler]         name (tpe | random), seed, n_startup_trials
-    [pruner]          name (hyperband | successive_halving | median | percentile | headroom | none), min_resource,
-                      reduction_factor, n_startup_trials, percentile
+    [pruner]          name (hyperband | successive_halving | median | percentile | headroom | none), signal
+                      (macro_f1 | val_loss), min_resource, reduction_factor, n_startup_trials, percentile
     [split]           val_fraction, seed
     [fixed]           TrialConfig fields held constant
     [params]          searched TrialConfig fields: a list = categorical, {low, high, log, step} = range
@@ -31,6 +31,9 @@ STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 PROFILES = ("cpu", "gpu")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("hyperband", "successive_halving", "median", "percentile", "headroom", "none")
+# What a trial reports after each epoch, for its pruner to compare: its validation macro-F1, or its
+# validation cross-entropy (reported negated, so that higher is better in a study that maximises F1).
+PRUNING_SIGNALS = ("macro_f1", "val_loss")
 
 
 class StudyFileError(ValueError):
@@ -47,6 +50,7 @@ class SamplerSpec:
 @dataclass(frozen=True)
 class PrunerSpec:
     name: str = "hyperband"
+    signal: str = "macro_f1"  # what trials report each epoch: one of PRUNING_SIGNALS
     min_resource: int = 1  # epochs every trial gets before it can be pruned
     reduction_factor: int = 3  # hyperband, successive_halving: 1 in this many goes on at each rung
     n_startup_trials: int = 2  # median, percentile, headroom: complete trials needed before they prune anything
@@ -176,6 +180,8 @@ def check_pruner(pruner: PrunerSpec, source: Path | str) -> None:
     """Raise StudyFileError, naming ``source`` and the key, for settings the pruner cannot use."""
     if pruner.name not in PRUNERS:
         raise StudyFileError(f"{source}: pruner.name must be one of {list(PRUNERS)}, got {pruner.name!r}.")
+    if pruner.signal not in PRUNING_SIGNALS:
+        raise StudyFileError(f"{source}: pruner.signal must be one of {list(PRUNING_SIGNALS)}, got {pruner.signal!r}.")
     _positive_int(pruner.min_resource, source, "pruner.min_resource")
     if _positive_int(pruner.reduction_factor, source, "pruner.reduction_factor") < 2:
         raise StudyFileError(f"{source}: pruner.reduction_factor must be at least 2, got {pruner.reduction_factor}.")

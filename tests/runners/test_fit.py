@@ -11,6 +11,7 @@ import torch
 from runners import (
     AUGMENT_SETS,
     ClassifierWithPreprocess,
+    EpochRecord,
     ImageSet,
     TrialConfig,
     build_model,
@@ -25,11 +26,11 @@ from runners.losses import FocalLoss
 def test_complete_trial_keeps_the_best_epoch(image_sets, tiny_config: TrialConfig) -> None:
     train, val = image_sets
     config = tiny_config.replace(epochs=3)
-    seen: list[tuple[int, float]] = []
-    result = fit(config, train, val, reporter=lambda e, f1: seen.append((e, f1)) is not None, device="cpu")
+    seen: list[EpochRecord] = []
+    result = fit(config, train, val, reporter=lambda record: seen.append(record) is not None, device="cpu")
     assert result.status == "complete" and result.device == "cpu"
     assert [r.epoch for r in result.history] == [1, 2, 3]
-    assert seen == [(r.epoch, r.val_macro_f1) for r in result.history]
+    assert seen == result.history
     f1s = [r.val_macro_f1 for r in result.history]
     assert result.best_epoch == int(np.argmax(f1s)) + 1 and result.best_macro_f1 == max(f1s)
     assert len(result.per_class_f1) == 18 and np.mean(result.per_class_f1) == pytest.approx(result.best_macro_f1)
@@ -91,9 +92,9 @@ def test_reporter_can_stop_the_trial(image_sets, tiny_config) -> None:
     train, val = image_sets
     calls: list[int] = []
 
-    def reporter(epoch: int, f1: float) -> bool:
-        calls.append(epoch)
-        return epoch == 2
+    def reporter(record: EpochRecord) -> bool:
+        calls.append(record.epoch)
+        return record.epoch == 2
 
     result = fit(tiny_config.replace(epochs=5), train, val, reporter=reporter)
     assert result.status == "pruned" and result.reason == "stopped_by_reporter"

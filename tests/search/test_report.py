@@ -12,7 +12,7 @@ TITLES = ("Optimisation history", "Intermediate values (pruning)", "Parameter im
           "By age cutoff", "By backbone", "Per-class F1", "Confusion matrix")
 
 
-def _recorded_study(storage: str) -> optuna.Study:
+def _recorded_study(storage: str, signal: str | None = None) -> optuna.Study:
     """A study with the records the objective writes, from a cheap stand-in objective."""
     study = optuna.create_study(study_name="fake", storage=storage, direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=0))
@@ -23,8 +23,12 @@ def _recorded_study(storage: str) -> optuna.Study:
         cutoff = trial.suggest_categorical("age_cutoff", [58, 59, 60])
         gamma = trial.suggest_float("focal_gamma", 0.0, 5.0)
         value = 0.5 + 0.1 * (backbone == "a") - 0.02 * gamma + 0.01 * (cutoff == 59)
-        for epoch in (1, 2):
-            trial.report(value * epoch / 2, epoch)
+        history = [{"epoch": e, "val_macro_f1": value * e / 2, "val_loss": 2.0 / e} for e in (1, 2)]
+        for h in history:
+            trial.report(-h["val_loss"] if signal == "val_loss" else h["val_macro_f1"], h["epoch"])
+        trial.set_user_attr("history", history)
+        if signal is not None:
+            trial.set_user_attr("pruning_signal", signal)
         trial.set_user_attr("config", {"backbone": backbone, "age_cutoff": cutoff, "focal_gamma": gamma})
         trial.set_user_attr("per_class_f1", rng.random(18).round(3).tolist())
         trial.set_user_attr("confusion", rng.integers(0, 9, (18, 18)).tolist())
@@ -41,6 +45,15 @@ def test_report_writes_every_figure(tmp_path: Path) -> None:
         assert f"<h2>{title}</h2>" in page
     assert page.count("Plotly.newPlot") == len(TITLES)
     assert "8 complete" in page
+
+
+def test_a_val_loss_signal_is_named_and_the_f1_curves_shown_beside_it(tmp_path: Path) -> None:
+    study = _recorded_study(f"sqlite:///{tmp_path / 'fake.db'}", signal="val_loss")
+    page = write_report(study, tmp_path / "report.html").read_text()
+    assert "<h2>Intermediate values (pruning, negated validation loss)</h2>" in page
+    assert "<h2>Intermediate values (pruning)</h2>" not in page
+    assert "<h2>Validation macro-F1 by epoch</h2>" in page and "trial 7 (complete)" in page
+    assert page.count("Plotly.newPlot") == len(TITLES) + 1
 
 
 def test_report_of_the_smoke_study(smoke_run: SmokeRun, tmp_path: Path) -> None:

@@ -45,6 +45,9 @@ def test_every_trial_records_what_the_dashboard_shows(smoke_run: SmokeRun) -> No
         assert len(attrs["per_class_f1"]) == 18
         assert attrs["device"] == "cpu" and attrs["seconds_per_epoch"] > 0 and attrs["train_images_per_s"] > 0
         assert trial.intermediate_values and all(0 <= v <= 1 for v in trial.intermediate_values.values())
+        # the pruner is shown macro-F1 unless the study file says otherwise
+        assert attrs["pruning_signal"] == "macro_f1"
+        assert [trial.intermediate_values[h["epoch"]] for h in attrs["history"]] == [h["val_macro_f1"] for h in attrs["history"]]
     for trial in _trials(study, TrialState.COMPLETE):
         assert trial.user_attrs["best_epoch"] >= 1
         names = {m.filename for m in get_all_artifact_meta(trial, storage=study._storage)}
@@ -97,6 +100,25 @@ def test_a_diverging_trial_fails_and_the_study_goes_on(tiny_bench: Path, tmp_pat
     assert failed, "an lr of 1e9 must diverge"
     assert all("nan" in str(t.user_attrs.get("failure_reason", "")).lower() for t in failed)
     assert len(_trials(study, TrialState.COMPLETE)) + len(_trials(study, TrialState.PRUNED)) == 3
+
+
+def test_a_val_loss_signal_reports_the_negated_validation_loss(tiny_bench: Path, tmp_path: Path) -> None:
+    toml = tmp_path / "loss.toml"
+    toml.write_text(
+        (REPO / "studies" / "smoke.toml").read_text()
+        .replace('name = "successive_halving"', 'name = "headroom"\nsignal = "val_loss"')
+        .replace("reduction_factor = 2", "n_startup_trials = 1")
+        .replace("n_trials = 8", "n_trials = 3").replace("epochs = 3", "epochs = 2")
+    )
+    study = run_study(RunOptions(study=str(toml), data=tiny_bench, workdir=tmp_path / "runs", device="cpu"))
+    trials = _trials(study, TrialState.COMPLETE) + _trials(study, TrialState.PRUNED)
+    assert len(trials) == 3
+    for trial in trials:
+        history = trial.user_attrs["history"]
+        assert trial.user_attrs["pruning_signal"] == "val_loss"
+        assert [trial.intermediate_values[h["epoch"]] for h in history] == [-h["val_loss"] for h in history]
+    for trial in _trials(study, TrialState.COMPLETE):  # the value is still the best epoch's macro-F1
+        assert trial.value == max(h["val_macro_f1"] for h in trial.user_attrs["history"])
 
 
 def test_augment_on_device_reaches_every_augmented_trial(tiny_bench: Path, tmp_path: Path) -> None:

@@ -61,6 +61,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("[pruner]\nname = 'median'\nn_startup_trials = -1\n", ["bad.toml", "pruner.n_startup_trials"]),
         ("[pruner]\nname = 'percentile'\npercentile = 100\n", ["bad.toml", "pruner.percentile"]),
         ("[pruner]\nname = 'percentile'\npercentile = '50'\n", ["bad.toml", "pruner.percentile"]),
+        ("[pruner]\nsignal = 'loss'\n", ["bad.toml", "pruner.signal", "val_loss"]),
         ("[study\n", ["bad.toml", "TOML"]),
     ],
 )
