@@ -48,8 +48,6 @@ PRUNER_SETTINGS = {
     "median": {"name": "median", "min_resource": 1},
     # The top third goes on, as with the halving pruners' reduction factor 3.
     "percentile": {"name": "percentile", "min_resource": 1, "percentile": 100 / 3},
-    # Stops a trial that could not reach the best even with the largest gain a complete trial made from its epoch.
-    "headroom": {"name": "headroom", "min_resource": 1},
     "none": {"name": "none"},
 }
 DEFAULT_PRUNERS = "hyperband,successive_halving,median"

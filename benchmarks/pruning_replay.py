@@ -17,7 +17,7 @@ samples differently afterwards. Replay screens rules cheaply; ``benchmarks.pruni
 the chosen one for real.
 
     python -m benchmarks.pruning_replay benchmarks/results/pruning.json \\
-        --rules median headroom "percentile:percentile=40" "hyperband:min_resource=2"
+        --rules median "percentile:percentile=40" "hyperband:min_resource=2"
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from search.pruners import make_pruner
 from search.study import PrunerSpec, StudyFileError, check_pruner
 
 NAME = "pruning_replay"
-DEFAULT_RULES = ("hyperband", "successive_halving", "median", "headroom")
+DEFAULT_RULES = ("hyperband", "successive_halving", "median")
 log = logging.getLogger("benchmarks.pruning_replay")
 
 

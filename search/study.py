@@ -7,7 +7,7 @@ the study runs on. Unknown keys are errors naming the key and the file.
 
     [study]           description, space, n_trials, timeout_s, keep_top
     [sampler]         name (tpe | random), seed, n_startup_trials
-    [pruner]          name (hyperband | successive_halving | median | percentile | headroom | none), signal
+    [pruner]          name (hyperband | successive_halving | median | percentile | none), signal
                       (macro_f1 | val_loss), min_resource, reduction_factor, n_startup_trials, percentile
     [split]           val_fraction, seed
     [fixed]           TrialConfig fields held constant
@@ -30,7 +30,7 @@ from spaces import ParamSpec, list_spaces, parse_param
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 PROFILES = ("cpu", "gpu")
 SAMPLERS = ("tpe", "random")
-PRUNERS = ("hyperband", "successive_halving", "median", "percentile", "headroom", "none")
+PRUNERS = ("hyperband", "successive_halving", "median", "percentile", "none")
 # What a trial reports after each epoch, for its pruner to compare: its validation macro-F1, or its
 # validation cross-entropy (reported negated, so that higher is better in a study that maximises F1).
 PRUNING_SIGNALS = ("macro_f1", "val_loss")
@@ -53,7 +53,7 @@ class PrunerSpec:
     signal: str = "macro_f1"  # what trials report each epoch: one of PRUNING_SIGNALS
     min_resource: int = 1  # epochs every trial gets before it can be pruned
     reduction_factor: int = 3  # hyperband, successive_halving: 1 in this many goes on at each rung
-    n_startup_trials: int = 2  # median, percentile, headroom: complete trials needed before they prune anything
+    n_startup_trials: int = 2  # median, percentile: complete trials needed before they prune anything
     percentile: float = 50.0  # percentile: a trial goes on while in the top this-% of complete trials at its epoch
 
 
@@ -189,9 +189,6 @@ def check_pruner(pruner: PrunerSpec, source: Path | str) -> None:
             or pruner.n_startup_trials < 0:
         raise StudyFileError(f"{source}: pruner.n_startup_trials must be a whole number >= 0, "
                              f"got {pruner.n_startup_trials!r}.")
-    if pruner.name == "headroom" and pruner.n_startup_trials < 1:
-        raise StudyFileError(f"{source}: pruner.n_startup_trials must be at least 1 for headroom (it measures the "
-                             "gains of complete trials), got 0.")
     percentile = pruner.percentile
     if isinstance(percentile, bool) or not isinstance(percentile, int | float) or not 0.0 < percentile < 100.0:
         raise StudyFileError(f"{source}: pruner.percentile must be in (0, 100), got {pruner.percentile!r}.")

@@ -90,8 +90,8 @@ def test_defaults_mirror_a_real_study_and_only_the_pruner_and_seed_differ() -> N
     assert docs["median", 0]["pruner"] == {"name": "median", "min_resource": 1, "signal": "macro_f1"}
     assert docs["hyperband", 0]["pruner"] == {"name": "hyperband", "min_resource": 1, "reduction_factor": 3,
                                               "signal": "macro_f1"}
-    assert pruning.study_doc(_parse(["--signal", "val_loss"]), "headroom", 0)["pruner"] == {
-        "name": "headroom", "min_resource": 1, "signal": "val_loss"}
+    assert pruning.study_doc(_parse(["--signal", "val_loss"]), "median", 0)["pruner"] == {
+        "name": "median", "min_resource": 1, "signal": "val_loss"}
     assert docs["none", 0]["fixed"]["ema_decay"] == 0.999
     assert pruning.study_doc(_parse(["--ema-decay", "0"]), "none", 0)["fixed"]["ema_decay"] == 0.0
     assert docs["none", 0]["fixed"]["warmup_epochs"] == 0.0

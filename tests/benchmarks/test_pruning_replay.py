@@ -28,10 +28,10 @@ def _result(tmp_path: Path, curves: list[list[float]] = CURVES, best: float | No
 def test_rules_parse_over_the_benchmark_defaults() -> None:
     rule = pruning_replay.parse_rule("percentile:percentile=40, min_resource=2")
     assert rule.spec == PrunerSpec(name="percentile", percentile=40.0, min_resource=2)
-    assert pruning_replay.parse_rule("headroom").spec == PrunerSpec(name="headroom", min_resource=1)
+    assert pruning_replay.parse_rule("hyperband").spec == PrunerSpec(name="hyperband", min_resource=1)
     for bad, says in [("nope", "unknown pruner"), ("median:patience=2", "key=value"), ("median:min_resource",
                       "key=value"), ("median:min_resource=x", "must be a number"),
-                      ("headroom:n_startup_trials=0", "at least 1 for headroom"),
+                      ("median:n_startup_trials=-1", "n_startup_trials must be"),
                       ("percentile:percentile=120", "percentile must be in")]:
         with pytest.raises(argparse.ArgumentTypeError, match=says):
             pruning_replay.parse_rule(bad)
@@ -54,10 +54,10 @@ def test_replay_reports_epochs_best_and_whether_the_best_trial_survived(tmp_path
 
 def test_main_compares_rules_with_the_unpruned_study_and_saves_json(tmp_path: Path) -> None:
     path = _result(tmp_path)
-    out = pruning_replay.main([str(path), "--rules", "median", "headroom", "--results-dir", str(tmp_path / "res")])
+    out = pruning_replay.main([str(path), "--rules", "median", "hyperband", "--results-dir", str(tmp_path / "res")])
     saved = json.loads((tmp_path / "res" / "pruning_replay.json").read_text())
     rows = {r["pruner"]: r for r in saved["figures"]["per_study"]}
-    assert set(rows) == {"none", "median", "headroom"}
+    assert set(rows) == {"none", "median", "hyperband"}
     assert rows["median"]["epoch_share"] == pytest.approx(9 / 12) and rows["median"]["f1_diff"] == 0.0
     assert saved["figures"]["summary"]["median"]["goal_met"] is False  # 75 % of the epochs
     assert out["path"] == tmp_path / "res" / "pruning_replay.json"

@@ -106,8 +106,7 @@ def test_a_val_loss_signal_reports_the_negated_validation_loss(tiny_bench: Path,
     toml = tmp_path / "loss.toml"
     toml.write_text(
         (REPO / "studies" / "smoke.toml").read_text()
-        .replace('name = "successive_halving"', 'name = "headroom"\nsignal = "val_loss"')
-        .replace("reduction_factor = 2", "n_startup_trials = 1")
+        .replace('name = "successive_halving"', 'name = "successive_halving"\nsignal = "val_loss"')
         .replace("n_trials = 8", "n_trials = 3").replace("epochs = 3", "epochs = 2")
     )
     study = run_study(RunOptions(study=str(toml), data=tiny_bench, workdir=tmp_path / "runs", device="cpu"))
