@@ -82,6 +82,7 @@ class RecordedStudy:
     """The unpruned study of one seed of a pruning result: its trials' curves, in trial order."""
 
     source: str  # "<file>:seed <n>"
+    seed: int  # the sampler seed of the recorded study
     curves: list[list[float]]  # macro-F1 per epoch
     val_losses: list[list[float | None]]  # validation cross-entropy per epoch (None: not recorded)
     epochs: int
@@ -114,7 +115,7 @@ def load_recorded(path: Path) -> list[RecordedStudy]:
             raise SystemExit(f"{where}: the curves' best ({best:.6f}) is not the recorded best "
                              f"({row['best_macro_f1']:.6f}); the file is inconsistent.")
         losses = [list(c.get("val_loss") or [None] * epochs) for c in sorted(curves, key=lambda c: c["number"])]
-        out.append(RecordedStudy(where, values, losses, epochs, best))
+        out.append(RecordedStudy(where, int(row["seed"]), values, losses, epochs, best))
     if not out:
         raise SystemExit(f"{path}: holds no unpruned study to replay.")
     return out
@@ -132,7 +133,10 @@ def shown(study: RecordedStudy, signal: str) -> list[list[float]]:
 
 def replay(study: RecordedStudy, spec: PrunerSpec, signal: str = "macro_f1") -> dict[str, Any]:
     """The study under ``spec``'s pruner; the same keys as ``benchmarks.pruning.summarise`` plus ``kept_best``."""
-    optuna_study = optuna.create_study(direction="maximize", pruner=make_pruner(spec, study.epochs))
+    # Named as benchmarks.pruning names its studies: Hyperband picks a trial's bracket from a hash of
+    # the study name and trial number, so the replay puts each trial in the bracket it had there.
+    optuna_study = optuna.create_study(study_name=f"prune_{spec.name}_s{study.seed}", direction="maximize",
+                                       pruner=make_pruner(spec, study.epochs))
     spent, states = [], []
     for curve, reported in zip(study.curves, shown(study, signal), strict=True):
         trial = optuna_study.ask()

@@ -46,6 +46,9 @@ def test_replay_reports_epochs_best_and_whether_the_best_trial_survived(tmp_path
     median = pruning_replay.replay(study, PrunerSpec(name="median", min_resource=1))
     assert median["epochs_per_trial"] == [3, 3, 1, 2] and median["epochs_spent"] == 9
     assert (median["complete"], median["pruned"], median["best_macro_f1"], median["kept_best"]) == (2, 2, 0.9, True)
+    # Hyperband's brackets come from the study name, which replay fixes: the same answer every time.
+    runs = [pruning_replay.replay(study, PrunerSpec(name="hyperband", min_resource=1)) for _ in range(3)]
+    assert runs[0]["epochs_per_trial"] == runs[1]["epochs_per_trial"] == runs[2]["epochs_per_trial"]
     # The last epoch is never pruned: a rule that would stop everything still lets trials finish.
     harsh = pruning_replay.replay(study, PrunerSpec(name="percentile", percentile=1.0, min_resource=3,
                                                     n_startup_trials=0))
