@@ -318,3 +318,8 @@ def ratio(a: float, b: float) -> float:
 def study_ema_decay(study: str = "age_cutoff") -> float:
     """The weights' moving-average decay a shipped study trains with, so benchmarks train the same way."""
     return load_study(study).base_config().ema_decay
+
+
+def study_pruning_signal(study: str = "age_cutoff") -> str:
+    """What a shipped study's pruner compares (macro_f1 or val_loss), so benchmarks prune the same way."""
+    return load_study(study).pruner.signal

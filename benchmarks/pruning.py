@@ -5,8 +5,8 @@ the same trial count, the same trial seed and the same person split; only ``[pru
 The pruned and unpruned studies of one seed still see different TPE histories (a pruned trial
 tells TPE less than a complete one), so their best F1 differ partly by chance: the comparison
 is repeated per seed and judged on the means. Early stopping is off (patience = epochs) so only
-the pruner stops trials. ``--signal val_loss`` has the pruned studies report each epoch's
-validation loss to their pruner instead of its macro-F1 (``[pruner] signal`` of the study files).
+the pruner stops trials. ``--signal`` says what the pruned studies report to their pruner each
+epoch: the validation loss as the study files do (``[pruner] signal``), or ``macro_f1``.
 
 Figures per seed and pruner: best validation macro-F1 of a complete trial, and the epochs spent
 (the sum over all trials of their reported epochs, i.e. ``len(intermediate_values)``). Summary
@@ -53,6 +53,7 @@ PRUNER_SETTINGS = {
 DEFAULT_PRUNERS = "hyperband,successive_halving,median"
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_EMA_DECAY = common.study_ema_decay()
+DEFAULT_SIGNAL = common.study_pruning_signal()
 MAX_F1_DROP, MAX_EPOCH_SHARE = 0.01, 0.40  # the goal (issue 7, point 3)
 _EPS = 1e-9  # float rounding in the means (a mean of -0.01 may come out as -0.0100000000001)
 
@@ -235,9 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruners", default=DEFAULT_PRUNERS,
                    help=f"pruned studies to compare with the unpruned one, from {sorted(set(PRUNER_SETTINGS) - {'none'})} "
                         f"(default {DEFAULT_PRUNERS})")
-    p.add_argument("--signal", choices=PRUNING_SIGNALS, default="macro_f1",
-                   help="what the pruned studies report to their pruner each epoch (default macro_f1; "
-                        "val_loss reports the validation cross-entropy, negated)")
+    p.add_argument("--signal", choices=PRUNING_SIGNALS, default=DEFAULT_SIGNAL,
+                   help=f"what the pruned studies report to their pruner each epoch (default {DEFAULT_SIGNAL}, as the "
+                        "study files; val_loss reports the validation cross-entropy, negated)")
     p.add_argument("--min-resource", type=common.positive_int, default=1,
                    help="first epoch at which the pruners may stop a trial (default 1; the study files use 2)")
     p.add_argument("--backbones", default="test_resnet,test_efficientnet", help="comma-separated timm names")

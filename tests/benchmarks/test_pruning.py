@@ -87,11 +87,12 @@ def test_defaults_mirror_a_real_study_and_only_the_pruner_and_seed_differ() -> N
     assert (args.trials, args.epochs) == (24, 8)
     docs = {(p, s): pruning.study_doc(args, p, s) for p in ("none", "hyperband", "median") for s in (0, 2)}
     assert docs["hyperband", 2]["sampler"]["seed"] == 2 and docs["hyperband", 2]["split"]["seed"] == 0
-    assert docs["median", 0]["pruner"] == {"name": "median", "min_resource": 1, "signal": "macro_f1"}
+    # the pruners compare what the shipped study files' pruner compares (the validation loss)
+    assert docs["median", 0]["pruner"] == {"name": "median", "min_resource": 1, "signal": "val_loss"}
     assert docs["hyperband", 0]["pruner"] == {"name": "hyperband", "min_resource": 1, "reduction_factor": 3,
-                                              "signal": "macro_f1"}
-    assert pruning.study_doc(_parse(["--signal", "val_loss"]), "median", 0)["pruner"] == {
-        "name": "median", "min_resource": 1, "signal": "val_loss"}
+                                              "signal": "val_loss"}
+    assert pruning.study_doc(_parse(["--signal", "macro_f1"]), "median", 0)["pruner"] == {
+        "name": "median", "min_resource": 1, "signal": "macro_f1"}
     assert docs["none", 0]["fixed"]["ema_decay"] == 0.999
     assert pruning.study_doc(_parse(["--ema-decay", "0"]), "none", 0)["fixed"]["ema_decay"] == 0.0
     assert docs["none", 0]["fixed"]["warmup_epochs"] == 0.0
@@ -112,13 +113,13 @@ PRUNER_SETTINGS_UNCHANGED = {"name": "hyperband", "min_resource": 1, "reduction_
 def test_two_seeds_end_to_end_save_per_seed_rows_and_a_consistent_summary(bench_args: list[str], tmp_path: Path) -> None:
     trials, epochs = 3, 2
     out = pruning.main(bench_args + ["--seeds", "0,1", "--pruners", "successive_halving", "--trials", str(trials),
-                                     "--signal", "val_loss",
+                                     "--signal", "macro_f1",
                                      "--epochs", str(epochs), "--height", "32", "--width", "24", "--startup-trials", "1",
                                      "--work-root", str(tmp_path / "w"), "--device", "cpu"])
     saved = json.loads((tmp_path / "results" / "pruning.json").read_text())
     assert set(saved) == {"benchmark", "created", "command", "machine", "inputs", "figures", "notes"}
     assert saved["inputs"]["seeds"] == [0, 1] and saved["machine"]["torch_threads"] == 1
-    assert saved["inputs"]["study_files"]["successive_halving"]["pruner"]["signal"] == "val_loss"
+    assert saved["inputs"]["study_files"]["successive_halving"]["pruner"]["signal"] == "macro_f1"
     rows, summ = saved["figures"]["per_seed"], saved["figures"]["summary"]
     assert [(r["seed"], r["pruner"]) for r in rows] == [(0, "none"), (0, "successive_halving"),
                                                          (1, "none"), (1, "successive_halving")]

@@ -33,6 +33,12 @@ def test_age_cutoff_study_searches_the_cutoffs() -> None:
     assert len(load_study("age_cutoff", profile="gpu").choices("backbone")) >= 2
 
 
+@pytest.mark.parametrize("name", sorted(REQUIRED - {"smoke"}))
+def test_shipped_studies_prune_from_epoch_2_on_the_validation_loss(name: str) -> None:
+    pruner = load_study(name).pruner
+    assert (pruner.name, pruner.min_resource, pruner.signal) == ("hyperband", 2, "val_loss")
+
+
 def test_gpu_profile_uses_real_backbones() -> None:
     gpu = load_study("full", profile="gpu").choices("backbone")
     assert "resnext50_32x4d" in gpu and any(b.startswith("efficientnet_b") for b in gpu)
