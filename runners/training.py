@@ -1,9 +1,9 @@
 """The training loop of one trial: fit(config, train, val, reporter) -> TrialResult.
 
 Optuna stays outside: ``reporter(record) -> bool`` is called with each epoch's ``EpochRecord``
-(validation macro-F1 and loss among it) and returns True to stop the trial (the caller's pruner). A NaN/inf loss or a CUDA out-of-memory
-ends the trial as "failed" with the reason recorded and its device memory freed; any other
-exception propagates.
+(validation macro-F1 and loss among it) and returns True to stop the trial (the caller's
+pruner). A NaN/inf loss or a CUDA out-of-memory ends the trial as "failed" with the reason
+recorded and its device memory freed; any other exception propagates.
 """
 
 from __future__ import annotations

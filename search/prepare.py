@@ -99,6 +99,15 @@ def open_study(
                 f"(fingerprint {attrs['data_fingerprint'][:12]}); {root} (fingerprint {data.fingerprint[:12]}) "
                 "differs, so its trials would not be comparable. Use --name for a new study on this data."
             )
+        # Studies from before [pruner] signal existed reported macro-F1 to their pruner.
+        recorded = attrs.get("pruning_signal", "macro_f1")
+        if recorded != spec.pruner.signal:
+            raise StudyMismatchError(
+                f"Study {name!r} in {redact(storage_url)} reported {recorded} to its pruner; {spec.path} says "
+                f"[pruner] signal = {spec.pruner.signal!r}, and the pruner would compare new trials with old ones "
+                f"on different scales. Set signal = {recorded!r} in the study file to resume it, "
+                "or use --name for a new study."
+            )
         split = PersonSplit.from_dict(attrs["split"])
     else:
         split = split_people(data, val_fraction=spec.split.val_fraction, seed=spec.split.seed)
@@ -112,6 +121,7 @@ def open_study(
             "profile": spec.profile,
             "workdir": str(Path(workdir).resolve()),
             "description": spec.description,
+            "pruning_signal": spec.pruner.signal,
         }.items():
             study.set_user_attr(key, value)
     train_rows, val_rows = split.indices(data)

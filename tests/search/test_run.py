@@ -87,6 +87,20 @@ def test_resuming_on_other_data_is_refused(smoke_run: SmokeRun, tmp_path: Path) 
         run_study(smoke_run.options(data=other, n_trials=20))
 
 
+def test_resuming_with_another_pruning_signal_is_refused(smoke_run: SmokeRun, tmp_path: Path) -> None:
+    from search.prepare import StudyMismatchError
+
+    assert smoke_run.study.user_attrs["pruning_signal"] == "macro_f1"
+    (tmp_path / "loss").mkdir()
+    toml = tmp_path / "loss" / "smoke.toml"  # the same study name, pruned on another scale
+    toml.write_text((REPO / "studies" / "smoke.toml").read_text().replace(
+        'name = "successive_halving"', 'name = "successive_halving"\nsignal = "val_loss"'))
+    before = len(smoke_run.study.trials)
+    with pytest.raises(StudyMismatchError, match="reported macro_f1 to its pruner.*signal = 'macro_f1'.*--name"):
+        run_study(smoke_run.options(study=str(toml), n_trials=20))
+    assert len(optuna.load_study(study_name="smoke", storage=smoke_run.storage).trials) == before
+
+
 def test_a_diverging_trial_fails_and_the_study_goes_on(tiny_bench: Path, tmp_path: Path) -> None:
     toml = tmp_path / "diverge.toml"
     toml.write_text(
