@@ -25,6 +25,16 @@ def _trials(study: optuna.Study, state: TrialState) -> list[optuna.trial.FrozenT
     return study.get_trials(deepcopy=False, states=(state,))
 
 
+def _smoke_variant(path: Path, *replacements: tuple[str, str]) -> Path:
+    """The smoke study file with some text replaced, written to ``path``."""
+    text = (REPO / "studies" / "smoke.toml").read_text()
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text)
+    return path
+
+
 def test_smoke_study_reaches_its_budget_and_prunes(smoke_run: SmokeRun) -> None:
     study = smoke_run.study
     complete, pruned = _trials(study, TrialState.COMPLETE), _trials(study, TrialState.PRUNED)
@@ -92,9 +102,9 @@ def test_resuming_with_another_pruning_signal_is_refused(smoke_run: SmokeRun, tm
 
     assert smoke_run.study.user_attrs["pruning_signal"] == "macro_f1"
     (tmp_path / "loss").mkdir()
-    toml = tmp_path / "loss" / "smoke.toml"  # the same study name, pruned on another scale
-    toml.write_text((REPO / "studies" / "smoke.toml").read_text().replace(
-        'name = "successive_halving"', 'name = "successive_halving"\nsignal = "val_loss"'))
+    # the same study name, pruned on another scale
+    toml = _smoke_variant(tmp_path / "loss" / "smoke.toml",
+                          ('name = "successive_halving"', 'name = "successive_halving"\nsignal = "val_loss"'))
     before = len(smoke_run.study.trials)
     with pytest.raises(StudyMismatchError, match="reported macro_f1 to its pruner.*signal = 'macro_f1'.*--name"):
         run_study(smoke_run.options(study=str(toml), n_trials=20))
@@ -102,12 +112,8 @@ def test_resuming_with_another_pruning_signal_is_refused(smoke_run: SmokeRun, tm
 
 
 def test_a_diverging_trial_fails_and_the_study_goes_on(tiny_bench: Path, tmp_path: Path) -> None:
-    toml = tmp_path / "diverge.toml"
-    toml.write_text(
-        (REPO / "studies" / "smoke.toml").read_text().replace(
-            'lr = { low = 3e-3, high = 3e-2, log = true }', "lr = [1e9, 1e-2]"
-        ).replace("n_trials = 8", "n_trials = 3")
-    )
+    toml = _smoke_variant(tmp_path / "diverge.toml", ("lr = { low = 3e-3, high = 3e-2, log = true }", "lr = [1e9, 1e-2]"),
+                          ("n_trials = 8", "n_trials = 3"))
     opts = RunOptions(study=str(toml), data=tiny_bench, workdir=tmp_path / "runs", device="cpu", seed=3)
     study = run_study(opts)
     failed = _trials(study, TrialState.FAIL)
@@ -117,12 +123,9 @@ def test_a_diverging_trial_fails_and_the_study_goes_on(tiny_bench: Path, tmp_pat
 
 
 def test_a_val_loss_signal_reports_the_negated_validation_loss(tiny_bench: Path, tmp_path: Path) -> None:
-    toml = tmp_path / "loss.toml"
-    toml.write_text(
-        (REPO / "studies" / "smoke.toml").read_text()
-        .replace('name = "successive_halving"', 'name = "successive_halving"\nsignal = "val_loss"')
-        .replace("n_trials = 8", "n_trials = 3").replace("epochs = 3", "epochs = 2")
-    )
+    toml = _smoke_variant(tmp_path / "loss.toml",
+                          ('name = "successive_halving"', 'name = "successive_halving"\nsignal = "val_loss"'),
+                          ("n_trials = 8", "n_trials = 3"), ("epochs = 3", "epochs = 2"))
     study = run_study(RunOptions(study=str(toml), data=tiny_bench, workdir=tmp_path / "runs", device="cpu"))
     trials = _trials(study, TrialState.COMPLETE) + _trials(study, TrialState.PRUNED)
     assert len(trials) == 3
@@ -135,12 +138,8 @@ def test_a_val_loss_signal_reports_the_negated_validation_loss(tiny_bench: Path,
 
 
 def test_augment_on_device_reaches_every_augmented_trial(tiny_bench: Path, tmp_path: Path) -> None:
-    toml = tmp_path / "strong.toml"
-    toml.write_text(
-        (REPO / "studies" / "smoke.toml").read_text()
-        .replace('augment = ["none", "flip"]', 'augment = ["strong", "bccs"]')
-        .replace("n_trials = 8", "n_trials = 2").replace("epochs = 3", "epochs = 1")
-    )
+    toml = _smoke_variant(tmp_path / "strong.toml", ('augment = ["none", "flip"]', 'augment = ["strong", "bccs"]'),
+                          ("n_trials = 8", "n_trials = 2"), ("epochs = 3", "epochs = 1"))
     opts = RunOptions(study=str(toml), data=tiny_bench, workdir=tmp_path / "runs", device="cpu", augment_on="device")
     study = run_study(opts)
     finished = _trials(study, TrialState.COMPLETE)
