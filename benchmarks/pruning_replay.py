@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -35,12 +34,11 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks import common, pruning
-from search.pruners import make_pruner
-from search.study import PrunerSpec, StudyFileError, check_pruner
+from search.pruners import make_pruner, reported_value
+from search.study import PRUNING_SIGNALS, PrunerSpec, StudyFileError, check_pruner
 
 NAME = "pruning_replay"
 DEFAULT_RULES = ("hyperband", "successive_halving", "median")
-log = logging.getLogger("benchmarks.pruning_replay")
 
 
 @dataclass(frozen=True)
@@ -58,13 +56,13 @@ def parse_rule(text: str) -> Rule:
         raise argparse.ArgumentTypeError(f"rule {text!r}: unknown pruner {name!r}; expected one of "
                                          f"{sorted(pruning.PRUNER_SETTINGS)}")
     spec = PrunerSpec(**pruning.PRUNER_SETTINGS[name])
-    types = {f.name: f.type for f in fields(PrunerSpec)}
+    keys = {f.name for f in fields(PrunerSpec)} - {"name"}
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = item.partition("=")
         key = key.strip()
-        if not eq or key not in types or key == "name":
+        if not eq or key not in keys:
             raise argparse.ArgumentTypeError(f"rule {text!r}: expected key=value with a key from "
-                                             f"{sorted(set(types) - {'name'})}, got {item!r}")
+                                             f"{sorted(keys)}, got {item!r}")
         try:
             parsed: Any = float(value) if key == "percentile" else int(value)
         except ValueError:
@@ -106,7 +104,8 @@ def load_recorded(path: Path) -> list[RecordedStudy]:
         if not curves:
             raise SystemExit(f"{where}: no learning curves saved (results from before the curves were kept); "
                              "run python -m benchmarks.pruning again to record them.")
-        values = [[float(v) for v in c["macro_f1"]] for c in sorted(curves, key=lambda c: c["number"])]
+        curves = sorted(curves, key=lambda c: c["number"])
+        values = [[float(v) for v in c["macro_f1"]] for c in curves]
         if any(len(v) != epochs for v in values):
             raise SystemExit(f"{where}: an unpruned trial reported fewer than {epochs} epochs (did it fail?); "
                              "replay needs every trial's whole curve.")
@@ -114,7 +113,7 @@ def load_recorded(path: Path) -> list[RecordedStudy]:
         if not math.isclose(best, row["best_macro_f1"], abs_tol=1e-9):
             raise SystemExit(f"{where}: the curves' best ({best:.6f}) is not the recorded best "
                              f"({row['best_macro_f1']:.6f}); the file is inconsistent.")
-        losses = [list(c.get("val_loss") or [None] * epochs) for c in sorted(curves, key=lambda c: c["number"])]
+        losses = [list(c.get("val_loss") or [None] * epochs) for c in curves]
         out.append(RecordedStudy(where, int(row["seed"]), values, losses, epochs, best))
     if not out:
         raise SystemExit(f"{path}: holds no unpruned study to replay.")
@@ -128,7 +127,8 @@ def shown(study: RecordedStudy, signal: str) -> list[list[float]]:
     if any(v is None for losses in study.val_losses for v in losses):
         raise SystemExit(f"{study.source}: validation losses were not recorded for every epoch; "
                          "use --signal macro_f1 or a result from the current benchmarks.pruning.")
-    return [[-float(v) for v in losses] for losses in study.val_losses]  # type: ignore[arg-type]
+    return [[reported_value(signal, f1, float(loss)) for f1, loss in zip(f1s, losses, strict=True)]  # type: ignore[arg-type]
+            for f1s, losses in zip(study.curves, study.val_losses, strict=True)]
 
 
 def replay(study: RecordedStudy, spec: PrunerSpec, signal: str = "macro_f1") -> dict[str, Any]:
@@ -197,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", nargs="+", type=parse_rule, default=[parse_rule(r) for r in DEFAULT_RULES],
                    help=f"NAME[:key=value,...] with keys of the study files' [pruner] table "
                         f"(default: {' '.join(DEFAULT_RULES)} with the pruning benchmark's settings)")
-    p.add_argument("--signal", choices=("macro_f1", "val_loss"), default="macro_f1",
-                   help="what the pruner is shown each epoch (default macro_f1, as in the studies)")
+    p.add_argument("--signal", choices=PRUNING_SIGNALS, default="macro_f1",
+                   help="what the pruner is shown each epoch (default macro_f1; the study files show val_loss)")
     return p
 
 

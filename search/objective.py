@@ -21,6 +21,7 @@ from runners import EpochRecord, ImageSet, TrialResult, count_stages, fit
 from runners.config import TrialConfig
 from search import records
 from search.prepare import StudyData
+from search.pruners import reported_value
 from search.storage import artifact_store
 from search.study import StudySpec
 from search.trialstore import TrialStore
@@ -91,7 +92,7 @@ class Objective:
         signal = self.spec.pruner.signal
 
         def report(record: EpochRecord) -> bool:
-            trial.report(pruning_value(record, signal), record.epoch)
+            trial.report(reported_value(signal, record.val_macro_f1, record.val_loss), record.epoch)
             # After the last epoch there is nothing left to save: keep the fully trained trial.
             prune = record.epoch < config.epochs and trial.should_prune()
             log.info(
@@ -113,13 +114,6 @@ class Objective:
         if better < self.spec.keep_top:
             store.save_trial(trial.number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary())
         retain_top(trial.study, store, self.spec.keep_top, current=(trial.number, result.best_macro_f1))
-
-
-def pruning_value(record: EpochRecord, signal: str) -> float:
-    """The intermediate value a trial reports for ``signal`` (higher is better, as the study's F1)."""
-    if signal == "val_loss":
-        return -record.val_loss
-    return record.val_macro_f1
 
 
 def retain_top(

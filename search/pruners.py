@@ -13,6 +13,11 @@ from optuna.pruners import BasePruner
 from search.study import PrunerSpec
 
 
+def reported_value(signal: str, macro_f1: float, val_loss: float) -> float:
+    """What a trial reports to its pruner for ``signal``: higher is better either way, as for the study's F1."""
+    return -val_loss if signal == "val_loss" else macro_f1
+
+
 def make_pruner(spec: PrunerSpec, epochs: int) -> BasePruner:
     """The pruner a study file's ``[pruner]`` names; ``epochs`` is a trial's full budget."""
     if spec.name == "hyperband":
