@@ -57,3 +57,14 @@ def test_sqlite_storage_in_a_missing_folder_is_named_and_not_created(
         message = caplog.records[-1].getMessage()
     assert f"the storage file {db} does not exist" in message and "--storage" in message
     assert not (tmp_path / "no").exists()  # a read-only command creates no folder and no database
+
+
+@pytest.mark.parametrize("command", ["ensemble", "export"])
+def test_verbose_adds_the_traceback_to_the_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, command: str
+) -> None:
+    argv = ["--study", "tiny", "--storage", UNREACHABLE, "-v"]
+    rc = ensemble_main(argv) if command == "ensemble" else export_main([*argv, "--out", str(tmp_path / "b")])
+    assert rc == 2
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert error.getMessage().startswith("cannot use the storage") and error.exc_info
