@@ -140,7 +140,9 @@ def not_a_bundle(folder: Path) -> str | None:
     must be the manifest or listed in it, so a folder holding anything else is never a bundle.
     """
     if folder.is_symlink() or not folder.is_dir():
-        return "it is not a folder" if not folder.is_symlink() else "it is a symbolic link"
+        return "it is a symbolic link" if folder.is_symlink() else "it is not a folder"
+    if not (folder / MANIFEST).is_file():
+        return f"it has no {MANIFEST}"
     try:
         manifest = read_manifest(folder, verify=False)
     except (BundleError, ValueError) as exc:

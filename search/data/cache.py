@@ -95,8 +95,9 @@ def load_image(path: str | Path, height: int, width: int, crop: str = "full") ->
                 im.draft("RGB", (math.ceil(width / (right - left)), math.ceil(height / (bottom - top))))
             rgb = _to_rgb(im)
     except _DECODE_ERRORS as exc:
+        reason = str(exc).rstrip(".")
         raise DataError(
-            f"cannot decode image {path}: {exc}; replace it with a readable JPEG or PNG photo."
+            f"cannot decode image {path}: {reason}; replace it with a readable JPEG or PNG photo."
         ) from exc
     w, h = rgb.size
     box = (left * w, top * h, right * w, bottom * h)
