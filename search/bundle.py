@@ -43,6 +43,7 @@ MEMBERS_DIR = "members"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probs"
 BACKENDS = ("torch", "onnx")
+DECISION_EPS = 1e-7  # floor of a vote probability before its log, in torch and in the ONNX graph alike
 _REQUIRED = ("format_version", "members", "preprocessing", "classes", "files")
 
 
@@ -296,7 +297,9 @@ def _torch_classes() -> tuple[Any, Any]:
     class EnsembleNet(nn.Module):
         """uint8 NHWC RGB batch -> weighted mean of the members' softmax, (N, 18) float32."""
 
-        def __init__(self, members: Sequence[nn.Module], weights: Sequence[float]) -> None:
+        def __init__(
+            self, members: Sequence[nn.Module], weights: Sequence[float], offsets: Sequence[float] | None = None
+        ) -> None:
             super().__init__()
             if len(members) != len(weights) or not members:
                 raise ValueError(
@@ -306,12 +309,21 @@ def _torch_classes() -> tuple[Any, Any]:
             w = torch.tensor(list(weights), dtype=torch.float32)
             self.members = nn.ModuleList(members)
             self.register_buffer("weights", w / w.sum(), persistent=False)
+            # The macro-F1 decision rule (search.ensemble.decision): softmax(log(vote) + offsets).
+            rule = offsets is not None and any(float(o) != 0.0 for o in offsets)
+            if rule and len(offsets) != NUM_CLASSES:  # type: ignore[arg-type]
+                raise ValueError(f"offsets must hold {NUM_CLASSES} numbers but got {len(offsets)}.")  # type: ignore[arg-type]
+            self.register_buffer(
+                "offsets", torch.tensor(list(offsets), dtype=torch.float32) if rule else None, persistent=False
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             out = None
             for i, member in enumerate(self.members):
                 p = torch.softmax(member(x).float(), dim=1) * self.weights[i]
                 out = p if out is None else out + p
+            if self.offsets is not None:
+                out = torch.softmax(torch.log(out.clamp_min(DECISION_EPS)) + self.offsets, dim=1)
             return out
 
     return EnsembleNet, torch
@@ -343,9 +355,10 @@ def build_member(
     return ClassifierWithPreprocess(model, mean, std).eval(), mean, std
 
 
-def build_ensemble(members: Sequence[Any], weights: Sequence[float]) -> Any:
+def build_ensemble(members: Sequence[Any], weights: Sequence[float], offsets: Sequence[float] | None = None) -> Any:
+    """One module: the members' weighted soft vote, then the decision offsets when given."""
     EnsembleNet, _ = _torch_classes()
-    return EnsembleNet(members, weights).eval()
+    return EnsembleNet(members, weights, offsets).eval()
 
 
 def torch_predict(
@@ -483,6 +496,12 @@ class Bundle:
     def weights(self) -> list[float]:
         return [float(m["weight"]) for m in self.manifest["members"]]
 
+    @property
+    def offsets(self) -> list[float] | None:
+        """Per-class decision offsets on the vote's log-probabilities (None: plain argmax)."""
+        rule = self.manifest.get("decision_rule")
+        return None if not rule else [float(o) for o in rule["offsets"]]
+
     def _checked(self, rel: str) -> bytes:
         return read_checked(self.root, self.manifest, rel)
 
@@ -515,7 +534,7 @@ class Bundle:
                     member["config"], self._member_state(member["file"]), str(self.root / member["file"])
                 )
                 modules.append(module)
-            self._torch = build_ensemble(modules, self.weights)
+            self._torch = build_ensemble(modules, self.weights, self.offsets)
         return self._torch
 
     def predict_proba(

@@ -13,6 +13,7 @@ from safetensors import safe_open
 from runners.config import TrialConfig
 from search.bundle import Bundle, read_manifest
 from search.ensemble.cli import main as ensemble_main
+from search.ensemble.decision import apply_offsets
 from search.ensemble.honest import METHODS
 from search.ensemble.selection import macro_f1, soft_vote
 from search.export import main as export_main
@@ -71,7 +72,8 @@ def test_onnx_graph_is_valid_with_a_dynamic_batch(bundle_dir: Path) -> None:
 def test_reloaded_bundle_reproduces_the_validation_macro_f1(bundle_dir: Path, tiny_study: TinyStudy) -> None:
     bundle = Bundle.load(bundle_dir)
     labels = tiny_study.validation.labels
-    stored = soft_vote([tiny_study.store.load_probs(m["trial"]) for m in bundle.members], bundle.weights)
+    vote = soft_vote([tiny_study.store.load_probs(m["trial"]) for m in bundle.members], bundle.weights)
+    stored = apply_offsets(vote, None if bundle.offsets is None else np.asarray(bundle.offsets))
     for backend in ("torch", "onnx"):
         probs = bundle.predict_proba(tiny_study.val_paths(), backend=backend, batch_size=16)
         np.testing.assert_allclose(probs, stored, atol=1e-4)
