@@ -217,6 +217,7 @@ def validate_manifest(manifest: dict[str, Any], path: Path) -> None:
     classes = manifest["classes"]
     if not isinstance(classes, list) or len(classes) != NUM_CLASSES:
         raise _field_error(path, "classes", classes, f"a list of the {NUM_CLASSES} classes")
+    _validate_decision_rule(manifest.get("decision_rule"), path)
 
 
 def _field_error(path: Path, field_name: str, value: Any, expected: str) -> BundleError:
@@ -253,6 +254,19 @@ def _validate_preprocessing(pre: Any, path: Path) -> None:
             raise _field_error(path, f"preprocessing.{key}", value, f"an integer from 1 to {MAX_SIDE}")
     if pre.get("crop") not in CROPS:
         raise _field_error(path, "preprocessing.crop", pre.get("crop"), f"one of {sorted(CROPS)}")
+
+
+def _validate_decision_rule(rule: Any, path: Path) -> None:
+    if rule is None:  # a plain argmax of the vote
+        return
+    if not isinstance(rule, dict):
+        raise _field_error(path, "decision_rule", rule, "a mapping with the offsets, or null")
+    offsets = rule.get("offsets")
+    if not isinstance(offsets, list) or len(offsets) != NUM_CLASSES:
+        raise _field_error(path, "decision_rule.offsets", offsets, f"a list of {NUM_CLASSES} numbers")
+    for c, value in enumerate(offsets):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise _field_error(path, f"decision_rule.offsets[{c}]", value, "a finite number")
 
 
 def _validate_members(members: Any, files: dict[str, Any], pre: dict[str, Any], path: Path) -> None:

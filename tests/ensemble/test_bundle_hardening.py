@@ -198,6 +198,14 @@ BAD_MANIFESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "unknown crop": (_set_pre("crop", "nose"), r"preprocessing\.crop must be one of"),
     "preprocessing a list": (lambda m: m.__setitem__("preprocessing", [32, 32]), r"preprocessing must be"),
     "classes cut short": (lambda m: m.__setitem__("classes", m["classes"][:3]), r"classes must be a list"),
+    "decision offsets too few": (
+        lambda m: m.__setitem__("decision_rule", {"offsets": [0.1] * 17}),
+        r"decision_rule\.offsets must be a list of 18 numbers",
+    ),
+    "decision offset NaN": (
+        lambda m: m.__setitem__("decision_rule", {"offsets": [0.0] * 17 + [float("nan")]}),
+        r"decision_rule\.offsets\[17\] must be a finite number",
+    ),
 }
 
 
