@@ -111,11 +111,14 @@ def test_ensemble_cli_unknown_study_is_a_clear_error(
 
 
 def test_export_refuses_an_existing_folder_unless_overwrite(
-    tiny_study: TinyStudy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tiny_study: TinyStudy, bundle_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    import shutil
+
     out = tmp_path / "bundle"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    shutil.copytree(bundle_dir, out)
+    old = out / "manifest.json"
+    old.write_text(json.dumps({**json.loads(old.read_text()), "marker": "the old bundle"}))
     args = [
         "--study",
         tiny_study.name,
@@ -127,9 +130,9 @@ def test_export_refuses_an_existing_folder_unless_overwrite(
         "2",
     ]
     assert export_main(args) == 2
-    assert "--overwrite" in caplog.text and (out / "keep.txt").read_text() == "mine"
-    assert export_main([*args, "--overwrite"]) == 0
-    assert not (out / "keep.txt").exists()
+    assert "--overwrite" in caplog.text and "marker" in read_manifest(out)
+    assert export_main([*args, "--overwrite"]) == 0  # an existing bundle is replaced
+    assert "marker" not in read_manifest(out)
     assert len(Bundle.load(out).members) <= 2
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no temporary or backup folder left
 
