@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace DIR when it is an existing bundle (checked through its manifest); any other "
         "folder or file is refused and left alone",
     )
-    p.add_argument("--no-decision-rule", dest="decision_rule", action="store_false",
-                   help="ship the plain argmax of the vote instead of the macro-F1 decision offsets")
+    p.add_argument("--decision-rule", choices=RULE_CHOICES, default="auto",
+                   help="ship the macro-F1 decision offsets: auto (when the honest estimate says they help), "
+                        "on, or off (the plain argmax of the vote)")
     return p
 
 
@@ -73,13 +74,13 @@ def export_bundle(
     opset: int = 17,
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
-    decision_rule: bool = True,
+    decision_rule: str = "auto",
 ) -> dict[str, Any]:
     """Write the selected ensemble of ``outcome`` to ``out`` (with its decision offsets unless not
     ``decision_rule``); returns the manifest."""
     out = Path(out)
     check_out(out, overwrite)
-    choice = outcome.choice(shipped_method(decision_rule))
+    choice = outcome.choice(shipped_method(outcome, decision_rule))
     height, width, crop = outcome.preprocessing
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -183,9 +184,18 @@ def check_out(out: Path, overwrite: bool) -> None:
         )
 
 
-def shipped_method(decision_rule: bool = True) -> str:
-    """The ensemble method a bundle ships: the selected ensemble, with or without the decision rule."""
-    return DECISION_RULE if decision_rule else SELECTED
+RULE_CHOICES = ("auto", "on", "off")
+
+
+def shipped_method(outcome: Outcome, decision_rule: str = "auto") -> str:
+    """The method a bundle ships: the selected ensemble, with the decision rule when ``decision_rule``
+    is "on", or "auto" and its held-out score is at least the plain vote's."""
+    if decision_rule not in RULE_CHOICES:
+        raise ValueError(f"decision_rule must be one of {list(RULE_CHOICES)} but got {decision_rule!r}.")
+    if decision_rule == "auto":
+        helps = outcome.honest.score(DECISION_RULE).macro_f1 >= outcome.honest.score(SELECTED).macro_f1
+        return DECISION_RULE if helps else SELECTED
+    return DECISION_RULE if decision_rule == "on" else SELECTED
 
 
 def check_onnx(net: Any, path: Path, height: int, width: int) -> None:
@@ -240,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc, exc_info=args.verbose)
         return 2
     sel = manifest["metrics"]["selection"]
-    honest = outcome.honest.score(shipped_method(args.decision_rule))
+    honest = outcome.honest.score(shipped_method(outcome, args.decision_rule))
     print(outcome.table())
     print(
         f"\nexported {len(manifest['members'])} member(s) to {args.out}: "
