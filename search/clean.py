@@ -103,7 +103,8 @@ def unused_caches(cache_dir: Path, used: set[CacheSize]) -> list[Removal]:
             continue
         for path in (meta.with_suffix(".npy"), meta):
             if path.is_file():
-                found.append(Removal(path, disk_size(path), f"cache {size[0]}x{size[1]} {size[2]} is used by no trial"))
+                why = f"cache {size[0]}x{size[1]} {size[2]} is used by no trial"
+                found.append(Removal(path, disk_size(path), why))
     return found
 
 

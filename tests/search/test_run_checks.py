@@ -78,7 +78,8 @@ _CRASH = textwrap.dedent("""
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_a_killed_workers_trial_is_failed_and_retried_when_the_study_restarts(tmp_path: Path, kind: str) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else f"journal://{tmp_path / 's.journal'}"
-    done = subprocess.run([sys.executable, "-c", _CRASH, url, WORKER_ATTR], cwd=REPO, env=ENV, capture_output=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", _CRASH, url, WORKER_ATTR], cwd=REPO, env=ENV,
+                          capture_output=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr
     study = optuna.load_study(study_name="s", storage=open_storage(url))
     assert [t.state for t in study.trials] == [TrialState.RUNNING]
