@@ -4,7 +4,9 @@ A trial's loader runs augmentation in ``runners.devices.default_num_workers`` pr
 (``min(4, cores - 1)``, or ``MASK_AUTOML_LOADER_WORKERS``), each busy on a core. torch's own
 default is one thread per core on top of them, and on a small or busy machine the threads then
 wait on each other (an epoch took 820 s instead of 90 s on 2 cores). So torch gets the cores
-the loader leaves free, and at least one: ``max(1, cores - loader_workers)``.
+the loader leaves free, and at least one: ``max(1, cores - loader_workers)``. An explicit
+``OMP_NUM_THREADS`` (a whole number >= 1) is taken as the user's choice instead; ``--threads``
+overrides both.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ def intra_op_threads(cores: int, loader_workers: int) -> int:
 
 
 def default_threads() -> int:
-    """The rule on this machine, with the loader workers an augmenting trial starts."""
+    """``OMP_NUM_THREADS`` when set, else the rule on this machine, with the loader workers an
+    augmenting trial starts."""
     from runners.devices import default_num_workers
 
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
     return intra_op_threads(len(os.sched_getaffinity(0)), default_num_workers("flip"))
 
 

@@ -158,6 +158,9 @@ def test_torch_gets_the_cores_the_loader_leaves(cores: int, loaders: int, thread
 def test_the_main_command_sets_the_rule_or_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads() == 3, "an explicit OMP_NUM_THREADS is the user's choice"
+    monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setenv("MASK_AUTOML_LOADER_WORKERS", "1")
     cores = len(os.sched_getaffinity(0))
     assert default_threads() == max(1, cores - 1)
