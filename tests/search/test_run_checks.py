@@ -109,21 +109,27 @@ def test_a_study_whose_trials_keep_failing_gives_up_and_exits_non_zero(
 # --- two runs create the same new SQLite file ----------------------------------------------------
 
 _CREATE = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
+    from pathlib import Path
     from search.storage import open_storage
-    start = float(sys.argv[2])
-    time.sleep(max(0.0, start - time.time()))
-    for i in range(int(sys.argv[3])):
-        open_storage(f"sqlite:///{sys.argv[1]}/s{i}.db")
+    folder = Path(sys.argv[1])
+    (folder / f"ready-{os.getpid()}").touch()
+    while not (folder / "go").exists():  # every process has imported optuna: open the files at once
+        time.sleep(0.01)
+    for i in range(int(sys.argv[2])):
+        open_storage(f"sqlite:///{folder}/s{i}.db")
 """)
 
 
 def test_two_runs_creating_one_sqlite_file_at_once_both_succeed(tmp_path: Path) -> None:
     import time
 
-    start = time.time() + 8  # both processes import optuna first, then open the files at once
-    procs = [subprocess.Popen([sys.executable, "-c", _CREATE, str(tmp_path), str(start), "6"], cwd=REPO, env=ENV,
+    procs = [subprocess.Popen([sys.executable, "-c", _CREATE, str(tmp_path), "6"], cwd=REPO, env=ENV,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(errors)[-3000:]
     assert not any("alembic_version" in e for e in errors)
