@@ -14,9 +14,17 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from search.data import PersonSplit, TrainData, default_data_root, image_cache, load_train, split_people
+from search.data import (
+    PersonSplit,
+    TrainData,
+    default_data_root,
+    image_cache,
+    load_eval,
+    load_train,
+    split_people,
+)
 from search.pruners import make_pruner
-from search.storage import StorageSettings, open_storage, redact
+from search.storage import StorageSettings, no_experimental_warnings, open_storage, redact
 from search.study import StudySpec
 from search.trialstore import TrialStore, Validation
 
@@ -56,17 +64,45 @@ class StudyData:
         )
 
 
-def make_sampler(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.BaseSampler:
-    seed = None if spec.sampler.seed is None else spec.sampler.seed + worker_index
+def sampler_seed(seed: int | None, worker_index: int = 0, trials_so_far: int = 0) -> int | None:
+    """The sampler's seed: the study's plus the worker index, mixed with the number of trials the
+    study already holds, so a resumed study does not draw its first trials' parameters again
+    (a fresh study's first worker keeps the study's seed as it is)."""
+    if seed is None:
+        return None
+    base = seed + worker_index
+    if trials_so_far == 0:
+        return base
+    return int(np.random.SeedSequence([base % 2**32, trials_so_far]).generate_state(1)[0])
+
+
+def make_sampler(spec: StudySpec, worker_index: int = 0, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    seed = sampler_seed(spec.sampler.seed, worker_index, trials_so_far)
     if spec.sampler.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(
-        seed=seed,
-        n_startup_trials=spec.sampler.n_startup_trials,
-        multivariate=True,
-        group=True,  # unfrozen depth is conditional on the backbone
-        constant_liar=True,  # parallel workers don't all sample the same point
-    )
+    with no_experimental_warnings():  # group is experimental in Optuna; chosen on purpose
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=spec.sampler.n_startup_trials,
+            multivariate=True,
+            group=True,  # unfrozen depth is conditional on the backbone
+            constant_liar=True,  # parallel workers don't all sample the same point
+        )
+
+
+def trials_in(storage: optuna.storages.BaseStorage, study_name: str) -> int:
+    """How many trials (any state) the study ``study_name`` holds; 0 when it does not exist yet."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return 0
+    return len(storage.get_all_trials(study_id, deepcopy=False))
+
+
+def check_eval(root: Path) -> None:
+    """Validate ``root/eval`` when it exists (every info.csv row has its image), before the study starts."""
+    if (root / "eval").is_dir():
+        load_eval(root / "eval", check_images=False)
 
 
 def open_study(
@@ -82,11 +118,13 @@ def open_study(
     """Create the study or resume it; returns it with its data, split and cache ready."""
     root = Path(data_root) if data_root is not None else default_data_root()
     data = load_train(root, relabel=relabel, verified_dir=Path(workdir) / "cache")
+    check_eval(root)
     name = study_name or spec.name
+    storage = open_storage(storage_url, storage_settings or StorageSettings())
     study = optuna.create_study(
         study_name=name,
-        storage=open_storage(storage_url, storage_settings or StorageSettings()),
-        sampler=make_sampler(spec, worker_index),
+        storage=storage,
+        sampler=make_sampler(spec, worker_index, trials_in(storage, name)),
         pruner=make_pruner(spec.pruner, spec.base_config().epochs),
         direction="maximize",
         load_if_exists=True,

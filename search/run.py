@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shlex
 import signal
 import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from runners import resolve_device
 from runners.devices import AUGMENT_PLACES, requested_augment_on
 from search import records
+from search.checks import GaveUp, check_budget, check_threads, check_workdir
 from search.objective import Objective, TrialFailed
 from search.prepare import StudyMismatchError, open_study
 from search.storage import (
@@ -34,10 +35,13 @@ from search.storage import (
     dashboard_command,
     default_storage_url,
     hide_secrets,
+    no_experimental_warnings,
     redact,
     storage_error,
 )
 from search.study import StudySpec, load_study
+from search.threads import set_torch_threads
+from search.urls import PASSWORD_NOTE, check_storage_url, has_password
 from search.workers import (
     has_heartbeat,
     quiet_expected_tracebacks,
@@ -67,9 +71,12 @@ class RunOptions:
     worker_index: int = 0
     heartbeat_s: int | None = None  # RDB storages: heartbeat interval (default StorageSettings')
     grace_s: int | None = None  # RDB storages: a trial silent this long is failed and retried
+    threads: int | None = None  # torch intra-op threads (default: search.threads.default_threads)
 
     def __post_init__(self) -> None:
         requested_augment_on(self.augment_on)  # a bad MASK_AUTOML_AUGMENT_ON fails here, not in every trial
+        check_budget(self.n_trials, self.timeout_s)
+        check_threads(self.threads)
         for flag, value in (("--heartbeat", self.heartbeat_s), ("--grace", self.grace_s)):
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be a whole number of seconds >= 1 but got {value}.")
@@ -114,6 +121,9 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
                    help="PostgreSQL/SQLite storages: seconds between a trial's heartbeats (default 30)")
     p.add_argument("--grace", type=int, dest="grace_s",
                    help="seconds without a heartbeat before a trial is failed and retried (default 120)")
+    p.add_argument("--threads", type=int,
+                   help="torch intra-op threads (default: the cores the loader's worker processes leave free, "
+                        "at least 1)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -160,13 +170,17 @@ def run_study(opts: RunOptions) -> optuna.Study:
                  study.study_name, _count(study, BUDGET_STATES), spec.n_trials)
         return study
     log.info("study %s (%s profile): running up to %d more trials", study.study_name, spec.profile, remaining)
+    budget = _Budget(spec.n_trials)
     study.optimize(
         objective,
         timeout=opts.timeout_s or spec.timeout_s,
-        callbacks=[_Budget(spec.n_trials), _note],
+        callbacks=[budget, _note],
         catch=(TrialFailed,),
         gc_after_trial=True,
     )
+    if budget.gave_up:
+        raise GaveUp(f"study {study.study_name} stopped: {budget.failures} trials failed; see their "
+                     "failure_reason in the dashboard, fix the cause, then run the same command to resume.")
     return study
 
 
@@ -180,18 +194,19 @@ class _Budget:
     def __init__(self, n_trials: int) -> None:
         self.n_trials = n_trials
         self.failures = 0
+        self.gave_up = False
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.failures += trial.state == TrialState.FAIL
         reap_orphans(study)
         if has_heartbeat(study):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with no_experimental_warnings():
                 optuna.storages.fail_stale_trials(study)  # a dead worker's trial is not on its way
         if _count(study, BUDGET_STATES) + _count(study, (TrialState.RUNNING,)) >= self.n_trials:
             study.stop()
         elif self.failures > max(10, 2 * self.n_trials):
             log.error("stopping: %d trials of this worker failed; see their failure_reason", self.failures)
+            self.gave_up = True
             study.stop()
 
 
@@ -206,14 +221,25 @@ def _count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
 def print_summary(study: optuna.Study, opts: RunOptions) -> None:
     print()
     print(records.study_note(study, top=10))
-    name = study.study_name
-    storage = "" if opts.storage is None else f" --storage '{redact(opts.storage_url)}'"
-    workdir = "" if opts.workdir == DEFAULT_WORKDIR else f" --workdir {opts.workdir}"
-    print("Next:")
-    print(f"  dashboard: {dashboard_command(opts.storage_url, opts.workdir)}")
-    print(f"  report:    python -m search.report --study {name}{storage}{workdir}")
-    print(f"  ensemble:  python -m search.ensemble --study {name}{storage}{workdir}")
-    print(f"  export:    python -m search.export --study {name}{storage}{workdir} --out exports/{name}")
+    for line in next_commands(study.study_name, opts):
+        print(line)
+
+
+def next_commands(name: str, opts: RunOptions) -> list[str]:
+    """The "Next:" lines: shell-quoted, the storage URL without its password (and where it goes)."""
+    storage = "" if opts.storage is None else f" --storage {shlex.quote(redact(opts.storage_url))}"
+    workdir = "" if opts.workdir == DEFAULT_WORKDIR else f" --workdir {shlex.quote(str(opts.workdir))}"
+    study = f"--study {shlex.quote(name)}{storage}{workdir}"
+    lines = [
+        "Next:",
+        f"  dashboard: {dashboard_command(opts.storage_url, opts.workdir)}",
+        f"  report:    python -m search.report {study}",
+        f"  ensemble:  python -m search.ensemble {study}",
+        f"  export:    python -m search.export {study} --out {shlex.quote(f'exports/{name}')}",
+    ]
+    if has_password(opts.storage_url):
+        lines.append(f"  ({PASSWORD_NOTE})")
+    return lines
 
 
 def install_signal_handlers() -> None:
@@ -238,8 +264,11 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
     unreachable storage) end in one logged line rather than a traceback (``-v`` adds it).
     """
     try:
+        check_workdir(opts.workdir)
+        check_storage_url(opts.storage_url)
         if workers > 1:
             return run_local_workers(opts, workers)
+        log.debug("torch uses %d intra-op threads", set_torch_threads(opts.threads))
         study = run_study(opts)
     except KeyboardInterrupt:
         log.warning("interrupted: a running trial is marked failed; run the same command to resume")
@@ -247,6 +276,9 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
     except (ValueError, StudyMismatchError) as exc:
         log.error("%s", exc, exc_info=verbose)
         return 2
+    except GaveUp as exc:
+        log.error("%s", exc)
+        return 1
     except sqlalchemy.exc.OperationalError as exc:
         log.error("%s", storage_error(opts.storage_url, exc))
         return 1

@@ -11,25 +11,41 @@ FAIL after ``grace_period`` seconds and re-queued once with the same parameters.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
 import logging
 import re
+import shlex
 import sys
 import traceback
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import unquote
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
 from optuna.storages.journal import JournalFileBackend
 
+from search.urls import check_storage_url, redact, url_secrets
+
 DEFAULT_WORKDIR = Path("runs")
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]+:)(?P<pw>[^@]*)(?P<tail>@)")
-# the same in free text (log lines, tracebacks), where a URL ends at whitespace
-_PASSWORD_IN_TEXT = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)(?P<pw>[^@\s]*)(?P<tail>@)")
+# a URL's password in free text (log lines, tracebacks), where a URL ends at whitespace:
+# user:pw@ or :pw@ (left out, as redact does), and password=pw among query parameters
+_PASSWORD_IN_TEXT = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
+_QUERY_PASSWORD_IN_TEXT = re.compile(r"(?P<sep>[?&])(?:password|%70assword)=[^&\s'\"]*&?", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def no_experimental_warnings() -> Iterator[None]:
+    """Silence Optuna's ExperimentalWarning for the features this harness chose on purpose
+    (heartbeats, their retry callback, TPE's ``group``); other warnings still show."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 @dataclass(frozen=True)
@@ -49,11 +65,6 @@ def default_storage_url(workdir: Path) -> str:
     return f"sqlite:///{(workdir / 'studies.db').as_posix()}"
 
 
-def redact(url: str) -> str:
-    """The URL with any password replaced, safe to print or log."""
-    return _PASSWORD.sub(r"\g<head>***\g<tail>", url)
-
-
 def with_driver(url: str) -> str:
     """``postgresql://`` with the PostgreSQL driver that is installed made explicit.
 
@@ -66,14 +77,6 @@ def with_driver(url: str) -> str:
         if importlib.util.find_spec(module) is not None:
             return f"postgresql+{driver}://" + url.removeprefix("postgresql://")
     return url
-
-
-def url_secrets(url: str) -> list[str]:
-    """The password in ``url`` as written and URL-decoded (empty when there is none)."""
-    match = _PASSWORD.search(url)
-    if match is None or not match["pw"]:
-        return []
-    return sorted({match["pw"], unquote(match["pw"])}, key=len, reverse=True)
 
 
 class RedactingFormatter(logging.Formatter):
@@ -94,11 +97,16 @@ MIN_SCRUBBED = 4  # shorter passwords are only hidden inside URLs: blanking ever
 
 def scrub(text: str, secrets: list[str]) -> str:
     """``text`` with URL passwords redacted, and the given secrets blanked wherever they appear."""
-    text = _PASSWORD_IN_TEXT.sub(r"\g<head>***\g<tail>", text)
+    text = _PASSWORD_IN_TEXT.sub(_without_password, text)
+    text = _QUERY_PASSWORD_IN_TEXT.sub(lambda m: m["sep"] if m[0].endswith("&") else "", text)
     for secret in secrets:
         if len(secret) >= MIN_SCRUBBED:
             text = text.replace(secret, "***")
     return text
+
+
+def _without_password(match: re.Match[str]) -> str:
+    return f"{match['head']}{match['user'] + '@' if match['user'] else ''}"
 
 
 def hide_secrets(url: str) -> None:
@@ -135,25 +143,38 @@ def storage_error(url: str, exc: Exception) -> str:
 
 
 def open_storage(url: str, settings: StorageSettings = StorageSettings()) -> optuna.storages.BaseStorage:
+    check_storage_url(url)
     if url.startswith("journal://"):
         path = Path(url.removeprefix("journal://"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    if "://" not in url:
-        raise ValueError(
-            f"Storage {redact(url)!r} is not a URL: use sqlite:///path.db, journal:///path.log "
-            "or postgresql://user:password@host/db."
-        )
     engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else None
-    return RDBStorage(
-        with_driver(url),
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=settings.heartbeat_interval_s,
-        grace_period=settings.grace_period_s,
-        **{_RETRY_ARG: RetryCallback(max_retry=settings.max_retry)},
-    )
+    with _creation_lock(url), no_experimental_warnings():
+        return RDBStorage(
+            with_driver(url),
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=settings.heartbeat_interval_s,
+            grace_period=settings.grace_period_s,
+            **{_RETRY_ARG: RetryCallback(max_retry=settings.max_retry)},
+        )
+
+
+@contextlib.contextmanager
+def _creation_lock(url: str) -> Iterator[None]:
+    """For SQLite, an exclusive ``flock`` on ``<db>.lock`` beside the file while the storage opens:
+    two processes creating the same new file would both write its schema version, and one died
+    with ``UNIQUE constraint failed: alembic_version``. Other storages need no lock."""
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(url.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def takes_concurrent_writers(url: str) -> bool:
@@ -169,4 +190,5 @@ def artifact_store(workdir: Path) -> FileSystemArtifactStore:
 def dashboard_command(url: str, workdir: Path) -> str:
     target = url.removeprefix("journal://") if url.startswith("journal://") else with_driver(url)
     artifacts = (workdir / "artifacts").as_posix()
-    return f"optuna-dashboard {redact(target)} --artifact-dir {artifacts} --host 127.0.0.1"
+    return (f"optuna-dashboard {shlex.quote(redact(target))} --artifact-dir {shlex.quote(artifacts)} "
+            "--host 127.0.0.1")

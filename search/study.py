@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from runners.config import TrialConfig
+from search.studycheck import StudyFileError, check_at_least, check_config_value, check_fields, type_problem
 from spaces import ParamSpec, list_spaces, parse_param
+
+__all__ = ["StudyFileError", "StudySpec", "list_studies", "load_study", "study_path"]
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 PROFILES = ("cpu", "gpu")
@@ -35,10 +38,6 @@ PRUNERS = ("hyperband", "successive_halving", "median", "percentile", "none")
 # What a trial reports after each epoch, for its pruner to compare: its validation macro-F1, or its
 # validation cross-entropy (reported negated, so that higher is better in a study that maximises F1).
 PRUNING_SIGNALS = ("macro_f1", "val_loss")
-
-
-class StudyFileError(ValueError):
-    """A study file that cannot be used; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +147,13 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     for key in set(params) & set(fixed):
         del fixed[key]  # a profile may search what the base table fixes
 
+    for key, annotation in (("description", "str"), ("space", "str"), ("timeout_s", "float | None")):
+        problem = type_problem(study.get(key), annotation if key == "timeout_s" else f"{annotation} | None")
+        if problem:
+            raise StudyFileError(f"{path}: study.{key} {problem}.")
+    if study.get("timeout_s") is not None and study["timeout_s"] <= 0:
+        raise StudyFileError(f"{path}: study.timeout_s must be a number of seconds > 0, got {study['timeout_s']!r}; "
+                             "remove it to run until n_trials is reached.")
     space = study.get("space", "standard")
     if space not in list_spaces():
         raise StudyFileError(f"{path}: study.space {space!r} is unknown; valid spaces: {list_spaces()}.")
@@ -166,6 +172,7 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
         params=params,
         profile=profile,
     )
+    _check_values(spec, path, chosen)
     if spec.sampler.name not in SAMPLERS:
         raise StudyFileError(f"{path}: sampler.name must be one of {list(SAMPLERS)}, got {spec.sampler.name!r}.")
     check_pruner(spec.pruner, path)
@@ -176,6 +183,22 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     except (TypeError, ValueError) as exc:
         raise StudyFileError(f"{path}: [fixed] does not make a valid trial config: {exc}") from exc
     return spec
+
+
+def _check_values(spec: StudySpec, path: Path, chosen: dict[str, Any]) -> None:
+    """Types and ranges of every value, and what [fixed] and [params] values name (StudyFileError)."""
+    for obj, where in ((spec.sampler, "sampler"), (spec.pruner, "pruner"), (spec.split, "split")):
+        check_fields(obj, path, where)
+    check_at_least(spec.sampler.seed, 0, path, "sampler.seed")
+    check_at_least(spec.sampler.n_startup_trials, 0, path, "sampler.n_startup_trials")
+    check_at_least(spec.split.seed, 0, path, "split.seed")
+    for name, value in spec.fixed.items():
+        where = f"profiles.{spec.profile}.fixed" if name in chosen.get("fixed", {}) else "fixed"
+        check_config_value(name, value, path, f"{where}.{name}")
+    for name, param in spec.params.items():
+        where = f"profiles.{spec.profile}.params" if name in chosen.get("params", {}) else "params"
+        for value in param.values():
+            check_config_value(name, value, path, f"{where}.{name}")
 
 
 def check_pruner(pruner: PrunerSpec, source: Path | str) -> None:

@@ -44,11 +44,13 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
+from search.checks import GaveUp
 from search.objective import TrialFailed
 from search.storage import (
     RetryCallback,
     StorageSettings,
     hide_secrets,
+    no_experimental_warnings,
     redact,
     storage_error,
     takes_concurrent_writers,
@@ -121,11 +123,10 @@ def has_heartbeat(study: optuna.Study) -> bool:
 def reap_orphans(study: optuna.Study) -> list[int]:
     """Fail RUNNING trials whose worker process on this machine no longer exists; re-queue each once.
 
-    Storages with a heartbeat (PostgreSQL, SQLite) are left to Optuna's own stale-trial check.
-    Returns the numbers of the trials failed here.
+    On every storage: with a heartbeat (PostgreSQL, SQLite) Optuna would fail such a trial only
+    after its grace period, and a resume in the meantime counted it against the budget. Trials
+    of other machines are still left to the heartbeat. Returns the numbers of the trials failed here.
     """
-    if has_heartbeat(study):
-        return []
     storage = study._storage
     host = socket.gethostname()
     reaped: list[int] = []
@@ -147,7 +148,8 @@ def reap_orphans(study: optuna.Study) -> list[int]:
         reaped.append(trial.number)
         failed = copy.deepcopy(storage.get_trial(trial._trial_id))
         failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "failure_reason"}
-        RetryCallback(max_retry=StorageSettings().max_retry)(study, failed)
+        with no_experimental_warnings():
+            RetryCallback(max_retry=StorageSettings().max_retry)(study, failed)
         log.warning(
             "trial %d: its worker %s died; marked FAIL and queued once more with the same parameters",
             trial.number,
@@ -448,6 +450,9 @@ def _worker_process(opts: RunOptions, slot: WorkerSlot, level: int) -> None:
     except KeyboardInterrupt:
         log.warning("worker %d interrupted: its running trial is marked failed", slot.index)
         code = 130
+    except GaveUp as exc:
+        log.error("worker %d: %s", slot.index, exc)
+        code = 1
     except sqlalchemy.exc.OperationalError as exc:
         log.error("worker %d: %s", slot.index, storage_error(opts.storage_url, exc))
         code = 1

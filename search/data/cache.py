@@ -16,7 +16,9 @@ while decoding and resizing, and threads pay no start-up or transfer cost). Rows
 temporary ``.npy`` in the cache folder, which is renamed into place only when complete, and
 then a JSON sidecar is renamed beside it; the sidecar is what marks a cache as finished. An
 exclusive ``flock`` on ``<name>.lock`` serialises builders: a second process waits, then
-finds the finished file and maps it. An interrupted build removes its temporary file.
+finds the finished file and maps it. An interrupted build removes its temporary file; one
+killed outright (``kill -9``, the out-of-memory killer) cannot, so every build first removes
+the temporary files no live builder holds the lock of (:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -42,6 +45,9 @@ from tqdm.auto import tqdm
 from search.data.errors import DataError
 
 log = logging.getLogger(__name__)
+
+# a build's temporary files: .<name>.npy.<pid>.<hex>.tmp and .<name>.json.<hex>.tmp
+_TEMP = re.compile(r"^\.(?P<name>images-[^./]+)\.(?:npy|json)\..+\.tmp$")
 
 CACHE_VERSION = 2  # bump when load_image's output changes for the same inputs
 
@@ -144,6 +150,30 @@ def _locked(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def remove_stale_temps(cache_dir: Path | str) -> list[Path]:
+    """Delete the temporary files of builds that died: a build holds the flock of its
+    ``<name>.lock`` as long as its temporary file exists, so a temporary file whose lock can be
+    taken now has no live builder. Returns the files removed."""
+    removed = []
+    for tmp in sorted(Path(cache_dir).glob(".images-*.tmp")):
+        match = _TEMP.match(tmp.name)
+        if match is None:
+            continue
+        with open(tmp.with_name(f"{match['name']}.lock"), "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live build
+            try:
+                size = tmp.stat().st_size if tmp.exists() else 0
+                tmp.unlink(missing_ok=True)
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        removed.append(tmp)
+        log.info("removed %s (%.1f MB), left by a cache build that was killed", tmp, size / 1e6)
+    return removed
 
 
 def _open_finished(npy: Path, meta: Path, shape: tuple[int, ...]) -> np.memmap | None:
@@ -253,6 +283,7 @@ def image_cache(
         raise ValueError("image_cache needs at least one path but got none.")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(cache_dir)
     npy, meta = cache_files(paths, height, width, crop, cache_dir, key)
     shape = (len(paths), height, width, 3)
     found = _open_finished(npy, meta, shape)

@@ -159,3 +159,51 @@ def test_two_processes_build_once_and_share(photos: list[str], tmp_path: Path, m
     assert len(counter.read_bytes()) == len(photos)  # every image decoded exactly once
     here = np.asarray(image_cache(photos, 16, 12, "face", tmp_path / "c", key="same-data"))
     assert hashlib.sha256(here.tobytes()).hexdigest() == got[0]["digest"]
+
+
+_SLOW_BUILD = """
+import json, sys, time
+from search.data import cache
+real = cache.load_image
+def slow(*args, **kwargs):
+    time.sleep(0.2)
+    return real(*args, **kwargs)
+cache.load_image = slow  # a build slow enough to be killed midway
+cache.image_cache(json.loads(sys.argv[1]), 16, 12, "full", sys.argv[2], key="k", n_jobs=1)
+"""
+
+
+def test_a_build_killed_outright_leaves_nothing_after_the_next_start(photos: list[str], tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    repo = Path(__file__).resolve().parents[2]
+    cache_dir = tmp_path / "c"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_BUILD, json.dumps(photos), str(cache_dir)], cwd=repo,
+                            env={**os.environ, "PYTHONPATH": str(repo)})
+    deadline = time.monotonic() + 60
+    while not list(cache_dir.glob(".*.tmp")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert [p.name.endswith(".tmp") for p in cache_dir.glob(".*")] == [True], "kill -9 left the temporary file"
+    image_cache(photos, 16, 12, "full", cache_dir, key="k")  # the next start
+    assert len(leftovers(cache_dir)) == 2 and not list(cache_dir.glob(".*")), "only the .npy and .json remain"
+
+
+def test_a_temporary_file_of_a_live_build_is_left_alone(photos: list[str], tmp_path: Path) -> None:
+    import fcntl
+
+    from search.data.cache import remove_stale_temps
+
+    npy, _ = cache.cache_files(photos, 16, 12, "full", tmp_path, "k")
+    live = npy.with_name(f".{npy.name}.123.abc.tmp")
+    dead = tmp_path / ".images-full-8x8-n1-0123.npy.456.def.tmp"
+    for tmp in (live, dead):
+        tmp.write_bytes(b"rows")
+    with open(npy.with_suffix(".lock"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # a build of this cache is running
+        assert remove_stale_temps(tmp_path) == [dead]
+    assert live.exists() and not dead.exists()

@@ -128,15 +128,16 @@ def test_orphaned_trials_are_failed_and_retried_once(tmp_path: Path) -> None:
     assert reap_orphans(study) == [], "a reaped trial is not reaped (or retried) twice"
 
 
-def test_heartbeat_storages_are_left_to_optuna(tmp_path: Path) -> None:
+def test_heartbeat_storages_leave_only_other_machines_trials_to_optuna(tmp_path: Path) -> None:
     storage = open_storage(
         f"sqlite:///{tmp_path / 's.db'}", StorageSettings(heartbeat_interval_s=1, grace_period_s=2)
     )
     study = optuna.create_study(storage=storage, study_name="s")
-    trial = study.ask()
-    trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{_dead_pid()}")
-    assert reap_orphans(study) == []
-    assert study.trials[0].state == TrialState.RUNNING
+    dead, remote = study.ask(), study.ask()
+    dead.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{_dead_pid()}")
+    remote.set_user_attr(WORKER_ATTR, "another-host:1")
+    assert reap_orphans(study) == [dead.number], "a provably dead local worker does not wait for the grace period"
+    assert study.trials[remote.number].state == TrialState.RUNNING
 
 
 def test_trials_record_the_worker_that_ran_them() -> None:

@@ -117,3 +117,42 @@ def test_percentile_pruner_keeps_only_the_top_share(tmp_path: Path) -> None:
     values = [0.1 * k for k in range(1, 10)] + [0.6]
     assert not _decisions(tmp_path, "name = 'percentile'\npercentile = 50.0\nn_startup_trials = 9", values)[-1]
     assert _decisions(tmp_path, "name = 'percentile'\npercentile = 25.0\nn_startup_trials = 9", values)[-1]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "names"),
+    [
+        ("val_fraction = 0.25", 'val_fraction = "0.25"', ["split.val_fraction", "a number", "remove the quotes"]),
+        ("seed = 0\nn_startup_trials", 'seed = "abc"\nn_startup_trials', ["sampler.seed", "a whole number"]),
+        ("n_trials = 8", 'n_trials = 8\ntimeout_s = "soon"', ["study.timeout_s", "a number"]),
+        ("n_trials = 8", "n_trials = 8\ntimeout_s = -5", ["study.timeout_s", "> 0", "remove it"]),
+        ("epochs = 3", "epochs = 2.5", ["fixed.epochs", "a whole number such as 2"]),
+        ("val_fraction = 0.25\nseed = 0", 'val_fraction = 0.25\nseed = "abc"', ["split.seed", "a whole number"]),
+        ("seed = 0\nn_startup_trials", "seed = -1\nn_startup_trials", ["sampler.seed", "at least 0"]),
+        ('"test_resnet"', '"test_resnett"', ["params.backbone", "timm's registry", "did you mean test_resnet"]),
+        ("age_cutoff = [58, 59, 60]", "age_cutoff = [10]", ["params.age_cutoff", "from 55 to 65"]),
+        ("age_cutoff = [58, 59, 60]", "age_cutoff = [200]", ["params.age_cutoff", "from 55 to 65"]),
+        ("age_cutoff = [58, 59, 60]", "age_cutoff = [70]", ["params.age_cutoff", "from 55 to 65"]),
+        ("age_cutoff = [58, 59, 60]", "age_cutoff = { low = 50, high = 60 }", ["params.age_cutoff", "got 50"]),
+        ('crop = "face"', 'crop = "head"', ["fixed.crop", "use one of face, full, tight"]),
+        ('augment = ["none", "flip"]', 'augment = ["none", "flipp"]', ["params.augment", "flip, gray_sharp"]),
+        ("pretrained = false", 'pretrained = "no"', ["fixed.pretrained", "true or false"]),
+        ("batch_size = 32", "batch_size = 0", ["fixed.batch_size", "batch_size must be at least 1"]),
+    ],
+)
+def test_every_value_is_checked_when_the_file_loads(tmp_path: Path, old: str, new: str, names: list[str]) -> None:
+    text = (Path(__file__).resolve().parents[2] / "studies" / "smoke.toml").read_text()
+    assert old in text
+    with pytest.raises(StudyFileError) as info:
+        load_study(_write(tmp_path, text.replace(old, new, 1)))
+    message = str(info.value)
+    assert "\n" not in message and "bad.toml" in message
+    for name in names:
+        assert name in message
+
+
+def test_a_profile_value_names_the_profile_table(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[params]\nlr = [0.1]\n[profiles.cpu.fixed]\nage_cutoff = 70\n")
+    with pytest.raises(StudyFileError, match="profiles.cpu.fixed.age_cutoff must be an age from 55 to 65"):
+        load_study(path, "cpu")
+    assert load_study(path, "gpu").base_config().age_cutoff == 60

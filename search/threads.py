@@ -1,0 +1,39 @@
+"""How many torch intra-op threads the main command uses: one rule, in one function.
+
+A trial's loader runs augmentation in ``runners.devices.default_num_workers`` processes
+(``min(4, cores - 1)``, or ``MASK_AUTOML_LOADER_WORKERS``), each busy on a core. torch's own
+default is one thread per core on top of them, and on a small or busy machine the threads then
+wait on each other (an epoch took 820 s instead of 90 s on 2 cores). So torch gets the cores
+the loader leaves free, and at least one: ``max(1, cores - loader_workers)``. An explicit
+``OMP_NUM_THREADS`` (a whole number >= 1) is taken as the user's choice instead; ``--threads``
+overrides both.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def intra_op_threads(cores: int, loader_workers: int) -> int:
+    """torch threads that, with ``loader_workers`` loader processes, do not oversubscribe ``cores``."""
+    return max(1, cores - max(0, loader_workers))
+
+
+def default_threads() -> int:
+    """``OMP_NUM_THREADS`` when set, else the rule on this machine, with the loader workers an
+    augmenting trial starts."""
+    from runners.devices import default_num_workers
+
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    return intra_op_threads(len(os.sched_getaffinity(0)), default_num_workers("flip"))
+
+
+def set_torch_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads to ``threads``, or to :func:`default_threads`; returns the count."""
+    import torch
+
+    count = threads or default_threads()
+    torch.set_num_threads(count)
+    return count
