@@ -28,7 +28,7 @@ from runners.batches import BatchGather, ImageSet, device_batches, make_loader
 from runners.config import TrialConfig
 from runners.device_augment import DeviceAugment, NoDeviceVersion, device_augment
 from runners.devices import autocast_dtype, default_num_workers, requested_augment_on, resolve_device
-from runners.losses import FocalLoss, class_weights, oversample_weights
+from runners.losses import FocalLoss, class_weights, oversample_copies, oversample_weights
 from runners.metrics import classification_metrics
 from runners.models import (
     ClassifierWithPreprocess,
@@ -124,13 +124,14 @@ def _train_trial(
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     transform, on_device = augmentation
     result.augment_on = "device" if on_device is not None else "loader" if transform is not None else "none"
+    epoch_set, sample_weights = _epoch_set(config, train, transform)
     train_loader = make_loader(
-        BatchGather(train, transform),
+        epoch_set,
         batch_size=config.batch_size,
         shuffle=True,
         seed=config.seed,
-        sample_weights=oversample_weights(train.labels, config.oversample),
-        drop_last=len(train) > config.batch_size,  # a last batch of 1 would break BatchNorm
+        sample_weights=sample_weights,
+        drop_last=len(epoch_set) > config.batch_size,  # a last batch of 1 would break BatchNorm
         num_workers=workers if transform is not None else 0,
         pin_memory=dev.type == "cuda",
     )
@@ -162,9 +163,10 @@ def _train_trial(
         batches = device_batches(train_loader, dev, threaded=threaded)
         with contextlib.closing(batches):
             steps = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False, disable=not progress)
-            for step, (x, y) in enumerate(steps, start=1):
+            for step, batch in enumerate(steps, start=1):
+                x, y = batch[0], batch[1]
                 if on_device is not None:
-                    x = on_device(x)
+                    x = on_device(x, batch[2] if len(batch) > 2 else None)
                 with _autocast(dev, amp):
                     loss = criterion(net(x), y)
                 window.append(loss.detach())
@@ -212,6 +214,19 @@ def _train_trial(
         if bad_epochs > 0 and bad_epochs >= config.patience:
             result.reason = f"early_stopping at epoch {epoch}"
             return
+
+
+def _epoch_set(
+    config: TrialConfig, train: ImageSet, transform: A.Compose | None
+) -> tuple[BatchGather, np.ndarray | None]:
+    """What one epoch draws from, with the sampler's weights. Scope "all": the training rows,
+    weighted by ``oversample``, every drawn image augmented. Scope "oversampled": every training
+    row once, plain, plus explicit copies of the oversampled rows, the only images augmented."""
+    if config.augment_scope == "all":
+        return BatchGather(train, transform), oversample_weights(train.labels, config.oversample)
+    positions = np.concatenate([np.arange(len(train)), oversample_copies(train.labels, config.oversample, config.seed)])
+    expanded = ImageSet(train.images, train.rows[positions], train.labels[positions])
+    return BatchGather(expanded, transform, augmented=np.arange(len(positions)) >= len(train)), None
 
 
 def _augmentation(
