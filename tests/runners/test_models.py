@@ -30,6 +30,7 @@ def _config(backbone: str, depth: int = -1, head: str = "single", head_type: str
     [
         ("test_resnet", 5), ("test_efficientnet", 6), ("test_vit", 7), ("test_convnext", 5),
         ("efficientnet_b0", 8), ("resnext50_32x4d", 5), ("tiny_vit_21m_224", 5), ("convnext_tiny", 5),
+        ("efficientnet_b5", 8),
     ],
 )
 def test_count_stages_from_timm_metadata(backbone: str, stages: int) -> None:
@@ -230,3 +231,23 @@ def test_mlp_head_round_trips_through_safetensors_and_onnx(tmp_path, head: str) 
     got = onnx_predict(onnx_session(tmp_path / "ensemble.onnx"), x.numpy())
     with torch.no_grad():
         np.testing.assert_allclose(got, net(x).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "stem"), [("tiny_vit_21m_224", ("patch_embed.",)), ("efficientnet_b5", ("conv_stem.", "bn1."))]
+)
+def test_gpu_backbones_build_at_a_small_input_with_their_depth_groups(backbone: str, stem: tuple[str, ...]) -> None:
+    # The GPU studies' TinyViT and EfficientNet-B5, random init: any input size, three mlp heads,
+    # and exactly the last two stages plus the head train.
+    config = TrialConfig(backbone=backbone, pretrained=False, unfrozen_depth=2, head="multi", head_type="mlp",
+                         head_hidden=32, height=64, width=48)
+    model = build_model(config)
+    n = count_stages(backbone)
+    groups = stage_groups(model.net)
+    assert model.n_stages == n and len(groups) == n + 1 and all(name.startswith(stem) for name in groups[0])
+    trainable = {name for name, p in model.net.named_parameters() if p.requires_grad}
+    assert trainable == set(groups[-1]).union(*groups[n - 2 : n])
+    mlp = {id(p) for p in model.net.get_classifier().parameters()}
+    assert {name for name, p in model.net.named_parameters() if id(p) in mlp} <= model.head_names
+    with torch.no_grad():
+        assert model.eval()(torch.zeros(1, 3, 64, 48)).shape == (1, 18)
