@@ -84,7 +84,9 @@ class ImageSet:
 class BatchGather(Dataset[Batch]):
     """Map-style dataset indexed by a *list* of positions into ``rows``; returns one batch."""
 
-    def __init__(self, data: ImageSet, transform: A.Compose | None = None, augmented: np.ndarray | None = None) -> None:
+    def __init__(
+        self, data: ImageSet, transform: A.Compose | None = None, augmented: np.ndarray | None = None
+    ) -> None:
         if augmented is not None and np.shape(augmented) != (len(data),):
             raise ValueError(f"augmented must hold one flag per row ({len(data)}) but has shape {np.shape(augmented)}.")
         self.data = data

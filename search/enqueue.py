@@ -46,7 +46,8 @@ def enqueue_params(table: Any, spec: StudySpec, where: str) -> dict[str, Any]:
                     f"add {key} to the profile's params, or leave it out of the enqueued trial."
                 )
         else:
-            raise ValueError(f"{where}.{key} is not a TrialConfig field; valid keys: {', '.join(sorted(_CONFIG_KEYS))}.")
+            valid = ", ".join(sorted(_CONFIG_KEYS))
+            raise ValueError(f"{where}.{key} is not a TrialConfig field; valid keys: {valid}.")
     for key, value in searched.items():
         if key != DEPTH:
             _check_value(spec.params[key], value, f"{where}.{key}")
@@ -90,7 +91,9 @@ def _depth(param: ParamSpec, value: Any, backbone: str, where: str) -> int:
         value = n_stages if isinstance(param, IntRange) else -1
     _check_value(param, value, f"{where}.{DEPTH}")
     if not (value == -1 and isinstance(param, Categorical)) and not 0 <= value <= n_stages:
-        raise ValueError(f"{where}.{DEPTH} = {value} is beyond {backbone}'s {n_stages} stages (use 'all' for every one).")
+        raise ValueError(
+            f"{where}.{DEPTH} = {value} is beyond {backbone}'s {n_stages} stages (use 'all' for every one)."
+        )
     return int(value)
 
 

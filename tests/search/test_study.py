@@ -141,8 +141,11 @@ def test_gpu_profiles_start_with_the_2nd_place_recipe(name: str, backbones: list
     assert spec.params["lr"].values()[0] == 1e-5
 
 
-_GOOD = ("[fixed]\nepochs = 2\n[params]\nbackbone = ['test_resnet', 'test_efficientnet']\nlr = { low = 1e-4, high = 1e-2, "
-         "log = true }\nschedule = ['cosine', 'plateau']\nplateau_patience = [1, 2]\nunfrozen_depth = { low = 1, high = 'all' }\n")
+_GOOD = (
+    "[fixed]\nepochs = 2\n[params]\nbackbone = ['test_resnet', 'test_efficientnet']\n"
+    "lr = { low = 1e-4, high = 1e-2, log = true }\nschedule = ['cosine', 'plateau']\nplateau_patience = [1, 2]\n"
+    "unfrozen_depth = { low = 1, high = 'all' }\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -172,7 +175,8 @@ def test_a_bad_known_good_trial_names_the_file_and_key(tmp_path: Path, table: st
 
 
 def test_a_good_known_good_trial_becomes_optuna_params(tmp_path: Path) -> None:
-    table = "backbone = 'test_resnet'\nlr = 1e-3\nschedule = 'plateau'\nplateau_patience = 2\nunfrozen_depth = 'all'\nepochs = 2\n"
+    table = ("backbone = 'test_resnet'\nlr = 1e-3\nschedule = 'plateau'\nplateau_patience = 2\n"
+             "unfrozen_depth = 'all'\nepochs = 2\n")
     path = _write(tmp_path, _GOOD + "[[profiles.gpu.enqueue]]\n" + table)
     assert load_study(path, "cpu").enqueue == ()
     assert load_study(path, "gpu").enqueue == ({"backbone": "test_resnet", "lr": 1e-3, "schedule": "plateau",
