@@ -7,6 +7,8 @@ Pieces (each usable alone, e.g. by a loader benchmark):
 - ``BatchGather``: a map-style dataset whose items are *whole batches*: given a list of
   positions it returns ``(uint8 NHWC tensor, int64 labels)``. Without augmentation that is one
   vectorised gather; with augmentation each image goes through the albumentations pipeline.
+  Given ``augmented`` flags (one per position), only the flagged images are augmented and the
+  batch carries the flags third, for a set that runs on the device.
 - ``make_loader``: a DataLoader over ``BatchGather`` (seeded order, optional weighted sampler
   for oversampling, worker processes, pinned memory).
 - ``device_batches``: iterates a loader one batch ahead, in a background thread when the loader
@@ -36,7 +38,7 @@ from torch.utils.data import (
 
 from runners.metrics import NUM_CLASSES
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, ...]  # images, labels[, bool flags of the images to augment]
 
 
 @dataclass
@@ -82,9 +84,14 @@ class ImageSet:
 class BatchGather(Dataset[Batch]):
     """Map-style dataset indexed by a *list* of positions into ``rows``; returns one batch."""
 
-    def __init__(self, data: ImageSet, transform: A.Compose | None = None) -> None:
+    def __init__(
+        self, data: ImageSet, transform: A.Compose | None = None, augmented: np.ndarray | None = None
+    ) -> None:
+        if augmented is not None and np.shape(augmented) != (len(data),):
+            raise ValueError(f"augmented must hold one flag per row ({len(data)}) but has shape {np.shape(augmented)}.")
         self.data = data
         self.transform = transform
+        self.augmented = None if augmented is None else np.asarray(augmented, dtype=bool)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -93,11 +100,19 @@ class BatchGather(Dataset[Batch]):
         pos = np.asarray(positions, dtype=np.int64)
         rows = self.data.rows[pos]
         labels = torch.from_numpy(self.data.labels[pos])
-        if self.transform is None:
-            return torch.from_numpy(np.ascontiguousarray(self.data.images[rows])), labels
+        flags = None if self.augmented is None else self.augmented[pos]
+        images = self._images(rows, flags)
+        return (images, labels) if flags is None else (images, labels, torch.from_numpy(flags))
+
+    def _images(self, rows: np.ndarray, flags: np.ndarray | None) -> torch.Tensor:
+        if self.transform is None or (flags is not None and not flags.any()):
+            return torch.from_numpy(np.ascontiguousarray(self.data.images[rows]))
         height, width = self.data.images.shape[1:3]
         out = np.empty((len(rows), height, width, 3), dtype=np.uint8)
         for j, row in enumerate(rows):
+            if flags is not None and not flags[j]:
+                out[j] = self.data.images[row]
+                continue
             image = self.transform(image=np.asarray(self.data.images[row]))["image"]
             if image.shape != out.shape[1:] or image.dtype != np.uint8:
                 raise ValueError(
@@ -105,7 +120,7 @@ class BatchGather(Dataset[Batch]):
                     f"every set must return uint8 ({height}, {width}, 3)."
                 )
             out[j] = image
-        return torch.from_numpy(out), labels
+        return torch.from_numpy(out)
 
 
 def _seed_worker_transform(worker_id: int) -> None:
@@ -152,15 +167,16 @@ def make_loader(
 
 
 def device_batches(loader: Iterable[Batch], device: torch.device, *, threaded: bool = True) -> Iterator[Batch]:
-    """Yield ``loader``'s batches on ``device``, the next one already on its way."""
+    """Yield ``loader``'s batches on ``device``, the next one already on its way. Bool flags stay on
+    the host: they steer the host-side draws of a device augmentation, without a device sync."""
     source = _ThreadPrefetch(loader) if threaded else None
     it = iter(source) if source is not None else iter(loader)
     try:
         if device.type == "cuda":
             yield from _cuda_ahead(it, device)
         else:
-            for x, y in it:
-                yield x.to(device), y.to(device)
+            for batch in it:
+                yield _to(batch, device, non_blocking=False)
     finally:
         if source is not None:
             source.close()
@@ -171,18 +187,22 @@ def _cuda_ahead(it: Iterator[Batch], device: torch.device) -> Iterator[Batch]:
 
     def send(batch: Batch) -> Batch:
         with torch.cuda.stream(stream):
-            return batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            return _to(batch, device, non_blocking=True)
 
     pending = next(it, None)
     ahead = send(pending) if pending is not None else None
     while ahead is not None:
         torch.cuda.current_stream(device).wait_stream(stream)
         current = ahead
-        for t in current:
+        for t in current[:2]:
             t.record_stream(torch.cuda.current_stream(device))  # memory made on `stream`, used here
         pending = next(it, None)
         ahead = send(pending) if pending is not None else None
         yield current
+
+
+def _to(batch: Batch, device: torch.device, *, non_blocking: bool) -> Batch:
+    return tuple(t if t.dtype == torch.bool else t.to(device, non_blocking=non_blocking) for t in batch)
 
 
 class _ThreadPrefetch:

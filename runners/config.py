@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HEADS = ("single", "multi")  # one 18-way head, or mask(3)+gender(2)+age(3) heads combined
-SCHEDULES = ("cosine", "constant")
+HEAD_TYPES = ("linear", "mlp")  # timm's classifier, or Linear-BatchNorm1d-ReLU-Dropout-Linear
+OPTIMIZERS = ("adamw", "adam", "sgd")  # sgd: momentum 0.9, nesterov
+# cosine: warm-up then cosine to 0; cosine_restarts: cycles of restart_epochs; step: x lr_decay every
+# step_epochs; plateau: x lr_decay after plateau_patience epochs without a lower validation loss.
+SCHEDULES = ("cosine", "cosine_restarts", "step", "plateau", "constant")
+AUGMENT_SCOPES = ("all", "oversampled")  # oversampled: only the extra copies of oversampled rows
 CLASS_WEIGHTINGS = ("none", "inverse", "sqrt_inverse")
 OVERSAMPLING = ("none", "rare", "old")  # rare: classes below median size; old: age band 2
 
@@ -25,7 +30,10 @@ class TrialConfig:
     weights_dir: str | None = None  # local folder of weight files for offline boxes
     unfrozen_depth: int = -1  # trailing backbone stages that train; 0 = head only, -1 = all
     head: str = "single"
-    drop_rate: float = 0.0
+    head_type: str = "linear"
+    head_hidden: int = 512  # mlp head: width of its hidden layer
+    head_dropout: float = 0.0  # mlp head: dropout after its hidden layer
+    drop_rate: float = 0.0  # timm's dropout before the classifier
     # labels and loss
     age_cutoff: int = 60  # training labels only; validation always uses >= 60
     focal_gamma: float = 0.0  # 0 = cross-entropy
@@ -34,16 +42,22 @@ class TrialConfig:
     oversample: str = "none"
     # data
     augment: str = "none"  # name of an augmentation set in runners.augment
+    augment_scope: str = "all"  # oversampled: originals stay plain, each epoch adds augmented copies
     height: int = 64  # input size fed to the model (the image cache is built at this size)
     width: int = 48
     crop: str = "full"  # named crop of the source photo, see search.data (applied by the cache)
     # optimisation
+    optimizer: str = "adamw"
     batch_size: int = 32
     lr: float = 1e-3  # peak learning rate of the head; the backbone gets lr * backbone_lr_scale
     backbone_lr_scale: float = 1.0
     weight_decay: float = 0.01
     schedule: str = "cosine"
     warmup_epochs: float = 0.5
+    restart_epochs: int = 2  # cosine_restarts: epochs per cycle
+    step_epochs: int = 3  # step: epochs between decays
+    lr_decay: float = 0.1  # step and plateau: factor applied to the lr at each decay
+    plateau_patience: int = 1  # plateau: epochs without a lower validation loss before a decay
     ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights; 0 = off
     epochs: int = 3
     patience: int = 2  # epochs without a better validation macro-F1 before stopping
@@ -52,12 +66,15 @@ class TrialConfig:
 
     def __post_init__(self) -> None:
         _check_choice("head", self.head, HEADS)
+        _check_choice("head_type", self.head_type, HEAD_TYPES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("augment_scope", self.augment_scope, AUGMENT_SCOPES)
         _check_choice("class_weighting", self.class_weighting, CLASS_WEIGHTINGS)
         _check_choice("oversample", self.oversample, OVERSAMPLING)
         if self.unfrozen_depth < -1:
             raise ValueError(f"unfrozen_depth must be -1 (all) or >= 0 but got {self.unfrozen_depth}.")
-        for name in ("height", "width", "batch_size", "epochs"):
+        for name in ("height", "width", "batch_size", "epochs", "head_hidden", "restart_epochs", "step_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1 but got {getattr(self, name)}.")
         if self.patience < 0:
@@ -70,6 +87,18 @@ class TrialConfig:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off) but got {self.ema_decay}.")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0 but got {self.lr}.")
+        for name in ("drop_rate", "head_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1) but got {getattr(self, name)}.")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must be in (0, 1] but got {self.lr_decay}.")
+        if self.plateau_patience < 0:
+            raise ValueError(f"plateau_patience must be >= 0 but got {self.plateau_patience}.")
+        if self.augment_scope == "oversampled" and self.oversample == "none":
+            raise ValueError(
+                "augment_scope 'oversampled' augments only the oversampled copies, but oversample is 'none': "
+                "set oversample to 'old' or 'rare', or augment_scope to 'all'."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

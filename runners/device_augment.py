@@ -47,11 +47,15 @@ class DeviceAugment:
         self.steps = steps
         self.generator = torch.Generator().manual_seed(seed)
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor, only: torch.Tensor | None = None) -> torch.Tensor:
+        """``only``: host bool flags, one per image; the others pass through unchanged."""
         x = batch.permute(0, 3, 1, 2).float()
         n = x.shape[0]
+        if only is not None and tuple(only.shape) != (n,):
+            raise ValueError(f"only must hold one flag per image ({n}) but has shape {tuple(only.shape)}.")
         for step in self.steps:
-            chosen = (torch.rand(n, generator=self.generator) < step.p).nonzero().flatten()
+            fires = torch.rand(n, generator=self.generator) < step.p
+            chosen = (fires if only is None else fires & only.cpu()).nonzero().flatten()
             if len(chosen) == 0:
                 continue
             params = {k: v.to(x.device) for k, v in step.sample(len(chosen), self.generator).items()}

@@ -84,6 +84,27 @@ def oversample_weights(labels: np.ndarray, scheme: str, num_classes: int = NUM_C
     """
     if scheme == "none":
         return None
+    return _oversample_factors(labels, scheme, num_classes)[np.asarray(labels, dtype=np.int64)]
+
+
+def oversample_copies(labels: np.ndarray, scheme: str, seed: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Positions into ``labels`` of the extra copies that bring each targeted class up to the
+    size ``oversample_weights`` draws it at: ``round((factor - 1) * n_c)`` copies of class c, its
+    rows taken in a seeded order and cycled, so no row gets two copies more than another."""
+    if scheme == "none":
+        return np.zeros(0, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    factors = _oversample_factors(labels, scheme, num_classes)
+    rng = np.random.default_rng(seed)
+    copies = []
+    for c in np.flatnonzero(factors > 1.0):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        wanted = round((factors[c] - 1.0) * len(rows))
+        copies.append(np.resize(rows, wanted))
+    return np.concatenate(copies) if copies else np.zeros(0, dtype=np.int64)
+
+
+def _oversample_factors(labels: np.ndarray, scheme: str, num_classes: int) -> np.ndarray:
     labels = np.asarray(labels, dtype=np.int64)
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     present = counts > 0
@@ -96,4 +117,4 @@ def oversample_weights(labels: np.ndarray, scheme: str, num_classes: int = NUM_C
         raise ValueError(f"oversample must be one of ['none', 'rare', 'old'] but got {scheme!r}.")
     factor = np.ones(num_classes, dtype=np.float64)
     factor[targeted] = np.maximum(1.0, median / counts[targeted])
-    return factor[labels]
+    return factor

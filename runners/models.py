@@ -48,6 +48,34 @@ class MultiHeadCombine(nn.Module):
         )
 
 
+class MlpHead(nn.Sequential):
+    """Linear -> BatchNorm1d -> ReLU -> Dropout -> Linear, in place of a backbone's linear classifier."""
+
+    def __init__(self, in_features: int, hidden: int, out_features: int, dropout: float) -> None:
+        super().__init__(
+            nn.Linear(in_features, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, out_features),
+        )
+
+
+def install_mlp_head(net: nn.Module, hidden: int, dropout: float) -> None:
+    """Swap ``net``'s linear classifier for an ``MlpHead`` at the same place, so that timm's
+    forward, ``get_classifier`` and parameter groups (the head group) all see the new head."""
+    classifier = net.get_classifier() if hasattr(net, "get_classifier") else None
+    if not isinstance(classifier, nn.Linear):
+        raise ValueError(
+            f"head_type 'mlp' replaces a linear classifier, but {type(net).__name__}'s classifier is "
+            f"{type(classifier).__name__}; use head_type = 'linear' with this backbone."
+        )
+    name = next(n for n, m in net.named_modules() if m is classifier)
+    parent_name, _, attr = name.rpartition(".")
+    parent = net.get_submodule(parent_name) if parent_name else net
+    setattr(parent, attr, MlpHead(classifier.in_features, hidden, classifier.out_features, dropout))
+
+
 class TrialModel(nn.Module):
     """Backbone + head giving 18 class logits for a normalised float NCHW input.
 
@@ -111,6 +139,8 @@ def build_model(config: TrialConfig) -> TrialModel:
         weights_dir=config.weights_dir,
         **kwargs,
     )
+    if config.head_type == "mlp":
+        install_mlp_head(net, config.head_hidden, config.head_dropout)
     model = TrialModel(net, config.backbone, config.head)
     apply_unfrozen_depth(model, config.unfrozen_depth)
     return model

@@ -28,7 +28,7 @@ from runners.batches import BatchGather, ImageSet, device_batches, make_loader
 from runners.config import TrialConfig
 from runners.device_augment import DeviceAugment, NoDeviceVersion, device_augment
 from runners.devices import autocast_dtype, default_num_workers, requested_augment_on, resolve_device
-from runners.losses import FocalLoss, class_weights, oversample_weights
+from runners.losses import FocalLoss, class_weights, oversample_copies, oversample_weights
 from runners.metrics import classification_metrics
 from runners.models import (
     ClassifierWithPreprocess,
@@ -124,13 +124,14 @@ def _train_trial(
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     transform, on_device = augmentation
     result.augment_on = "device" if on_device is not None else "loader" if transform is not None else "none"
+    epoch_set, sample_weights = _epoch_set(config, train, transform)
     train_loader = make_loader(
-        BatchGather(train, transform),
+        epoch_set,
         batch_size=config.batch_size,
         shuffle=True,
         seed=config.seed,
-        sample_weights=oversample_weights(train.labels, config.oversample),
-        drop_last=len(train) > config.batch_size,  # a last batch of 1 would break BatchNorm
+        sample_weights=sample_weights,
+        drop_last=len(epoch_set) > config.batch_size,  # a last batch of 1 would break BatchNorm
         num_workers=workers if transform is not None else 0,
         pin_memory=dev.type == "cuda",
     )
@@ -141,7 +142,8 @@ def _train_trial(
     criterion = FocalLoss(config.focal_gamma, weight, config.label_smoothing).to(dev)
     optimizer = make_optimizer(model, config)
     steps_per_epoch = len(train_loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps_per_epoch))
+    plateau = Plateau(config.plateau_patience, config.lr_decay) if config.schedule == "plateau" else None
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps_per_epoch, plateau))
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
     threaded = train_loader.num_workers == 0
     # Validated and kept instead of the raw weights when on: early epochs at a high lr then score
@@ -161,9 +163,10 @@ def _train_trial(
         batches = device_batches(train_loader, dev, threaded=threaded)
         with contextlib.closing(batches):
             steps = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False, disable=not progress)
-            for step, (x, y) in enumerate(steps, start=1):
+            for step, batch in enumerate(steps, start=1):
+                x, y = batch[0], batch[1]
                 if on_device is not None:
-                    x = on_device(x)
+                    x = on_device(x, batch[2] if len(batch) > 2 else None)
                 with _autocast(dev, amp):
                     loss = criterion(net(x), y)
                 window.append(loss.detach())
@@ -182,6 +185,8 @@ def _train_trial(
         val_loss, probs = _evaluate(evaluated, val_loader, dev, amp)
         if not math.isfinite(val_loss):
             raise _Diverged(f"nan_val_loss at epoch {epoch}")
+        if plateau is not None:
+            plateau.update(val_loss)  # LambdaLR applies the new scale from the next step on
         metrics = classification_metrics(val.labels, probs.argmax(1))
         record = EpochRecord(
             epoch=epoch,
@@ -211,6 +216,19 @@ def _train_trial(
             return
 
 
+def _epoch_set(
+    config: TrialConfig, train: ImageSet, transform: A.Compose | None
+) -> tuple[BatchGather, np.ndarray | None]:
+    """What one epoch draws from, with the sampler's weights. Scope "all": the training rows,
+    weighted by ``oversample``, every drawn image augmented. Scope "oversampled": every training
+    row once, plain, plus explicit copies of the oversampled rows, the only images augmented."""
+    if config.augment_scope == "all":
+        return BatchGather(train, transform), oversample_weights(train.labels, config.oversample)
+    positions = np.concatenate([np.arange(len(train)), oversample_copies(train.labels, config.oversample, config.seed)])
+    expanded = ImageSet(train.images, train.rows[positions], train.labels[positions])
+    return BatchGather(expanded, transform, augmented=np.arange(len(positions)) >= len(train)), None
+
+
 def _augmentation(
     config: TrialConfig, dev: torch.device, placement: str
 ) -> tuple[A.Compose | None, DeviceAugment | None]:
@@ -227,9 +245,10 @@ def _augmentation(
     return get_augment(config.augment, config.height, config.width, config.seed), None
 
 
-def make_optimizer(model: TrialModel, config: TrialConfig) -> torch.optim.AdamW:
-    """AdamW over trainable parameters only: head at ``lr``, backbone at ``lr * backbone_lr_scale``;
-    no weight decay on biases, norms (1-D) and timm's no_weight_decay names (tokens, pos-embeds)."""
+def make_optimizer(model: TrialModel, config: TrialConfig) -> torch.optim.Optimizer:
+    """The trial's optimizer over trainable parameters only: head at ``lr``, backbone at
+    ``lr * backbone_lr_scale``; no weight decay on biases, norms (1-D) and timm's no_weight_decay
+    names (tokens, pos-embeds). AdamW decays decoupled, Adam and SGD as an L2 term."""
     skip = set(model.net.no_weight_decay()) if hasattr(model.net, "no_weight_decay") else set()
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, param in model.net.named_parameters():
@@ -244,22 +263,54 @@ def make_optimizer(model: TrialModel, config: TrialConfig) -> torch.optim.AdamW:
         }
         for (is_head, decay), params in sorted(groups.items())
     ]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(param_groups, lr=config.lr)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(param_groups, lr=config.lr, momentum=0.9, nesterov=True)
     return torch.optim.AdamW(param_groups, lr=config.lr)
 
 
-def lr_lambda(config: TrialConfig, steps_per_epoch: int) -> Callable[[int], float]:
+class Plateau:
+    """ReduceLROnPlateau's rule on the validation loss (mode min, relative threshold 1e-4, no
+    cooldown) as a multiplier, so that it composes with the per-step warm-up."""
+
+    def __init__(self, patience: int, factor: float, threshold: float = 1e-4) -> None:
+        self.patience, self.factor, self.threshold = patience, factor, threshold
+        self.best, self.bad_epochs, self.scale = math.inf, 0, 1.0
+
+    def update(self, val_loss: float) -> None:
+        if val_loss < self.best * (1.0 - self.threshold):
+            self.best, self.bad_epochs = val_loss, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.scale *= self.factor
+            self.bad_epochs = 0
+
+
+def lr_lambda(
+    config: TrialConfig, steps_per_epoch: int, plateau: Plateau | None = None
+) -> Callable[[int], float]:
     """Multiplier of each group's peak lr at optimizer step ``s`` (0-based): linear warm-up over
-    ``warmup_epochs``, then cosine to 0 at the last step, or constant."""
+    ``warmup_epochs``, then the schedule (cosine to 0 at the last step, cosine cycles of
+    ``restart_epochs``, a decay every ``step_epochs``, constant, or ``plateau``'s scale)."""
     total = max(1, config.epochs * steps_per_epoch)
     warmup = min(total, round(config.warmup_epochs * steps_per_epoch))
+    cycle = max(1, config.restart_epochs * steps_per_epoch)
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        if config.schedule == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        if config.schedule == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        if config.schedule == "cosine_restarts":
+            return 0.5 * (1.0 + math.cos(math.pi * ((step - warmup) % cycle) / cycle))
+        if config.schedule == "step":
+            return config.lr_decay ** (step // steps_per_epoch // config.step_epochs)
+        if config.schedule == "plateau" and plateau is not None:
+            return plateau.scale
+        return 1.0
 
     return factor
 

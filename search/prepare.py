@@ -23,6 +23,7 @@ from search.data import (
     load_train,
     split_people,
 )
+from search.enqueue import enqueue_known_good
 from search.pruners import make_pruner
 from search.storage import StorageSettings, no_experimental_warnings, open_storage, redact
 from search.study import StudySpec
@@ -162,6 +163,9 @@ def open_study(
             "pruning_signal": spec.pruner.signal,
         }.items():
             study.set_user_attr(key, value)
+        # Only here, at creation: a resumed study (even one made before enqueue existed) gets none.
+        if enqueue_known_good(study, spec):
+            log.info("study %s: %d known-good trials enqueued from %s", name, len(spec.enqueue), spec.path.name)
     train_rows, val_rows = split.indices(data)
     study_data = StudyData(data, split, train_rows, val_rows, Path(workdir) / "cache")
     TrialStore(workdir, name).save_validation(study_data.validation())

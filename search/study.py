@@ -15,6 +15,8 @@ the study runs on. Unknown keys are errors naming the key and the file.
     [params]          searched TrialConfig fields: a list = categorical, {low, high, log, step} = range
     [profiles.cpu]    n_trials, fixed, params   (merged over the tables above)
     [profiles.gpu]    n_trials, fixed, params
+    [[profiles.gpu.enqueue]]  a known-good trial run before sampling, on this profile only
+                      (TrialConfig names; see search/enqueue.py)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from runners.config import TrialConfig
+from search.enqueue import enqueue_params
 from search.studycheck import StudyFileError, check_at_least, check_config_value, check_fields, type_problem
 from spaces import ParamSpec, list_spaces, parse_param
 
@@ -79,6 +82,7 @@ class StudySpec:
     fixed: dict[str, Any] = field(default_factory=dict)
     params: dict[str, ParamSpec] = field(default_factory=dict)
     profile: str = "cpu"
+    enqueue: tuple[dict[str, Any], ...] = ()  # Optuna params of the profile's known-good trials
 
     def base_config(self) -> TrialConfig:
         return TrialConfig.from_dict(self.fixed)
@@ -115,7 +119,11 @@ def load_study(name_or_path: str | Path, profile: str = "cpu") -> StudySpec:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise StudyFileError(f"{path}: not valid TOML ({exc}).") from exc
-    return _parse(raw, path, profile)
+    spec = _parse(raw, path, profile)
+    for other in PROFILES:  # a mistake in another profile's known-good trials shows on any load
+        if other != profile and "enqueue" in raw.get("profiles", {}).get(other, {}):
+            _parse(raw, path, other)
+    return spec
 
 
 def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
@@ -125,7 +133,7 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     profiles = raw.get("profiles", {})
     _reject_unknown(profiles, set(PROFILES), path, "profiles")
     for pname, ptable in profiles.items():
-        _reject_unknown(ptable, {"n_trials", "fixed", "params"}, path, f"profiles.{pname}")
+        _reject_unknown(ptable, {"n_trials", "fixed", "params", "enqueue"}, path, f"profiles.{pname}")
     chosen = profiles.get(profile, {})
 
     fixed = {**raw.get("fixed", {}), **chosen.get("fixed", {})}
@@ -182,7 +190,17 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
         spec.base_config()
     except (TypeError, ValueError) as exc:
         raise StudyFileError(f"{path}: [fixed] does not make a valid trial config: {exc}") from exc
-    return spec
+    return dataclasses.replace(spec, enqueue=_enqueue(chosen.get("enqueue", []), spec, path))
+
+
+def _enqueue(tables: Any, spec: StudySpec, path: Path) -> tuple[dict[str, Any], ...]:
+    where = f"profiles.{spec.profile}.enqueue"
+    if not isinstance(tables, list):
+        raise StudyFileError(f"{path}: {where} must be an array of tables ([[{where}]]), got {tables!r}.")
+    try:
+        return tuple(enqueue_params(table, spec, f"{where}[{i}]") for i, table in enumerate(tables))
+    except ValueError as exc:
+        raise StudyFileError(f"{path}: {exc}") from exc
 
 
 def _check_values(spec: StudySpec, path: Path, chosen: dict[str, Any]) -> None:

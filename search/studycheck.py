@@ -71,6 +71,11 @@ def check_at_least(value: Any, low: float, path: Path | str, key: str) -> None:
         raise fail(path, key, f"must be at least {low}, got {value!r}")
 
 
+# Values that are only valid beside another field are checked with that field set to allow them;
+# whether the two go together in a trial is the space's business (it asks them together).
+_PARTNERS: dict[str, dict[str, Any]] = {"augment_scope": {"oversample": "old"}}
+
+
 def check_config_value(name: str, value: Any, path: Path | str, key: str) -> None:
     """One TrialConfig value from [fixed] or a [params] choice: type, then what it may name."""
     from runners.config import TrialConfig
@@ -85,7 +90,7 @@ def check_config_value(name: str, value: Any, path: Path | str, key: str) -> Non
         if problem:
             raise fail(path, key, problem)
     try:
-        TrialConfig().replace(**{name: value})
+        TrialConfig(**_PARTNERS.get(name, {})).replace(**{name: value})
     except (TypeError, ValueError) as exc:
         raise fail(path, key, f"is not usable: {exc}") from exc
 

@@ -4,9 +4,16 @@ searched, the rest come from ``[fixed]``.
 Unfrozen depth is conditional on the backbone: its range ends at that backbone's number of
 stages, so it is asked under a per-backbone name (``unfrozen_depth.resnet50``). TPE's
 ``group=True`` then models each backbone's depth only from trials of that backbone.
+
+A few fields only mean something under another choice (``CONDITIONS``): they are asked only
+then, and otherwise keep their fixed or default value, so TPE never models a knob that did
+nothing and no trial pairs, say, an oversampled-only augmentation with no oversampling.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from optuna.trial import BaseTrial
 
@@ -15,16 +22,34 @@ from spaces._params import IntRange
 from spaces._spec import SpaceSpec
 
 DEPTH = "unfrozen_depth"
+_DEFAULTS = TrialConfig()
+
+Condition = Callable[[Callable[[str], Any]], bool]
+CONDITIONS: dict[str, Condition] = {
+    "head_hidden": lambda v: v("head_type") == "mlp",
+    "head_dropout": lambda v: v("head_type") == "mlp",
+    "restart_epochs": lambda v: v("schedule") == "cosine_restarts",
+    "step_epochs": lambda v: v("schedule") == "step",
+    "plateau_patience": lambda v: v("schedule") == "plateau",
+    "lr_decay": lambda v: v("schedule") in ("step", "plateau"),
+    "augment_scope": lambda v: v("oversample") != "none" and v("augment") != "none",
+}
 
 
 def suggest(trial: BaseTrial, spec: SpaceSpec) -> TrialConfig:
     values = dict(spec.fixed)
     for name, param in spec.params.items():
-        if name != DEPTH:
+        if name != DEPTH and name not in CONDITIONS:
+            values[name] = param.suggest(trial, name)
+
+    def value(name: str) -> Any:
+        return values.get(name, getattr(_DEFAULTS, name))
+
+    for name, param in spec.params.items():
+        if name in CONDITIONS and CONDITIONS[name](value):
             values[name] = param.suggest(trial, name)
     if DEPTH in spec.params:
-        backbone = values.get("backbone", TrialConfig().backbone)
-        values[DEPTH] = _suggest_depth(trial, spec, backbone)
+        values[DEPTH] = _suggest_depth(trial, spec, value("backbone"))
     return TrialConfig.from_dict(values)
 
 

@@ -91,3 +91,17 @@ def test_bad_image_sets_are_named(image_sets, change, match) -> None:
 def test_wrong_resolution_is_named(image_sets) -> None:
     with pytest.raises(ValueError, match=r"val.images are 32x32.*64x48"):
         image_sets[1].check("val", 64, 48)
+
+
+def test_only_flagged_positions_are_augmented_and_flags_stay_on_the_host(image_sets) -> None:
+    train, _ = image_sets
+    flags = np.arange(len(train)) % 3 == 0
+    data = BatchGather(train, get_augment("strong", 32, 32, seed=0), augmented=flags)
+    loader = make_loader(data, batch_size=16, shuffle=False, seed=0)
+    x, y, f = (torch.cat(parts) for parts in zip(*device_batches(loader, torch.device("cpu"))))
+    assert f.dtype == torch.bool and f.tolist() == flags.tolist()
+    plain = torch.from_numpy(train.images[train.rows])
+    assert torch.equal(x[~f], plain[~f])
+    assert not torch.equal(x[f], plain[f])
+    with pytest.raises(ValueError, match="one flag per row"):
+        BatchGather(train, augmented=flags[:-1])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from runners import AUGMENT_SETS, ImageSet, TrialConfig, fit, register_augment
+from runners import AUGMENT_SETS, BatchGather, ImageSet, TrialConfig, fit, register_augment
 from runners import image_ops as ops
 from runners.device_augment import DeviceAugment, NoDeviceVersion, device_augment
 from runners.devices import AUGMENT_ON_ENV, requested_augment_on
@@ -222,3 +222,68 @@ def test_fit_refuses_a_device_set_it_cannot_build(
     finally:
         AUGMENT_SETS.pop("_test_blur_fit")
 
+
+
+def test_device_set_leaves_unflagged_images_alone(photo: np.ndarray) -> None:
+    batch = torch.from_numpy(np.stack([photo] * 8))
+    only = torch.tensor([True, False] * 4)
+    out = device_augment("strong", H, W, seed=0)(batch, only)
+    plain = batch.permute(0, 3, 1, 2).float()
+    assert torch.equal(out[~only], plain[~only])
+    assert not torch.equal(out[only], plain[only])
+    with pytest.raises(ValueError, match="one flag per image"):
+        device_augment("flip", H, W)(batch, only[:3])
+
+
+def _black(img: np.ndarray, **_: object) -> np.ndarray:
+    return np.zeros_like(img)
+
+
+def _imbalanced(train: ImageSet) -> ImageSet:
+    """The fixture's training rows with one image left of each old class (4 of the others)."""
+    keep = np.concatenate([np.flatnonzero(train.labels == c)[: 1 if c % 3 == 2 else 4] for c in range(18)])
+    return ImageSet(train.images, train.rows[keep], train.labels[keep])
+
+
+@pytest.mark.parametrize("place", ["loader", "device"])
+def test_fit_augments_only_the_oversampled_copies(
+    image_sets: tuple[ImageSet, ImageSet], tiny_config: TrialConfig, place: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, val = image_sets
+    train = _imbalanced(train)  # median class size 4: each old class gets 3 copies, 18 in all
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []  # (labels, augmented flags) of each training batch
+    if place == "loader":
+        register_augment("_test_black_copies")(lambda h, w: A.Compose([A.Lambda(image=_black)]))
+        real_gather = BatchGather.__getitem__
+
+        def gather(self: BatchGather, positions: list[int]) -> tuple[torch.Tensor, ...]:
+            batch = real_gather(self, positions)
+            if len(batch) == 3:
+                x, y, flags = batch
+                assert bool((x[flags] == 0).all()) and bool((x[~flags].flatten(1).amax(1) > 0).all())
+                seen.append((y, flags))
+            return batch
+
+        monkeypatch.setattr(BatchGather, "__getitem__", gather)
+    else:
+        real_call = DeviceAugment.__call__
+
+        def call(self: DeviceAugment, batch: torch.Tensor, only: torch.Tensor | None = None) -> torch.Tensor:
+            assert only is not None
+            seen.append((torch.zeros(0), only.clone()))
+            return real_call(self, batch, only)
+
+        monkeypatch.setattr(DeviceAugment, "__call__", call)
+    name = "_test_black_copies" if place == "loader" else "flip"
+    config = dataclasses.replace(tiny_config, augment=name, oversample="old", augment_scope="oversampled", epochs=1)
+    try:
+        result = fit(config, train, val, augment_on=place, num_workers=0)
+    finally:
+        AUGMENT_SETS.pop("_test_black_copies", None)
+    assert result.status == "complete" and result.augment_on == place
+    flags = torch.cat([f for _, f in seen])
+    assert len(flags) == 64  # 48 + 6 originals + 18 copies, in batches of 16 with the last 8 dropped
+    assert 18 - 8 <= int(flags.sum()) <= 18
+    if place == "loader":
+        labels = torch.cat([y for y, _ in seen])
+        assert bool((labels[flags] % 3 == 2).all())  # copies are old rows only

@@ -20,6 +20,7 @@ from runners import (
     make_optimizer,
     model_data_config,
 )
+from runners.training import Plateau
 from runners.losses import FocalLoss
 
 
@@ -197,3 +198,55 @@ def test_optimizer_groups_and_schedule(tiny_config) -> None:
     assert all(warm_cos(s) >= warm_cos(s + 1) for s in range(5, 19))
     constant = lr_lambda(config.replace(schedule="constant", warmup_epochs=0.0), steps_per_epoch=10)
     assert {constant(s) for s in range(20)} == {1.0}
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "extra"),
+    [("adamw", torch.optim.AdamW, {}), ("adam", torch.optim.Adam, {}),
+     ("sgd", torch.optim.SGD, {"momentum": 0.9, "nesterov": True})],
+)
+def test_optimizer_choice(tiny_config, name: str, kind: type, extra: dict) -> None:
+    config = tiny_config.replace(optimizer=name, lr=3e-5, backbone_lr_scale=0.5, weight_decay=0.01)
+    optimizer = make_optimizer(build_model(config), config)
+    assert type(optimizer) is kind
+    assert sorted({g["lr"] for g in optimizer.param_groups}) == pytest.approx([1.5e-5, 3e-5])
+    assert {g["weight_decay"] for g in optimizer.param_groups} == {0.0, 0.01}
+    for key, value in extra.items():
+        assert all(g[key] == value for g in optimizer.param_groups)
+
+
+def test_cosine_restarts_and_step_schedules(tiny_config) -> None:
+    restarts = lr_lambda(tiny_config.replace(schedule="cosine_restarts", epochs=6, warmup_epochs=0.0,
+                                             restart_epochs=2), steps_per_epoch=5)
+    cycle = [restarts(s) for s in range(10)]
+    assert cycle[0] == 1.0 and all(a > b for a, b in zip(cycle, cycle[1:])) and cycle[-1] < 0.03
+    assert [restarts(s) for s in range(10, 20)] == pytest.approx(cycle)  # restarts at full lr every 2 epochs
+    step = lr_lambda(tiny_config.replace(schedule="step", epochs=6, warmup_epochs=1.0, step_epochs=2, lr_decay=0.5),
+                     steps_per_epoch=4)
+    assert [step(s) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])  # warm-up first
+    assert [step(s) for s in (4, 7, 8, 15, 16, 23)] == pytest.approx([1.0, 1.0, 0.5, 0.5, 0.25, 0.25])
+
+
+def test_plateau_follows_torch_reduce_lr_on_plateau(tiny_config) -> None:
+    losses = [1.0, 0.9, 0.95, 0.92, 0.8, 0.8, 0.80001, 0.7, 0.75, 0.76, 0.77]
+    for patience in (0, 1, 2):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        reference = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=patience)
+        plateau = Plateau(patience, 0.3)
+        factor = lr_lambda(tiny_config.replace(schedule="plateau", warmup_epochs=0.0), 10, plateau)
+        for loss in losses:
+            reference.step(loss)
+            plateau.update(loss)
+            assert factor(99) == pytest.approx(optimizer.param_groups[0]["lr"]), (patience, loss)
+        assert plateau.scale < 1.0
+
+
+def test_plateau_is_stepped_once_per_epoch_on_the_validation_loss(image_sets, tiny_config, monkeypatch) -> None:
+    train, val = image_sets
+    seen: list[float] = []
+    update = Plateau.update
+    monkeypatch.setattr(Plateau, "update", lambda self, loss: (seen.append(loss), update(self, loss))[1])
+    config = tiny_config.replace(optimizer="adam", schedule="plateau", lr=3e-4, epochs=3, patience=5)
+    result = fit(config, train, val)
+    assert result.status == "complete"
+    assert seen == [r.val_loss for r in result.history]

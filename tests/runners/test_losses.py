@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from runners import FocalLoss, class_weights, oversample_weights
+from runners.losses import oversample_copies
 
 
 def _logits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,3 +75,20 @@ def test_oversample_weights_rare_and_old() -> None:
     assert old[labels == 2][0] == pytest.approx(4.0) and old[labels == 5][0] == pytest.approx(2.0)
     assert np.all(old[labels < 2] == 1.0)
     assert oversample_weights(labels, "none") is None
+
+
+@pytest.mark.parametrize("scheme", ["rare", "old"])
+def test_oversample_copies_bring_classes_to_their_drawn_size(scheme: str) -> None:
+    labels = np.array([0] * 40 + [1] * 20 + [2] * 5 + [3] * 20 + [5] * 7)
+    weights = oversample_weights(labels, scheme)
+    copies = oversample_copies(labels, scheme, seed=0)
+    assert weights is not None and copies.dtype == np.int64
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        factor = weights[rows[0]]
+        assert np.isin(copies, rows).sum() == round((factor - 1) * len(rows)), c
+        per_row = np.bincount(copies, minlength=len(labels))[rows]
+        assert per_row.max() - per_row.min() <= 1  # spread evenly over the class's rows
+    assert np.array_equal(copies, oversample_copies(labels, scheme, seed=0))
+    assert not np.array_equal(copies[labels[copies] == 5], oversample_copies(labels, scheme, seed=1)[labels[copies] == 5])
+    assert oversample_copies(labels, "none", seed=0).size == 0

@@ -18,8 +18,11 @@ from runners import (
 FAMILIES = ["test_resnet", "test_efficientnet", "test_vit"]
 
 
-def _config(backbone: str, depth: int = -1, head: str = "single") -> TrialConfig:
-    return TrialConfig(backbone=backbone, unfrozen_depth=depth, head=head, height=32, width=32, lr=1e-2)
+def _config(backbone: str, depth: int = -1, head: str = "single", head_type: str = "linear") -> TrialConfig:
+    return TrialConfig(
+        backbone=backbone, unfrozen_depth=depth, head=head, head_type=head_type, head_hidden=16, head_dropout=0.1,
+        height=32, width=32, lr=1e-2,
+    )
 
 
 @pytest.mark.parametrize(
@@ -27,6 +30,7 @@ def _config(backbone: str, depth: int = -1, head: str = "single") -> TrialConfig
     [
         ("test_resnet", 5), ("test_efficientnet", 6), ("test_vit", 7), ("test_convnext", 5),
         ("efficientnet_b0", 8), ("resnext50_32x4d", 5), ("tiny_vit_21m_224", 5), ("convnext_tiny", 5),
+        ("efficientnet_b5", 8),
     ],
 )
 def test_count_stages_from_timm_metadata(backbone: str, stages: int) -> None:
@@ -177,3 +181,73 @@ def test_preprocessed_classifier_exports_to_onnx(tmp_path, head: str) -> None:
     (out,) = session.run(None, {"images": x3.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(out, net(x3).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("backbone", [*FAMILIES, "test_convnext"])
+@pytest.mark.parametrize("head", ["single", "multi"])
+def test_mlp_head_replaces_the_classifier_and_always_trains(backbone: str, head: str) -> None:
+    model = build_model(_config(backbone, depth=0, head=head, head_type="mlp"))
+    mlp = model.net.get_classifier()
+    layers = [type(m) for m in mlp]
+    assert layers == [torch.nn.Linear, torch.nn.BatchNorm1d, torch.nn.ReLU, torch.nn.Dropout, torch.nn.Linear]
+    assert mlp[0].out_features == 16 and mlp[3].p == 0.1 and mlp[4].out_features == (18 if head == "single" else 8)
+    mlp_names = {n for n, p in model.net.named_parameters() if any(p is q for q in mlp.parameters())}
+    assert mlp_names <= model.head_names
+    assert {n for n, p in model.net.named_parameters() if p.requires_grad} == set(model.head_names)
+    x, _ = _batch(4)
+    model.train()
+    assert model(x.permute(0, 3, 1, 2).float()).shape == (4, 18)
+    assert mlp[1].training  # the head's BatchNorm trains with the head at unfrozen_depth 0
+    assert int(mlp[1].num_batches_tracked) == 1
+
+
+def test_drop_rate_reaches_timm() -> None:
+    model = build_model(_config("test_efficientnet").replace(drop_rate=0.3))
+    assert model.net.drop_rate == 0.3
+
+
+@pytest.mark.parametrize("head", ["single", "multi"])
+def test_mlp_head_round_trips_through_safetensors_and_onnx(tmp_path, head: str) -> None:
+    from safetensors.torch import save_file
+
+    from search.bundle import build_ensemble, build_member, export_onnx, onnx_predict, onnx_session
+
+    torch.manual_seed(0)
+    config = _config("test_efficientnet", head=head, head_type="mlp")
+    model = build_model(config)
+    model.train()
+    for _ in range(2):  # non-trivial BatchNorm running statistics in the head
+        model(torch.randn(8, 3, 32, 32))
+    path = tmp_path / "member.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    member, _, _ = build_member(config.to_dict(), path)
+    data = model_data_config(model)
+    original = ClassifierWithPreprocess(model, data["mean"], data["std"]).eval()
+    x, _ = _batch(3)
+    with torch.no_grad():
+        torch.testing.assert_close(member(x), original(x))
+    net = build_ensemble([member], [1.0])
+    export_onnx(net, tmp_path / "ensemble.onnx", 32, 32)
+    got = onnx_predict(onnx_session(tmp_path / "ensemble.onnx"), x.numpy())
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(x).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "stem"), [("tiny_vit_21m_224", ("patch_embed.",)), ("efficientnet_b5", ("conv_stem.", "bn1."))]
+)
+def test_gpu_backbones_build_at_a_small_input_with_their_depth_groups(backbone: str, stem: tuple[str, ...]) -> None:
+    # The GPU studies' TinyViT and EfficientNet-B5, random init: any input size, three mlp heads,
+    # and exactly the last two stages plus the head train.
+    config = TrialConfig(backbone=backbone, pretrained=False, unfrozen_depth=2, head="multi", head_type="mlp",
+                         head_hidden=32, height=64, width=48)
+    model = build_model(config)
+    n = count_stages(backbone)
+    groups = stage_groups(model.net)
+    assert model.n_stages == n and len(groups) == n + 1 and all(name.startswith(stem) for name in groups[0])
+    trainable = {name for name, p in model.net.named_parameters() if p.requires_grad}
+    assert trainable == set(groups[-1]).union(*groups[n - 2 : n])
+    mlp = {id(p) for p in model.net.get_classifier().parameters()}
+    assert {name for name, p in model.net.named_parameters() if id(p) in mlp} <= model.head_names
+    with torch.no_grad():
+        assert model.eval()(torch.zeros(1, 3, 64, 48)).shape == (1, 18)

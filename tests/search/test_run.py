@@ -206,3 +206,24 @@ def test_a_malformed_study_file_is_one_clear_line(tmp_path: Path, caplog: pytest
     bad.write_text("[study]\nn_trial = 3\n")
     assert main(["--study", str(bad), "--workdir", str(tmp_path / "runs"), "--device", "cpu"]) == 2
     assert any("n_trial" in r.getMessage() and "bad.toml" in r.getMessage() for r in caplog.records)
+
+
+def test_known_good_trials_run_first_once_and_only_on_their_profile(tiny_bench: Path, tmp_path: Path) -> None:
+    known = {"backbone": "test_efficientnet", "age_cutoff": 58, "focal_gamma": 0.5, "lr": 0.01,
+             "unfrozen_depth": "all", "augment": "flip"}
+    table = "".join(f"{k} = {json.dumps(v)}\n" for k, v in known.items())
+    gpu_only = table.replace("age_cutoff = 58", "age_cutoff = 60").replace('"flip"', '"none"')
+    toml = _smoke_variant(tmp_path / "known.toml", ("n_trials = 8", "n_trials = 2"), ("epochs = 3", "epochs = 1"))
+    toml.write_text(toml.read_text() + f"\n[[profiles.cpu.enqueue]]\n{table}\n[[profiles.gpu.enqueue]]\n{gpu_only}")
+    opts = RunOptions(study=str(toml), data=tiny_bench, workdir=tmp_path / "runs", device="cpu", seed=1)
+    study = run_study(opts)
+    first = study.trials[0]
+    assert first.user_attrs["enqueued_from"] == str(toml) and study.user_attrs["enqueued"] == 1
+    config = first.user_attrs["config"]
+    assert all(config[k] == v for k, v in known.items() if k != "unfrozen_depth")
+    assert config["unfrozen_depth"] == 6  # "all": every stage of test_efficientnet
+    resumed = run_study(RunOptions(**{**opts.__dict__, "n_trials": 3}))
+    assert len(resumed.trials) == 3
+    assert sum("enqueued_from" in t.user_attrs for t in resumed.trials) == 1  # not enqueued again on resume
+    assert not any(t.params.get("age_cutoff") == 60 and t.params.get("augment") == "none" and
+                   t.params.get("lr") == 0.01 for t in resumed.trials)  # the gpu profile's trial never ran

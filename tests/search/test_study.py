@@ -156,3 +156,69 @@ def test_a_profile_value_names_the_profile_table(tmp_path: Path) -> None:
     with pytest.raises(StudyFileError, match="profiles.cpu.fixed.age_cutoff must be an age from 55 to 65"):
         load_study(path, "cpu")
     assert load_study(path, "gpu").base_config().age_cutoff == 60
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_cpu_profiles_enqueue_nothing(name: str) -> None:
+    assert load_study(name, profile="cpu").enqueue == ()
+
+
+@pytest.mark.parametrize(("name", "backbones"), [("full", ["efficientnet_b0", "resnext50_32x4d"]),
+                                                  ("age_cutoff", ["resnext50_32x4d"])])
+def test_gpu_profiles_start_with_the_2nd_place_recipe(name: str, backbones: list[str]) -> None:
+    spec = load_study(name, profile="gpu")
+    assert [t["backbone"] for t in spec.enqueue] == backbones
+    for trial in spec.enqueue:
+        recipe = {"optimizer": "adam", "lr": 3e-5, "batch_size": 16, "schedule": "plateau", "head": "multi",
+                  "age_cutoff": 58, "focal_gamma": 0.0, "oversample": "old", "augment_scope": "oversampled"}
+        assert {k: trial[k] for k in recipe} == recipe
+    if name == "full":
+        assert spec.base_config().epochs == 12
+        for key in ("optimizer", "schedule", "batch_size", "head_type", "drop_rate"):
+            assert len(spec.choices(key)) >= 2, key
+        assert {"tiny_vit_21m_224", "efficientnet_b5"} <= set(spec.choices("backbone"))
+    assert spec.params["lr"].values()[0] == 1e-5
+
+
+_GOOD = (
+    "[fixed]\nepochs = 2\n[params]\nbackbone = ['test_resnet', 'test_efficientnet']\n"
+    "lr = { low = 1e-4, high = 1e-2, log = true }\nschedule = ['cosine', 'plateau']\nplateau_patience = [1, 2]\n"
+    "unfrozen_depth = { low = 1, high = 'all' }\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("table", "names"),
+    [
+        ("backbone = 'test_resnet'\nlr = 1e-3\nschedule = 'cosine'\nunfrozen_depth = 2\nlearning_rate = 1",
+         ["learning_rate", "not a TrialConfig field"]),
+        ("backbone = 'test_resnet'\nlr = 1e-1\nschedule = 'cosine'\nunfrozen_depth = 2", ["enqueue[0].lr", "range"]),
+        ("backbone = 'test_vit'\nlr = 1e-3\nschedule = 'cosine'\nunfrozen_depth = 2", ["enqueue[0].backbone", "choices"]),
+        ("backbone = 'test_resnet'\nlr = 1e-3\nschedule = 'cosine'\nunfrozen_depth = 9", ["unfrozen_depth", "5 stages"]),
+        ("backbone = 'test_resnet'\nlr = 1e-3\nschedule = 'cosine'\nunfrozen_depth = 2\nepochs = 3",
+         ["enqueue[0].epochs", "does not search"]),
+        ("backbone = 'test_resnet'\nlr = 1e-3\nunfrozen_depth = 2", ["enqueue[0]", "'schedule'", "every searched"]),
+        ("backbone = 'test_resnet'\nlr = 1e-3\nschedule = 'cosine'\nplateau_patience = 2\nunfrozen_depth = 2",
+         ["enqueue[0]", "plateau_patience", "never asks"]),
+        ("backbone = 'test_resnet'\nlr = 1e-3\nschedule = 'plateau'\nplateau_patience = 1.5\nunfrozen_depth = 2",
+         ["enqueue[0].plateau_patience", "choices"]),
+    ],
+)
+def test_a_bad_known_good_trial_names_the_file_and_key(tmp_path: Path, table: str, names: list[str]) -> None:
+    path = _write(tmp_path, _GOOD + "[[profiles.gpu.enqueue]]\n" + table + "\n")
+    for profile in ("cpu", "gpu"):  # checked whichever profile loads
+        with pytest.raises(StudyFileError) as info:
+            load_study(path, profile)
+        for name in ["bad.toml", "profiles.gpu.enqueue[0]", *names]:
+            assert name in str(info.value), (name, str(info.value))
+
+
+def test_a_good_known_good_trial_becomes_optuna_params(tmp_path: Path) -> None:
+    table = ("backbone = 'test_resnet'\nlr = 1e-3\nschedule = 'plateau'\nplateau_patience = 2\n"
+             "unfrozen_depth = 'all'\nepochs = 2\n")
+    path = _write(tmp_path, _GOOD + "[[profiles.gpu.enqueue]]\n" + table)
+    assert load_study(path, "cpu").enqueue == ()
+    assert load_study(path, "gpu").enqueue == ({"backbone": "test_resnet", "lr": 1e-3, "schedule": "plateau",
+                                               "plateau_patience": 2, "unfrozen_depth.test_resnet": 5},)
+    with pytest.raises(StudyFileError, match=r"bad.toml.*unknown key 'enqueue'"):
+        load_study(_write(tmp_path, _GOOD + "[[enqueue]]\nlr = 1e-3\n"))

@@ -89,3 +89,30 @@ def test_parse_param(value: object, expected: object) -> None:
 def test_parse_param_errors(value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_param("x", value)
+
+
+def test_conditional_params_are_asked_only_where_they_mean_something() -> None:
+    spec = SpaceSpec(
+        fixed={"augment": "flip"},
+        params={
+            "oversample": Categorical(("none", "old")),
+            "augment_scope": Categorical(("all", "oversampled")),
+            "schedule": Categorical(("cosine", "plateau")),
+            "plateau_patience": Categorical((1, 2)),
+            "head_type": Categorical(("linear", "mlp")),
+            "head_hidden": Categorical((64, 128)),
+        },
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    kinds = set()
+    for _ in range(40):
+        trial = study.ask()
+        config = get_space("standard")(trial, spec)  # never the invalid oversampled scope without oversampling
+        assert ("augment_scope" in trial.params) == (config.oversample == "old")
+        assert ("plateau_patience" in trial.params) == (config.schedule == "plateau")
+        assert ("head_hidden" in trial.params) == (config.head_type == "mlp")
+        kinds.add((config.oversample, config.schedule, config.head_type))
+        study.tell(trial, 0.0)
+    assert len(kinds) == 8
+    replay = get_space("standard")(FixedTrial({"oversample": "none", "schedule": "cosine", "head_type": "linear"}), spec)
+    assert (replay.augment_scope, replay.plateau_patience, replay.head_hidden) == ("all", 1, 512)
