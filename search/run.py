@@ -26,8 +26,10 @@ from optuna.trial import FrozenTrial, TrialState
 from runners import resolve_device
 from runners.devices import AUGMENT_PLACES, requested_augment_on
 from search import records
+from search.budget import end_message, epochs_to_judge, process_started_at, run_time_budget
 from search.objective import Objective, TrialFailed
 from search.prepare import StudyMismatchError, open_study
+from search.progress import run_watch
 from search.storage import (
     DEFAULT_WORKDIR,
     StorageSettings,
@@ -65,6 +67,8 @@ class RunOptions:
     seed: int | None = None
     profile: str | None = None
     worker_index: int = 0
+    started_at: float | None = None  # time.time() the command started: its time budget counts from there
+    progress: str = "auto"  # a bar on a terminal, else log lines (search/progress.py); "log": log lines
     heartbeat_s: int | None = None  # RDB storages: heartbeat interval (default StorageSettings')
     grace_s: int | None = None  # RDB storages: a trial silent this long is failed and retried
 
@@ -99,8 +103,12 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
     p.add_argument("--relabel", type=Path, help="CSV of label fixes to apply (see studies/relabel_example.csv)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///runs/studies.db)")
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="checkpoints, artifacts and caches")
-    p.add_argument("--n-trials", type=int, help="finished trials the study should reach (default: the study file's)")
-    p.add_argument("--timeout", type=float, dest="timeout_s", help="stop starting new trials after this many seconds")
+    p.add_argument("--n-trials", type=int,
+                   help="finished trials the study should reach (default: the study file's); without "
+                        "--timeout, also lifts the study file's time budget")
+    p.add_argument("--timeout", type=float, dest="timeout_s",
+                   help="time budget in seconds from the command's start (default: the study file's CPU "
+                        "profile's; 0: none); a trial that would run past it is stopped and queued for the next run")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--augment-on", choices=AUGMENT_PLACES, dest="augment_on",
                    help="where a trial's augmentation set runs: per image in the loader's worker processes, or "
@@ -131,7 +139,7 @@ def positive_int(text: str) -> int:
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
     fields = {f.name for f in dataclasses.fields(RunOptions)}
-    return RunOptions(**{k: v for k, v in vars(args).items() if k in fields})
+    return RunOptions(**{k: v for k, v in vars(args).items() if k in fields}, started_at=process_started_at())
 
 
 def resolve_spec(opts: RunOptions) -> StudySpec:
@@ -146,27 +154,36 @@ def resolve_spec(opts: RunOptions) -> StudySpec:
 
 
 def run_study(opts: RunOptions) -> optuna.Study:
-    """Run trials until the study's budget of finished trials is reached (or the timeout)."""
+    """Run trials until the study's budget of finished trials is reached, or its time budget (search/budget)."""
     spec = resolve_spec(opts)
+    budget = run_time_budget(opts, spec)
     study, study_data = open_study(
         spec, opts.storage_url, opts.workdir, opts.data, opts.relabel, opts.name, opts.worker_index,
         opts.storage_settings(),
     )
     reap_orphans(study)  # trials left RUNNING by a dead local worker (storages without heartbeat)
-    objective = worker_objective(Objective(spec, study_data, opts.workdir, device=opts.device, augment_on=opts.augment_on), spec.n_trials)
     remaining = spec.n_trials - _count(study, BUDGET_STATES)
     if remaining <= 0:
         log.info("study %s already has %d finished trials (budget %d); pass --n-trials to run more",
                  study.study_name, _count(study, BUDGET_STATES), spec.n_trials)
         return study
-    log.info("study %s (%s profile): running up to %d more trials", study.study_name, spec.profile, remaining)
-    study.optimize(
-        objective,
-        timeout=opts.timeout_s or spec.timeout_s,
-        callbacks=[_Budget(spec.n_trials), _note],
-        catch=(TrialFailed,),
-        gc_after_trial=True,
+    watch = run_watch(study, spec.n_trials, budget, epochs_to_judge(spec), opts.progress)
+    objective = worker_objective(
+        Objective(spec, study_data, opts.workdir, device=opts.device, augment_on=opts.augment_on, watch=watch),
+        spec.n_trials,
     )
+    left = watch.deadline.left()
+    log.info("study %s (%s profile): running up to %d more trials%s", study.study_name, spec.profile, remaining,
+             "" if left is None else f" for up to {max(0.0, left):.0f} s")
+    with watch.progress.showing(verbose=log.isEnabledFor(logging.DEBUG)):
+        if left is None or left > 0:
+            study.optimize(
+                objective,
+                timeout=left,
+                callbacks=[_Budget(spec.n_trials), _note, watch],
+                catch=(TrialFailed,),
+                gc_after_trial=True,
+            )
     return study
 
 
@@ -214,6 +231,10 @@ def print_summary(study: optuna.Study, opts: RunOptions) -> None:
     print(f"  report:    python -m search.report --study {name}{storage}{workdir}")
     print(f"  ensemble:  python -m search.ensemble --study {name}{storage}{workdir}")
     print(f"  export:    python -m search.export --study {name}{storage}{workdir} --out exports/{name}")
+    ended = end_message(study, opts)  # the time budget ended the run: how many trials fit, how to run more
+    if ended:
+        print()
+        print(ended)
 
 
 def install_signal_handlers() -> None:

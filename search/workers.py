@@ -381,7 +381,8 @@ def run_local_workers(opts: RunOptions, n_workers: int) -> int:
         for slot in slots:
             if signals:
                 break
-            child = dataclasses.replace(opts, device=slot.device, worker_index=opts.worker_index + slot.index)
+            child = dataclasses.replace(opts, device=slot.device, worker_index=opts.worker_index + slot.index,
+                                        progress="log")  # one terminal, N processes: log lines, no bars
             with _environment(slot.env):
                 proc = ctx.Process(
                     target=_worker_process, args=(child, slot, level), name=f"worker-{slot.index}"
