@@ -174,7 +174,7 @@ def run_study(opts: RunOptions) -> optuna.Study:
     )
     left = watch.deadline.left()
     log.info("study %s (%s profile): running up to %d more trials%s", study.study_name, spec.profile, remaining,
-             "" if left is None else f" for up to {max(0.0, left):.0f} s")
+             "" if left is None else f" for up to {left:.0f} s" if left > 0 else ": none, the time budget is spent")
     with watch.progress.showing(verbose=log.isEnabledFor(logging.DEBUG)):
         if left is None or left > 0:
             study.optimize(
