@@ -51,7 +51,8 @@ PACE_TRIALS = 5  # the pace of a run: its last this-many ended trials
 def process_started_at() -> float:
     """When this process started (seconds since the epoch): the command's start, imports included.
 
-    Read from /proc on Linux; elsewhere, now.
+    Read from /proc on Linux; elsewhere, or for a process older than an hour (a long-lived
+    interpreter calling ``main``), now.
     """
     try:
         after_name = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()

@@ -5,6 +5,10 @@ Running the same command again resumes the study up to its trial budget; ``--n-t
 raises (or lowers) that budget, counted over all workers as finished (complete or pruned)
 trials. ``--workers N`` runs N processes on this machine (see search/workers.py); more
 machines join with ``python -m search.worker`` (see search/worker.py).
+
+A study file's profile may also give each run a time budget, counted from the command's start
+(the shipped studies: 8 minutes on a CPU); ``--timeout`` replaces it, ``--n-trials`` alone lifts
+it (search/budget.py). On a terminal a bar shows the study's progress (search/progress.py).
 """
 
 from __future__ import annotations
