@@ -59,7 +59,7 @@ def test_a_trial_running_at_the_time_budget_is_stopped_and_runs_first_when_resum
                           ('name = "successive_halving"', 'name = "none"'), ("n_trials = 8", "n_trials = 2"))
     runs = tmp_path / "runs"
     started = time.time()
-    opts = RunOptions(study=str(toml), data=tiny_bench, workdir=runs, device="cpu", timeout_s=5, started_at=started)
+    opts = RunOptions(study=str(toml), data=tiny_bench, workdir=runs, device="cpu", timeout_s=8, started_at=started)
     assert execute(opts) == 0
     took = time.time() - started
     out = capsys.readouterr().out
@@ -68,14 +68,14 @@ def test_a_trial_running_at_the_time_budget_is_stopped_and_runs_first_when_resum
     epochs = len(cut.intermediate_values)
     assert cut.state == TrialState.FAIL and 1 <= epochs < 1000
     assert cut.user_attrs["failure_reason"] == f"stopped at the time budget after epoch {epochs} of 1000"
-    assert took < 5 + 20
-    assert "Time budget reached: 0 trials fit in this run's 5 s (--timeout, counted from the command's start)." in out
+    assert took < 8 + 20
+    assert "Time budget reached: 0 trials fit in this run's 8 s (--timeout, counted from the command's start)." in out
     assert f"Trial 0 was stopped at the time budget after epoch {epochs} of 1000; it runs first when the study resumes." in out
     [queued] = _states(study, TrialState.WAITING)
     assert queued.params == cut.params
 
     # the same command resumes with the queued trial, which is cut again and then left out
-    assert execute(RunOptions(**{**vars(opts), "started_at": time.time(), "timeout_s": 4})) == 0
+    assert execute(RunOptions(**{**vars(opts), "started_at": time.time(), "timeout_s": 6})) == 0
     out = capsys.readouterr().out
     study = optuna.load_study(study_name="long", storage=f"sqlite:///{runs / 'studies.db'}")
     again = study.trials[1]
