@@ -22,6 +22,7 @@ the chosen one for real.
 
 from __future__ import annotations
 
+
 import argparse
 import json
 import math
@@ -34,7 +35,7 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks import common, pruning
-from search.pruners import make_pruner, reported_value
+from search.pruners import CURVE_ATTR, make_pruner, reported_value
 from search.study import PRUNING_SIGNALS, PrunerSpec, StudyFileError, check_pruner
 
 NAME = "pruning_replay"
@@ -136,13 +137,15 @@ def replay(study: RecordedStudy, spec: PrunerSpec, signal: str = "macro_f1") -> 
     # Named as benchmarks.pruning names its studies: Hyperband picks a trial's bracket from a hash of
     # the study name and trial number, so the replay puts each trial in the bracket it had there.
     optuna_study = optuna.create_study(study_name=f"prune_{spec.name}_s{study.seed}", direction="maximize",
-                                       pruner=make_pruner(spec, study.epochs))
+                                       pruner=make_pruner(replace(spec, signal=signal), study.epochs))
     spent, states = [], []
     for curve, reported in zip(study.curves, shown(study, signal), strict=True):
         trial = optuna_study.ask()
         state = TrialState.COMPLETE
         for epoch, value in enumerate(reported, start=1):
-            trial.report(value, epoch)
+            # As search.objective reports: macro-F1 as the intermediate value, the signal in the curve.
+            trial.set_user_attr(CURVE_ATTR, reported[:epoch])
+            trial.report(curve[epoch - 1], epoch)
             if epoch < study.epochs and trial.should_prune():
                 state = TrialState.PRUNED
                 break

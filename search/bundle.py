@@ -20,6 +20,8 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import math
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from search.data.cache import load_image
+from search.data.cache import CROPS, load_image
 from search.data.labels import AGE_BAND_NAMES, GENDER_NAMES, MASK_NAMES, NUM_CLASSES
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ MEMBERS_DIR = "members"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probs"
 BACKENDS = ("torch", "onnx")
+DECISION_EPS = 1e-7  # floor of a vote probability before its log, in torch and in the ONNX graph alike
 _REQUIRED = ("format_version", "members", "preprocessing", "classes", "files")
 
 
@@ -54,6 +57,13 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def class_map() -> list[dict[str, Any]]:
@@ -83,7 +93,8 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_manifest(root: Path | str, verify: bool = True) -> dict[str, Any]:
-    """The manifest of a bundle, after checking its format version and every file's sha256."""
+    """The manifest of a bundle, after checking its format version, its structure and values,
+    and (``verify``) every file's sha256."""
     root = Path(root)
     path = root / MANIFEST
     if not root.is_dir():
@@ -94,6 +105,7 @@ def read_manifest(root: Path | str, verify: bool = True) -> dict[str, Any]:
         raise BundleError(
             f"{path} is missing: {root} is not a bundle (export one with python -m search.export)."
         )
+    bundle_file(root, MANIFEST, path)  # a manifest symlinked from elsewhere is not this bundle's
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -114,27 +126,177 @@ def read_manifest(root: Path | str, verify: bool = True) -> dict[str, Any]:
         raise BundleError(
             f"{path} lacks the keys {missing}; the file was altered or truncated, export again."
         )
+    validate_manifest(manifest, path)
     if not verify:
         return manifest
-    for rel, expected in manifest["files"].items():
-        file = root / rel
-        if not file.is_file():
-            raise BundleError(
-                f"bundle file {file} listed in {path} is missing; copy the whole bundle folder."
-            )
-        actual = sha256_file(file)
-        if actual != expected:
-            raise BundleError(
-                f"checksum mismatch for {file}: sha256 {actual[:16]}... but the manifest says "
-                f"{expected[:16]}...; "
-                "the file was altered or copied incompletely. Copy the bundle again or re-export it."
-            )
-    for i, member in enumerate(manifest["members"]):
-        if member.get("file") not in manifest["files"]:
-            raise BundleError(
-                f"{path}: member {i} names file {member.get('file')!r}, which the manifest does not list."
-            )
+    for rel in manifest["files"]:
+        read_checked(root, manifest, rel)
     return manifest
+
+
+def not_a_bundle(folder: Path) -> str | None:
+    """Why ``folder`` is not a bundle this code wrote and may replace, or None when it is one.
+
+    Checked through its manifest (format version, structure) and its contents: every file
+    must be the manifest or listed in it, so a folder holding anything else is never a bundle.
+    """
+    if folder.is_symlink() or not folder.is_dir():
+        return "it is a symbolic link" if folder.is_symlink() else "it is not a folder"
+    if not (folder / MANIFEST).is_file():
+        return f"it has no {MANIFEST}"
+    try:
+        manifest = read_manifest(folder, verify=False)
+    except (BundleError, ValueError) as exc:
+        return str(exc)
+    listed = {MANIFEST, *manifest["files"]}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if not path.is_dir() or path.is_symlink():
+            if rel not in listed:
+                return f"it holds {rel}, which its manifest does not list"
+    return None
+
+
+def bundle_file(root: Path, rel: str, manifest_path: Path) -> Path:
+    """``root / rel`` after refusing a path that leaves the bundle folder (``..``, absolute, a
+    symlink pointing elsewhere): a bundle reads nothing outside its own folder."""
+    inside = Path(os.path.realpath(root))
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute():
+        raise BundleError(
+            f"{manifest_path}: file entry {rel!r} is not a relative path inside the bundle; "
+            "export the bundle again."
+        )
+    target = Path(os.path.realpath(inside / rel))
+    if not target.is_relative_to(inside):
+        raise BundleError(
+            f"{manifest_path}: file entry {rel!r} resolves to {target}, outside the bundle folder "
+            f"{inside}; a bundle reads only its own files, export it again."
+        )
+    return root / rel
+
+
+def read_checked(root: Path, manifest: dict[str, Any], rel: str) -> bytes:
+    """The bytes of bundle file ``rel`` after checking them against the manifest's sha256.
+
+    The very bytes that were hashed are the ones used, so a file swapped after loading is
+    caught too.
+    """
+    path = root / MANIFEST
+    expected = manifest["files"].get(rel)
+    if expected is None:
+        raise BundleError(
+            f"{path}: files lists no sha256 for {rel!r}, which the bundle uses; an unlisted file is "
+            "never loaded. Export the bundle again."
+        )
+    file = bundle_file(root, rel, path)
+    if not file.is_file():
+        raise BundleError(f"bundle file {file} listed in {path} is missing; copy the whole bundle folder.")
+    data = file.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise BundleError(
+            f"checksum mismatch for {file}: sha256 {actual[:16]}... but the manifest says "
+            f"{expected[:16]}...; "
+            "the file was altered or copied incompletely. Copy the bundle again or re-export it."
+        )
+    return data
+
+
+# ------------------------------------------------------------------------------------------------
+# manifest validation: structure and values, before anything is loaded
+
+MAX_SIDE = 4096
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+def validate_manifest(manifest: dict[str, Any], path: Path) -> None:
+    """Raise a BundleError naming ``path`` and the field for the first wrong type or value."""
+    _validate_files(manifest["files"], path)
+    _validate_preprocessing(manifest["preprocessing"], path)
+    _validate_members(manifest["members"], manifest["files"], manifest["preprocessing"], path)
+    classes = manifest["classes"]
+    if not isinstance(classes, list) or len(classes) != NUM_CLASSES:
+        raise _field_error(path, "classes", classes, f"a list of the {NUM_CLASSES} classes")
+    _validate_decision_rule(manifest.get("decision_rule"), path)
+
+
+def _field_error(path: Path, field_name: str, value: Any, expected: str) -> BundleError:
+    shown = repr(value) if len(repr(value)) <= 60 else f"a {type(value).__name__}"
+    return BundleError(
+        f"{path}: {field_name} must be {expected} but is {shown}; the manifest was altered, "
+        "export the bundle again."
+    )
+
+
+def _validate_files(files: Any, path: Path) -> None:
+    if not isinstance(files, dict):
+        raise _field_error(path, "files", files, "a mapping of relative path -> sha256")
+    for rel, digest in files.items():
+        if not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= _SHA256_HEX):
+            raise _field_error(path, f"files[{rel!r}]", digest, "a sha256 (64 lowercase hex digits)")
+    if ONNX_FILE not in files:
+        raise BundleError(
+            f"{path}: files lists no sha256 for {ONNX_FILE}; an unchecked graph is never loaded, "
+            "export the bundle again."
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_preprocessing(pre: Any, path: Path) -> None:
+    if not isinstance(pre, dict):
+        raise _field_error(path, "preprocessing", pre, "a mapping")
+    for key in ("height", "width"):
+        value = pre.get(key)
+        if not _is_int(value) or not 1 <= value <= MAX_SIDE:
+            raise _field_error(path, f"preprocessing.{key}", value, f"an integer from 1 to {MAX_SIDE}")
+    if pre.get("crop") not in CROPS:
+        raise _field_error(path, "preprocessing.crop", pre.get("crop"), f"one of {sorted(CROPS)}")
+
+
+def _validate_decision_rule(rule: Any, path: Path) -> None:
+    if rule is None:  # a plain argmax of the vote
+        return
+    if not isinstance(rule, dict):
+        raise _field_error(path, "decision_rule", rule, "a mapping with the offsets, or null")
+    offsets = rule.get("offsets")
+    if not isinstance(offsets, list) or len(offsets) != NUM_CLASSES:
+        raise _field_error(path, "decision_rule.offsets", offsets, f"a list of {NUM_CLASSES} numbers")
+    for c, value in enumerate(offsets):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise _field_error(path, f"decision_rule.offsets[{c}]", value, "a finite number")
+
+
+def _validate_members(members: Any, files: dict[str, Any], pre: dict[str, Any], path: Path) -> None:
+    if not isinstance(members, list) or not members:
+        raise _field_error(path, "members", members, "a non-empty list")
+    for i, member in enumerate(members):
+        where = f"members[{i}]"
+        if not isinstance(member, dict):
+            raise _field_error(path, where, member, "a mapping")
+        if member.get("file") not in files:
+            raise BundleError(
+                f"{path}: {where}.file {member.get('file')!r} is not listed in files with its sha256; "
+                "export the bundle again."
+            )
+        weight = member.get("weight")
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight < math.inf:
+            raise _field_error(path, f"{where}.weight", weight, "a finite number >= 0")
+        config = member.get("config")
+        if not isinstance(config, dict):
+            raise _field_error(path, f"{where}.config", config, "a mapping (the trial's config)")
+        for key in ("height", "width", "crop"):
+            # the ONNX graph was traced at the bundle's size: torch must build the same members
+            if config.get(key) != pre[key]:
+                raise _field_error(
+                    path, f"{where}.config.{key}", config.get(key), f"preprocessing.{key} {pre[key]!r}"
+                )
+    if sum(m["weight"] for m in members) <= 0:
+        raise BundleError(
+            f"{path}: every members[i].weight is 0, so the vote is undefined; export the bundle again."
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -149,7 +311,9 @@ def _torch_classes() -> tuple[Any, Any]:
     class EnsembleNet(nn.Module):
         """uint8 NHWC RGB batch -> weighted mean of the members' softmax, (N, 18) float32."""
 
-        def __init__(self, members: Sequence[nn.Module], weights: Sequence[float]) -> None:
+        def __init__(
+            self, members: Sequence[nn.Module], weights: Sequence[float], offsets: Sequence[float] | None = None
+        ) -> None:
             super().__init__()
             if len(members) != len(weights) or not members:
                 raise ValueError(
@@ -159,19 +323,28 @@ def _torch_classes() -> tuple[Any, Any]:
             w = torch.tensor(list(weights), dtype=torch.float32)
             self.members = nn.ModuleList(members)
             self.register_buffer("weights", w / w.sum(), persistent=False)
+            # The macro-F1 decision rule (search.ensemble.decision): softmax(log(vote) + offsets).
+            rule = offsets is not None and any(float(o) != 0.0 for o in offsets)
+            if rule and len(offsets) != NUM_CLASSES:  # type: ignore[arg-type]
+                raise ValueError(f"offsets must hold {NUM_CLASSES} numbers but got {len(offsets)}.")  # type: ignore[arg-type]
+            self.register_buffer(
+                "offsets", torch.tensor(list(offsets), dtype=torch.float32) if rule else None, persistent=False
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             out = None
             for i, member in enumerate(self.members):
                 p = torch.softmax(member(x).float(), dim=1) * self.weights[i]
                 out = p if out is None else out + p
+            if self.offsets is not None:
+                out = torch.softmax(torch.log(out.clamp_min(DECISION_EPS)) + self.offsets, dim=1)
             return out
 
     return EnsembleNet, torch
 
 
 def build_member(
-    config: dict[str, Any], state: dict[str, Any] | Path | str
+    config: dict[str, Any], state: dict[str, Any] | Path | str, source: str | None = None
 ) -> tuple[Any, list[float], list[float]]:
     """(ClassifierWithPreprocess, mean, std) of one trial from its config dict and weights.
 
@@ -189,16 +362,17 @@ def build_member(
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
-        where = state if isinstance(state, (str, Path)) else "the given state dict"
+        where = state if isinstance(state, (str, Path)) else source or "the given state dict"
         raise BundleError(f"weights in {where} do not fit backbone {cfg.backbone!r} ({exc}).") from exc
     data_cfg = model_data_config(model)
     mean, std = [float(v) for v in data_cfg["mean"]], [float(v) for v in data_cfg["std"]]
     return ClassifierWithPreprocess(model, mean, std).eval(), mean, std
 
 
-def build_ensemble(members: Sequence[Any], weights: Sequence[float]) -> Any:
+def build_ensemble(members: Sequence[Any], weights: Sequence[float], offsets: Sequence[float] | None = None) -> Any:
+    """One module: the members' weighted soft vote, then the decision offsets when given."""
     EnsembleNet, _ = _torch_classes()
-    return EnsembleNet(members, weights).eval()
+    return EnsembleNet(members, weights, offsets).eval()
 
 
 def torch_predict(
@@ -240,7 +414,8 @@ def export_onnx(net: Any, path: Path, height: int, width: int, opset: int = 17) 
         )
 
 
-def onnx_session(path: Path, device: str = "cpu") -> Any:
+def onnx_session(path: Path | bytes, device: str = "cpu") -> Any:
+    """An onnxruntime session of a graph file, or of its checked bytes."""
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
@@ -248,7 +423,8 @@ def onnx_session(path: Path, device: str = "cpu") -> Any:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, sess_options=options, providers=providers)
 
 
 def onnx_predict(
@@ -334,6 +510,24 @@ class Bundle:
     def weights(self) -> list[float]:
         return [float(m["weight"]) for m in self.manifest["members"]]
 
+    @property
+    def offsets(self) -> list[float] | None:
+        """Per-class decision offsets on the vote's log-probabilities (None: plain argmax)."""
+        rule = self.manifest.get("decision_rule")
+        return None if not rule else [float(o) for o in rule["offsets"]]
+
+    def _checked(self, rel: str) -> bytes:
+        return read_checked(self.root, self.manifest, rel)
+
+    def _member_state(self, rel: str) -> dict[str, Any]:
+        from safetensors import SafetensorError
+        from safetensors.torch import load
+
+        try:
+            return load(self._checked(rel))
+        except SafetensorError as exc:
+            raise BundleError(f"{self.root / rel} is not a safetensors file ({exc}); export again.") from exc
+
     def preprocess(self, paths: Sequence[str | Path], n_jobs: int = 4) -> np.ndarray:
         """Decode, crop and resize photos exactly as the training cache did: uint8 (N, H, W, 3)."""
         from joblib import Parallel, delayed
@@ -350,9 +544,11 @@ class Bundle:
         if self._torch is None:
             modules = []
             for member in self.manifest["members"]:
-                module, _, _ = build_member(member["config"], self.root / member["file"])
+                module, _, _ = build_member(
+                    member["config"], self._member_state(member["file"]), str(self.root / member["file"])
+                )
                 modules.append(module)
-            self._torch = build_ensemble(modules, self.weights)
+            self._torch = build_ensemble(modules, self.weights, self.offsets)
         return self._torch
 
     def predict_proba(
@@ -408,6 +604,6 @@ class Bundle:
                 probs.append(torch_predict(self.torch_net(), view, batch_size, device, progress))
             else:
                 if device not in self._sessions:
-                    self._sessions[device] = onnx_session(self.root / ONNX_FILE, device)
+                    self._sessions[device] = onnx_session(self._checked(ONNX_FILE), device)
                 probs.append(onnx_predict(self._sessions[device], view, batch_size, progress))
         return (sum(probs) / len(probs)).astype(np.float32)

@@ -29,6 +29,7 @@ from search.bundle import (
     build_member,
     class_map,
     export_onnx,
+    not_a_bundle,
     now_iso,
     onnx_predict,
     onnx_session,
@@ -36,8 +37,9 @@ from search.bundle import (
     torch_predict,
     write_manifest,
 )
+from search.bundle import umask as _umask
 from search.ensemble.cli import add_selection_args, outcome_from_args
-from search.ensemble.honest import METHODS
+from search.ensemble.honest import DECISION_RULE, SELECTED
 from search.ensemble.procedure import Outcome
 
 log = logging.getLogger("search.export")
@@ -54,20 +56,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_selection_args(p, max_members=5)
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
-    p.add_argument("--overwrite", action="store_true", help="replace DIR when it already exists")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace DIR when it is an existing bundle (checked through its manifest); any other "
+        "folder or file is refused and left alone",
+    )
+    p.add_argument("--no-decision-rule", dest="decision_rule", action="store_false",
+                   help="ship the plain argmax of the vote instead of the macro-F1 decision offsets")
     return p
 
 
 def export_bundle(
-    outcome: Outcome, out: Path, opset: int = 17, overwrite: bool = False, extra: dict[str, Any] | None = None
+    outcome: Outcome,
+    out: Path,
+    opset: int = 17,
+    overwrite: bool = False,
+    extra: dict[str, Any] | None = None,
+    decision_rule: bool = True,
 ) -> dict[str, Any]:
-    """Write the selected ensemble of ``outcome`` to ``out``; returns the manifest."""
+    """Write the selected ensemble of ``outcome`` to ``out`` (with its decision offsets unless not
+    ``decision_rule``); returns the manifest."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(
-            f"{out} already exists; pass --overwrite to replace it, or choose another --out."
-        )
-    choice = outcome.choice(METHODS[-1])
+    check_out(out, overwrite)
+    choice = outcome.choice(shipped_method(decision_rule))
     height, width, crop = outcome.preprocessing
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -99,7 +111,8 @@ def export_bundle(
                     "config": cand.config,
                 }
             )
-        net = build_ensemble(modules, [m["weight"] for m in members])
+        offsets = list(choice.offsets) if choice.offsets else None
+        net = build_ensemble(modules, [m["weight"] for m in members], offsets)
         export_onnx(net, tmp / ONNX_FILE, height, width, opset)
         check_onnx(net, tmp / ONNX_FILE, height, width)
         in_sample = outcome.in_sample[choice.method]
@@ -121,6 +134,8 @@ def export_bundle(
                 "normalize": "inside each member's graph: (x / 255 - mean) / std, the member's mean and std",
             },
             "classes": class_map(),
+            # argmax of softmax(log(vote) + offsets): the rule that maximises macro-F1, fitted on validation
+            "decision_rule": None if offsets is None else {"offsets": offsets, "applied": "inside the ONNX graph"},
             "onnx": {
                 "file": ONNX_FILE,
                 "opset": opset,
@@ -143,11 +158,34 @@ def export_bundle(
         }
         manifest = write_manifest(tmp, manifest)
         read_manifest(tmp, verify=True)
+        check_out(out, overwrite)  # again: something may have appeared at out during the export
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that exists, unless ``overwrite`` and it is a bundle of this project:
+    --overwrite never deletes a folder or file that a user owns."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{out} already exists; pass --overwrite to replace it, or choose another --out."
+        )
+    reason = not_a_bundle(out)
+    if reason is not None:
+        raise FileExistsError(
+            f"--out {out} is not a bundle written by python -m search.export ({reason}); --overwrite "
+            "replaces only such bundles, so nothing was deleted. Choose another --out."
+        )
+
+
+def shipped_method(decision_rule: bool = True) -> str:
+    """The ensemble method a bundle ships: the selected ensemble, with or without the decision rule."""
+    return DECISION_RULE if decision_rule else SELECTED
 
 
 def check_onnx(net: Any, path: Path, height: int, width: int) -> None:
@@ -172,12 +210,6 @@ def _shared(values: list[list[float]]) -> list[float] | str:
     return values[0] if all(v == values[0] for v in values) else "per member (see members[i].mean/std)"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _replace_dir(tmp: Path, out: Path) -> None:
     if not out.exists():
         os.replace(tmp, out)
@@ -198,16 +230,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
+        check_out(args.out, args.overwrite)  # before the selection: a refusal costs nothing
         outcome, _, attrs = outcome_from_args(args)
         extra = {
             "source": {"data_fingerprint": attrs.get("data_fingerprint"), "data_root": attrs.get("data_root")}
         }
-        manifest = export_bundle(outcome, args.out, args.opset, args.overwrite, extra)
+        manifest = export_bundle(outcome, args.out, args.opset, args.overwrite, extra, args.decision_rule)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        log.error("%s", exc)
+        log.error("%s", exc, exc_info=args.verbose)
         return 2
     sel = manifest["metrics"]["selection"]
-    honest = outcome.honest.score(METHODS[-1])
+    honest = outcome.honest.score(shipped_method(args.decision_rule))
     print(outcome.table())
     print(
         f"\nexported {len(manifest['members'])} member(s) to {args.out}: "

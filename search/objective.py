@@ -22,7 +22,7 @@ from runners import EpochRecord, ImageSet, TrialResult, count_stages, fit
 from runners.config import TrialConfig
 from search import records
 from search.prepare import StudyData
-from search.pruners import reported_value
+from search.pruners import CURVE_ATTR, reported_value
 from search.storage import artifact_store
 from search.study import StudySpec
 from search.trialstore import TrialStore
@@ -112,9 +112,13 @@ class Objective:
         val = ImageSet(images, sd.val_rows, sd.data.labels[sd.val_rows])
 
         signal = self.spec.pruner.signal
+        curve: list[float] = []
 
         def report(record: EpochRecord) -> bool:
-            trial.report(reported_value(signal, record.val_macro_f1, record.val_loss), record.epoch)
+            # The dashboard's intermediate values are macro-F1; the pruner reads its signal from the curve.
+            curve.append(reported_value(signal, record.val_macro_f1, record.val_loss))
+            trial.set_user_attr(CURVE_ATTR, curve)
+            trial.report(record.val_macro_f1, record.epoch)
             # After the last epoch there is nothing left to save: keep the fully trained trial.
             prune = record.epoch < config.epochs and trial.should_prune()
             cut = self.watch is not None and self.watch.epoch_done(trial.number, record, config.epochs, prune)

@@ -3,8 +3,9 @@
 Reads EVAL_DIR/info.csv (EVAL_DIR may also be the data root holding eval/), checks that every
 image exists before predicting anything, predicts in batches with the bundle (torch or
 onnxruntime; optional horizontal-flip TTA), and writes ``ImageID,ans`` in info.csv's row order.
-Default output: ``submission.csv`` in the current folder. The file is written to a temporary
-name and renamed, so an interrupted run leaves no half-written submission.
+Default output: ``submission.csv`` in the current folder; ``--out`` an existing folder writes
+``submission.csv`` inside it. The file is written to a temporary name and renamed, so an
+interrupted run leaves no half-written submission; its mode follows the umask.
 
 Needs neither optuna nor the training code.
 """
@@ -15,13 +16,15 @@ import argparse
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
-from search.bundle import BACKENDS, Bundle
+from search.bundle import BACKENDS, Bundle, umask
 from search.data import DataError, load_eval
 
 log = logging.getLogger("search.predict")
@@ -42,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, required=True, help="eval folder holding info.csv and images/ (or its parent)"
     )
     p.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="submission file (default: ./submission.csv)"
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="submission file, or an existing folder to write submission.csv in (default: ./submission.csv)",
     )
     p.add_argument("--backend", choices=BACKENDS, default="torch")
     p.add_argument("--tta-flip", action="store_true", help="average with horizontally flipped images")
@@ -82,10 +88,14 @@ def predict_eval(
 
 
 def write_submission(table: pd.DataFrame, out: Path) -> Path:
+    """Write ``table`` atomically to ``out`` (``out/submission.csv`` when ``out`` is a folder)."""
     out = Path(out)
+    if out.is_dir():
+        out = out / DEFAULT_OUT.name
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes it 0600; a submission is an ordinary file
         with os.fdopen(fd, "w", newline="") as f:
             table.to_csv(f, index=False)
         os.replace(tmp, out)
@@ -101,11 +111,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        bundle = Bundle.load(args.bundle)
-        table, _ = predict_eval(bundle, args.data, args.backend, args.tta_flip, args.batch_size, args.device)
+        with warnings.catch_warnings():
+            # PIL only warns about a photo over its pixel limit; load_image refuses it, and the
+            # warning would be a second, noisier line
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            bundle = Bundle.load(args.bundle)
+            table, _ = predict_eval(
+                bundle, args.data, args.backend, args.tta_flip, args.batch_size, args.device
+            )
         out = write_submission(table, args.out)
     except (ValueError, FileNotFoundError, DataError) as exc:
-        log.error("%s", exc)
+        log.error("%s", exc, exc_info=args.verbose)
         return 2
     counts = table["ans"].value_counts().sort_index()
     print(

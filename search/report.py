@@ -22,8 +22,9 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
+from search.ensemble.candidates import load_study
 from search.records import class_name
-from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact
+from search.storage import DEFAULT_WORKDIR, default_storage_url
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     url = args.storage or default_storage_url(args.workdir)
     try:
-        study = optuna.load_study(study_name=args.study, storage=open_storage(url))
-    except KeyError:
-        print(f"error: no study {args.study!r} in {redact(url)}", file=sys.stderr)
+        study = load_study(args.study, url)
+    except ValueError as exc:  # no such study, or a storage that cannot be reached
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     out = write_report(study, args.out or args.workdir / "reports" / f"{args.study}.html")
     print(f"report: {out}")

@@ -9,7 +9,8 @@ run's time budget in seconds, counted from the command's start (search/budget.py
     [study]           description, space, n_trials, timeout_s, keep_top
     [sampler]         name (tpe | random), seed, n_startup_trials
     [pruner]          name (hyperband | successive_halving | median | percentile | none), signal
-                      (macro_f1 | val_loss), min_resource, reduction_factor, n_startup_trials, percentile
+                      (macro_f1 | val_loss), min_resource, reduction_factor, n_startup_trials, percentile,
+                      min_complete
     [split]           val_fraction, seed
     [fixed]           TrialConfig fields held constant
     [params]          searched TrialConfig fields: a list = categorical, {low, high, log, step} = range
@@ -56,6 +57,7 @@ class PrunerSpec:
     reduction_factor: int = 3  # hyperband, successive_halving: 1 in this many goes on at each rung
     n_startup_trials: int = 2  # median, percentile: complete trials needed before they prune anything
     percentile: float = 50.0  # percentile: a trial goes on while in the top this-% of complete trials at its epoch
+    min_complete: int = 0  # no trial is stopped while fewer than this many trials of the study have completed
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,8 @@ def check_pruner(pruner: PrunerSpec, source: Path | str) -> None:
             or pruner.n_startup_trials < 0:
         raise StudyFileError(f"{source}: pruner.n_startup_trials must be a whole number >= 0, "
                              f"got {pruner.n_startup_trials!r}.")
+    if not isinstance(pruner.min_complete, int) or isinstance(pruner.min_complete, bool) or pruner.min_complete < 0:
+        raise StudyFileError(f"{source}: pruner.min_complete must be a whole number >= 0, got {pruner.min_complete!r}.")
     percentile = pruner.percentile
     if isinstance(percentile, bool) or not isinstance(percentile, int | float) or not 0.0 < percentile < 100.0:
         raise StudyFileError(f"{source}: pruner.percentile must be in (0, 100), got {pruner.percentile!r}.")

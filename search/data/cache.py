@@ -43,7 +43,7 @@ from search.data.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when load_image's output changes for the same inputs
+CACHE_VERSION = 2  # bump when load_image's output changes for the same inputs
 
 # (top, left, bottom, right) as fractions of the source photo
 CROPS: dict[str, tuple[float, float, float, float]] = {
@@ -69,17 +69,60 @@ def _check_size(height: int, width: int) -> None:
             raise ValueError(f"image {name} must be an integer from 1 to 4096 but got {v!r}.")
 
 
+# what PIL raises for a file that is not a photo, or a damaged one (its bomb warning too, where a
+# caller turned warnings of that kind into errors)
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+_WIDE_GREY = ("I", "I;16", "I;16L", "I;16B", "I;16N")  # 16-bit greyscale PNG/TIFF modes
+
+
 def load_image(path: str | Path, height: int, width: int, crop: str = "full") -> npt.NDArray[np.uint8]:
-    """Decode one photo to an ``(height, width, 3)`` uint8 RGB array (crop, then resize)."""
+    """Decode one photo to an ``(height, width, 3)`` uint8 RGB array (crop, then resize).
+
+    A file PIL cannot decode (not an image, empty, truncated, more pixels than
+    ``Image.MAX_IMAGE_PIXELS``) is a :class:`DataError` naming it.
+    """
     top, left, bottom, right = crop_box(crop)
-    with Image.open(path) as im:
-        if im.format == "JPEG":
-            im.draft("RGB", (math.ceil(width / (right - left)), math.ceil(height / (bottom - top))))
-        rgb = im.convert("RGB")
+    try:
+        with Image.open(path) as im:
+            _refuse_bomb(im)
+            if im.format == "JPEG":
+                im.draft("RGB", (math.ceil(width / (right - left)), math.ceil(height / (bottom - top))))
+            rgb = _to_rgb(im)
+    except _DECODE_ERRORS as exc:
+        reason = str(exc).rstrip(".")
+        raise DataError(
+            f"cannot decode image {path}: {reason}; replace it with a readable JPEG or PNG photo."
+        ) from exc
     w, h = rgb.size
     box = (left * w, top * h, right * w, bottom * h)
     out = rgb.resize((width, height), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
     return np.asarray(out, dtype=np.uint8)
+
+
+def _refuse_bomb(im: Image.Image) -> None:
+    # PIL only warns between MAX_IMAGE_PIXELS and twice that; decoding such a file could take
+    # gigabytes, so it is refused like the larger ones (which PIL refuses in Image.open).
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and im.width * im.height > limit:
+        raise Image.DecompressionBombError(
+            f"{im.width}x{im.height} = {im.width * im.height} pixels exceed the limit of {limit} "
+            "(a decompression bomb?)"
+        )
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """RGB of any mode; 16-bit greyscale is scaled to 8 bit (``convert`` clips it to white)."""
+    if im.mode not in _WIDE_GREY:
+        return im.convert("RGB")
+    wide = np.asarray(im).astype(np.float32)
+    grey = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)  # 65535 -> 255
+    return Image.fromarray(grey).convert("RGB")
 
 
 def cache_name(paths: Sequence[str], height: int, width: int, crop: str, key: str) -> str:
@@ -122,10 +165,8 @@ def _open_finished(npy: Path, meta: Path, shape: tuple[int, ...]) -> np.memmap |
 def _decode(index: int, path: str, height: int, width: int, crop: str) -> npt.NDArray[np.uint8]:
     try:
         return load_image(path, height, width, crop)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(
-            f"cannot decode image {index} of the cache, {path}: {exc}; replace the file."
-        ) from exc
+    except DataError as exc:
+        raise DataError(f"image {index} of the cache: {exc}") from exc
 
 
 def _write_json(path: Path, payload: dict[str, object]) -> None:

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import optuna
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from search.ensemble.selection import Candidate, rank_singles
-from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact
+from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact, storage_error
 from search.trialstore import TrialStore, Validation
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,17 @@ def resolve_storage(storage: str | None, workdir: Path | None) -> str:
 
 
 def load_study(name: str, storage_url: str) -> optuna.Study:
-    storage = open_storage(storage_url)
+    """An existing study, for the commands that only read one (report, ensemble, export).
+
+    A storage that cannot be reached, or a study file that does not exist, is one ValueError
+    line; nothing is created.
+    """
+    _require_storage_file(storage_url)
     try:
+        storage = open_storage(storage_url)
         return optuna.load_study(study_name=name, storage=storage)
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise ValueError(storage_error(storage_url, exc)) from exc
     except KeyError:
         names = sorted(
             s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
@@ -50,6 +59,17 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
             f"no study {name!r} in {redact(storage_url)}; studies there: {names or 'none'}. "
             "Pass --storage where the study lives, or run it first with python -m search.run."
         ) from None
+
+
+def _require_storage_file(url: str) -> None:
+    """A file storage (SQLite, journal) must exist already: opening one would create it empty."""
+    for scheme in ("sqlite:///", "journal://"):
+        path = url.removeprefix(scheme)
+        if url.startswith(scheme) and path not in ("", ":memory:") and not Path(path).exists():
+            raise ValueError(
+                f"the storage file {path} does not exist, so it holds no study; pass the --storage "
+                "(or --workdir) the study was run with."
+            )
 
 
 def _study_candidates(

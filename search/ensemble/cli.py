@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 resolve_device(args.device),
             )
     except (ValueError, FileNotFoundError) as exc:
-        log.error("%s", exc)
+        log.error("%s", exc, exc_info=args.verbose)
         return 2
     out = TrialStore(workdir, args.study).root / "ensemble.json"
     write_json(out, outcome.to_dict())

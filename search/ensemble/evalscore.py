@@ -1,7 +1,8 @@
 """Scores on the synthetic bench's eval labels: predict the eval images with the chosen members.
 
-Only the bench ships ``eval_labels.csv`` beside ``train/`` and ``eval/``; with the real data
-there is nothing to score against and this step is skipped.
+Only the benches have ``eval_labels.csv``: the synthetic bench beside ``train/`` and ``eval/``, the
+real-face bench (``search.realfaces``) beside its data folder. With the real data there is nothing
+to score against and this step is skipped.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 
 from search.bundle import build_ensemble, build_member, torch_predict
 from search.data import image_cache, load_eval
+from search.ensemble.decision import apply_offsets
 from search.ensemble.honest import Choice
 from search.ensemble.selection import Candidate, accuracy, macro_f1, soft_vote
 
@@ -25,10 +27,14 @@ _LABEL_COLUMNS = ("ans", "label", "class")
 
 
 def find_eval_labels(data_root: Path | str | None) -> Path | None:
+    """The bench's eval labels: inside the synthetic bench's root, or beside a real-face bench's data folder."""
     if data_root is None:
         return None
-    path = Path(data_root) / EVAL_LABELS
-    return path if path.is_file() else None
+    root = Path(data_root)
+    for path in (root / EVAL_LABELS, root.parent / EVAL_LABELS):
+        if path.is_file():
+            return path
+    return None
 
 
 def read_eval_labels(path: Path, image_ids: Sequence[str]) -> np.ndarray:
@@ -82,6 +88,6 @@ def score_on_eval(
         probs[m] = torch_predict(build_ensemble([module], [1.0]), images_by_prep[prep], batch_size, device)
     scores = {}
     for c in choices:
-        vote = soft_vote([probs[m] for m in c.members], c.weights)
+        vote = apply_offsets(soft_vote([probs[m] for m in c.members], c.weights), np.asarray(c.offsets) if c.offsets else None)
         scores[c.method] = (macro_f1(labels, vote), accuracy(labels, vote))
     return scores

@@ -4,7 +4,9 @@ Validation people are split in two halves stratified by person class (gender x a
 seeded and independent of row order. In ``split`` mode members are chosen on one half and
 scored on the other; in ``cv`` mode that is done both ways and the two scores are averaged.
 Beside the selected ensemble the report shows, on the same held-out people, the best single
-trial and the plain top-3 and top-5 soft votes (each chosen on the selection half too).
+trial and the plain top-3 and top-5 soft votes (each chosen on the selection half too), and the
+selected ensemble with the macro-F1 decision rule (``search.ensemble.decision``), whose offsets
+are fitted on the selection half as well: never on the people it is scored on.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from search.ensemble.decision import apply_offsets, fit_offsets
 from search.ensemble.selection import (
     Candidate,
     SelectionSettings,
@@ -27,7 +30,8 @@ from search.ensemble.selection import (
 )
 
 MODES = ("split", "cv")
-METHODS = ("best single", "top-3 soft vote", "top-5 soft vote", "selected ensemble")
+METHODS = ("best single", "top-3 soft vote", "top-5 soft vote", "selected ensemble", "selected + decision rule")
+SELECTED, DECISION_RULE = METHODS[3], METHODS[4]
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Choice:
     method: str
     members: tuple[int, ...]
     weights: tuple[float, ...]
+    offsets: tuple[float, ...] = ()  # per-class decision offsets on the vote's log-probabilities; () = argmax
 
 
 @dataclass
@@ -117,12 +122,17 @@ def choose(
         members = top_k(candidates, labels, k, rows)
         choices.append(Choice(method, tuple(members), tuple([1.0 / len(members)] * len(members))))
     selection = select(candidates, labels, settings, rows)
-    choices.append(Choice(METHODS[3], selection.members, selection.weights))
+    choices.append(Choice(SELECTED, selection.members, selection.weights))
+    vote = choice_probs(candidates, choices[-1])
+    fit_rows = np.arange(len(labels)) if rows is None else rows
+    offsets = fit_offsets(vote[fit_rows], labels[fit_rows])
+    choices.append(Choice(DECISION_RULE, selection.members, selection.weights, tuple(float(o) for o in offsets)))
     return choices
 
 
 def choice_probs(candidates: Sequence[Candidate], choice: Choice) -> np.ndarray:
-    return soft_vote([candidates[m].probs for m in choice.members], choice.weights)
+    vote = soft_vote([candidates[m].probs for m in choice.members], choice.weights)
+    return apply_offsets(vote, np.asarray(choice.offsets)) if choice.offsets else vote
 
 
 def honest_estimate(

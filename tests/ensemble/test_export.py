@@ -13,6 +13,7 @@ from safetensors import safe_open
 from runners.config import TrialConfig
 from search.bundle import Bundle, read_manifest
 from search.ensemble.cli import main as ensemble_main
+from search.ensemble.decision import apply_offsets
 from search.ensemble.honest import METHODS
 from search.ensemble.selection import macro_f1, soft_vote
 from search.export import main as export_main
@@ -71,7 +72,8 @@ def test_onnx_graph_is_valid_with_a_dynamic_batch(bundle_dir: Path) -> None:
 def test_reloaded_bundle_reproduces_the_validation_macro_f1(bundle_dir: Path, tiny_study: TinyStudy) -> None:
     bundle = Bundle.load(bundle_dir)
     labels = tiny_study.validation.labels
-    stored = soft_vote([tiny_study.store.load_probs(m["trial"]) for m in bundle.members], bundle.weights)
+    vote = soft_vote([tiny_study.store.load_probs(m["trial"]) for m in bundle.members], bundle.weights)
+    stored = apply_offsets(vote, None if bundle.offsets is None else np.asarray(bundle.offsets))
     for backend in ("torch", "onnx"):
         probs = bundle.predict_proba(tiny_study.val_paths(), backend=backend, batch_size=16)
         np.testing.assert_allclose(probs, stored, atol=1e-4)
@@ -109,11 +111,14 @@ def test_ensemble_cli_unknown_study_is_a_clear_error(
 
 
 def test_export_refuses_an_existing_folder_unless_overwrite(
-    tiny_study: TinyStudy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tiny_study: TinyStudy, bundle_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    import shutil
+
     out = tmp_path / "bundle"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    shutil.copytree(bundle_dir, out)
+    old = out / "manifest.json"
+    old.write_text(json.dumps({**json.loads(old.read_text()), "marker": "the old bundle"}))
     args = [
         "--study",
         tiny_study.name,
@@ -125,9 +130,9 @@ def test_export_refuses_an_existing_folder_unless_overwrite(
         "2",
     ]
     assert export_main(args) == 2
-    assert "--overwrite" in caplog.text and (out / "keep.txt").read_text() == "mine"
-    assert export_main([*args, "--overwrite"]) == 0
-    assert not (out / "keep.txt").exists()
+    assert "--overwrite" in caplog.text and "marker" in read_manifest(out)
+    assert export_main([*args, "--overwrite"]) == 0  # an existing bundle is replaced
+    assert "marker" not in read_manifest(out)
     assert len(Bundle.load(out).members) <= 2
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no temporary or backup folder left
 

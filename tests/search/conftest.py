@@ -36,3 +36,19 @@ def smoke_run(tiny_bench: Path, tmp_path_factory: pytest.TempPathFactory) -> Smo
     opts = RunOptions(study="smoke", data=tiny_bench, workdir=workdir, storage=storage, device="cpu")
     study = run_study(opts)
     return SmokeRun(tiny_bench, workdir, storage, study)
+
+
+@pytest.fixture(scope="session")
+def loss_run(tiny_bench: Path, tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
+    """The smoke study pruned on the validation loss (as the shipped study files are): 6 trials of 2 epochs."""
+    text = (Path(__file__).resolve().parents[2] / "studies" / "smoke.toml").read_text()
+    for old, new in (('name = "successive_halving"', 'name = "successive_halving"\nsignal = "val_loss"'),
+                     ("n_trials = 8", "n_trials = 6"), ("epochs = 3", "epochs = 2")):
+        assert old in text, old
+        text = text.replace(old, new)
+    workdir = tmp_path_factory.mktemp("loss_runs")
+    (workdir / "loss.toml").write_text(text)
+    storage = f"sqlite:///{workdir / 'studies.db'}"
+    study = run_study(RunOptions(study=str(workdir / "loss.toml"), data=tiny_bench, workdir=workdir,
+                                 storage=storage, device="cpu"))
+    return SmokeRun(tiny_bench, workdir, storage, study)

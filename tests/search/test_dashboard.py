@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from optuna.trial import TrialState
@@ -26,11 +28,13 @@ def _get(url: str) -> bytes:
         return response.read()
 
 
-def test_dashboard_serves_trials_notes_and_artifacts(smoke_run: SmokeRun) -> None:
+@contextmanager
+def _dashboard(run: SmokeRun) -> Iterator[tuple[str, list[dict]]]:
+    """A real optuna-dashboard over ``run``'s storage: (base URL, study summaries)."""
     port = _free_port()
     exe = Path(sys.executable).with_name("optuna-dashboard")
     proc = subprocess.Popen(
-        [str(exe), smoke_run.storage, "--artifact-dir", str(smoke_run.workdir / "artifacts"),
+        [str(exe), run.storage, "--artifact-dir", str(run.workdir / "artifacts"),
          "--host", "127.0.0.1", "--port", str(port), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
@@ -44,6 +48,26 @@ def test_dashboard_serves_trials_notes_and_artifacts(smoke_run: SmokeRun) -> Non
                 time.sleep(0.2)
         else:
             raise AssertionError("dashboard did not start")
+        yield base, studies
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_dashboard_shows_macro_f1_only_when_the_pruner_compares_losses(loss_run: SmokeRun) -> None:
+    with _dashboard(loss_run) as (base, studies):
+        (summary,) = studies
+        trials = json.loads(_get(f"{base}/api/studies/{summary['study_id']}"))["trials"]
+    pruned = [t for t in trials if t["state"] == "Pruned"]
+    assert pruned and len(trials) == 6
+    for trial in trials:  # one scale: every value and intermediate value is a macro-F1 in [0, 1]
+        assert trial["values"] and all(0.0 <= v <= 1.0 for v in trial["values"]), trial["values"]
+        steps = trial["intermediate_values"]
+        assert steps and all(0.0 <= s["value"] <= 1.0 for s in steps), steps
+
+
+def test_dashboard_serves_trials_notes_and_artifacts(smoke_run: SmokeRun) -> None:
+    with _dashboard(smoke_run) as (base, studies):
         (summary,) = [s for s in studies if s["study_name"] == "smoke"]
         detail = json.loads(_get(f"{base}/api/studies/{summary['study_id']}"))
         trials = detail["trials"]
@@ -61,6 +85,3 @@ def test_dashboard_serves_trials_notes_and_artifacts(smoke_run: SmokeRun) -> Non
             png = _get(f"{base}/artifacts/{summary['study_id']}/{trial['trial_id']}/"
                        f"{names['confusion_matrix.png']['artifact_id']}")
             assert png.startswith(b"\x89PNG")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)

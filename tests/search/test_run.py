@@ -122,19 +122,19 @@ def test_a_diverging_trial_fails_and_the_study_goes_on(tiny_bench: Path, tmp_pat
     assert len(_trials(study, TrialState.COMPLETE)) + len(_trials(study, TrialState.PRUNED)) == 3
 
 
-def test_a_val_loss_signal_reports_the_negated_validation_loss(tiny_bench: Path, tmp_path: Path) -> None:
-    toml = _smoke_variant(tmp_path / "loss.toml",
-                          ('name = "successive_halving"', 'name = "successive_halving"\nsignal = "val_loss"'),
-                          ("n_trials = 8", "n_trials = 3"), ("epochs = 3", "epochs = 2"))
-    study = run_study(RunOptions(study=str(toml), data=tiny_bench, workdir=tmp_path / "runs", device="cpu"))
-    trials = _trials(study, TrialState.COMPLETE) + _trials(study, TrialState.PRUNED)
-    assert len(trials) == 3
+def test_a_val_loss_signal_reaches_the_pruner_while_the_dashboard_shows_macro_f1(loss_run: SmokeRun) -> None:
+    trials = _trials(loss_run.study, TrialState.COMPLETE) + _trials(loss_run.study, TrialState.PRUNED)
+    assert len(trials) == 6 and _trials(loss_run.study, TrialState.PRUNED)
     for trial in trials:
         history = trial.user_attrs["history"]
         assert trial.user_attrs["pruning_signal"] == "val_loss"
-        assert [trial.intermediate_values[h["epoch"]] for h in history] == [-h["val_loss"] for h in history]
-    for trial in _trials(study, TrialState.COMPLETE):  # the value is still the best epoch's macro-F1
-        assert trial.value == max(h["val_macro_f1"] for h in trial.user_attrs["history"])
+        assert trial.user_attrs["pruning_curve"] == [-h["val_loss"] for h in history]
+        assert [trial.intermediate_values[h["epoch"]] for h in history] == [h["val_macro_f1"] for h in history]
+    for trial in trials:  # complete: the best epoch's macro-F1; pruned: Optuna's last intermediate value
+        assert 0.0 <= trial.value <= 1.0
+    # successive halving compared the losses: its rung records hold the negated loss, not F1
+    rung = [t.system_attrs["completed_rung_0"] for t in trials if "completed_rung_0" in t.system_attrs]
+    assert rung and all(v < 0 for v in rung)
 
 
 def test_augment_on_device_reaches_every_augmented_trial(tiny_bench: Path, tmp_path: Path) -> None:

@@ -1,0 +1,139 @@
+"""Issue 15: predict on bad photos is one line naming the file, 16-bit photos decode the same for
+training and predict, ``--out`` may be a folder, and submission.csv follows the umask. Real
+files on disk, the real bundle and the real image cache."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import struct
+import warnings
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from search.bundle import Bundle
+from search.data import image_cache, load_eval, load_image
+from search.predict import main, write_submission
+
+from .conftest import TinyStudy
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` 8-bit RGB pixels: how a decompression bomb
+    starts (PIL reads the size from IHDR before any pixel data)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def _truncated(original: bytes) -> bytes:
+    return original[: len(original) // 2]
+
+
+BAD_IMAGES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
+    "text file named .jpg": (lambda _: b"ImageID,ans\nthis is not a photo\n", "cannot identify image file"),
+    "empty file": (lambda _: b"", "cannot identify image file"),
+    "truncated JPEG": (_truncated, "runcated"),
+    # 400 M pixels: over twice Image.MAX_IMAGE_PIXELS, which PIL itself refuses
+    "decompression bomb": (lambda _: png_header_only(20_000, 20_000), "decompression bomb"),
+    # 90 M pixels: between the limit and twice it, where PIL only warns and goes on decoding
+    "decompression bomb PIL only warns about": (
+        lambda _: png_header_only(10_000, 9_000),
+        "decompression bomb",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IMAGES))
+def test_undecodable_image_is_one_line_naming_the_file(
+    bundle_dir: Path, tiny_study: TinyStudy, tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    eval_dir = tmp_path / "eval"
+    shutil.copytree(tiny_study.data_root / "eval", eval_dir)
+    bad = Path(load_eval(eval_dir).paths[2])
+    make, reason = BAD_IMAGES[case]
+    bad.write_bytes(make(bad.read_bytes()))
+    out = tmp_path / "submission.csv"
+    argv = ["--bundle", str(bundle_dir), "--data", str(eval_dir), "--out", str(out), "--device", "cpu"]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert main(argv) == 2
+    assert not [w for w in seen if issubclass(w.category, Image.DecompressionBombWarning)]
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    message = error.getMessage()
+    assert f"cannot decode image {bad}" in message and reason in message, message
+    assert "replace it" in message and "\n" not in message and not error.exc_info
+    assert not out.exists()
+
+
+def _grey_ramp() -> np.ndarray:
+    return (np.arange(64 * 48).reshape(64, 48) % 256).astype(np.uint8)
+
+
+def _save_wide(path: Path, grey8: np.ndarray) -> None:
+    """``grey8`` as a 16-bit greyscale PNG (mode I;16) or a 32-bit integer TIFF (mode I)."""
+    wide = grey8.astype(np.uint16) * 257  # 255 -> 65535: the same picture with 16 bits a sample
+    im = Image.fromarray(wide) if path.suffix == ".png" else Image.fromarray(wide.astype(np.int32))
+    im.save(path)
+
+
+@pytest.mark.parametrize(("name", "mode"), [("photo16.png", "I;16"), ("photo32.tif", "I")])
+def test_16_bit_greyscale_decodes_like_its_8_bit_version(tmp_path: Path, name: str, mode: str) -> None:
+    grey8 = _grey_ramp()
+    wide, narrow = tmp_path / name, tmp_path / "photo8.png"
+    _save_wide(wide, grey8)
+    Image.fromarray(grey8).save(narrow)
+    with Image.open(wide) as im:
+        assert im.mode == mode
+    got = load_image(wide, 32, 24, "face")
+    np.testing.assert_array_equal(got, load_image(narrow, 32, 24, "face"))
+    assert got.mean() < 200  # not clipped to white
+
+
+def test_16_bit_png_is_the_same_in_the_training_cache_and_in_predict(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    photo = tmp_path / "photo16.png"
+    _save_wide(photo, _grey_ramp())
+    bundle = Bundle.load(bundle_dir)
+    cached = image_cache([str(photo)], bundle.height, bundle.width, bundle.crop, tmp_path / "cache", key="k")
+    predicted = bundle.preprocess([photo])
+    np.testing.assert_array_equal(np.asarray(cached), predicted)
+    assert predicted.mean() < 200
+
+
+def test_out_that_is_a_folder_gets_submission_csv_inside(
+    bundle_dir: Path, tiny_study: TinyStudy, tmp_path: Path
+) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    eval_dir = tiny_study.data_root / "eval"
+    argv = ["--bundle", str(bundle_dir), "--data", str(eval_dir), "--out", str(folder), "--device", "cpu"]
+    assert main(argv) == 0
+    assert [p.name for p in folder.iterdir()] == ["submission.csv"]
+    sub = pd.read_csv(folder / "submission.csv", dtype={"ImageID": str})
+    assert sub["ImageID"].tolist() == pd.read_csv(eval_dir / "info.csv", dtype=str)["ImageID"].tolist()
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o002, 0o664)])
+def test_submission_mode_follows_the_umask(tmp_path: Path, mask: int, mode: int) -> None:
+    table = pd.DataFrame({"ImageID": ["a.jpg", "b.jpg"], "ans": [0, 17]})
+    old = os.umask(mask)
+    try:
+        out = write_submission(table, tmp_path / "submission.csv")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == mode
+    assert pd.read_csv(out).equals(table)
