@@ -11,9 +11,10 @@ the image cache, which the first run builds, come out of it. Which budget a run 
 
 Within the time budget:
 
-- a trial starts only if the time left covers the epochs every trial gets before its pruner can
-  judge it (``[pruner] min_resource``), at the pace of the run's recent trials: one that cannot
-  reach its first pruning decision would be stopped before it told the study anything;
+- a trial starts only if the time left covers the epochs it needs, at the pace of the run's recent
+  trials: those its pruner gives every trial before judging it (``[pruner] min_resource``), or all
+  of them while the pruner cannot stop it (``none``, or fewer than ``min_complete`` trials complete).
+  A trial that cannot get that far would be stopped before it told the study anything;
 - a running trial is stopped after an epoch when the next epoch, at that trial's pace, would end
   past the budget. It is recorded FAIL ("stopped at the time budget after epoch k of n") and
   queued once more with the same parameters, so the next run of the same command starts with it.
@@ -108,9 +109,25 @@ def run_time_budget(opts: RunOptions, spec: StudySpec, now: float | None = None)
     return time_budget(spec, opts.timeout_s, opts.n_trials, started)
 
 
-def epochs_to_judge(spec: StudySpec) -> int:
-    """Epochs a trial gets before its pruner can judge it: what a new trial must have time for."""
-    return max(1, min(spec.pruner.min_resource, spec.base_config().epochs))
+@dataclass(frozen=True)
+class TrialNeeds:
+    """The epochs a new trial must have time for: before its pruner can judge it, or all of them
+    while the pruner cannot stop it (no pruner, or fewer than ``min_complete`` complete trials)."""
+
+    epochs: int = 1  # a trial's full budget
+    min_resource: int = 1  # epochs every trial gets before it can be pruned
+    min_complete: int = 0  # no trial is pruned while fewer trials than this are complete
+    prunes: bool = True
+
+    @classmethod
+    def of(cls, spec: StudySpec) -> TrialNeeds:
+        pruner = spec.pruner
+        return cls(spec.base_config().epochs, pruner.min_resource, pruner.min_complete, pruner.name != "none")
+
+    def epochs_needed(self, complete: int) -> int:
+        if not self.prunes or complete < self.min_complete:
+            return self.epochs
+        return max(1, min(self.min_resource, self.epochs))
 
 
 def trial_pace(trials: Sequence[FrozenTrial], since: float | None = None) -> float | None:
@@ -137,21 +154,22 @@ class Deadline:
     """The time budget applied while trials run; ``clock`` is time.time unless a test says otherwise."""
 
     budget: TimeBudget
-    min_epochs: int = 1  # epochs a trial needs before its pruner can judge it
+    needs: TrialNeeds = field(default_factory=TrialNeeds)
     clock: Callable[[], float] = time.time
     cut: dict[int, str] = field(default_factory=dict)  # trial number -> why it was stopped
 
     def left(self) -> float | None:
         return self.budget.left(self.clock())
 
-    def can_start(self, pace: float | None) -> bool:
-        """Whether a new trial can reach ``min_epochs`` epochs at ``pace`` s/epoch within the budget."""
+    def can_start(self, pace: float | None, complete: int = 0) -> bool:
+        """Whether a new trial can run the epochs it needs at ``pace`` s/epoch within the budget,
+        with ``complete`` trials of the study complete."""
         left = self.left()
         if left is None:
             return True
         if left <= 0:
             return False
-        return pace is None or left >= self.min_epochs * pace
+        return pace is None or left >= self.needs.epochs_needed(complete) * pace
 
     def cut_after(self, trial: int, epoch: int, epochs: int, epoch_seconds: float) -> bool:
         """Whether to stop ``trial`` after ``epoch``: its next epoch would end past the budget."""
@@ -209,7 +227,7 @@ class RunOutcome:
         return "\n".join(lines)
 
 
-def run_outcome(study: optuna.Study, budget: TimeBudget, n_trials: int, min_epochs: int = 1,
+def run_outcome(study: optuna.Study, budget: TimeBudget, n_trials: int, needs: TrialNeeds = TrialNeeds(),
                 now: float | None = None) -> RunOutcome:
     """The outcome of the run that started at ``budget.started_at``."""
     trials = study.get_trials(deepcopy=False)
@@ -219,8 +237,9 @@ def run_outcome(study: optuna.Study, budget: TimeBudget, n_trials: int, min_epoc
     reasons = {t.number: str(t.user_attrs.get("failure_reason", "")) for t in mine if t.state == TrialState.FAIL}
     cut = tuple((n, why, n in waiting) for n, why in reasons.items() if why.startswith(TIME_CUT_REASON))
     finished = sum(t.state in FINISHED for t in trials)
-    deadline = Deadline(budget, min_epochs, clock=(lambda: now) if now is not None else time.time)
-    no_room = not deadline.can_start(trial_pace(trials, budget.started_at))
+    deadline = Deadline(budget, needs, clock=(lambda: now) if now is not None else time.time)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    no_room = not deadline.can_start(trial_pace(trials, budget.started_at), complete)
     return RunOutcome(
         budget=budget,
         n_trials=n_trials,
@@ -240,4 +259,4 @@ def end_message(study: optuna.Study, opts: RunOptions) -> str | None:
         return None
     spec = resolve_spec(opts)
     budget = run_time_budget(opts, spec)
-    return run_outcome(study, budget, spec.n_trials, epochs_to_judge(spec)).message()
+    return run_outcome(study, budget, spec.n_trials, TrialNeeds.of(spec)).message()

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from runners import EpochRecord
-from search.budget import FINISHED, Deadline, TimeBudget, requeue, trial_pace
+from search.budget import FINISHED, Deadline, TimeBudget, TrialNeeds, requeue, trial_pace
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +319,8 @@ class RunWatch:
             requeue(study, trial)
         self.progress.trial_finished(study, trial)
         trials = study.get_trials(deepcopy=False)
-        if cut or not self.deadline.can_start(trial_pace(trials, self.deadline.budget.started_at)):
+        complete = sum(t.state == TrialState.COMPLETE for t in trials)
+        if cut or not self.deadline.can_start(trial_pace(trials, self.deadline.budget.started_at), complete):
             study.stop()
 
 
@@ -333,7 +334,7 @@ def run_watch(
     study: optuna.Study,
     n_trials: int,
     budget: TimeBudget,
-    min_epochs: int,
+    needs: TrialNeeds,
     mode: str = "auto",
     stream: TextIO | None = None,
     terminal: Callable[[TextIO], bool] = is_terminal,
@@ -343,4 +344,4 @@ def run_watch(
     bar = progress_mode(mode) == "auto" and terminal(stream)
     progress = StudyProgress(study.study_name, n_trials, budget, bar=bar, stream=stream)
     progress.load(study)
-    return RunWatch(progress, Deadline(budget, min_epochs))
+    return RunWatch(progress, Deadline(budget, needs))

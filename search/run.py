@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from runners import resolve_device
 from runners.devices import AUGMENT_PLACES, requested_augment_on
 from search import records
-from search.budget import end_message, epochs_to_judge, process_started_at, run_time_budget
+from search.budget import TrialNeeds, end_message, process_started_at, run_time_budget
 from search.objective import Objective, TrialFailed
 from search.prepare import StudyMismatchError, open_study
 from search.progress import run_watch
@@ -171,7 +171,7 @@ def run_study(opts: RunOptions) -> optuna.Study:
         log.info("study %s already has %d finished trials (budget %d); pass --n-trials to run more",
                  study.study_name, _count(study, BUDGET_STATES), spec.n_trials)
         return study
-    watch = run_watch(study, spec.n_trials, budget, epochs_to_judge(spec), opts.progress)
+    watch = run_watch(study, spec.n_trials, budget, TrialNeeds.of(spec), opts.progress)
     objective = worker_objective(
         Objective(spec, study_data, opts.workdir, device=opts.device, augment_on=opts.augment_on, watch=watch),
         spec.n_trials,

@@ -15,6 +15,7 @@ from search.budget import (
     TIME_CUT_REASON,
     Deadline,
     TimeBudget,
+    TrialNeeds,
     format_duration,
     process_started_at,
     requeue,
@@ -92,13 +93,23 @@ class Clock:
 
 def test_a_trial_starts_only_if_it_can_reach_its_first_pruning_decision() -> None:
     clock = Clock(T0 + 400)  # 80 s left of 480
-    deadline = Deadline(TimeBudget(480, T0), min_epochs=2, clock=clock)
+    needs = TrialNeeds(epochs=4, min_resource=2, min_complete=5)
+    deadline = Deadline(TimeBudget(480, T0), needs, clock=clock)
     assert deadline.can_start(None)  # no pace known yet
-    assert deadline.can_start(40.0)  # 2 epochs x 40 s = 80 s fit
-    assert not deadline.can_start(41.0)
+    # 5 trials complete: the pruner may stop the next one after 2 epochs, which must fit
+    assert deadline.can_start(40.0, complete=5)  # 2 epochs x 40 s = 80 s
+    assert not deadline.can_start(41.0, complete=5)
+    # fewer complete: nothing can stop it before its 4 epochs, which must fit
+    assert deadline.can_start(20.0, complete=4) and not deadline.can_start(21.0, complete=4)
+    assert not Deadline(TimeBudget(480, T0), TrialNeeds(4, 2, 0, prunes=False), clock=clock).can_start(21.0, 9)
     clock.now = T0 + 480
     assert not deadline.can_start(None)
     assert Deadline(TimeBudget(None, T0), clock=clock).can_start(1e9)  # no budget, no limit
+
+
+@pytest.mark.parametrize(("name", "needs"), [("age_cutoff", TrialNeeds(4, 2, 5)), ("smoke", TrialNeeds(3, 1, 0))])
+def test_what_a_trial_needs_comes_from_the_study_file(name: str, needs: TrialNeeds) -> None:
+    assert TrialNeeds.of(load_study(name, "cpu")) == needs
 
 
 def test_a_running_trial_is_cut_when_its_next_epoch_would_end_past_the_budget() -> None:
@@ -146,7 +157,7 @@ def test_the_end_of_a_run_by_time_says_how_many_trials_fit_and_how_to_resume() -
     assert len(waiting) == 1 and waiting[0].params == study.trials[4].params and not waiting[0].user_attrs
     budget = TimeBudget(480, T0, "age_cutoff.toml, cpu profile")
 
-    outcome = run_outcome(study, budget, n_trials=20, min_epochs=2, now=T0 + 475)
+    outcome = run_outcome(study, budget, n_trials=20, needs=TrialNeeds(4, 2), now=T0 + 475)
     assert (outcome.finished, outcome.complete, outcome.pruned, outcome.by_time) == (4, 2, 1, True)
     message = outcome.message()
     assert message is not None

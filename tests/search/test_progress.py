@@ -12,7 +12,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from runners import EpochRecord
-from search.budget import TimeBudget
+from search.budget import TimeBudget, TrialNeeds
 from search.progress import Snapshot, StudyProgress, clock_text, describe, run_watch
 
 T0 = 1_800_000_000.0
@@ -97,20 +97,21 @@ def test_the_bar_on_a_terminal_shows_trials_budget_best_epoch_and_eta() -> None:
 @pytest.mark.parametrize(("terminal", "mode", "bar"), [(True, "auto", True), (False, "auto", False), (True, "log", False)])
 def test_a_bar_only_on_a_terminal_and_never_for_local_workers(terminal: bool, mode: str, bar: bool) -> None:
     stream = io.StringIO()
-    watch = run_watch(_study(), 20, TimeBudget(480, T0), 2, mode, stream=stream, terminal=lambda s: terminal)
+    watch = run_watch(_study(), 20, TimeBudget(480, T0), TrialNeeds(4, 2), mode, stream=stream,
+                      terminal=lambda s: terminal)
     watch.progress.tick_s = None
     with watch.progress.showing():
         watch.trial_started(9, 4)
     assert watch.progress.wants_bar is bar
     assert ("age_cutoff |" in stream.getvalue()) is bar
     with pytest.raises(ValueError, match="progress must be one of auto, log"):
-        run_watch(_study(), 20, TimeBudget(480, T0), 2, "bar", stream=stream)
+        run_watch(_study(), 20, TimeBudget(480, T0), TrialNeeds(4, 2), "bar", stream=stream)
 
 
 def test_without_a_terminal_each_finished_trial_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
     study = _study()
     stream = io.StringIO()
-    watch = run_watch(study, 20, TimeBudget(None, T0), 2, stream=stream, terminal=lambda s: False)
+    watch = run_watch(study, 20, TimeBudget(None, T0), TrialNeeds(4, 2), stream=stream, terminal=lambda s: False)
     caplog.set_level(logging.INFO, logger="search.progress")
     with watch.progress.showing():
         watch.trial_started(8, 4)
