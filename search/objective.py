@@ -13,6 +13,7 @@ import logging
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import optuna
 from optuna.trial import TrialState
@@ -34,6 +35,18 @@ class TrialFailed(RuntimeError):
     """A trial ended without a score; the reason is in its ``failure_reason`` attribute."""
 
 
+class TrialWatch(Protocol):
+    """Told about a run's trials as they go (search.progress.RunWatch: progress and time budget)."""
+
+    def trial_started(self, number: int, epochs: int) -> None: ...
+
+    def epoch_done(self, number: int, record: EpochRecord, epochs: int, pruned: bool) -> bool:
+        """True: stop the (unpruned) trial after this epoch: the time budget is spent."""
+        ...
+
+    def cut_reason(self, number: int) -> str | None: ...
+
+
 def space_spec(spec: StudySpec) -> SpaceSpec:
     backbones = {str(b) for b in spec.choices("backbone")}
     return SpaceSpec(
@@ -51,6 +64,7 @@ class Objective:
     device: str | None = None
     augment_on: str | None = None  # runners.fit's: auto, loader or device (None: env, else auto)
     max_repeated_errors: int = 3
+    watch: TrialWatch | None = None
     _space: SpaceSpec | None = field(default=None, repr=False)
     _errors: list[str] = field(default_factory=list, repr=False)
 
@@ -60,6 +74,8 @@ class Objective:
         config = get_space(self.spec.space)(trial, self._space)
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("pruning_signal", self.spec.pruner.signal)
+        if self.watch is not None:
+            self.watch.trial_started(trial.number, config.epochs)
         try:
             result = self._fit(trial, config)
         except Exception as exc:
@@ -74,10 +90,16 @@ class Objective:
             gc.collect()
             _empty_cuda_cache()
         self._errors.clear()
+        cut = self.watch.cut_reason(trial.number) if self.watch is not None else None
+        if result.status == "pruned" and cut and _early_stopped(result, config):
+            result.status, result.reason, cut = "complete", f"early_stopping at epoch {len(result.history)}", None
         for key, value in records.trial_attrs(result).items():
             trial.set_user_attr(key, value)
         if result.status == "failed":
             raise TrialFailed(result.reason or "failed")
+        if result.status == "pruned" and cut:  # stopped by the time budget, not judged by the pruner
+            trial.set_user_attr("failure_reason", cut)
+            raise TrialFailed(cut)
         if result.status == "pruned":
             raise optuna.TrialPruned(f"pruned after epoch {len(result.history)}")
         self._keep(trial, config, result)
@@ -99,12 +121,13 @@ class Objective:
             trial.report(record.val_macro_f1, record.epoch)
             # After the last epoch there is nothing left to save: keep the fully trained trial.
             prune = record.epoch < config.epochs and trial.should_prune()
-            log.info(
+            cut = self.watch is not None and self.watch.epoch_done(trial.number, record, config.epochs, prune)
+            log.debug(
                 "trial %d epoch %d/%d: macro-F1 %.4f, val loss %.4f (study best %s)%s",
                 trial.number, record.epoch, config.epochs, record.val_macro_f1, record.val_loss,
-                _study_best(trial.study), " -> pruned" if prune else "",
+                _study_best(trial.study), " -> pruned" if prune else " -> stopped at the time budget" if cut else "",
             )
-            return prune
+            return prune or cut
 
         return fit(config, train, val, reporter=report, device=self.device, augment_on=self.augment_on)
 
@@ -135,6 +158,12 @@ def retain_top(
     keep = {number for _, number in sorted(scored, reverse=True)[:keep_top]}
     keep |= {t.number for t in trials if not t.state.is_finished() and (current is None or t.number != current[0])}
     return store.retain(keep)
+
+
+def _early_stopped(result: TrialResult, config: TrialConfig) -> bool:
+    """Whether runners.fit's early stopping ends the trial after its last epoch anyway."""
+    bad_epochs = len(result.history) - (result.best_epoch or 0)
+    return bad_epochs > 0 and bad_epochs >= config.patience
 
 
 def _study_best(study: optuna.Study) -> str:

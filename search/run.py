@@ -5,6 +5,10 @@ Running the same command again resumes the study up to its trial budget; ``--n-t
 raises (or lowers) that budget, counted over all workers as finished (complete or pruned)
 trials. ``--workers N`` runs N processes on this machine (see search/workers.py); more
 machines join with ``python -m search.worker`` (see search/worker.py).
+
+A study file's profile may also give each run a time budget, counted from the command's start
+(the shipped studies: 8 minutes on a CPU); ``--timeout`` replaces it, ``--n-trials`` alone lifts
+it (search/budget.py). On a terminal a bar shows the study's progress (search/progress.py).
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from runners import resolve_device
 from runners.devices import AUGMENT_PLACES, requested_augment_on
 from search import records
 from search.checks import GaveUp, check_budget, check_threads, check_workdir
+from search.budget import TrialNeeds, end_message, process_started_at, run_time_budget
 from search.objective import Objective, TrialFailed
 from search.prepare import StudyMismatchError, open_study
+from search.progress import run_watch
 from search.storage import (
     DEFAULT_WORKDIR,
     StorageSettings,
@@ -69,6 +75,8 @@ class RunOptions:
     seed: int | None = None
     profile: str | None = None
     worker_index: int = 0
+    started_at: float | None = None  # time.time() the command started: its time budget counts from there
+    progress: str = "auto"  # a bar on a terminal, else log lines (search/progress.py); "log": log lines
     heartbeat_s: int | None = None  # RDB storages: heartbeat interval (default StorageSettings')
     grace_s: int | None = None  # RDB storages: a trial silent this long is failed and retried
     threads: int | None = None  # torch intra-op threads (default: search.threads.default_threads)
@@ -106,8 +114,12 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
     p.add_argument("--relabel", type=Path, help="CSV of label fixes to apply (see studies/relabel_example.csv)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///runs/studies.db)")
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="checkpoints, artifacts and caches")
-    p.add_argument("--n-trials", type=int, help="finished trials the study should reach (default: the study file's)")
-    p.add_argument("--timeout", type=float, dest="timeout_s", help="stop starting new trials after this many seconds")
+    p.add_argument("--n-trials", type=int,
+                   help="finished trials the study should reach (default: the study file's); without "
+                        "--timeout, also lifts the study file's time budget")
+    p.add_argument("--timeout", type=float, dest="timeout_s",
+                   help="time budget in seconds from the command's start (default: the study file's CPU "
+                        "profile's; --n-trials alone lifts it); a trial that would run past it is stopped and queued for the next run")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--augment-on", choices=AUGMENT_PLACES, dest="augment_on",
                    help="where a trial's augmentation set runs: per image in the loader's worker processes, or "
@@ -141,7 +153,7 @@ def positive_int(text: str) -> int:
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
     fields = {f.name for f in dataclasses.fields(RunOptions)}
-    return RunOptions(**{k: v for k, v in vars(args).items() if k in fields})
+    return RunOptions(**{k: v for k, v in vars(args).items() if k in fields}, started_at=process_started_at())
 
 
 def resolve_spec(opts: RunOptions) -> StudySpec:
@@ -156,30 +168,39 @@ def resolve_spec(opts: RunOptions) -> StudySpec:
 
 
 def run_study(opts: RunOptions) -> optuna.Study:
-    """Run trials until the study's budget of finished trials is reached (or the timeout)."""
+    """Run trials until the study's budget of finished trials is reached, or its time budget (search/budget)."""
     spec = resolve_spec(opts)
+    budget = run_time_budget(opts, spec)
     study, study_data = open_study(
         spec, opts.storage_url, opts.workdir, opts.data, opts.relabel, opts.name, opts.worker_index,
         opts.storage_settings(),
     )
     reap_orphans(study)  # trials left RUNNING by a dead local worker (storages without heartbeat)
-    objective = worker_objective(Objective(spec, study_data, opts.workdir, device=opts.device, augment_on=opts.augment_on), spec.n_trials)
     remaining = spec.n_trials - _count(study, BUDGET_STATES)
     if remaining <= 0:
         log.info("study %s already has %d finished trials (budget %d); pass --n-trials to run more",
                  study.study_name, _count(study, BUDGET_STATES), spec.n_trials)
         return study
-    log.info("study %s (%s profile): running up to %d more trials", study.study_name, spec.profile, remaining)
-    budget = _Budget(spec.n_trials)
-    study.optimize(
-        objective,
-        timeout=opts.timeout_s or spec.timeout_s,
-        callbacks=[budget, _note],
-        catch=(TrialFailed,),
-        gc_after_trial=True,
+    watch = run_watch(study, spec.n_trials, budget, TrialNeeds.of(spec), opts.progress)
+    objective = worker_objective(
+        Objective(spec, study_data, opts.workdir, device=opts.device, augment_on=opts.augment_on, watch=watch),
+        spec.n_trials,
     )
-    if budget.gave_up:
-        raise GaveUp(f"study {study.study_name} stopped: {budget.failures} trials failed; see their "
+    left = watch.deadline.left()
+    log.info("study %s (%s profile): running up to %d more trials%s", study.study_name, spec.profile, remaining,
+             "" if left is None else f" for up to {left:.0f} s" if left > 0 else ": none, the time budget is spent")
+    trial_budget = _Budget(spec.n_trials)
+    with watch.progress.showing(verbose=log.isEnabledFor(logging.DEBUG)):
+        if left is None or left > 0:
+            study.optimize(
+                objective,
+                timeout=left,
+                callbacks=[trial_budget, _note, watch],
+                catch=(TrialFailed,),
+                gc_after_trial=True,
+            )
+    if trial_budget.gave_up:
+        raise GaveUp(f"study {study.study_name} stopped: {trial_budget.failures} trials failed; see their "
                      "failure_reason in the dashboard, fix the cause, then run the same command to resume.")
     return study
 
@@ -223,6 +244,10 @@ def print_summary(study: optuna.Study, opts: RunOptions) -> None:
     print(records.study_note(study, top=10))
     for line in next_commands(study.study_name, opts):
         print(line)
+    ended = end_message(study, opts)  # the time budget ended the run: how many trials fit, how to run more
+    if ended:
+        print()
+        print(ended)
 
 
 def next_commands(name: str, opts: RunOptions) -> list[str]:

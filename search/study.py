@@ -2,8 +2,9 @@
 
 A study file names its search space, the values it keeps fixed, the sampler, the pruner,
 the validation split, the trial budget and the ensemble's retention, with ``[profiles.cpu]``
-and ``[profiles.gpu]`` tables that override ``fixed``/``params``/``n_trials`` for the device
-the study runs on. Unknown keys are errors naming the key and the file.
+and ``[profiles.gpu]`` tables that override ``fixed``/``params``/``n_trials``/``timeout_s`` for the
+device the study runs on. Unknown keys are errors naming the key and the file. ``timeout_s`` is a
+run's time budget in seconds, counted from the command's start (search/budget.py).
 
     [study]           description, space, n_trials, timeout_s, keep_top
     [sampler]         name (tpe | random), seed, n_startup_trials
@@ -13,8 +14,8 @@ the study runs on. Unknown keys are errors naming the key and the file.
     [split]           val_fraction, seed
     [fixed]           TrialConfig fields held constant
     [params]          searched TrialConfig fields: a list = categorical, {low, high, log, step} = range
-    [profiles.cpu]    n_trials, fixed, params   (merged over the tables above)
-    [profiles.gpu]    n_trials, fixed, params
+    [profiles.cpu]    n_trials, timeout_s, fixed, params   (merged over the tables above)
+    [profiles.gpu]    n_trials, timeout_s, fixed, params
     [[profiles.gpu.enqueue]]  a known-good trial run before sampling, on this profile only
                       (TrialConfig names; see search/enqueue.py)
 """
@@ -74,7 +75,7 @@ class StudySpec:
     description: str = ""
     space: str = "standard"
     n_trials: int = 20  # finished (complete + pruned) trials the study aims for, over all workers
-    timeout_s: float | None = None
+    timeout_s: float | None = None  # a run's time budget, from the command's start (search/budget.py)
     keep_top: int = 8  # checkpoints kept for trials that could still enter an ensemble
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     pruner: PrunerSpec = field(default_factory=PrunerSpec)
@@ -133,7 +134,7 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     profiles = raw.get("profiles", {})
     _reject_unknown(profiles, set(PROFILES), path, "profiles")
     for pname, ptable in profiles.items():
-        _reject_unknown(ptable, {"n_trials", "fixed", "params", "enqueue"}, path, f"profiles.{pname}")
+        _reject_unknown(ptable, {"n_trials", "timeout_s", "fixed", "params", "enqueue"}, path, f"profiles.{pname}")
     chosen = profiles.get(profile, {})
 
     fixed = {**raw.get("fixed", {}), **chosen.get("fixed", {})}
@@ -171,7 +172,7 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
         description=str(study.get("description", "")),
         space=space,
         n_trials=_positive_int(chosen.get("n_trials", study.get("n_trials", 20)), path, "n_trials"),
-        timeout_s=study.get("timeout_s"),
+        timeout_s=_seconds(chosen.get("timeout_s", study.get("timeout_s")), path, "timeout_s"),
         keep_top=_positive_int(study.get("keep_top", 8), path, "study.keep_top"),
         sampler=_dataclass_from(SamplerSpec, raw.get("sampler", {}), path, "sampler"),
         pruner=_dataclass_from(PrunerSpec, raw.get("pruner", {}), path, "pruner"),
@@ -257,3 +258,11 @@ def _positive_int(value: Any, path: Path | str, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise StudyFileError(f"{path}: {key} must be a positive integer, got {value!r}.")
     return value
+
+
+def _seconds(value: Any, path: Path, key: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise StudyFileError(f"{path}: {key} must be a positive number of seconds, got {value!r}.")
+    return float(value)

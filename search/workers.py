@@ -8,6 +8,10 @@ one GPU (``CUDA_VISIBLE_DEVICES`` is set in its environment before torch starts 
 without, each gets ``cpus // N`` torch threads. SIGINT/SIGTERM are forwarded to the workers:
 each marks its running trial FAIL and exits, and the next run resumes.
 
+The workers share the launcher's terminal, so none of them draws a progress bar: each writes one
+log line per finished trial (search/progress.py), and the launcher none. The time budget counts
+from the launching command's start (``RunOptions.started_at``) in every worker.
+
 The storage must take concurrent writers: Optuna's journal file (the default here,
 ``<workdir>/<study>.journal``) or PostgreSQL. Plain SQLite is refused.
 
@@ -383,7 +387,8 @@ def run_local_workers(opts: RunOptions, n_workers: int) -> int:
         for slot in slots:
             if signals:
                 break
-            child = dataclasses.replace(opts, device=slot.device, worker_index=opts.worker_index + slot.index)
+            child = dataclasses.replace(opts, device=slot.device, worker_index=opts.worker_index + slot.index,
+                                        progress="log")  # one terminal, N processes: log lines, no bars
             with _environment(slot.env):
                 proc = ctx.Process(
                     target=_worker_process, args=(child, slot, level), name=f"worker-{slot.index}"
