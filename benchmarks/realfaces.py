@@ -150,7 +150,7 @@ def one_seed(args: Any, seed: int) -> dict[str, Any]:
 
 def build_parser() -> Any:
     p = common.base_parser(NAME, __doc__)
-    p.add_argument("--faces", type=Path, required=True, help="folder of UTKFace-named photos")
+    p.add_argument("--faces", type=Path, help="folder of UTKFace-named photos (needed unless --combine)")
     p.add_argument("--exclude", type=Path, help="photos never to use (one name per line)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="bench seeds")
     p.add_argument("--people", type=int, default=700)
@@ -158,17 +158,24 @@ def build_parser() -> Any:
     p.add_argument("--size", type=parse_size, default=(384, 512), help="photo WIDTHxHEIGHT")
     p.add_argument("--plain-epochs", type=int, default=5)
     p.add_argument("--budget-factor", type=float, default=3.0, help="the harness's budget / the plain run's wall time")
-    p.add_argument("--study-share", type=float, default=0.8,
+    p.add_argument("--study-share", type=float, default=0.9,
                    help="share of the budget given to search.run --timeout (the rest: last trial, ensemble, export, predict)")
     p.add_argument("--study", default="age_cutoff", help="study file the harness runs")
     p.add_argument("--tag", default="default", help="names the harness's work folder, to keep runs apart")
+    p.add_argument("--name", default=NAME, help="result file name (benchmarks/results/NAME.json)")
+    p.add_argument("--combine", type=Path, nargs="+", help="instead of running: combine these result files")
     return p
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     common.setup(args)
-    runs = [one_seed(args, seed) for seed in args.seeds]
+    if args.combine:  # seeds run as separate processes (in parallel): one table and mean over their results
+        runs = [run for path in args.combine for run in json.loads(path.read_text())["figures"]["runs"]]
+    else:
+        if args.faces is None:
+            raise SystemExit("--faces is required to run the benchmark (point it at a UTKFace folder)")
+        runs = [one_seed(args, seed) for seed in args.seeds]
     rows, keys = [], ("macro_f1", "accuracy", "mask_f1", "gender_f1", "age_f1", "old_recall", "old_f1")
     for r in runs:
         for side in ("plain", "harness"):
@@ -184,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"harness old-band F1 {mean['harness']['old_f1']:.4f}; honest estimate - eval {gap:+.4f}")
     figures = {"runs": runs, "mean": mean, "harness_minus_plain_macro_f1": mean["harness"]["macro_f1"] - mean["plain"]["macro_f1"],
                "honest_minus_eval": gap}
-    path = common.save_result(NAME, inputs={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    path = common.save_result(args.name, inputs={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                               figures=figures, machine_info=common.machine(), results_dir=args.results_dir,
                               notes=["scores on the bench's eval labels; honest est. = search.ensemble's held-out "
                                      "score of the exported method", "threads: OMP_NUM_THREADS for the harness, "

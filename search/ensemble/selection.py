@@ -5,7 +5,7 @@ Numpy and scikit-learn only: it works on the validation probabilities every tria
 Each round adds one candidate (a new one or one already in) to a running soft vote, the one
 whose addition gives the best validation macro-F1 (plus an optional disagreement bonus for a
 new member). Weights are pick counts over the total. Diversity is built in: at most
-``max_per_backbone`` distinct members share a backbone, at most ``max_per_age_cutoff`` share a
+``max_per_backbone`` distinct members share a backbone (unless the pool has a single backbone), at most ``max_per_age_cutoff`` share a
 training age cutoff, and at most ``max_members`` distinct members in all (each is one network
 at predict time). The returned ensemble is the best prefix of the picks, so its score on the
 selection rows is never below the best single candidate's.
@@ -13,6 +13,7 @@ selection rows is never below the best single candidate's.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -162,6 +163,9 @@ def select(
     y = labels if rows is None else labels[rows]
     if y.size == 0:
         raise ValueError("ensemble selection needs at least one validation row but got none.")
+    if len({c.backbone for c in candidates}) == 1 and settings.max_per_backbone is not None:
+        # One backbone in the pool (a CPU study): the cap would only shrink the ensemble, not diversify it.
+        settings = dataclasses.replace(settings, max_per_backbone=None)
     # Rank first so ties between candidates go to the better single, deterministically.
     order = rank_singles(candidates, labels, rows)
     probs = [_rows(candidates[i].probs, rows).astype(np.float64) for i in order]

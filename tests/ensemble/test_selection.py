@@ -82,6 +82,12 @@ def test_respects_the_per_backbone_cap() -> None:
     assert len({p for p in sel.picks if cands[p].backbone == "a"}) == 2  # the cap holds for every pick
 
 
+def test_a_pool_of_one_backbone_is_not_capped_by_it() -> None:
+    cands, y = complementary(4, ["a", "a", "a", "a"])  # a CPU study: every trial is the same backbone
+    sel = select(cands, y, SelectionSettings(max_members=4, max_per_backbone=2))
+    assert set(sel.members) == {0, 1, 2, 3}
+
+
 def test_respects_the_per_age_cutoff_cap() -> None:
     cands, y = complementary(4, ["a", "b", "c", "d"], cutoffs=[58, 58, 60, 59])
     sel = select(cands, y, SelectionSettings(max_members=4, max_per_backbone=None, max_per_age_cutoff=1))

@@ -107,7 +107,7 @@ def test_a_trial_starts_only_if_it_can_reach_its_first_pruning_decision() -> Non
     assert Deadline(TimeBudget(None, T0), clock=clock).can_start(1e9)  # no budget, no limit
 
 
-@pytest.mark.parametrize(("name", "needs"), [("age_cutoff", TrialNeeds(4, 2, 5)), ("smoke", TrialNeeds(3, 1, 0))])
+@pytest.mark.parametrize(("name", "needs"), [("age_cutoff", TrialNeeds(5, 2, 5)), ("smoke", TrialNeeds(3, 1, 0))])
 def test_what_a_trial_needs_comes_from_the_study_file(name: str, needs: TrialNeeds) -> None:
     assert TrialNeeds.of(load_study(name, "cpu")) == needs
 
