@@ -4,7 +4,7 @@
       train/train.csv                       id,gender,race,age,path (one row per person)
       train/images/<path>/{mask1..mask5,incorrect_mask,normal}.{jpg,jpeg,png}  (+ a few `._*` files)
       eval/info.csv                         ImageID,ans   (ans = 0, rows in a shuffled order)
-      eval/images/<ImageID>.jpg             40-hex names, 7 photos per eval person
+      eval/images/<ImageID>                 40-hex names with .jpg (as info.csv has them), 7 per eval person
       eval_labels.csv                       ImageID,label   BENCH ONLY: the real data has no such file
       bench.json                            generation parameters and the injected faults
 
@@ -46,7 +46,7 @@ from .people import (
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ImageIDs carry .jpg
 JPEG_QUALITY = 90  # fixed so the same seed gives byte-identical files
 MIN_PEOPLE = 6  # one person per (gender, age band) cell
 MIN_SIDE, MAX_SIDE = 32, 4096
@@ -87,7 +87,7 @@ def _write_person(person: Person, size: tuple[int, int], seed: int, root: Path) 
     photos = render_photos(person, size, seed)
     if person.split == "eval":
         for stem, img in photos.items():
-            _save(img, root / "eval" / "images" / f"{eval_image_id(seed, person, stem)}.jpg")
+            _save(img, root / "eval" / "images" / eval_image_id(seed, person, stem))
         return
     folder = root / "train" / "images" / person.folder
     folder.mkdir(parents=True)
@@ -190,7 +190,7 @@ def _write_tables(root: Path, train: list[Person], evals: list[Person], seed: in
     table.assign(ans=0)[["ImageID", "ans"]].to_csv(root / "eval" / "info.csv", index=False)
     table.to_csv(root / "eval_labels.csv", index=False)
     # what a macOS archive brings along besides the `._*` files in person folders
-    loose = ["train/images/.DS_Store", f"eval/images/._{table['ImageID'].iloc[0]}.jpg"]
+    loose = ["train/images/.DS_Store", f"eval/images/._{table['ImageID'].iloc[0]}"]
     for rel in loose:
         (root / rel).write_bytes(_apple_double(rel))
     return loose

@@ -167,5 +167,5 @@ def plan_eval(n: int, rng: np.random.Generator) -> list[Person]:
 
 
 def eval_image_id(seed: int, person: Person, stem: str) -> str:
-    """A 40-hex ImageID, fixed by the seed, the person and the photo."""
-    return hashlib.sha1(f"search.synth:{seed}:{person.index}:{stem}".encode()).hexdigest()
+    """A 40-hex ImageID with its extension, as the real info.csv has it, fixed by the seed, the person and the photo."""
+    return hashlib.sha1(f"search.synth:{seed}:{person.index}:{stem}".encode()).hexdigest() + ".jpg"

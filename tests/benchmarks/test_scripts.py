@@ -60,7 +60,8 @@ def test_ensemble_reports_every_method_with_eval_labels(bench_args: list[str], t
     out = ensemble.main(bench_args + ["--trials", "3", "--epochs", "1", "--backbones", "test_resnet,test_efficientnet",
                                       "--workdir", str(tmp_path / "ens"), "--device", "cpu"])
     methods = [c["method"] for c in out["final"]]
-    assert methods == ["best single", "top-3 soft vote", "top-5 soft vote", "selected ensemble"]
+    assert methods == ["best single", "top-3 soft vote", "top-5 soft vote", "selected ensemble",
+                       "selected + decision rule"]
     assert set(out["eval_labels"]) == set(methods)
     assert all(0.0 <= v["macro_f1"] <= 1.0 for v in out["eval_labels"].values())
     assert _saved(tmp_path, "ensemble")["inputs"]["study"].startswith("ensemble_")
@@ -80,3 +81,28 @@ def test_gpu_throughput_says_it_ran_on_cpu(tmp_path: Path) -> None:
     from runners.batches import device_batches
 
     assert gpu_throughput.runner_fit.device_batches is device_batches  # the wrapper was taken off again
+
+
+@pytest.mark.slow
+def test_realfaces_runs_both_sides_and_scores_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import common, realfaces
+    from tests.realfaces.test_realfaces import AGES, _draw_face
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for copy in range(3):
+        for gender, ages in AGES.items():
+            for i, age in enumerate(ages):
+                _draw_face(faces / f"{age}_{gender}_{i % 5}_2017{copy}0{i % 10}12345678{i}.jpg.chip.jpg", age, gender)
+    monkeypatch.setattr(common, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(realfaces, "WORK", tmp_path / "runs")
+    out = realfaces.main(["--faces", str(faces), "--seeds", "1", "--people", "40", "--eval-people", "12",
+                          "--size", "96x128", "--plain-epochs", "1", "--budget-factor", "3", "--study", "smoke",
+                          "--threads", "1", "--results-dir", str(tmp_path / "results")])
+    (run,) = out["runs"]
+    for side in ("plain", "harness"):
+        assert 0.0 <= run[side]["scores"]["macro_f1"] <= 1.0 and 0.0 <= run[side]["scores"]["old_f1"] <= 1.0
+    harness = run["harness"]
+    assert set(harness["seconds"]) == {"run", "ensemble", "export", "predict"}
+    assert harness["trials"]["complete"] >= 1 and 0.0 <= harness["honest_estimate"] <= 1.0
+    assert _saved(tmp_path, "realfaces")["figures"]["runs"][0]["seed"] == 1

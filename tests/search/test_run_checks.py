@@ -148,7 +148,7 @@ def test_an_eval_row_without_its_image_stops_the_run_before_the_study(tiny_bench
     (first, *_) = sorted(p for p in (data / "eval" / "images").glob("*.jpg") if not p.name.startswith("."))
     first.unlink()
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    with pytest.raises(DataError, match=f"info.csv line .*ImageID '{first.stem}' has no image"):
+    with pytest.raises(DataError, match=f"info.csv line .*ImageID '{first.name}' has no image"):
         open_study(load_study("smoke"), url, tmp_path / "runs", data)
     assert not optuna.get_all_study_names(url), "found before the study is created"
 
