@@ -103,21 +103,23 @@ def _run(cmd: list[str], log_file: Path, env: dict[str, str]) -> float:
 
 def harness(args: Any, bench: Path, timeout_s: float, seed: int) -> dict[str, Any]:
     """The main command, then ensemble, export and predict, as subprocesses; wall times per step."""
-    workdir = WORK / f"{bench.name}-{args.study}-{args.tag}"
+    name = Path(args.study).stem  # the stored study's name: the study file's name
+    workdir = WORK / f"{bench.name}-{name}-{args.tag}"
     if workdir.exists():
         raise SystemExit(f"{workdir} exists from an earlier run; remove it or pass another --tag")
     workdir.mkdir(parents=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or os.cpu_count())}
     py, data, logs = sys.executable, str(bench / "data"), workdir / "commands.log"
-    common_args = ["--study", args.study, "--workdir", str(workdir)]
+    stored = ["--study", name, "--workdir", str(workdir)]
     seconds = {
-        "run": _run([py, "-m", "search.run", "--data", data, "--timeout", f"{timeout_s:.0f}", *common_args], logs, env),
-        "ensemble": _run([py, "-m", "search.ensemble", *common_args], logs, env),
-        "export": _run([py, "-m", "search.export", *common_args, "--out", str(workdir / "bundle")], logs, env),
+        "run": _run([py, "-m", "search.run", "--data", data, "--timeout", f"{timeout_s:.0f}", "--study", args.study,
+                     "--workdir", str(workdir)], logs, env),
+        "ensemble": _run([py, "-m", "search.ensemble", *stored], logs, env),
+        "export": _run([py, "-m", "search.export", *stored, "--out", str(workdir / "bundle")], logs, env),
         "predict": _run([py, "-m", "search.predict", "--bundle", str(workdir / "bundle"), "--data", data,
                          "--out", str(workdir / "submission.csv")], logs, env),
     }
-    study = optuna.load_study(study_name=args.study, storage=f"sqlite:///{workdir / 'studies.db'}")
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 'studies.db'}")
     counts = {s.name.lower(): sum(t.state == s for t in study.trials)
               for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     manifest = json.loads((workdir / "bundle" / "manifest.json").read_text())
@@ -160,7 +162,7 @@ def build_parser() -> Any:
     p.add_argument("--budget-factor", type=float, default=3.0, help="the harness's budget / the plain run's wall time")
     p.add_argument("--study-share", type=float, default=0.9,
                    help="share of the budget given to search.run --timeout (the rest: last trial, ensemble, export, predict)")
-    p.add_argument("--study", default="age_cutoff", help="study file the harness runs")
+    p.add_argument("--study", default="age_cutoff", help="study file the harness runs (a name in studies/ or a .toml path)")
     p.add_argument("--tag", default="default", help="names the harness's work folder, to keep runs apart")
     p.add_argument("--name", default=NAME, help="result file name (benchmarks/results/NAME.json)")
     p.add_argument("--combine", type=Path, nargs="+", help="instead of running: combine these result files")
