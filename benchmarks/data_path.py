@@ -4,7 +4,7 @@ Project: decode once into the uint8 memmap cache (search.data.image_cache), then
 runners' loader (BatchGather + make_loader + device_batches), uint8 to the device and the model's
 own normalisation there; the augmentation set runs either per image in the loader's worker
 processes (albumentations) or batched on the device (runners.device_augment, the default on a
-GPU). Baseline (DOMAIN.md, "the common baseline code"): a torch
+GPU). Baseline (docs/domain.md, "the common baseline code"): a torch
 Dataset that per item opens the JPEG with PIL, decodes, crops and resizes it, runs the same
 albumentations set, then Normalize + ToTensor on the CPU; a DataLoader with the same number of
 worker processes. Both run on the same training images of the same bench, side by side in one

@@ -1,7 +1,7 @@
 """Named augmentation sets: albumentations pipelines on uint8 HWC images of the trial's size.
 
 Every set maps an (H, W, 3) uint8 image to an (H, W, 3) uint8 image. The sets follow the
-teams' reports (DOMAIN.md); none of them uses the transforms that hurt there (ColorJitter,
+teams' reports (docs/domain.md); none of them uses the transforms that hurt there (ColorJitter,
 RandomPerspective, GridDistortion, ElasticTransform, RandomFog, Blur). Validation never goes
 through any set: the training loop only applies them to training batches.
 

@@ -1,4 +1,4 @@
-"""Load and validate the competition layout (DOMAIN.md) into plain tables.
+"""Load and validate the competition layout (docs/domain.md) into plain tables.
 
     <root>/train/train.csv            id,gender,race,age,path   (one row per person)
     <root>/train/images/<path>/{mask1..mask5,incorrect_mask,normal}.{jpg,jpeg,png}

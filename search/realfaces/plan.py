@@ -1,7 +1,7 @@
 """Who is on the real-face bench: one UTKFace face per person, in the real data's proportions.
 
-People per (gender, age band) follow the real train set exactly (``allocate`` over the DOMAIN
-table); ages within a band are drawn from the real age histogram, so 18-20 and 55-59 bulge. A
+People per (gender, age band) follow the real train set exactly (``allocate`` over the table in
+docs/domain.md); ages within a band are drawn from the real age histogram, so 18-20 and 55-59 bulge. A
 drawn age without faces left borrows the nearest age of the same band that has some (UTKFace has
 no 19-year-olds, for one), and the label keeps the face's real age. Old people are all labelled
 60, as in the real data: faces aged 60 come first, then 61, 62, ... up to ``OLD_MAX_AGE``.

@@ -1,4 +1,4 @@
-"""Write the synthetic bench to disk in exactly the real competition layout (DOMAIN.md).
+"""Write the synthetic bench to disk in exactly the real competition layout (docs/domain.md).
 
     out_dir/
       train/train.csv                       id,gender,race,age,path (one row per person)

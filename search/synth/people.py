@@ -11,17 +11,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GENDERS = ("male", "female")  # index = canonical gender code (DOMAIN.md)
+GENDERS = ("male", "female")  # index = canonical gender code (docs/domain.md)
 MASK_STATES = ("wear", "incorrect", "normal")  # index = canonical mask code
 PHOTO_STEMS = ("mask1", "mask2", "mask3", "mask4", "mask5", "incorrect_mask", "normal")
 STEM_MASK = {"mask1": 0, "mask2": 0, "mask3": 0, "mask4": 0, "mask5": 0, "incorrect_mask": 1, "normal": 2}
 RACE = "Asian"  # the real train.csv has one value in this column
 OLD_AGE = 60  # every "old" person in the real data is exactly 60
 
-# People per (gender, age band) in the real train set (DOMAIN.md table).
+# People per (gender, age band) in the real train set (docs/domain.md table).
 CELL_COUNTS = np.array([[549, 410, 83], [732, 817, 109]], dtype=float)
 
-# Real age histogram. DOMAIN.md gives 18-20, 27-30 and 55-59 exactly; the rest is spread so the
+# Real age histogram. docs/domain.md gives 18-20, 27-30 and 55-59 exactly; the rest is spread so the
 # band totals (1,281 under 30, 1,227 from 30 to 59) match the table.
 _YOUNG_AGES = {18: 192, 19: 407, 20: 267, 21: 110, 22: 80, 23: 60, 24: 45, 25: 35, 26: 29,
                27: 15, 28: 25, 29: 16}
@@ -44,7 +44,7 @@ def age_band(age: int) -> int:
 
 
 def class_of(mask: int, gender: int, age: int) -> int:
-    """Canonical class = mask*6 + gender*3 + age_band (DOMAIN.md)."""
+    """Canonical class = mask*6 + gender*3 + age_band (docs/domain.md)."""
     return mask * 6 + gender * 3 + age_band(age)
 
 

@@ -1,4 +1,4 @@
-"""The bench is written in exactly the real competition layout (DOMAIN.md)."""
+"""The bench is written in exactly the real competition layout (docs/domain.md)."""
 
 from __future__ import annotations
 
