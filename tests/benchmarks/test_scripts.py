@@ -97,7 +97,7 @@ def test_realfaces_runs_both_sides_and_scores_them(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(common, "DATA_DIR", tmp_path / "data")
     monkeypatch.setattr(realfaces, "WORK", tmp_path / "runs")
     out = realfaces.main(["--faces", str(faces), "--seeds", "1", "--people", "40", "--eval-people", "12",
-                          "--size", "96x128", "--plain-epochs", "1", "--budget-factor", "3", "--study", "smoke",
+                          "--size", "96x128", "--plain-epochs", "1", "--budget-factor", "6", "--study", "smoke",
                           "--threads", "1", "--results-dir", str(tmp_path / "results")])
     (run,) = out["runs"]
     for side in ("plain", "harness"):
