@@ -211,12 +211,9 @@ def add_work_root_arg(p: argparse.ArgumentParser) -> None:
 
 
 def size_arg(text: str) -> tuple[int, int]:
-    from search.synth import parse_size
+    from search.synth.layout import size_arg as parse
 
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse(text)
 
 
 def setup_logging(verbose: bool) -> None:

@@ -37,7 +37,6 @@ from sklearn.metrics import f1_score, recall_score
 from benchmarks import common
 from benchmarks.plain_run import PlainSettings, plain_run
 from search.realfaces import build
-from search.synth.layout import parse_size
 
 log = logging.getLogger("benchmarks.realfaces")
 NAME = "realfaces"
@@ -157,7 +156,7 @@ def build_parser() -> Any:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="bench seeds")
     p.add_argument("--people", type=int, default=700)
     p.add_argument("--eval-people", type=int, default=300)
-    p.add_argument("--size", type=parse_size, default=(384, 512), help="photo WIDTHxHEIGHT")
+    p.add_argument("--size", type=common.size_arg, default=(384, 512), help="photo WIDTHxHEIGHT")
     p.add_argument("--plain-epochs", type=int, default=5)
     p.add_argument("--budget-factor", type=float, default=3.0, help="the harness's budget / the plain run's wall time")
     p.add_argument("--study-share", type=float, default=0.9,

@@ -8,18 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from search.synth.layout import parse_size
+from search.synth.layout import size_arg
 
 from .build import build
 
 log = logging.getLogger("search.realfaces")
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        return parse_size(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exclude", type=Path, default=None, help="file naming photos never to use, one per line")
     p.add_argument("--people", type=int, default=700, help="train people (default 700)")
     p.add_argument("--eval-people", type=int, default=300, help="eval people (default 300)")
-    p.add_argument("--size", type=_size, default=(384, 512), help="photo WIDTHxHEIGHT (real photos: 384x512)")
+    p.add_argument("--size", type=size_arg, default=(384, 512), help="photo WIDTHxHEIGHT (real photos: 384x512)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=-1, help="worker processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bench built by this command")

@@ -8,17 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from .layout import generate, parse_size
+from .layout import generate, size_arg
 from .sheet import contact_sheet
 
 log = logging.getLogger("search.synth")
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        return parse_size(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("data/bench"),
                         help="folder to create (default data/bench)")
     parser.add_argument("--people", type=int, default=300, help="train people (real data: 2700)")
-    parser.add_argument("--size", type=_size, default=(96, 128), help="WIDTHxHEIGHT (real photos: 384x512)")
+    parser.add_argument("--size", type=size_arg, default=(96, 128), help="WIDTHxHEIGHT (real photos: 384x512)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-people", type=int, default=None, help="eval people (default people // 3)")
     parser.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet PNG here")

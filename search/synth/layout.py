@@ -63,6 +63,16 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+def size_arg(text: str) -> tuple[int, int]:
+    """``parse_size`` for argparse's ``type=``: a bad size is a usage error naming the value."""
+    import argparse
+
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def render_photos(person: Person, size: tuple[int, int], seed: int) -> dict[str, Image.Image]:
     """The seven photos of `person` as drawn, keyed by photo stem, before any on-disk swap."""
     rng = np.random.default_rng([seed, _SPLIT_CODE[person.split], person.index])
