@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.artifacts import upload_artifact
-from optuna.artifacts._protocol import ArtifactStore
 from optuna.trial import TrialState
 from PIL import Image, ImageDraw
 
 from search.data import decompose
+from search.optuna_compat import ArtifactStore
 
 MASKS = ("wear", "incorrect", "not wear")
 GENDERS = ("male", "female")
