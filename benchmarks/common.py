@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from search.run import positive_int
-from search.study import load_study
+from search.study import load_study_spec
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -314,9 +314,9 @@ def ratio(a: float, b: float) -> float:
 
 def study_ema_decay(study: str = "age_cutoff") -> float:
     """The weights' moving-average decay a shipped study trains with, so benchmarks train the same way."""
-    return load_study(study).base_config().ema_decay
+    return load_study_spec(study).base_config().ema_decay
 
 
 def study_pruning_signal(study: str = "age_cutoff") -> str:
     """What a shipped study's pruner compares (macro_f1 or val_loss), so benchmarks prune the same way."""
-    return load_study(study).pruner.signal
+    return load_study_spec(study).pruner.signal

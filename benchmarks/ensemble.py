@@ -27,7 +27,8 @@ from search.ensemble.evalscore import find_eval_labels, score_on_eval
 from search.ensemble.honest import METHODS
 from search.ensemble.procedure import run_procedure
 from search.ensemble.selection import SelectionSettings
-from search.run import RunOptions, run_study
+from search.options import RunOptions
+from search.runstudy import run_study
 
 log = logging.getLogger("benchmarks.ensemble")
 NAME = "ensemble"

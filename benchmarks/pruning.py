@@ -35,8 +35,9 @@ from tqdm import tqdm
 
 from benchmarks import common
 from runners import resolve_device
-from search.run import RunOptions, run_study
-from search.study import PRUNING_SIGNALS
+from search.options import RunOptions
+from search.pruners import PRUNING_SIGNALS
+from search.runstudy import run_study
 
 log = logging.getLogger("benchmarks.pruning")
 NAME = "pruning"

@@ -35,8 +35,8 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks import common, pruning
-from search.pruners import CURVE_ATTR, make_pruner, reported_value
-from search.study import PRUNING_SIGNALS, PrunerSpec, StudyFileError, check_pruner
+from search.pruners import CURVE_ATTR, PRUNING_SIGNALS, PrunerSpec, check_pruner, make_pruner, reported_value
+from search.study import StudyFileError
 
 NAME = "pruning_replay"
 DEFAULT_RULES = ("hyperband", "successive_halving", "median")

@@ -39,9 +39,9 @@ def child(threads: int, images: int, bench: str) -> dict[str, Any]:
     torch.set_num_threads(threads)
     from runners import ImageSet, default_num_workers, fit
     from search.data import image_cache, load_train, split_people
-    from search.study import load_study
+    from search.study import load_study_spec
 
-    config = load_study("age_cutoff", "cpu").base_config().replace(
+    config = load_study_spec("age_cutoff", "cpu").base_config().replace(
         backbone="tf_efficientnet_lite0", epochs=1, ema_decay=0.0, warmup_epochs=0.0)
     data = load_train(bench)
     train_rows, val_rows = split_people(data, 0.2, 0).indices(data)

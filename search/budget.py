@@ -39,13 +39,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.storage import RetryCallback, StorageSettings
+from search.trialbudget import FINISHED
 
 if TYPE_CHECKING:
-    from search.run import RunOptions
+    from search.options import RunOptions
     from search.study import StudySpec
 
 TIME_CUT_REASON = "stopped at the time budget"  # how a cut trial's failure_reason starts
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PACE_TRIALS = 5  # the pace of a run: its last this-many ended trials
 
 
@@ -251,13 +251,3 @@ def run_outcome(study: optuna.Study, budget: TimeBudget, n_trials: int, needs: T
         by_time=finished < n_trials and (bool(cut) or no_room),
     )
 
-
-def end_message(study: optuna.Study, opts: RunOptions) -> str | None:
-    """What ``print_summary`` adds when the time budget ended the run (None otherwise or without a start time)."""
-    from search.run import resolve_spec
-
-    if opts.started_at is None:
-        return None
-    spec = resolve_spec(opts)
-    budget = run_time_budget(opts, spec)
-    return run_outcome(study, budget, spec.n_trials, TrialNeeds.of(spec)).message()

@@ -28,8 +28,9 @@ from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from search.data.cache import remove_stale_temps
+from search.optuna_compat import stored_study_id, study_storage
 from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact
-from search.study import StudyFileError, StudySpec, load_study
+from search.study import StudyFileError, StudySpec, cache_sizes, load_study_spec
 from search.trialstore import TrialStore
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def trial_artifacts(study: optuna.Study, workdir: Path, keep: set[int]) -> list[
     for trial in study.get_trials(deepcopy=False):
         if trial.number in keep:
             continue
-        for meta in get_all_artifact_meta(trial, storage=study._storage):
+        for meta in get_all_artifact_meta(trial, storage=study_storage(study)):
             path = workdir / "artifacts" / meta.artifact_id
             if path.is_file():
                 found.append(Removal(path, disk_size(path), f"{meta.filename} of trial {trial.number}, not kept"))
@@ -78,11 +79,9 @@ def trial_artifacts(study: optuna.Study, workdir: Path, keep: set[int]) -> list[
 
 def used_cache_sizes(storage: optuna.storages.BaseStorage, spec: StudySpec | None) -> set[CacheSize]:
     """(height, width, crop) of every trial of every study in the storage, and what ``spec`` can ask for."""
-    from search.workers import cache_sizes
-
     used: set[CacheSize] = set()
     for summary in storage.get_all_studies():
-        for trial in storage.get_all_trials(summary._study_id, deepcopy=False):
+        for trial in storage.get_all_trials(stored_study_id(summary), deepcopy=False):
             config = trial.user_attrs.get("config")
             if isinstance(config, dict) and {"height", "width", "crop"} <= set(config):
                 used.add((int(config["height"]), int(config["width"]), str(config["crop"])))
@@ -114,7 +113,7 @@ def study_spec(study: optuna.Study, profile: str | None) -> StudySpec | None:
     if not path:
         return None
     try:
-        return load_study(path, profile=profile or study.user_attrs.get("profile", "cpu"))
+        return load_study_spec(path, profile=profile or study.user_attrs.get("profile", "cpu"))
     except StudyFileError as exc:
         log.warning("%s; keeping every cache a trial used", exc)
         return None
@@ -126,7 +125,7 @@ def plan(study: optuna.Study, workdir: Path, keep_top: int | None = None) -> lis
     keep = kept_trials(study, default if keep_top is None else keep_top)
     return (trial_folders(TrialStore(workdir, study.study_name), keep)
             + trial_artifacts(study, workdir, keep)
-            + unused_caches(workdir / "cache", used_cache_sizes(study._storage, spec)))
+            + unused_caches(workdir / "cache", used_cache_sizes(study_storage(study), spec)))
 
 
 def remove(removals: Sequence[Removal]) -> int:

@@ -23,7 +23,7 @@ from spaces import Categorical, FloatRange, IntRange, ParamSpec, SpaceSpec, get_
 from spaces.standard import DEPTH, depth_param_name
 
 if TYPE_CHECKING:
-    from search.study import StudySpec
+    from search.studyspec import StudySpec
 
 ENQUEUED_ATTR = "enqueued"  # study user attr: how many known-good trials the study was created with
 _CONFIG_KEYS = {f.name for f in dataclasses.fields(TrialConfig)}

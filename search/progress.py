@@ -37,7 +37,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from runners import EpochRecord
-from search.budget import FINISHED, Deadline, TimeBudget, TrialNeeds, requeue, trial_pace
+from search.budget import Deadline, TimeBudget, TrialNeeds, requeue, trial_pace
+from search.trialbudget import FINISHED
 
 log = logging.getLogger(__name__)
 

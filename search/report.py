@@ -22,7 +22,7 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
-from search.ensemble.candidates import load_study
+from search.ensemble.candidates import open_stored_study
 from search.records import class_name
 from search.storage import DEFAULT_WORKDIR, default_storage_url
 
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     url = args.storage or default_storage_url(args.workdir)
     try:
-        study = load_study(args.study, url)
+        study = open_stored_study(args.study, url)
     except ValueError as exc:  # no such study, or a storage that cannot be reached
         print(f"error: {exc}", file=sys.stderr)
         return 2

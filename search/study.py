@@ -23,76 +23,26 @@ run's time budget in seconds, counted from the command's start (search/budget.py
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import logging
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runners.config import TrialConfig
 from search.enqueue import enqueue_params
+from search.pruners import PrunerSpec, check_pruner
 from search.studycheck import StudyFileError, check_at_least, check_config_value, check_fields, type_problem
-from spaces import ParamSpec, list_spaces, parse_param
+from search.studyspec import SamplerSpec, SplitSpec, StudySpec
+from spaces import Categorical, ParamSpec, list_spaces, parse_param
 
-__all__ = ["StudyFileError", "StudySpec", "list_studies", "load_study", "study_path"]
+__all__ = ["StudyFileError", "StudySpec", "cache_sizes", "list_studies", "load_study_spec", "study_path"]
+
+log = logging.getLogger(__name__)
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 PROFILES = ("cpu", "gpu")
 SAMPLERS = ("tpe", "random")
-PRUNERS = ("hyperband", "successive_halving", "median", "percentile", "none")
-# What a trial reports after each epoch, for its pruner to compare: its validation macro-F1, or its
-# validation cross-entropy (reported negated, so that higher is better in a study that maximises F1).
-PRUNING_SIGNALS = ("macro_f1", "val_loss")
-
-
-@dataclass(frozen=True)
-class SamplerSpec:
-    name: str = "tpe"
-    seed: int | None = 0  # None: a different search each run
-    n_startup_trials: int = 5  # random trials before TPE models the results
-
-
-@dataclass(frozen=True)
-class PrunerSpec:
-    name: str = "hyperband"
-    signal: str = "macro_f1"  # what trials report each epoch: one of PRUNING_SIGNALS
-    min_resource: int = 1  # epochs every trial gets before it can be pruned
-    reduction_factor: int = 3  # hyperband, successive_halving: 1 in this many goes on at each rung
-    n_startup_trials: int = 2  # median, percentile: complete trials needed before they prune anything
-    percentile: float = 50.0  # percentile: a trial goes on while in the top this-% of complete trials at its epoch
-    min_complete: int = 0  # no trial is stopped while fewer than this many trials of the study have completed
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    val_fraction: float = 0.2
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    name: str
-    path: Path
-    description: str = ""
-    space: str = "standard"
-    n_trials: int = 20  # finished (complete + pruned) trials the study aims for, over all workers
-    timeout_s: float | None = None  # a run's time budget, from the command's start (search/budget.py)
-    keep_top: int = 8  # checkpoints kept for trials that could still enter an ensemble
-    sampler: SamplerSpec = field(default_factory=SamplerSpec)
-    pruner: PrunerSpec = field(default_factory=PrunerSpec)
-    split: SplitSpec = field(default_factory=SplitSpec)
-    fixed: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, ParamSpec] = field(default_factory=dict)
-    profile: str = "cpu"
-    enqueue: tuple[dict[str, Any], ...] = ()  # Optuna params of the profile's known-good trials
-
-    def base_config(self) -> TrialConfig:
-        return TrialConfig.from_dict(self.fixed)
-
-    def choices(self, name: str) -> list[Any]:
-        """Every value ``name`` can take in this study (searched choices or the fixed value)."""
-        if name in self.params:
-            return list(self.params[name].values())
-        return [self.fixed.get(name, getattr(TrialConfig(), name))]
 
 
 def study_path(name_or_path: str | Path) -> Path:
@@ -112,7 +62,8 @@ def list_studies() -> list[str]:
     return sorted(p.stem for p in STUDIES_DIR.glob("*.toml"))
 
 
-def load_study(name_or_path: str | Path, profile: str = "cpu") -> StudySpec:
+def load_study_spec(name_or_path: str | Path, profile: str = "cpu") -> StudySpec:
+    """The study file ``studies/<name>.toml`` (or a .toml path) for ``profile``, validated."""
     if profile not in PROFILES:
         raise StudyFileError(f"profile must be one of {list(PROFILES)} but got {profile!r}.")
     path = study_path(name_or_path)
@@ -206,7 +157,7 @@ def _enqueue(tables: Any, spec: StudySpec, path: Path) -> tuple[dict[str, Any], 
 
 def _check_values(spec: StudySpec, path: Path, chosen: dict[str, Any]) -> None:
     """Types and ranges of every value, and what [fixed] and [params] values name (StudyFileError)."""
-    for obj, where in ((spec.sampler, "sampler"), (spec.pruner, "pruner"), (spec.split, "split")):
+    for obj, where in ((spec.sampler, "sampler"), (spec.split, "split")):
         check_fields(obj, path, where)
     check_at_least(spec.sampler.seed, 0, path, "sampler.seed")
     check_at_least(spec.sampler.n_startup_trials, 0, path, "sampler.n_startup_trials")
@@ -218,26 +169,6 @@ def _check_values(spec: StudySpec, path: Path, chosen: dict[str, Any]) -> None:
         where = f"profiles.{spec.profile}.params" if name in chosen.get("params", {}) else "params"
         for value in param.values():
             check_config_value(name, value, path, f"{where}.{name}")
-
-
-def check_pruner(pruner: PrunerSpec, source: Path | str) -> None:
-    """Raise StudyFileError, naming ``source`` and the key, for settings the pruner cannot use."""
-    if pruner.name not in PRUNERS:
-        raise StudyFileError(f"{source}: pruner.name must be one of {list(PRUNERS)}, got {pruner.name!r}.")
-    if pruner.signal not in PRUNING_SIGNALS:
-        raise StudyFileError(f"{source}: pruner.signal must be one of {list(PRUNING_SIGNALS)}, got {pruner.signal!r}.")
-    _positive_int(pruner.min_resource, source, "pruner.min_resource")
-    if _positive_int(pruner.reduction_factor, source, "pruner.reduction_factor") < 2:
-        raise StudyFileError(f"{source}: pruner.reduction_factor must be at least 2, got {pruner.reduction_factor}.")
-    if not isinstance(pruner.n_startup_trials, int) or isinstance(pruner.n_startup_trials, bool) \
-            or pruner.n_startup_trials < 0:
-        raise StudyFileError(f"{source}: pruner.n_startup_trials must be a whole number >= 0, "
-                             f"got {pruner.n_startup_trials!r}.")
-    if not isinstance(pruner.min_complete, int) or isinstance(pruner.min_complete, bool) or pruner.min_complete < 0:
-        raise StudyFileError(f"{source}: pruner.min_complete must be a whole number >= 0, got {pruner.min_complete!r}.")
-    percentile = pruner.percentile
-    if isinstance(percentile, bool) or not isinstance(percentile, int | float) or not 0.0 < percentile < 100.0:
-        raise StudyFileError(f"{source}: pruner.percentile must be in (0, 100), got {pruner.percentile!r}.")
 
 
 def _reject_unknown(table: Any, allowed: set[str], path: Path, where: str) -> None:
@@ -266,3 +197,20 @@ def _seconds(value: Any, path: Path, key: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise StudyFileError(f"{path}: {key} must be a positive number of seconds, got {value!r}.")
     return float(value)
+
+
+def cache_sizes(spec: StudySpec) -> list[tuple[int, int, str]]:
+    """Every (height, width, crop) the study's trials can ask for; empty if one is a range."""
+    values: dict[str, list[Any]] = {}
+    for key in ("height", "width", "crop"):
+        if key in spec.params and not isinstance(spec.params[key], Categorical):
+            log.info(
+                "%s is searched over a range: each size's image cache is built by the first trial using it",
+                key,
+            )
+            return []
+        values[key] = spec.choices(key)
+    return [
+        (int(h), int(w), str(c))
+        for h, w, c in itertools.product(values["height"], values["width"], values["crop"])
+    ]

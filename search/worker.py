@@ -26,14 +26,12 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
+from search.launcher import check_concurrent_storage
+from search.reaper import worker_tag
 from search.run import build_parser, execute, options_from_args, setup_logging
-from search.storage import hide_secrets
-from search.workers import (
-    check_concurrent_storage,
-    install_interrupt_handlers,
-    quiet_expected_tracebacks,
-    worker_tag,
-)
+from search.secretfilter import hide_secrets
+from search.signals import install_interrupt_handlers
+from search.tracebackfilter import quiet_expected_tracebacks
 
 log = logging.getLogger("search")
 

@@ -39,7 +39,7 @@ def resolve_storage(storage: str | None, workdir: Path | None) -> str:
     return storage or default_storage_url(Path(workdir) if workdir is not None else DEFAULT_WORKDIR)
 
 
-def load_study(name: str, storage_url: str) -> optuna.Study:
+def open_stored_study(name: str, storage_url: str) -> optuna.Study:
     """An existing study, for the commands that only read one (report, ensemble, export).
 
     A storage that cannot be reached, or a study file that does not exist, is one ValueError
@@ -75,7 +75,7 @@ def _require_storage_file(url: str) -> None:
 def _study_candidates(
     name: str, storage_url: str, workdir: Path | None
 ) -> tuple[optuna.Study, Path, Validation, list[Candidate], list[str]]:
-    study = load_study(name, storage_url)
+    study = open_stored_study(name, storage_url)
     root = Path(workdir) if workdir is not None else Path(study.user_attrs.get("workdir", DEFAULT_WORKDIR))
     store = TrialStore(root, name)
     validation = store.load_validation()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import common, ensemble, harness_overhead, pruning
-from search.study import load_study
+from search.study import load_study_spec
 
 
 def test_table_aligns_columns_and_formats_floats() -> None:
@@ -65,7 +65,7 @@ def test_study_files_written_by_the_scripts_are_valid_studies(script: str, tmp_p
     if script == "harness":
         args = _args(harness_overhead.build_parser(), [])
         config = harness_overhead.trial_config(args)
-        spec = load_study(harness_overhead.study_file(tmp_path / "h.toml", config))
+        spec = load_study_spec(harness_overhead.study_file(tmp_path / "h.toml", config))
         assert spec.base_config() == config and spec.pruner.name == "none" and spec.n_trials == 1
         return
     if script.startswith("pruning"):
@@ -73,7 +73,7 @@ def test_study_files_written_by_the_scripts_are_valid_studies(script: str, tmp_p
         doc = pruning.study_doc(_args(pruning.build_parser(), []), pruner)
     else:
         doc = ensemble.study_doc(_args(ensemble.build_parser(), []))
-    spec = load_study(common.write_toml(tmp_path / f"{script}.toml", doc))
+    spec = load_study_spec(common.write_toml(tmp_path / f"{script}.toml", doc))
     assert spec.n_trials == doc["study"]["n_trials"]
     assert set(spec.params) == set(doc["params"])
     if script.startswith("pruning"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from search.workers import default_journal_url
+from search.launcher import default_journal_url
 from tests.distributed.conftest import (
     REPO,
     finished,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from search.run import RunOptions
-from search.workers import default_journal_url, run_local_workers
+from search.launcher import default_journal_url, run_local_workers
+from search.options import RunOptions
 from tests.distributed.conftest import (
     REPO,
     finished,

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from search.storage import dashboard_command, hide_secrets, redact, url_secrets, with_driver
+from search.secretfilter import hide_secrets
+from search.storage import dashboard_command, redact, url_secrets, with_driver
 
 URL = "postgresql://automl:s3cr%40t-pw@db.example:5432/studies"
 

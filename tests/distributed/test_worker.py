@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from search.run import RunOptions, build_parser, options_from_args
+from search.options import RunOptions
+from search.run import build_parser, options_from_args
 from search.storage import StorageSettings, open_storage
 from search.worker import default_worker_index, main, worker_parser
 

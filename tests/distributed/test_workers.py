@@ -13,21 +13,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.launcher import default_journal_url, plan_workers, run_local_workers, visible_gpus
 from search.objective import TrialFailed
-from search.run import RunOptions
+from search.options import RunOptions
+from search.reaper import WORKER_ATTR, reap_orphans, worker_tag
+from search.runstudy import worker_objective
 from search.storage import StorageSettings, open_storage
-from search.study import load_study
-from search.workers import (
-    WORKER_ATTR,
-    cache_sizes,
-    default_journal_url,
-    plan_workers,
-    reap_orphans,
-    run_local_workers,
-    visible_gpus,
-    worker_objective,
-    worker_tag,
-)
+from search.study import cache_sizes, load_study_spec
 from spaces import Categorical, IntRange
 from tests.distributed.conftest import retried_from
 
@@ -93,7 +85,7 @@ def test_default_journal_is_an_absolute_file_under_the_workdir(
 
 
 def test_cache_sizes_cover_every_resolution_a_trial_can_ask_for() -> None:
-    spec = load_study("smoke")
+    spec = load_study_spec("smoke")
     assert cache_sizes(spec) == [(32, 24, "face")]
     two = dataclasses.replace(spec, params={**spec.params, "height": Categorical((32, 40))})
     assert cache_sizes(two) == [(32, 24, "face"), (40, 24, "face")]

@@ -8,7 +8,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.run import RunOptions, run_study
+from search.options import RunOptions
+from search.runstudy import run_study
 from search.synth import generate
 
 

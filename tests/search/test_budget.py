@@ -24,8 +24,9 @@ from search.budget import (
     time_budget,
     trial_pace,
 )
-from search.run import RunOptions, build_parser, options_from_args
-from search.study import StudyFileError, load_study
+from search.options import RunOptions
+from search.run import build_parser, options_from_args
+from search.study import StudyFileError, load_study_spec
 
 SHIPPED = ["age_cutoff", "augment", "backbone", "finetune", "full"]
 T0 = 1_800_000_000.0  # a fixed start, seconds since the epoch
@@ -33,7 +34,7 @@ T0 = 1_800_000_000.0  # a fixed start, seconds since the epoch
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_the_cpu_profile_of_every_shipped_study_carries_an_eight_minute_budget(name: str) -> None:
-    cpu, gpu = load_study(name, "cpu"), load_study(name, "gpu")
+    cpu, gpu = load_study_spec(name, "cpu"), load_study_spec(name, "gpu")
     assert cpu.timeout_s == 480.0
     assert gpu.timeout_s is None  # a GPU study runs its trials
     budget = time_budget(cpu, timeout_s=None, n_trials=None, started_at=T0)
@@ -42,7 +43,7 @@ def test_the_cpu_profile_of_every_shipped_study_carries_an_eight_minute_budget(n
 
 
 def test_flags_override_the_profile_budget() -> None:
-    spec = load_study("age_cutoff", "cpu")
+    spec = load_study_spec("age_cutoff", "cpu")
     assert time_budget(spec, 90.0, None, T0) == TimeBudget(90.0, T0, "--timeout")
     # an explicit trial count is a promise of that many trials: no time limit unless --timeout says so
     assert time_budget(spec, None, 30, T0).seconds is None
@@ -55,8 +56,8 @@ def test_flags_override_the_profile_budget() -> None:
 def test_a_profile_budget_overrides_the_study_table(tmp_path: Path) -> None:
     path = tmp_path / "timed.toml"
     path.write_text("[study]\ntimeout_s = 900\n[params]\nlr = [0.1]\n[profiles.cpu]\ntimeout_s = 60\n")
-    assert load_study(path, "cpu").timeout_s == 60.0
-    assert load_study(path, "gpu").timeout_s == 900.0
+    assert load_study_spec(path, "cpu").timeout_s == 60.0
+    assert load_study_spec(path, "gpu").timeout_s == 900.0
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "'8 min'", "true"])
@@ -64,7 +65,7 @@ def test_a_bad_profile_budget_names_the_file_and_key(tmp_path: Path, value: str)
     path = tmp_path / "bad.toml"
     path.write_text(f"[params]\nlr = [0.1]\n[profiles.cpu]\ntimeout_s = {value}\n")
     with pytest.raises(StudyFileError, match="bad.toml.*timeout_s"):
-        load_study(path, "cpu")
+        load_study_spec(path, "cpu")
 
 
 def test_the_command_line_counts_from_the_process_start() -> None:
@@ -73,10 +74,10 @@ def test_the_command_line_counts_from_the_process_start() -> None:
     assert started <= before and before - started < 3600  # this test process started earlier, not now
     opts = options_from_args(build_parser().parse_args(["--study", "age_cutoff", "--timeout", "120"]))
     assert opts.started_at is not None and abs(opts.started_at - started) < 1.0
-    budget = run_time_budget(opts, load_study("age_cutoff", "cpu"))
+    budget = run_time_budget(opts, load_study_spec("age_cutoff", "cpu"))
     assert budget == TimeBudget(120.0, opts.started_at, "--timeout")
     # a library call without a start time counts from the call
-    assert run_time_budget(RunOptions(study="age_cutoff"), load_study("age_cutoff"), now=T0).started_at == T0
+    assert run_time_budget(RunOptions(study="age_cutoff"), load_study_spec("age_cutoff"), now=T0).started_at == T0
 
 
 def test_format_duration() -> None:
@@ -109,7 +110,7 @@ def test_a_trial_starts_only_if_it_can_reach_its_first_pruning_decision() -> Non
 
 @pytest.mark.parametrize(("name", "needs"), [("age_cutoff", TrialNeeds(5, 2, 5)), ("smoke", TrialNeeds(3, 1, 0))])
 def test_what_a_trial_needs_comes_from_the_study_file(name: str, needs: TrialNeeds) -> None:
-    assert TrialNeeds.of(load_study(name, "cpu")) == needs
+    assert TrialNeeds.of(load_study_spec(name, "cpu")) == needs
 
 
 def test_a_running_trial_is_cut_when_its_next_epoch_would_end_past_the_budget() -> None:

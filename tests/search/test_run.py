@@ -14,7 +14,9 @@ import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
-from search.run import RunOptions, build_parser, run_study
+from search.options import RunOptions
+from search.run import build_parser
+from search.runstudy import run_study
 from search.trialstore import TrialStore
 from tests.search.conftest import SmokeRun
 

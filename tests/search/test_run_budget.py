@@ -9,7 +9,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.run import RunOptions, execute
+from search.options import RunOptions
+from search.run import execute
 from tests.search.test_run import _smoke_variant
 
 

@@ -17,11 +17,11 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from search.prepare import make_sampler, open_study
+from search.reaper import WORKER_ATTR, reap_orphans
 from search.run import build_parser, main, options_from_args
 from search.storage import open_storage
-from search.study import load_study
+from search.study import load_study_spec
 from search.threads import default_threads, intra_op_threads, set_torch_threads
-from search.workers import WORKER_ATTR, reap_orphans
 from tests.search.test_run import _smoke_variant
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_a_study_file_with_a_wrong_type_is_one_line_before_data_is_read(
 
 # --- a crashed trial does not block a resume -----------------------------------------------------
 
-# a worker that tags its trial as search.workers.worker_objective does, then is killed outright
+# a worker that tags its trial as search.runstudy.worker_objective does, then is killed outright
 _CRASH = textwrap.dedent("""
     import os, signal, socket, sys
     import optuna
@@ -93,10 +93,10 @@ def test_a_study_whose_trials_keep_failing_gives_up_and_exits_non_zero(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from search.objective import TrialFailed
-    from search.run import _Budget
+    from search.trialbudget import StopAtBudget
 
     study = optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"))
-    budget = _Budget(n_trials=1)
+    budget = StopAtBudget(n_trials=1)
 
     def objective(trial: optuna.Trial) -> float:
         raise TrialFailed("diverged")
@@ -149,7 +149,7 @@ def test_an_eval_row_without_its_image_stops_the_run_before_the_study(tiny_bench
     first.unlink()
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     with pytest.raises(DataError, match=f"info.csv line .*ImageID '{first.name}' has no image"):
-        open_study(load_study("smoke"), url, tmp_path / "runs", data)
+        open_study(load_study_spec("smoke"), url, tmp_path / "runs", data)
     assert not optuna.get_all_study_names(url), "found before the study is created"
 
 
@@ -183,7 +183,7 @@ def test_the_main_command_sets_the_rule_or_threads(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_resumed_study_does_not_draw_its_first_parameters_again(tiny_bench: Path, tmp_path: Path) -> None:
-    spec = load_study("smoke")
+    spec = load_study_spec("smoke")
     url = f"sqlite:///{tmp_path / 's.db'}"
     drawn = []
     for _ in range(2):
@@ -198,6 +198,6 @@ def test_optunas_experimental_warnings_are_silenced_where_they_arise(tmp_path: P
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
-        make_sampler(load_study("smoke"))
+        make_sampler(load_study_spec("smoke"))
     assert storage is not None
     assert not [w for w in caught if issubclass(w.category, optuna.exceptions.ExperimentalWarning)], caught

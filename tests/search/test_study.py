@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from search.pruners import make_pruner
-from search.study import StudyFileError, list_studies, load_study
+from search.study import StudyFileError, list_studies, load_study_spec
 from spaces import Categorical
 
 REQUIRED = {"age_cutoff", "backbone", "finetune", "augment", "full", "smoke"}
@@ -19,7 +19,7 @@ def test_required_studies_ship() -> None:
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 @pytest.mark.parametrize("profile", ["cpu", "gpu"])
 def test_every_study_file_parses(name: str, profile: str) -> None:
-    spec = load_study(name, profile=profile)
+    spec = load_study_spec(name, profile=profile)
     config = spec.base_config()
     assert spec.n_trials >= 1 and config.epochs >= 1
     assert spec.params, "a study searches something"
@@ -27,22 +27,22 @@ def test_every_study_file_parses(name: str, profile: str) -> None:
 
 def test_age_cutoff_study_searches_the_cutoffs() -> None:
     for profile in ("cpu", "gpu"):
-        spec = load_study("age_cutoff", profile=profile)
+        spec = load_study_spec("age_cutoff", profile=profile)
         assert spec.params["age_cutoff"] == Categorical((58, 59, 60))
         assert "focal_gamma" in spec.params and "unfrozen_depth" in spec.params
-    assert len(load_study("age_cutoff", profile="gpu").choices("backbone")) >= 2
+    assert len(load_study_spec("age_cutoff", profile="gpu").choices("backbone")) >= 2
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED - {"smoke"}))
 def test_shipped_studies_prune_from_epoch_2_on_the_validation_loss(name: str) -> None:
-    pruner = load_study(name).pruner
+    pruner = load_study_spec(name).pruner
     assert (pruner.name, pruner.min_resource, pruner.signal) == ("hyperband", 2, "val_loss")
 
 
 def test_gpu_profile_uses_real_backbones() -> None:
-    gpu = load_study("full", profile="gpu").choices("backbone")
+    gpu = load_study_spec("full", profile="gpu").choices("backbone")
     assert "resnext50_32x4d" in gpu and any(b.startswith("efficientnet_b") for b in gpu)
-    cpu = load_study("full", profile="cpu").choices("backbone")
+    cpu = load_study_spec("full", profile="cpu").choices("backbone")
     assert "resnext50_32x4d" not in cpu
 
 
@@ -73,7 +73,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 )
 def test_malformed_study_file_names_the_key(tmp_path: Path, text: str, names: list[str]) -> None:
     with pytest.raises(StudyFileError) as info:
-        load_study(_write(tmp_path, text + "[params]\nlr = [0.1]\n" if "[params]" not in text else text))
+        load_study_spec(_write(tmp_path, text + "[params]\nlr = [0.1]\n" if "[params]" not in text else text))
     for name in names:
         assert name in str(info.value)
 
@@ -83,19 +83,19 @@ def test_profile_overrides_base(tmp_path: Path) -> None:
         tmp_path,
         "[fixed]\nepochs = 2\n[params]\nlr = [0.1]\n[profiles.gpu]\nn_trials = 50\n[profiles.gpu.fixed]\nepochs = 6\n",
     )
-    assert load_study(path, "cpu").base_config().epochs == 2
-    gpu = load_study(path, "gpu")
+    assert load_study_spec(path, "cpu").base_config().epochs == 2
+    gpu = load_study_spec(path, "gpu")
     assert gpu.base_config().epochs == 6 and gpu.n_trials == 50
 
 
 def test_unknown_study_lists_available() -> None:
     with pytest.raises(StudyFileError, match="smoke"):
-        load_study("does_not_exist")
+        load_study_spec("does_not_exist")
 
 
 def _decisions(tmp_path: Path, pruner: str, values: list[float]) -> list[bool]:
     """should_prune after epoch 1 for trials reporting ``values`` in turn, each then completed."""
-    spec = load_study(_write(tmp_path, f"[pruner]\n{pruner}\n[fixed]\nepochs = 4\n[params]\nlr = [0.1]\n"))
+    spec = load_study_spec(_write(tmp_path, f"[pruner]\n{pruner}\n[fixed]\nepochs = 4\n[params]\nlr = [0.1]\n"))
     study = optuna.create_study(direction="maximize", pruner=make_pruner(spec.pruner, spec.base_config().epochs))
     decisions = []
     for value in values:
@@ -144,7 +144,7 @@ def test_every_value_is_checked_when_the_file_loads(tmp_path: Path, old: str, ne
     text = (Path(__file__).resolve().parents[2] / "studies" / "smoke.toml").read_text()
     assert old in text
     with pytest.raises(StudyFileError) as info:
-        load_study(_write(tmp_path, text.replace(old, new, 1)))
+        load_study_spec(_write(tmp_path, text.replace(old, new, 1)))
     message = str(info.value)
     assert "\n" not in message and "bad.toml" in message
     for name in names:
@@ -154,19 +154,19 @@ def test_every_value_is_checked_when_the_file_loads(tmp_path: Path, old: str, ne
 def test_a_profile_value_names_the_profile_table(tmp_path: Path) -> None:
     path = _write(tmp_path, "[params]\nlr = [0.1]\n[profiles.cpu.fixed]\nage_cutoff = 70\n")
     with pytest.raises(StudyFileError, match="profiles.cpu.fixed.age_cutoff must be an age from 55 to 65"):
-        load_study(path, "cpu")
-    assert load_study(path, "gpu").base_config().age_cutoff == 60
+        load_study_spec(path, "cpu")
+    assert load_study_spec(path, "gpu").base_config().age_cutoff == 60
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_cpu_profiles_enqueue_nothing(name: str) -> None:
-    assert load_study(name, profile="cpu").enqueue == ()
+    assert load_study_spec(name, profile="cpu").enqueue == ()
 
 
 @pytest.mark.parametrize(("name", "backbones"), [("full", ["efficientnet_b0", "resnext50_32x4d"]),
                                                   ("age_cutoff", ["resnext50_32x4d"])])
 def test_gpu_profiles_start_with_the_2nd_place_recipe(name: str, backbones: list[str]) -> None:
-    spec = load_study(name, profile="gpu")
+    spec = load_study_spec(name, profile="gpu")
     assert [t["backbone"] for t in spec.enqueue] == backbones
     for trial in spec.enqueue:
         recipe = {"optimizer": "adam", "lr": 3e-5, "batch_size": 16, "schedule": "plateau", "head": "multi",
@@ -208,7 +208,7 @@ def test_a_bad_known_good_trial_names_the_file_and_key(tmp_path: Path, table: st
     path = _write(tmp_path, _GOOD + "[[profiles.gpu.enqueue]]\n" + table + "\n")
     for profile in ("cpu", "gpu"):  # checked whichever profile loads
         with pytest.raises(StudyFileError) as info:
-            load_study(path, profile)
+            load_study_spec(path, profile)
         for name in ["bad.toml", "profiles.gpu.enqueue[0]", *names]:
             assert name in str(info.value), (name, str(info.value))
 
@@ -217,8 +217,8 @@ def test_a_good_known_good_trial_becomes_optuna_params(tmp_path: Path) -> None:
     table = ("backbone = 'test_resnet'\nlr = 1e-3\nschedule = 'plateau'\nplateau_patience = 2\n"
              "unfrozen_depth = 'all'\nepochs = 2\n")
     path = _write(tmp_path, _GOOD + "[[profiles.gpu.enqueue]]\n" + table)
-    assert load_study(path, "cpu").enqueue == ()
-    assert load_study(path, "gpu").enqueue == ({"backbone": "test_resnet", "lr": 1e-3, "schedule": "plateau",
+    assert load_study_spec(path, "cpu").enqueue == ()
+    assert load_study_spec(path, "gpu").enqueue == ({"backbone": "test_resnet", "lr": 1e-3, "schedule": "plateau",
                                                "plateau_patience": 2, "unfrozen_depth.test_resnet": 5},)
     with pytest.raises(StudyFileError, match=r"bad.toml.*unknown key 'enqueue'"):
-        load_study(_write(tmp_path, _GOOD + "[[enqueue]]\nlr = 1e-3\n"))
+        load_study_spec(_write(tmp_path, _GOOD + "[[enqueue]]\nlr = 1e-3\n"))

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from search.run import RunOptions, main
-from search.storage import dashboard_command, open_storage, redact, scrub, url_secrets
+from search.options import RunOptions
+from search.run import main
+from search.secretfilter import scrub
+from search.storage import dashboard_command, open_storage, redact, url_secrets
 from search.urls import StorageUrlError, check_storage_url
 
 ACCEPTED = "sqlite:///path/to/studies.db, journal:///path/to/study.journal or postgresql://"
@@ -79,7 +81,7 @@ def test_every_libpq_password_form_is_left_out(url: str, shown: str, secrets: li
 
 
 def test_next_commands_are_quoted_and_work_without_the_password(tmp_path: Path) -> None:
-    from search.run import next_commands
+    from search.runstudy import next_commands
 
     workdir = tmp_path / "my runs"
     url = "postgresql://automl@db/studies?password=Secret1"
@@ -98,7 +100,7 @@ def test_next_commands_are_quoted_and_work_without_the_password(tmp_path: Path) 
 
 
 def test_a_url_without_a_password_gets_no_note(tmp_path: Path) -> None:
-    from search.run import next_commands
+    from search.runstudy import next_commands
 
     lines = next_commands("smoke", RunOptions(study="smoke", storage=f"sqlite:///{tmp_path}/s.db", workdir=tmp_path))
     assert not any("PGPASSWORD" in line for line in lines)

@@ -6,7 +6,8 @@ The parent opens (creates or resumes) the study, checks the data and builds the 
 cache once; then it starts N processes with the 'spawn' context. With GPUs, each process sees
 one GPU (``CUDA_VISIBLE_DEVICES`` is set in its environment before torch starts in it);
 without, each gets ``cpus // N`` torch threads. SIGINT/SIGTERM are forwarded to the workers:
-each marks its running trial FAIL and exits, and the next run resumes.
+each marks its running trial FAIL and exits, and the next run resumes. A worker that dies
+leaves its trial to the orphan reaper (search/reaper.py).
 
 The workers share the launcher's terminal, so none of them draws a progress bar: each writes one
 log line per finished trial (search/progress.py), and the launcher none. The time budget counts
@@ -14,208 +15,39 @@ from the launching command's start (``RunOptions.started_at``) in every worker.
 
 The storage must take concurrent writers: Optuna's journal file (the default here,
 ``<workdir>/<study>.journal``) or PostgreSQL. Plain SQLite is refused.
-
-A trial whose worker process died (SIGKILL, the OOM killer) would stay RUNNING forever in a
-storage without heartbeats (the journal file). :func:`reap_orphans` fails such a trial when
-its worker ran on this machine and its process is gone, and re-queues it once with the same
-parameters through Optuna's retry callback: what the heartbeat does for PostgreSQL.
-
-This module imports nothing from ``search.run`` at import time (``search.run`` imports it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
-import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
-import socket
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import optuna
 import sqlalchemy.exc
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages._heartbeat import is_heartbeat_enabled
-from optuna.trial import TrialState
 
+from runners.devices import NUM_WORKERS_ENV
 from search.checks import GaveUp
-from search.objective import TrialFailed
-from search.storage import (
-    RetryCallback,
-    StorageSettings,
-    hide_secrets,
-    no_experimental_warnings,
-    redact,
-    storage_error,
-    takes_concurrent_writers,
-)
-
-if TYPE_CHECKING:
-    from search.run import RunOptions
-    from search.study import StudySpec
+from search.options import RunOptions, resolve_spec
+from search.prepare import open_study
+from search.reaper import reap_orphans, worker_tag
+from search.runstudy import print_summary, run_study
+from search.secretfilter import hide_secrets
+from search.signals import install_interrupt_handlers
+from search.storage import redact, storage_error, takes_concurrent_writers
+from search.study import StudySpec, cache_sizes
+from search.tracebackfilter import quiet_expected_tracebacks
+from search.trialbudget import count_trials
 
 log = logging.getLogger(__name__)
-
-WORKER_ATTR = "worker"  # trial user attribute: "host:pid" of the process that ran the trial
-LOADER_WORKERS_ENV = "MASK_AUTOML_LOADER_WORKERS"  # runners.devices reads it
-FORCE_AFTER_S = 2.0  # a second interrupt later than this after the first exits at once
-
-
-# --- who runs a trial, and trials whose worker died -------------------------------------------
-
-
-def worker_tag(pid: int | None = None) -> str:
-    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
-
-
-def worker_objective(
-    objective: Callable[[optuna.Trial], float], n_trials: int | None = None
-) -> Callable[[optuna.Trial], float]:
-    """The objective, recording this process as the trial's ``worker`` first, and with a budget
-    of ``n_trials`` finished trials, skipping a trial that would overshoot it.
-
-    Workers decide to start another trial independently, so two that finish at the same moment
-    can both start one when the budget has room for only one. Trials are numbered in the order
-    they are created, so each new trial counts the finished trials and the running ones created
-    before it: a trial beyond the budget ends at once as FAIL, saying why, and the worker stops.
-    """
-    tag = worker_tag()
-
-    def run(trial: optuna.Trial) -> float:
-        trial.set_user_attr(WORKER_ATTR, tag)
-        if n_trials is not None:
-            study = trial.study
-            done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            ahead = sum(1 for t in running if t.number < trial.number)
-            if done + ahead >= n_trials:
-                reason = f"not run: the budget of {n_trials} trials is taken by finished and running trials"
-                trial.set_user_attr("failure_reason", reason)
-                log.info("trial %d %s", trial.number, reason)
-                study.stop()
-                raise TrialFailed(reason)
-        return objective(trial)
-
-    return run
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def has_heartbeat(study: optuna.Study) -> bool:
-    """Whether Optuna itself fails this study's trials whose worker went silent."""
-    return is_heartbeat_enabled(study._storage)
-
-
-def reap_orphans(study: optuna.Study) -> list[int]:
-    """Fail RUNNING trials whose worker process on this machine no longer exists; re-queue each once.
-
-    On every storage: with a heartbeat (PostgreSQL, SQLite) Optuna would fail such a trial only
-    after its grace period, and a resume in the meantime counted it against the budget. Trials
-    of other machines are still left to the heartbeat. Returns the numbers of the trials failed here.
-    """
-    storage = study._storage
-    host = socket.gethostname()
-    reaped: list[int] = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        tag = trial.user_attrs.get(WORKER_ATTR)
-        if not isinstance(tag, str):
-            continue
-        tag_host, _, tag_pid = tag.rpartition(":")
-        if tag_host != host or not tag_pid.isdigit() or _alive(int(tag_pid)):
-            continue
-        try:
-            storage.set_trial_user_attr(
-                trial._trial_id, "failure_reason", f"worker {tag} died during the trial"
-            )
-            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                continue
-        except UpdateFinishedTrialError:
-            continue  # another process reaped it first
-        reaped.append(trial.number)
-        failed = copy.deepcopy(storage.get_trial(trial._trial_id))
-        failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "failure_reason"}
-        with no_experimental_warnings():
-            RetryCallback(max_retry=StorageSettings().max_retry)(study, failed)
-        log.warning(
-            "trial %d: its worker %s died; marked FAIL and queued once more with the same parameters",
-            trial.number,
-            tag,
-        )
-    return reaped
-
-
-# --- interrupts and log hygiene in a worker process --------------------------------------------
-
-
-def install_interrupt_handlers(force_after_s: float = FORCE_AFTER_S) -> None:
-    """SIGINT and SIGTERM raise KeyboardInterrupt once, so Optuna marks the running trial FAIL.
-
-    Ctrl-C reaches a local worker twice (from the terminal and forwarded by its launcher);
-    repeats within ``force_after_s`` are ignored so they cannot cut the FAIL write short. A
-    signal later than that exits at once (the trial is then left to the heartbeat or reaper).
-    """
-    first: list[float] = []
-
-    def handler(signum: int, frame: object) -> None:
-        now = time.monotonic()
-        if not first:
-            first.append(now)
-            raise KeyboardInterrupt(f"signal {signum}")
-        if now - first[0] > force_after_s:
-            log.error("interrupted again: exiting without waiting for the running trial to be recorded")
-            os._exit(130)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
-
-
-class _NoExpectedTraceback(logging.Filter):
-    """Optuna logs every FAIL trial with a traceback. For an interrupt, or a trial the objective
-    classified (NaN, out of memory: the reason is in the message and the traceback in the
-    trial's ``traceback`` user attribute), that is noise; with -v (DEBUG) it is kept."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        expected = (KeyboardInterrupt, TrialFailed)
-        if (
-            record.exc_info
-            and isinstance(record.exc_info[1], expected)
-            and not log.isEnabledFor(logging.DEBUG)
-        ):
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def quiet_expected_tracebacks() -> None:
-    """Drop tracebacks of interrupts and classified trial failures from every log handler (idempotent)."""
-    loggers = [logging.getLogger()] + [
-        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
-    ]
-    for logger in loggers:
-        for handler in logger.handlers:
-            if not any(isinstance(f, _NoExpectedTraceback) for f in handler.filters):
-                handler.addFilter(_NoExpectedTraceback())
-
-
-# --- the launcher ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -249,8 +81,8 @@ def plan_workers(
     gpus = visible_gpus() if gpus is None else gpus
     threads = max(1, cpus // n_workers)
     base_env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    if LOADER_WORKERS_ENV not in os.environ:
-        base_env[LOADER_WORKERS_ENV] = str(max(0, min(4, threads - 1)))
+    if NUM_WORKERS_ENV not in os.environ:
+        base_env[NUM_WORKERS_ENV] = str(max(0, min(4, threads - 1)))
     if device == "cpu" or (device == "auto" and not gpus):
         return [WorkerSlot(i, "cpu", threads, dict(base_env)) for i in range(n_workers)]
     if device not in ("auto", "cuda") and not device.startswith("cuda:"):
@@ -289,29 +121,8 @@ def check_concurrent_storage(url: str, workdir: Path, study_name: str, what: str
         )
 
 
-def cache_sizes(spec: StudySpec) -> list[tuple[int, int, str]]:
-    """Every (height, width, crop) the study's trials can ask for; empty if one is a range."""
-    from spaces import Categorical
-
-    values: dict[str, list[Any]] = {}
-    for key in ("height", "width", "crop"):
-        if key in spec.params and not isinstance(spec.params[key], Categorical):
-            log.info(
-                "%s is searched over a range: each size's image cache is built by the first trial using it",
-                key,
-            )
-            return []
-        values[key] = spec.choices(key)
-    return [
-        (int(h), int(w), str(c))
-        for h, w, c in itertools.product(values["height"], values["width"], values["crop"])
-    ]
-
-
 def prepare_once(opts: RunOptions, spec: StudySpec) -> optuna.Study:
     """Create or resume the study, check the data and build its image caches before any worker starts."""
-    from search.prepare import open_study
-
     study, data = open_study(
         spec,
         opts.storage_url,
@@ -348,8 +159,6 @@ def run_local_workers(opts: RunOptions, n_workers: int) -> int:
 
     Returns 130 when interrupted (every worker stopped cleanly), 1 when a worker failed or died.
     """
-    from search.run import print_summary, resolve_spec
-
     spec = resolve_spec(opts)
     name = opts.name or spec.name
     url = opts.storage or default_journal_url(opts.workdir, name)
@@ -404,8 +213,7 @@ def run_local_workers(opts: RunOptions, n_workers: int) -> int:
     for index, code in failed.items():
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         log.error("worker %d %s; see its log above", index, how)
-    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    log.info("study %s: %d finished trials (budget %d)", study.study_name, finished, spec.n_trials)
+    log.info("study %s: %d finished trials (budget %d)", study.study_name, count_trials(study), spec.n_trials)
     if failed:
         return 1
     if signals or any(c == 130 for c in codes.values()):
@@ -446,8 +254,6 @@ def _worker_process(opts: RunOptions, slot: WorkerSlot, level: int) -> None:
     code = 0
     try:
         import torch
-
-        from search.run import run_study
 
         torch.set_num_threads(slot.threads)
         log.info("worker %d (%s) on %s, %d threads", slot.index, worker_tag(), slot.device, slot.threads)
