@@ -10,7 +10,7 @@ run's time budget in seconds, counted from the command's start (search/budget.py
     [sampler]         name (tpe | random), seed, n_startup_trials
     [pruner]          name (hyperband | successive_halving | median | percentile | none), signal
                       (macro_f1 | val_loss), min_resource, reduction_factor, n_startup_trials, percentile,
-                      min_complete
+                      min_complete (the pruner registry, search/pruners.py, checks these)
     [split]           val_fraction, seed
     [fixed]           TrialConfig fields held constant
     [params]          searched TrialConfig fields: a list = categorical, {low, high, log, step} = range

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import optuna
 import pytest
 
 from search.pruners import make_pruner
-from search.study import StudyFileError, list_studies, load_study_spec
-from spaces import Categorical
+from search.study import StudyFileError, cache_sizes, list_studies, load_study_spec
+from spaces import Categorical, IntRange
 
 REQUIRED = {"age_cutoff", "backbone", "finetune", "augment", "full", "smoke"}
 
@@ -222,3 +223,12 @@ def test_a_good_known_good_trial_becomes_optuna_params(tmp_path: Path) -> None:
                                                "plateau_patience": 2, "unfrozen_depth.test_resnet": 5},)
     with pytest.raises(StudyFileError, match=r"bad.toml.*unknown key 'enqueue'"):
         load_study_spec(_write(tmp_path, _GOOD + "[[enqueue]]\nlr = 1e-3\n"))
+
+
+def test_cache_sizes_cover_every_resolution_a_trial_can_ask_for() -> None:
+    spec = load_study_spec("smoke")
+    assert cache_sizes(spec) == [(32, 24, "face")]
+    two = dataclasses.replace(spec, params={**spec.params, "height": Categorical((32, 40))})
+    assert cache_sizes(two) == [(32, 24, "face"), (40, 24, "face")]
+    ranged = dataclasses.replace(spec, params={**spec.params, "height": IntRange(32, 64)})
+    assert cache_sizes(ranged) == []
