@@ -17,7 +17,7 @@ from tests.distributed.conftest import retried_from
 
 def _dead_pid() -> int:
     proc = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
     )
     return int(proc.stdout)
 

@@ -4,6 +4,7 @@ these, this file says which."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import optuna
@@ -47,3 +48,19 @@ def test_the_artifact_store_type_fits_the_store_the_harness_uses(tmp_path: Path)
     assert {"open_reader", "write", "remove"} <= set(vars(ArtifactStore))
     store.write("a", io.BytesIO(b"x"))
     assert store.open_reader("a").read() == b"x"
+
+
+PRIVATE = re.compile(r"\boptuna(\.\w+)*\._[a-z]\w*|\._(storage|trial_id|study_id)\b|_heartbeat\b|_protocol\b")
+
+
+def test_no_module_but_the_adapter_touches_optunas_private_api() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    found = [
+        f"{path.relative_to(repo)}:{number}: {line.strip()}"
+        for folder in ("search", "runners", "spaces", "benchmarks")
+        for path in sorted((repo / folder).rglob("*.py"))
+        if path.name != "optuna_compat.py"
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if PRIVATE.search(line)
+    ]
+    assert not found, "use search/optuna_compat.py instead:\n" + "\n".join(found)
