@@ -6,7 +6,7 @@ arrays to the rest of the harness.
 
 from __future__ import annotations
 
-from search.data.bench import ENV_VAR, default_data_root
+from search.data.synthetic import ENV_VAR, default_data_root, ensure_synthetic_data
 from search.data.cache import CACHE_VERSION, CROPS, cache_files, crop_box, image_cache, load_image
 from search.data.errors import DataError
 from search.data.labels import (
@@ -51,6 +51,7 @@ __all__ = [
     "crop_box",
     "decompose",
     "default_data_root",
+    "ensure_synthetic_data",
     "image_cache",
     "kfold_people",
     "load_eval",
