@@ -9,6 +9,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from runners.classes import NUM_CLASSES
+
 Status = Literal["complete", "pruned", "failed"]
 
 
@@ -33,9 +35,9 @@ class TrialResult:
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int | None = None
     best_macro_f1: float = 0.0
-    per_class_f1: list[float] = field(default_factory=list)  # 18, best epoch
-    confusion: np.ndarray = field(default_factory=lambda: np.zeros((18, 18), dtype=np.int64))  # rows = truth
-    val_probs: np.ndarray | None = None  # (N_val, 18) float32 softmax of the best epoch, aligned with val.rows
+    per_class_f1: list[float] = field(default_factory=list)  # NUM_CLASSES values, best epoch
+    confusion: np.ndarray = field(default_factory=lambda: np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64))  # rows = truth
+    val_probs: np.ndarray | None = None  # (N_val, NUM_CLASSES) float32 softmax of the best epoch, aligned with val.rows
     state_dict: dict[str, torch.Tensor] | None = None  # best epoch, CPU tensors (TrialModel keys)
     device: str = "cpu"
     augment_on: str = "none"  # where the augmentation set ran: "none" (no set), "loader" or "device"

@@ -15,16 +15,7 @@ from optuna.artifacts._protocol import ArtifactStore
 from optuna.trial import TrialState
 from PIL import Image, ImageDraw
 
-from search.data import decompose
-
-MASKS = ("wear", "incorrect", "not wear")
-GENDERS = ("male", "female")
-AGES = ("<30", "30-59", ">=60")
-
-
-def class_name(c: int) -> str:
-    mask, gender, band = (int(v) for v in decompose(c))
-    return f"{MASKS[mask]}/{GENDERS[gender]}/{AGES[band]}"
+from runners.classes import CLASS_NAMES
 
 
 def trial_attrs(result: Any) -> dict[str, Any]:
@@ -73,7 +64,7 @@ def upload_trial_artifacts(
 
 
 def confusion_png(confusion: np.ndarray, path: Path, title: str = "", cell: int = 30) -> None:
-    """An 18x18 heat map, row-normalised, with counts in the cells."""
+    """A classes x classes heat map, row-normalised, with counts in the cells."""
     n = confusion.shape[0]
     left, top = 40, 40
     img = Image.new("RGB", (left + n * cell + 10, top + n * cell + 10), "white")
@@ -124,7 +115,7 @@ def study_note(study: optuna.Study, top: int = 5) -> str:
         per_class = best.user_attrs.get("per_class_f1", [])
         weakest = sorted(range(len(per_class)), key=lambda i: per_class[i])[:3]
         lines += ["", "Weakest classes of the best trial: "
-                  + ", ".join(f"{i} {class_name(i)} (F1 {per_class[i]:.2f})" for i in weakest)]
+                  + ", ".join(f"{i} {CLASS_NAMES[i]} (F1 {per_class[i]:.2f})" for i in weakest)]
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
+from runners.classes import NUM_CLASSES
 from search.ensemble.selection import Candidate, rank_singles
 from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact, storage_error
 from search.trialstore import TrialStore, Validation
@@ -87,7 +88,7 @@ def _study_candidates(
             notes.append(f"{name}#{trial.number}: checkpoint not kept (outside the study's top-N retention)")
             continue
         probs = store.load_probs(trial.number)
-        if probs.shape != (len(validation.labels), 18):
+        if probs.shape != (len(validation.labels), NUM_CLASSES):
             raise ValueError(
                 f"{store.trial_dir(trial.number)}/val_probs.npy has shape {probs.shape} but the study's "
                 f"validation "

@@ -11,8 +11,8 @@ say nothing about accuracy on the real data.
 from __future__ import annotations
 
 from .layout import generate, parse_size, render_photos
-from .people import GENDERS, PHOTO_STEMS, Person, class_of
+from .people import Person, class_of
 from .sheet import contact_sheet
 
-__all__ = ["GENDERS", "PHOTO_STEMS", "Person", "class_of", "contact_sheet", "generate", "parse_size",
+__all__ = ["Person", "class_of", "contact_sheet", "generate", "parse_size",
            "render_photos"]
