@@ -1,12 +1,10 @@
-"""What a trial leaves for people to read: user attributes, artifacts, and the study note
-that optuna-dashboard shows."""
+"""What a trial leaves for people to read: its artifacts, and the study note that
+optuna-dashboard shows. The trial's user attributes are its summary, ``TrialResult.to_summary``."""
 
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
@@ -16,39 +14,6 @@ from optuna.trial import TrialState
 from PIL import Image, ImageDraw
 
 from runners.classes import CLASS_NAMES
-
-
-def trial_attrs(result: Any) -> dict[str, Any]:
-    """User attributes of a finished trial (TrialResult), all JSON-able."""
-    history = result.history
-    seconds = [h.seconds for h in history]
-    speeds = [h.train_images_per_s for h in history]
-    return {
-        "status": result.status,
-        "failure_reason": result.reason,
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(history),
-        "per_class_f1": [round(float(v), 4) for v in result.per_class_f1] if result.per_class_f1 else [],
-        "confusion": result.confusion.astype(int).tolist() if result.confusion is not None else None,
-        "val_accuracy": _best(history, result.best_epoch, "val_accuracy"),
-        "seconds_per_epoch": round(float(np.mean(seconds)), 3) if seconds else None,
-        "train_images_per_s": round(float(np.mean(speeds)), 1) if speeds else None,
-        "device": result.device,
-        "augment_on": result.augment_on,
-        "n_params": result.n_params,
-        "n_trainable": result.n_trainable,
-        "history": [
-            {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in vars(h).items()}
-            for h in history
-        ],
-    }
-
-
-def _best(history: list[Any], epoch: int | None, field: str) -> float | None:
-    for h in history:
-        if h.epoch == epoch:
-            return round(float(getattr(h, field)), 4)
-    return None
 
 
 def upload_trial_artifacts(
