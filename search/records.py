@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from PIL import Image, ImageDraw
 
 from runners.classes import CLASS_NAMES
+from search.study_attrs import StudyAttrs
 
 
 def upload_trial_artifacts(
@@ -56,14 +57,15 @@ def study_note(study: optuna.Study, top: int = 5) -> str:
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     done.sort(key=lambda t: t.value, reverse=True)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    attrs = StudyAttrs.find(study)
     lines = [
         f"# {study.study_name}",
         "",
-        str(study.user_attrs.get("description", "")),
+        attrs.description if attrs else "",
         "",
         "Trials: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v),
-        f"Data: `{study.user_attrs.get('data_root')}`; validation people: "
-        f"{len(study.user_attrs.get('split', {}).get('val_people', []))}",
+        f"Data: `{attrs.data_root if attrs else None}`; validation people: "
+        f"{len(attrs.split.val_people) if attrs else 0}",
         "",
         "| trial | macro-F1 | backbone | age cutoff | gamma | depth | augment | best epoch | s/epoch |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
@@ -21,6 +20,7 @@ from optuna.trial import TrialState
 from runners.classes import NUM_CLASSES
 from search.ensemble.selection import Candidate, rank_singles
 from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact, storage_error
+from search.study_attrs import StudyAttrs
 from search.trialstore import TrialStore, Validation
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class CandidatePool:
     study: str  # the main study
     workdir: Path  # its TrialStore work folder
-    attrs: dict[str, Any]  # the main study's user attributes (data_root, relabel, split, ...)
+    attrs: StudyAttrs  # what the main study recorded at creation (data_root, relabel, split, ...)
     validation: Validation
     candidates: list[Candidate]
     notes: list[str] = field(default_factory=list)  # what was left out, and why
@@ -77,7 +77,8 @@ def _study_candidates(
     name: str, storage_url: str, workdir: Path | None
 ) -> tuple[optuna.Study, Path, Validation, list[Candidate], list[str]]:
     study = load_study(name, storage_url)
-    root = Path(workdir) if workdir is not None else Path(study.user_attrs.get("workdir", DEFAULT_WORKDIR))
+    recorded = StudyAttrs.read(study).workdir
+    root = Path(workdir) if workdir is not None else Path(recorded) if recorded else DEFAULT_WORKDIR
     store = TrialStore(root, name)
     validation = store.load_validation()
     on_disk = set(store.trial_numbers())
@@ -130,7 +131,7 @@ def load_candidates(
         )
     for note in notes:
         log.info("left out %s", note)
-    return CandidatePool(study, root, dict(main.user_attrs), validation, candidates, notes)
+    return CandidatePool(study, root, StudyAttrs.read(main), validation, candidates, notes)
 
 
 def restrict_preprocessing(
