@@ -1,8 +1,8 @@
-"""The synthetic bench: a procedurally drawn stand-in for the competition data, same layout.
+"""The synthetic data: a procedurally drawn stand-in for the competition data, same layout.
 
     from search.synth import generate, contact_sheet
     root = generate("data/synthetic", people=300, size=(96, 128), seed=0)
-    contact_sheet(root, "bench.png")
+    contact_sheet(root, "synthetic.png")
 
 or `python -m search.synth --out data/synthetic`. It exercises the harness end to end; scores on it
 say nothing about accuracy on the real data.

@@ -16,7 +16,7 @@ log = logging.getLogger("search.synth")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m search.synth",
-                                     description="Draw the synthetic bench in the competition's data layout.")
+                                     description="Draw the synthetic data in the competition's data layout.")
     parser.add_argument("--out", type=Path, default=Path("data/synthetic"),
                         help="folder to create (default data/synthetic)")
     parser.add_argument("--people", type=int, default=300, help="train people (real data: 2700)")

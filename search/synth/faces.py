@@ -1,4 +1,4 @@
-"""Procedurally drawn faces for the synthetic bench (PIL ImageDraw plus a little numpy noise).
+"""Procedurally drawn faces for the synthetic data (PIL ImageDraw plus a little numpy noise).
 
 A person's `Look` is sampled once; each of the seven photos redraws it with a slight pose
 jitter and the mask state of that photo. Age is shown continuously: an apparent age (true age

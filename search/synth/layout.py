@@ -1,4 +1,4 @@
-"""Write the synthetic bench to disk in exactly the real competition layout (docs/domain.md).
+"""Write the synthetic data to disk in exactly the real competition layout (docs/domain.md).
 
     out_dir/
       train/train.csv                       id,gender,race,age,path (one row per person)
@@ -144,7 +144,7 @@ def _params(people: int, size: tuple[int, int], seed: int, n_eval_people: int) -
 def generate(out_dir: Path | str, people: int = 300, size: tuple[int, int] = (96, 128), seed: int = 0,
              n_eval_people: int | None = None, progress: bool = True, *, overwrite: bool = False,
              n_jobs: int | None = None) -> Path:
-    """Draw a synthetic bench into `out_dir` (see the module docstring) and return `out_dir`.
+    """Draw a synthetic data set into `out_dir` (see the module docstring) and return `out_dir`.
 
     `size` is (width, height). `n_eval_people` defaults to max(6, people // 3). An existing
     non-empty `out_dir` is an error unless `overwrite`; if another process finished the same
@@ -182,7 +182,7 @@ def generate(out_dir: Path | str, people: int = 300, size: tuple[int, int] = (96
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    log.info("wrote a synthetic bench of %d + %d people to %s", people, n_eval, out)
+    log.info("wrote a synthetic data set of %d + %d people to %s", people, n_eval, out)
     return out
 
 

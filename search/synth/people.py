@@ -1,4 +1,4 @@
-"""Who is in the synthetic bench: the real proportions, the folder ids and the injected faults.
+"""Who is in the synthetic data: the real proportions, the folder ids and the injected faults.
 
 Everything here is decided by one numpy Generator in the parent process, before any image is
 drawn, so the plan (and therefore every file) depends only on the seed.
