@@ -20,6 +20,7 @@ AGE_BAND_NAMES = ("<30", "30-59", ">=60")
 NUM_MASKS, NUM_GENDERS, NUM_AGE_BANDS = len(MASK_NAMES), len(GENDER_NAMES), len(AGE_BAND_NAMES)
 NUM_CLASSES = NUM_MASKS * NUM_GENDERS * NUM_AGE_BANDS
 CANONICAL_CUTOFF = 60
+OLD_BAND = NUM_AGE_BANDS - 1  # the age band from the cutoff on
 YOUNG_CUTOFF = 30  # band 0 ends here whatever the old-age cutoff
 CLASS_NAMES = tuple(f"{m}/{g}/{a}" for m in MASK_NAMES for g in GENDER_NAMES for a in AGE_BAND_NAMES)
 

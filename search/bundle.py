@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from search.data.cache import CROPS, load_image
 from runners.classes import NUM_CLASSES, class_table
+from search.data.cache import CROPS, load_image
 
 log = logging.getLogger(__name__)
 
