@@ -1,6 +1,9 @@
-"""The class scheme (runners/classes.py): index arithmetic, names, and the age bands."""
+"""The class scheme (runners/classes.py): index arithmetic, names, the age bands, and a light import."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -86,3 +89,10 @@ def test_the_scheme_has_one_spelling_and_eighteen_distinct_classes() -> None:
     assert NUM_CLASSES == 18 and len(set(CLASS_NAMES)) == NUM_CLASSES
     assert MASK_NAMES == ("wear", "incorrect", "not_wear")
     assert [row["index"] for row in class_table()] == list(range(NUM_CLASSES))
+
+
+def test_the_scheme_loads_without_torch_for_the_data_layer_and_the_bundle() -> None:
+    code = ("import sys, runners.classes, search.data; "
+            "print(','.join(m for m in ('torch', 'timm', 'runners.models') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
