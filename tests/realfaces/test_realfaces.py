@@ -11,11 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from search.data import load_eval, load_train
+from search.data import PHOTOS, load_eval, load_train
 from search.realfaces import build, plan_people, read_faces
 from search.realfaces.__main__ import main
 from search.realfaces.catalog import parse_name
-from search.data import PHOTOS
 from search.synth.people import CELL_COUNTS, allocate
 
 # (gender, age) -> how many faces; 19 is missing as in UTKFace, and old men come partly as 61-62.
