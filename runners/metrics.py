@@ -1,4 +1,4 @@
-"""Validation metrics over all classes of runners/classes.py (sklearn), the numbers every trial is judged by."""
+"""Validation metrics over all classes (runners/classes.py), the numbers every trial is judged by."""
 
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ from runners.weights import check_backbone_name, create_backbone
 
 logger = logging.getLogger(__name__)
 
-_MASK, _GENDER, _AGE = NUM_MASKS, NUM_GENDERS, NUM_AGE_BANDS  # 3-head variant: logits laid out [mask | gender | age]
+# the 3-head variant's logits are laid out [mask | gender | age]
+_MASK, _GENDER, _AGE = NUM_MASKS, NUM_GENDERS, NUM_AGE_BANDS
 
 
 class MultiHeadCombine(nn.Module):

@@ -37,8 +37,9 @@ class TrialResult:
     best_epoch: int | None = None
     best_macro_f1: float = 0.0
     per_class_f1: list[float] = field(default_factory=list)  # NUM_CLASSES values, best epoch
-    confusion: np.ndarray = field(default_factory=lambda: np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64))  # rows = truth
-    val_probs: np.ndarray | None = None  # (N_val, NUM_CLASSES) float32 softmax of the best epoch, aligned with val.rows
+    # rows = truth, columns = prediction
+    confusion: np.ndarray = field(default_factory=lambda: np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64))
+    val_probs: np.ndarray | None = None  # (N_val, classes) float32 softmax of the best epoch, aligned with val.rows
     state_dict: dict[str, torch.Tensor] | None = None  # best epoch, CPU tensors (TrialModel keys)
     device: str = "cpu"
     augment_on: str = "none"  # where the augmentation set ran: "none" (no set), "loader" or "device"

@@ -57,7 +57,8 @@ def confusion_figure(best: FrozenTrial) -> go.Figure | None:
     if confusion is None:
         return None
     matrix = np.asarray(confusion)
-    fig = go.Figure(go.Heatmap(z=matrix, x=list(range(NUM_CLASSES)), y=list(range(NUM_CLASSES)), colorscale="Blues",
+    classes = list(range(NUM_CLASSES))
+    fig = go.Figure(go.Heatmap(z=matrix, x=classes, y=classes, colorscale="Blues",
                                text=matrix, texttemplate="%{text}"))
     fig.update_layout(title=f"Confusion matrix of the best trial ({best.number}); rows = truth",
                       xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")

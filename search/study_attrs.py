@@ -73,7 +73,9 @@ class StudyAttrs:
         try:
             split = PersonSplit.from_dict(attrs["split"])
         except (DataError, KeyError, TypeError, ValueError) as exc:
-            raise StudyAttrsError(f"study {study.study_name!r}: its recorded split cannot be read ({exc}).") from exc
+            raise StudyAttrsError(
+                f"study {study.study_name!r}: its recorded split cannot be read ({exc})."
+            ) from exc
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {FINGERPRINT: fingerprint, "split": split}
         for name in ("data_root", "relabel", "study_file", "workdir"):

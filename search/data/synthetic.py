@@ -96,7 +96,7 @@ def _generate(root: Path, people: int | None, seed: int) -> None:
         kwargs = {"seed": seed} if people is None else {"people": people, "seed": seed}
         generate(tmp, **kwargs)
         if not _complete(tmp):
-            raise DataError(f"the synthetic data generator left no train/train.csv and eval/info.csv in {tmp}.")
+            raise DataError(f"the generator left no train/train.csv and eval/info.csv in {tmp}.")
         os.replace(tmp, root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

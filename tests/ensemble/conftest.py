@@ -74,7 +74,8 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> TinyStudy:
 
     storage = f"sqlite:///{workdir / 'studies.db'}"
     study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
-    StudyAttrs(data_fingerprint=data.fingerprint, split=split, data_root=str(root), workdir=str(workdir)).write(study)
+    attrs = StudyAttrs(data_fingerprint=data.fingerprint, split=split, data_root=str(root), workdir=str(workdir))
+    attrs.write(study)
     configs = []
     for number, (backbone, cutoff, lr, seed) in enumerate(TRIALS):
         config = TrialConfig(
