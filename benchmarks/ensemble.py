@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = SelectionSettings(max_members=args.max_members, max_per_backbone=args.max_per_backbone or None)
     pool = load_candidates(name, storage, workdir)
     outcome = run_procedure(pool, settings, args.mode, seed=0)
-    data_root = pool.attrs.get("data_root")
+    data_root = pool.attrs.data_root
     if not args.no_eval and find_eval_labels(data_root) is not None:
         outcome.eval_scores = score_on_eval(outcome.candidates, outcome.final, Path(data_root),
                                             pool.workdir / "cache", device=str(device))

@@ -34,6 +34,7 @@ import torch
 
 from benchmarks import common
 from runners import (
+    NUM_CLASSES,
     FocalLoss,
     ImageSet,
     TrialConfig,
@@ -86,8 +87,8 @@ class DataWait:
 def runner_rate(config: TrialConfig, images: np.ndarray, device: torch.device, workers: int) -> dict[str, float]:
     n = len(images)
     rng = np.random.default_rng(0)
-    train = ImageSet(images, np.arange(n - config.batch_size), rng.integers(0, 18, n - config.batch_size))
-    val = ImageSet(images, np.arange(n - config.batch_size, n), rng.integers(0, 18, config.batch_size))
+    train = ImageSet(images, np.arange(n - config.batch_size), rng.integers(0, NUM_CLASSES, n - config.batch_size))
+    val = ImageSet(images, np.arange(n - config.batch_size, n), rng.integers(0, NUM_CLASSES, config.batch_size))
     with DataWait() as wait:
         result = runner_fit.fit(config, train, val, device=device, num_workers=workers)
     if result.status != "complete" or len(result.history) != config.epochs:
@@ -109,7 +110,7 @@ def bare_rate(config: TrialConfig, device: torch.device, warmup: int, steps: int
     # which is channels_last in memory, so the bare loop feeds the same layout
     x = torch.randn(config.batch_size, 3, config.height, config.width, device=device)
     x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 18, (config.batch_size,), device=device)
+    y = torch.randint(0, NUM_CLASSES, (config.batch_size,), device=device)
     criterion = FocalLoss(config.focal_gamma).to(device)
     optimizer = make_optimizer(model, config)
     amp = autocast_dtype(device)

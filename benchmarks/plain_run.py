@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from runners.classes import NUM_CLASSES
 from runners.weights import PACKAGED, create_backbone
 from search.data import load_eval, load_train, split_people
 from search.ensemble.selection import macro_f1
@@ -92,7 +93,7 @@ def plain_run(data_root: Path, settings: PlainSettings = PlainSettings()) -> dic
                           generator=torch.Generator().manual_seed(settings.seed) if shuffle else None)
 
     train_loader, val_loader = loader(train_rows, True), loader(val_rows, False)
-    model = create_backbone(settings.backbone, num_classes=18, pretrained=True, weights_dir=PACKAGED)
+    model = create_backbone(settings.backbone, num_classes=NUM_CLASSES, pretrained=True, weights_dir=PACKAGED)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     loss_fn = nn.CrossEntropyLoss()
     best_f1, best_state, history = -1.0, None, []

@@ -36,6 +36,7 @@ from sklearn.metrics import f1_score, recall_score
 
 from benchmarks import common
 from benchmarks.plain_run import PlainSettings, plain_run
+from runners.classes import NUM_AGE_BANDS, NUM_CLASSES, NUM_GENDERS, NUM_MASKS, OLD_BAND, decompose
 from search.realfaces import build
 
 log = logging.getLogger("benchmarks.realfaces")
@@ -45,16 +46,17 @@ WORK = common.RUNS_DIR / NAME
 
 # scoring -------------------------------------------------------------------------------------
 def score(labels: pd.DataFrame, preds: np.ndarray) -> dict[str, float]:
-    """Macro-F1 and accuracy over the 18 classes, F1 per task, and the old band's recall and F1."""
+    """Macro-F1 and accuracy over all classes, F1 per task, and the old band's recall and F1."""
     y = labels["label"].to_numpy(dtype=np.int64)
     p = np.asarray(preds, dtype=np.int64)
-    task = {"mask": (y // 6, p // 6, [0, 1, 2]), "gender": ((y // 3) % 2, (p // 3) % 2, [0, 1]),
-            "age": (y % 3, p % 3, [0, 1, 2])}
-    out = {"macro_f1": float(f1_score(y, p, labels=list(range(18)), average="macro", zero_division=0)),
+    parts_y, parts_p = decompose(y), decompose(p)  # (mask, gender, age band) of each row
+    task = {name: (parts_y[k], parts_p[k], list(range(n)))
+            for k, (name, n) in enumerate((("mask", NUM_MASKS), ("gender", NUM_GENDERS), ("age", NUM_AGE_BANDS)))}
+    out = {"macro_f1": float(f1_score(y, p, labels=list(range(NUM_CLASSES)), average="macro", zero_division=0)),
            "accuracy": float(np.mean(y == p))}
     for name, (yt, pt, classes) in task.items():
         out[f"{name}_f1"] = float(f1_score(yt, pt, labels=classes, average="macro", zero_division=0))
-    old_true, old_pred = (y % 3 == 2).astype(int), (p % 3 == 2).astype(int)
+    old_true, old_pred = (parts_y[2] == OLD_BAND).astype(int), (parts_p[2] == OLD_BAND).astype(int)
     out["old_recall"] = float(recall_score(old_true, old_pred, zero_division=0))
     out["old_f1"] = float(f1_score(old_true, old_pred, zero_division=0))
     return out

@@ -1,8 +1,8 @@
 """HOW one trial runs: model factory, losses, augmentation sets, the training loop, devices.
 
 ``fit(config, train, val, reporter) -> TrialResult``. No optuna here, and nothing from
-``search`` or ``spaces``; importing this package has no side effects beyond registering the
-built-in augmentation sets.
+``search`` or ``spaces``. Importing this package loads nothing: each name below loads its module
+on first use (the built-in augmentation sets register when ``runners.augmentations`` loads).
 """
 
 from __future__ import annotations
@@ -10,27 +10,34 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from runners.config import TrialConfig
-from runners.devices import autocast_dtype, default_num_workers, resolve_device
-from runners.losses import FocalLoss, class_weights, oversample_weights
-from runners.metrics import NUM_CLASSES, ClassificationMetrics, classification_metrics
-from runners.models import (
-    ClassifierWithPreprocess,
-    MultiHeadCombine,
-    TrialModel,
-    apply_unfrozen_depth,
-    build_model,
-    count_parameters,
-    count_stages,
-    model_data_config,
-    stage_groups,
-)
-from runners.results import EpochRecord, TrialResult
-from runners.weights import WeightsError, create_backbone, find_weights_file, lite0_package_file
-
-# The training side (loop, loaders, albumentations) loads on first use, so that inference code
-# (search.bundle) can build models from ``runners.models`` without importing it.
+# Every name loads on first use, so that importing one light module (runners.classes, which the
+# data layer and the bundle use) does not pull in torch, timm or the training loop.
 _LAZY = {
+    "TrialConfig": "runners.config",
+    "autocast_dtype": "runners.devices",
+    "default_num_workers": "runners.devices",
+    "resolve_device": "runners.devices",
+    "FocalLoss": "runners.losses",
+    "class_weights": "runners.losses",
+    "oversample_weights": "runners.losses",
+    "NUM_CLASSES": "runners.classes",
+    "ClassificationMetrics": "runners.metrics",
+    "classification_metrics": "runners.metrics",
+    "ClassifierWithPreprocess": "runners.models",
+    "MultiHeadCombine": "runners.models",
+    "TrialModel": "runners.models",
+    "apply_unfrozen_depth": "runners.models",
+    "build_model": "runners.models",
+    "count_parameters": "runners.models",
+    "count_stages": "runners.models",
+    "model_data_config": "runners.models",
+    "stage_groups": "runners.models",
+    "EpochRecord": "runners.results",
+    "TrialResult": "runners.results",
+    "WeightsError": "runners.weights",
+    "create_backbone": "runners.weights",
+    "find_weights_file": "runners.weights",
+    "lite0_package_file": "runners.weights",
     "fit": "runners.training",
     "lr_lambda": "runners.training",
     "make_optimizer": "runners.training",

@@ -36,7 +36,7 @@ from torch.utils.data import (
     get_worker_info,
 )
 
-from runners.metrics import NUM_CLASSES
+from runners.classes import NUM_CLASSES
 
 Batch = tuple[torch.Tensor, ...]  # images, labels[, bool flags of the images to augment]
 

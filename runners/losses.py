@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runners.metrics import NUM_CLASSES
+from runners.classes import NUM_CLASSES, OLD_BAND, decompose
 
 
 class FocalLoss(nn.Module):
@@ -79,7 +79,7 @@ def oversample_weights(labels: np.ndarray, scheme: str, num_classes: int = NUM_C
     """Per-image sampling weights for a ``WeightedRandomSampler`` (None = plain shuffling).
 
     The targeted classes ("rare": below the median size of the classes present; "old": age
-    band 2, i.e. class % 3 == 2) are drawn as if they had the median class size; no class is
+    band 2, OLD_BAND in runners/classes.py) are drawn as if they had the median class size; no class is
     ever drawn less often than its share.
     """
     if scheme == "none":
@@ -112,7 +112,7 @@ def _oversample_factors(labels: np.ndarray, scheme: str, num_classes: int) -> np
     if scheme == "rare":
         targeted = present & (counts < median)
     elif scheme == "old":
-        targeted = present & (np.arange(num_classes) % 3 == 2)
+        targeted = present & (decompose(np.arange(num_classes))[2] == OLD_BAND)
     else:
         raise ValueError(f"oversample must be one of ['none', 'rare', 'old'] but got {scheme!r}.")
     factor = np.ones(num_classes, dtype=np.float64)

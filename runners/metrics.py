@@ -1,4 +1,4 @@
-"""Validation metrics over all 18 classes (sklearn), the numbers every trial is judged by."""
+"""Validation metrics over all classes (runners/classes.py), the numbers every trial is judged by."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-NUM_CLASSES = 18
+from runners.classes import NUM_CLASSES
 CLASSES = list(range(NUM_CLASSES))
 
 
@@ -15,12 +15,12 @@ CLASSES = list(range(NUM_CLASSES))
 class ClassificationMetrics:
     macro_f1: float
     accuracy: float
-    per_class_f1: list[float]  # 18 values, class order
-    confusion: np.ndarray  # (18, 18) int64, rows = truth, columns = prediction
+    per_class_f1: list[float]  # NUM_CLASSES values, class order
+    confusion: np.ndarray  # (NUM_CLASSES, NUM_CLASSES) int64, rows = truth, columns = prediction
 
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray) -> ClassificationMetrics:
-    """Macro-F1 over all 18 classes (absent classes score 0, as the competition did)."""
+    """Macro-F1 over all classes (absent classes score 0, as the competition did)."""
     labels = np.asarray(labels, dtype=np.int64)
     preds = np.asarray(preds, dtype=np.int64)
     if labels.shape != preds.shape or labels.ndim != 1:

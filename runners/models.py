@@ -14,30 +14,34 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import timm
 import torch
 from timm.models import group_parameters
 from torch import nn
 
+from runners.classes import NUM_AGE_BANDS, NUM_CLASSES, NUM_GENDERS, NUM_MASKS, decompose
 from runners.config import TrialConfig
 from runners.weights import check_backbone_name, create_backbone
 
 logger = logging.getLogger(__name__)
 
-_MASK, _GENDER, _AGE = 3, 2, 3  # 3-head variant: logits laid out [mask | gender | age]
+# the 3-head variant's logits are laid out [mask | gender | age]
+_MASK, _GENDER, _AGE = NUM_MASKS, NUM_GENDERS, NUM_AGE_BANDS
 
 
 class MultiHeadCombine(nn.Module):
-    """8 logits (mask 3, gender 2, age 3) -> 18 class scores
-    ``logp_mask[c // 6] + logp_gender[(c // 3) % 2] + logp_age[c % 3]``; a softmax over the 18
-    is the product of the three heads' distributions (and the scores are its log-probs)."""
+    """8 logits (mask 3, gender 2, age 3) -> NUM_CLASSES class scores
+    ``logp_mask[mask(c)] + logp_gender[gender(c)] + logp_age[band(c)]`` (runners.classes.decompose);
+    a softmax over the classes is the product of the three heads' distributions (and the scores
+    are its log-probs)."""
 
     def __init__(self) -> None:
         super().__init__()
-        c = torch.arange(18)
-        self.register_buffer("mask_idx", c // 6, persistent=False)
-        self.register_buffer("gender_idx", (c // 3) % 2, persistent=False)
-        self.register_buffer("age_idx", c % 3, persistent=False)
+        mask, gender, band = (torch.as_tensor(part) for part in decompose(np.arange(NUM_CLASSES)))
+        self.register_buffer("mask_idx", mask, persistent=False)
+        self.register_buffer("gender_idx", gender, persistent=False)
+        self.register_buffer("age_idx", band, persistent=False)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         mask, gender, age = torch.split(logits.float(), [_MASK, _GENDER, _AGE], dim=1)
@@ -77,7 +81,7 @@ def install_mlp_head(net: nn.Module, hidden: int, dropout: float) -> None:
 
 
 class TrialModel(nn.Module):
-    """Backbone + head giving 18 class logits for a normalised float NCHW input.
+    """Backbone + head giving NUM_CLASSES class logits for a normalised float NCHW input.
 
     Keeps frozen BatchNorm layers in eval mode across ``train()`` calls, so their running
     statistics stay the pretrained ones.
@@ -134,7 +138,7 @@ def build_model(config: TrialConfig) -> TrialModel:
         kwargs["img_size"] = (config.height, config.width)
     net = create_backbone(
         config.backbone,
-        num_classes=18 if config.head == "single" else _MASK + _GENDER + _AGE,
+        num_classes=NUM_CLASSES if config.head == "single" else _MASK + _GENDER + _AGE,
         pretrained=config.pretrained,
         weights_dir=config.weights_dir,
         **kwargs,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
+
+from runners.classes import NUM_CLASSES
 
 Status = Literal["complete", "pruned", "failed"]
 
@@ -33,9 +36,10 @@ class TrialResult:
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int | None = None
     best_macro_f1: float = 0.0
-    per_class_f1: list[float] = field(default_factory=list)  # 18, best epoch
-    confusion: np.ndarray = field(default_factory=lambda: np.zeros((18, 18), dtype=np.int64))  # rows = truth
-    val_probs: np.ndarray | None = None  # (N_val, 18) float32 softmax of the best epoch, aligned with val.rows
+    per_class_f1: list[float] = field(default_factory=list)  # NUM_CLASSES values, best epoch
+    # rows = truth, columns = prediction
+    confusion: np.ndarray = field(default_factory=lambda: np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64))
+    val_probs: np.ndarray | None = None  # (N_val, classes) float32 softmax of the best epoch, aligned with val.rows
     state_dict: dict[str, torch.Tensor] | None = None  # best epoch, CPU tensors (TrialModel keys)
     device: str = "cpu"
     augment_on: str = "none"  # where the augmentation set ran: "none" (no set), "loader" or "device"
@@ -43,21 +47,30 @@ class TrialResult:
     n_trainable: int = 0
 
     def to_summary(self) -> dict[str, Any]:
-        """JSON-able summary (no arrays of predictions, no weights)."""
+        """The trial's one JSON-able summary (no predictions, no weights): a study's trial user
+        attributes (read by the report, the dashboard note, the progress log and the ensemble)
+        and its ``result.json`` on disk. Non-finite losses become None, which JSON can hold."""
         seconds = [r.seconds for r in self.history]
         speeds = [r.train_images_per_s for r in self.history]
+        best = next((r for r in self.history if r.epoch == self.best_epoch), None)
         return {
             "status": self.status,
-            "reason": self.reason,
+            "failure_reason": self.reason,
             "best_epoch": self.best_epoch,
             "best_macro_f1": float(self.best_macro_f1),
-            "per_class_f1": [float(v) for v in self.per_class_f1],
-            "history": [r.to_dict() for r in self.history],
             "epochs_run": len(self.history),
-            "mean_epoch_seconds": float(np.mean(seconds)) if seconds else None,
-            "mean_train_images_per_s": float(np.mean(speeds)) if speeds else None,
+            "per_class_f1": [round(float(v), 4) for v in self.per_class_f1],
+            "confusion": self.confusion.astype(int).tolist() if self.confusion is not None else None,
+            "val_accuracy": round(float(best.val_accuracy), 4) if best is not None else None,
+            "seconds_per_epoch": round(float(np.mean(seconds)), 3) if seconds else None,
+            "train_images_per_s": round(float(np.mean(speeds)), 1) if speeds else None,
             "device": self.device,
             "augment_on": self.augment_on,
             "n_params": int(self.n_params),
             "n_trainable": int(self.n_trainable),
+            "history": [_finite_or_none(r.to_dict()) for r in self.history],
         }
+
+
+def _finite_or_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}

@@ -15,6 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import albumentations as A
 import numpy as np
@@ -29,7 +30,7 @@ from runners.config import TrialConfig
 from runners.device_augment import DeviceAugment, NoDeviceVersion, device_augment
 from runners.devices import autocast_dtype, default_num_workers, requested_augment_on, resolve_device
 from runners.losses import FocalLoss, class_weights, oversample_copies, oversample_weights
-from runners.metrics import classification_metrics
+from runners.metrics import ClassificationMetrics, classification_metrics
 from runners.models import (
     ClassifierWithPreprocess,
     TrialModel,
@@ -102,6 +103,42 @@ def fit(
     return result
 
 
+@dataclass
+class _Run:
+    """What the epochs of one trial share: the network, its data, and the optimisation state."""
+
+    net: torch.nn.Module
+    dev: torch.device
+    amp: torch.dtype | None
+    on_device: DeviceAugment | None
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader
+    criterion: FocalLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    plateau: Plateau | None
+    ema: ModelEmaV3 | None
+    global_step: int = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The network that is validated and kept: the EMA copy when there is one."""
+        return self.net if self.ema is None else self.ema.module
+
+
+@dataclass
+class _Best:
+    """Early stopping's state: the best validation macro-F1 so far, and the epochs since."""
+
+    macro_f1: float = -math.inf
+    bad_epochs: int = 0
+
+
 def _train_trial(
     config: TrialConfig,
     train: ImageSet,
@@ -113,6 +150,45 @@ def _train_trial(
     augmentation: tuple[A.Compose | None, DeviceAugment | None],
     result: TrialResult,
 ) -> None:
+    run = _setup(config, train, val, dev, workers, augmentation, result)
+    best = _Best()
+    epochs = tqdm(range(1, config.epochs + 1), desc=f"trial {config.backbone}", unit="epoch", disable=not progress)
+    for epoch in epochs:
+        start = time.perf_counter()
+        train_loss, seen = _train_epoch(run, epoch, progress)
+        train_seconds = time.perf_counter() - start
+        metrics, probs, val_loss = _validate(run, val, epoch)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=train_loss,
+            val_loss=val_loss,
+            val_macro_f1=metrics.macro_f1,
+            val_accuracy=metrics.accuracy,
+            seconds=time.perf_counter() - start,
+            train_images_per_s=seen / train_seconds if train_seconds > 0 else 0.0,
+        )
+        result.history.append(record)
+        logger.debug("epoch %d: %s", epoch, record)
+        epochs.set_postfix(f1=f"{metrics.macro_f1:.4f}", loss=f"{record.train_loss:.4f}")
+        _keep_best(run, best, epoch, metrics, probs, result)
+        if reporter is not None and reporter(record):
+            result.status, result.reason = "pruned", "stopped_by_reporter"
+            return
+        if best.bad_epochs > 0 and best.bad_epochs >= config.patience:
+            result.reason = f"early_stopping at epoch {epoch}"
+            return
+
+
+def _setup(
+    config: TrialConfig,
+    train: ImageSet,
+    val: ImageSet,
+    dev: torch.device,
+    workers: int,
+    augmentation: tuple[A.Compose | None, DeviceAugment | None],
+    result: TrialResult,
+) -> _Run:
+    """Seed, build the network, loaders, loss, optimizer and schedule; record the model's size."""
     _seed_everything(config.seed)
     model = build_model(config)
     result.n_params, result.n_trainable = count_parameters(model)
@@ -141,79 +217,67 @@ def _train_trial(
     weight = class_weights(train.labels, config.class_weighting)
     criterion = FocalLoss(config.focal_gamma, weight, config.label_smoothing).to(dev)
     optimizer = make_optimizer(model, config)
-    steps_per_epoch = len(train_loader)
     plateau = Plateau(config.plateau_patience, config.lr_decay) if config.schedule == "plateau" else None
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps_per_epoch, plateau))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, len(train_loader), plateau))
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
-    threaded = train_loader.num_workers == 0
     # Validated and kept instead of the raw weights when on: early epochs at a high lr then score
     # what the run is heading for, not its noise, which is what pruning compares.
     ema = ModelEmaV3(net, decay=config.ema_decay, use_warmup=True) if config.ema_decay > 0 else None
-    evaluated = net if ema is None else ema.module
-    global_step = 0
+    return _Run(net, dev, amp, on_device, train_loader, val_loader, criterion, optimizer, scheduler, scaler,
+                plateau, ema)
 
-    best = -math.inf
-    bad_epochs = 0
-    epochs = tqdm(range(1, config.epochs + 1), desc=f"trial {config.backbone}", unit="epoch", disable=not progress)
-    for epoch in epochs:
-        start = time.perf_counter()
-        net.train()
-        total, seen = torch.zeros((), device=dev), 0
-        window: list[torch.Tensor] = []
-        batches = device_batches(train_loader, dev, threaded=threaded)
-        with contextlib.closing(batches):
-            steps = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False, disable=not progress)
-            for step, batch in enumerate(steps, start=1):
-                x, y = batch[0], batch[1]
-                if on_device is not None:
-                    x = on_device(x, batch[2] if len(batch) > 2 else None)
-                with _autocast(dev, amp):
-                    loss = criterion(net(x), y)
-                window.append(loss.detach())
-                if dev.type != "cuda" or step % _CUDA_CHECK_EVERY == 0 or step == steps_per_epoch:
-                    _check_finite(window, epoch, step)
-                    window.clear()
-                optimizer_step(loss, optimizer, scaler)
-                scheduler.step()
-                global_step += 1
-                if ema is not None:
-                    ema.update(net, step=global_step)
-                total += loss.detach() * len(y)
-                seen += len(y)
-        _check_finite(window, epoch, steps_per_epoch)
-        train_seconds = time.perf_counter() - start
-        val_loss, probs = _evaluate(evaluated, val_loader, dev, amp)
-        if not math.isfinite(val_loss):
-            raise _Diverged(f"nan_val_loss at epoch {epoch}")
-        if plateau is not None:
-            plateau.update(val_loss)  # LambdaLR applies the new scale from the next step on
-        metrics = classification_metrics(val.labels, probs.argmax(1))
-        record = EpochRecord(
-            epoch=epoch,
-            train_loss=float(total.item()) / max(seen, 1),
-            val_loss=val_loss,
-            val_macro_f1=metrics.macro_f1,
-            val_accuracy=metrics.accuracy,
-            seconds=time.perf_counter() - start,
-            train_images_per_s=seen / train_seconds if train_seconds > 0 else 0.0,
-        )
-        result.history.append(record)
-        logger.debug("epoch %d: %s", epoch, record)
-        epochs.set_postfix(f1=f"{metrics.macro_f1:.4f}", loss=f"{record.train_loss:.4f}")
-        if metrics.macro_f1 > best:
-            best, bad_epochs = metrics.macro_f1, 0
-            result.best_epoch, result.best_macro_f1 = epoch, metrics.macro_f1
-            result.per_class_f1, result.confusion, result.val_probs = metrics.per_class_f1, metrics.confusion, probs
-            kept = evaluated.model.state_dict()
-            result.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in kept.items()}
-        else:
-            bad_epochs += 1
-        if reporter is not None and reporter(record):
-            result.status, result.reason = "pruned", "stopped_by_reporter"
-            return
-        if bad_epochs > 0 and bad_epochs >= config.patience:
-            result.reason = f"early_stopping at epoch {epoch}"
-            return
+
+def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
+    """One pass over the training loader; returns (mean training loss, images seen)."""
+    run.net.train()
+    total, seen = torch.zeros((), device=run.dev), 0
+    window: list[torch.Tensor] = []
+    batches = device_batches(run.train_loader, run.dev, threaded=run.train_loader.num_workers == 0)
+    with contextlib.closing(batches):
+        steps = tqdm(batches, total=run.steps_per_epoch, desc=f"epoch {epoch}", leave=False, disable=not progress)
+        for step, batch in enumerate(steps, start=1):
+            x, y = batch[0], batch[1]
+            if run.on_device is not None:
+                x = run.on_device(x, batch[2] if len(batch) > 2 else None)
+            with _autocast(run.dev, run.amp):
+                loss = run.criterion(run.net(x), y)
+            window.append(loss.detach())
+            if run.dev.type != "cuda" or step % _CUDA_CHECK_EVERY == 0 or step == run.steps_per_epoch:
+                _check_finite(window, epoch, step)
+                window.clear()
+            optimizer_step(loss, run.optimizer, run.scaler)
+            run.scheduler.step()
+            run.global_step += 1
+            if run.ema is not None:
+                run.ema.update(run.net, step=run.global_step)
+            total += loss.detach() * len(y)
+            seen += len(y)
+    _check_finite(window, epoch, run.steps_per_epoch)
+    return float(total.item()) / max(seen, 1), seen
+
+
+def _validate(run: _Run, val: ImageSet, epoch: int) -> tuple[ClassificationMetrics, np.ndarray, float]:
+    """Score the evaluated network on every validation image; a plateau schedule sees the loss."""
+    val_loss, probs = _evaluate(run.evaluated, run.val_loader, run.dev, run.amp)
+    if not math.isfinite(val_loss):
+        raise _Diverged(f"nan_val_loss at epoch {epoch}")
+    if run.plateau is not None:
+        run.plateau.update(val_loss)  # LambdaLR applies the new scale from the next step on
+    return classification_metrics(val.labels, probs.argmax(1)), probs, val_loss
+
+
+def _keep_best(
+    run: _Run, best: _Best, epoch: int, metrics: ClassificationMetrics, probs: np.ndarray, result: TrialResult
+) -> None:
+    """On a new best macro-F1, keep this epoch's scores, probabilities and CPU weights in ``result``."""
+    if not metrics.macro_f1 > best.macro_f1:
+        best.bad_epochs += 1
+        return
+    best.macro_f1, best.bad_epochs = metrics.macro_f1, 0
+    result.best_epoch, result.best_macro_f1 = epoch, metrics.macro_f1
+    result.per_class_f1, result.confusion, result.val_probs = metrics.per_class_f1, metrics.confusion, probs
+    kept = run.evaluated.model.state_dict()
+    result.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in kept.items()}
 
 
 def _epoch_set(

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from runners.classes import NUM_CLASSES, class_table
 from search.data.cache import CROPS, load_image
-from search.data.labels import AGE_BAND_NAMES, GENDER_NAMES, MASK_NAMES, NUM_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +67,8 @@ def umask() -> int:
 
 
 def class_map() -> list[dict[str, Any]]:
-    """The 18 classes with their mask, gender and age text (class = mask*6 + gender*3 + age)."""
-    return [
-        {
-            "index": c,
-            "mask": MASK_NAMES[c // 6],
-            "gender": GENDER_NAMES[(c // 3) % 2],
-            "age": AGE_BAND_NAMES[c % 3],
-        }
-        for c in range(NUM_CLASSES)
-    ]
+    """The classes with their mask, gender and age text (runners/classes.py)."""
+    return class_table()
 
 
 def now_iso() -> str:

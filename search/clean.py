@@ -31,6 +31,7 @@ from search.data.cache import remove_stale_temps
 from search.optuna_compat import stored_study_id, study_storage
 from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact
 from search.study import StudyFileError, StudySpec, cache_sizes, load_study_spec
+from search.study_attrs import StudyAttrs
 from search.trialstore import TrialStore
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,11 @@ def unused_caches(cache_dir: Path, used: set[CacheSize]) -> list[Removal]:
 
 def study_spec(study: optuna.Study, profile: str | None) -> StudySpec | None:
     """The study file the study was created from, when it still loads."""
-    path = study.user_attrs.get("study_file")
-    if not path:
+    attrs = StudyAttrs.find(study)
+    if attrs is None or not attrs.study_file:
         return None
     try:
-        return load_study_spec(path, profile=profile or study.user_attrs.get("profile", "cpu"))
+        return load_study_spec(attrs.study_file, profile=profile or attrs.profile)
     except StudyFileError as exc:
         log.warning("%s; keeping every cache a trial used", exc)
         return None

@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_out(args.out, args.overwrite)  # before the selection: a refusal costs nothing
         outcome, _, attrs = outcome_from_args(args)
         extra = {
-            "source": {"data_fingerprint": attrs.get("data_fingerprint"), "data_root": attrs.get("data_root")}
+            "source": {"data_fingerprint": attrs.data_fingerprint, "data_root": attrs.data_root}
         }
         manifest = export_bundle(outcome, args.out, args.opset, args.overwrite, extra, args.decision_rule)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:

@@ -93,7 +93,7 @@ class Objective:
         cut = self.watch.cut_reason(trial.number) if self.watch is not None else None
         if result.status == "pruned" and cut and _early_stopped(result, config):
             result.status, result.reason, cut = "complete", f"early_stopping at epoch {len(result.history)}", None
-        for key, value in records.trial_attrs(result).items():
+        for key, value in result.to_summary().items():
             trial.set_user_attr(key, value)
         if result.status == "failed":
             raise TrialFailed(result.reason or "failed")

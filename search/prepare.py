@@ -1,7 +1,7 @@
 """Open (create or resume) a study and the data every one of its trials shares.
 
-The first run of a study records, in the study's user attributes, the data fingerprint and
-the person split; every later trial, resumed run and extra worker reads them back, so all
+The first run of a study records, in the study's user attributes (search/study_attrs.py), the
+data fingerprint and the person split; every later trial, resumed run and extra worker reads them back, so all
 trials of a study are scored on the same validation people.
 """
 
@@ -27,6 +27,7 @@ from search.enqueue import enqueue_known_good
 from search.pruners import make_pruner
 from search.storage import StorageSettings, no_experimental_warnings, open_storage, redact
 from search.study import StudySpec
+from search.study_attrs import StudyAttrs
 from search.trialstore import TrialStore, Validation
 
 log = logging.getLogger(__name__)
@@ -130,16 +131,15 @@ def open_study(
         direction="maximize",
         load_if_exists=True,
     )
-    attrs = study.user_attrs
-    if "data_fingerprint" in attrs:
-        if attrs["data_fingerprint"] != data.fingerprint:
+    attrs = StudyAttrs.find(study)
+    if attrs is not None:
+        if attrs.data_fingerprint != data.fingerprint:
             raise StudyMismatchError(
-                f"Study {name!r} in {redact(storage_url)} was created on data {attrs.get('data_root')} "
-                f"(fingerprint {attrs['data_fingerprint'][:12]}); {root} (fingerprint {data.fingerprint[:12]}) "
+                f"Study {name!r} in {redact(storage_url)} was created on data {attrs.data_root} "
+                f"(fingerprint {attrs.data_fingerprint[:12]}); {root} (fingerprint {data.fingerprint[:12]}) "
                 "differs, so its trials would not be comparable. Use --name for a new study on this data."
             )
-        # Studies from before [pruner] signal existed reported macro-F1 to their pruner.
-        recorded = attrs.get("pruning_signal", "macro_f1")
+        recorded = attrs.pruning_signal
         if recorded != spec.pruner.signal:
             raise StudyMismatchError(
                 f"Study {name!r} in {redact(storage_url)} reported {recorded} to its pruner; {spec.path} says "
@@ -147,22 +147,21 @@ def open_study(
                 f"on different scales. Set signal = {recorded!r} in the study file to resume it, "
                 "or use --name for a new study."
             )
-        split = PersonSplit.from_dict(attrs["split"])
+        split = attrs.split
     else:
         split = split_people(data, val_fraction=spec.split.val_fraction, seed=spec.split.seed)
         # Every worker computes the same split from the same data and seed, so racing writers agree.
-        for key, value in {
-            "data_fingerprint": data.fingerprint,
-            "data_root": str(root.resolve()),
-            "relabel": str(relabel) if relabel else None,
-            "split": split.to_dict(),
-            "study_file": str(spec.path),
-            "profile": spec.profile,
-            "workdir": str(Path(workdir).resolve()),
-            "description": spec.description,
-            "pruning_signal": spec.pruner.signal,
-        }.items():
-            study.set_user_attr(key, value)
+        StudyAttrs(
+            data_fingerprint=data.fingerprint,
+            split=split,
+            data_root=str(root.resolve()),
+            relabel=str(relabel) if relabel else None,
+            study_file=str(spec.path),
+            profile=spec.profile,
+            workdir=str(Path(workdir).resolve()),
+            description=spec.description,
+            pruning_signal=spec.pruner.signal,
+        ).write(study)
         # Only here, at creation: a resumed study (even one made before enqueue existed) gets none.
         if enqueue_known_good(study, spec):
             log.info("study %s: %d known-good trials enqueued from %s", name, len(spec.enqueue), spec.path.name)

@@ -1,12 +1,10 @@
-"""What a trial leaves for people to read: user attributes, artifacts, and the study note
-that optuna-dashboard shows."""
+"""What a trial leaves for people to read: its artifacts, and the study note that
+optuna-dashboard shows. The trial's user attributes are its summary, ``TrialResult.to_summary``."""
 
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
@@ -14,50 +12,9 @@ from optuna.artifacts import upload_artifact
 from optuna.trial import TrialState
 from PIL import Image, ImageDraw
 
-from search.data import decompose
+from runners.classes import CLASS_NAMES
 from search.optuna_compat import ArtifactStore
-
-MASKS = ("wear", "incorrect", "not wear")
-GENDERS = ("male", "female")
-AGES = ("<30", "30-59", ">=60")
-
-
-def class_name(c: int) -> str:
-    mask, gender, band = (int(v) for v in decompose(c))
-    return f"{MASKS[mask]}/{GENDERS[gender]}/{AGES[band]}"
-
-
-def trial_attrs(result: Any) -> dict[str, Any]:
-    """User attributes of a finished trial (TrialResult), all JSON-able."""
-    history = result.history
-    seconds = [h.seconds for h in history]
-    speeds = [h.train_images_per_s for h in history]
-    return {
-        "status": result.status,
-        "failure_reason": result.reason,
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(history),
-        "per_class_f1": [round(float(v), 4) for v in result.per_class_f1] if result.per_class_f1 else [],
-        "confusion": result.confusion.astype(int).tolist() if result.confusion is not None else None,
-        "val_accuracy": _best(history, result.best_epoch, "val_accuracy"),
-        "seconds_per_epoch": round(float(np.mean(seconds)), 3) if seconds else None,
-        "train_images_per_s": round(float(np.mean(speeds)), 1) if speeds else None,
-        "device": result.device,
-        "augment_on": result.augment_on,
-        "n_params": result.n_params,
-        "n_trainable": result.n_trainable,
-        "history": [
-            {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in vars(h).items()}
-            for h in history
-        ],
-    }
-
-
-def _best(history: list[Any], epoch: int | None, field: str) -> float | None:
-    for h in history:
-        if h.epoch == epoch:
-            return round(float(getattr(h, field)), 4)
-    return None
+from search.study_attrs import StudyAttrs
 
 
 def upload_trial_artifacts(
@@ -73,7 +30,7 @@ def upload_trial_artifacts(
 
 
 def confusion_png(confusion: np.ndarray, path: Path, title: str = "", cell: int = 30) -> None:
-    """An 18x18 heat map, row-normalised, with counts in the cells."""
+    """A classes x classes heat map, row-normalised, with counts in the cells."""
     n = confusion.shape[0]
     left, top = 40, 40
     img = Image.new("RGB", (left + n * cell + 10, top + n * cell + 10), "white")
@@ -100,14 +57,15 @@ def study_note(study: optuna.Study, top: int = 5) -> str:
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     done.sort(key=lambda t: t.value, reverse=True)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    attrs = StudyAttrs.find(study)
     lines = [
         f"# {study.study_name}",
         "",
-        str(study.user_attrs.get("description", "")),
+        attrs.description if attrs else "",
         "",
         "Trials: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v),
-        f"Data: `{study.user_attrs.get('data_root')}`; validation people: "
-        f"{len(study.user_attrs.get('split', {}).get('val_people', []))}",
+        f"Data: `{attrs.data_root if attrs else None}`; validation people: "
+        f"{len(attrs.split.val_people) if attrs else 0}",
         "",
         "| trial | macro-F1 | backbone | age cutoff | gamma | depth | augment | best epoch | s/epoch |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -124,7 +82,7 @@ def study_note(study: optuna.Study, top: int = 5) -> str:
         per_class = best.user_attrs.get("per_class_f1", [])
         weakest = sorted(range(len(per_class)), key=lambda i: per_class[i])[:3]
         lines += ["", "Weakest classes of the best trial: "
-                  + ", ".join(f"{i} {class_name(i)} (F1 {per_class[i]:.2f})" for i in weakest)]
+                  + ", ".join(f"{i} {CLASS_NAMES[i]} (F1 {per_class[i]:.2f})" for i in weakest)]
     return "\n".join(lines) + "\n"
 
 

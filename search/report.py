@@ -22,8 +22,8 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
+from runners.classes import CLASS_NAMES, NUM_CLASSES
 from search.ensemble.candidates import open_stored_study
-from search.records import class_name
 from search.storage import DEFAULT_WORKDIR, default_storage_url
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def by_config_value(trials: list[FrozenTrial], key: str, title: str) -> go.Figur
 
 def per_class_figure(best: FrozenTrial) -> go.Figure:
     f1 = best.user_attrs.get("per_class_f1", [])
-    names = [f"{i} {class_name(i)}" for i in range(len(f1))]
+    names = [f"{i} {CLASS_NAMES[i]}" for i in range(len(f1))]
     fig = go.Figure(go.Bar(x=names, y=f1))
     fig.update_layout(title=f"Per-class F1 of the best trial ({best.number})", yaxis_range=[0, 1])
     return fig
@@ -57,7 +57,8 @@ def confusion_figure(best: FrozenTrial) -> go.Figure | None:
     if confusion is None:
         return None
     matrix = np.asarray(confusion)
-    fig = go.Figure(go.Heatmap(z=matrix, x=list(range(18)), y=list(range(18)), colorscale="Blues",
+    classes = list(range(NUM_CLASSES))
+    fig = go.Figure(go.Heatmap(z=matrix, x=classes, y=classes, colorscale="Blues",
                                text=matrix, texttemplate="%{text}"))
     fig.update_layout(title=f"Confusion matrix of the best trial ({best.number}); rows = truth",
                       xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")

@@ -1,6 +1,6 @@
 """``python -m search.run --study NAME``: create or resume a study and run its trials.
 
-Without ``--data`` the synthetic bench is used (generated on first use under data/bench).
+Without ``--data`` the synthetic bench is used (generated on first use under data/synthetic).
 Running the same command again resumes the study up to its trial budget; ``--n-trials``
 raises (or lowers) that budget, counted over all workers as finished (complete or pruned)
 trials. ``--workers N`` runs N processes on this machine (see search/launcher.py); more

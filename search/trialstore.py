@@ -4,7 +4,7 @@
         validation.npz            rows, canonical labels and person of every validation image
         trial_00012/
             weights.safetensors   best-epoch weights (CPU tensors, never pickle)
-            val_probs.npy         (N_val, 18) float32 softmax, aligned with validation.npz rows
+            val_probs.npy         (N_val, NUM_CLASSES) float32 softmax, aligned with validation.npz rows
             config.json           the TrialConfig dict
             result.json           the TrialResult summary
 

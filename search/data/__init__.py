@@ -6,7 +6,6 @@ arrays to the rest of the harness.
 
 from __future__ import annotations
 
-from search.data.bench import ENV_VAR, default_data_root
 from search.data.cache import CACHE_VERSION, CROPS, cache_files, crop_box, image_cache, load_image
 from search.data.errors import DataError
 from search.data.labels import (
@@ -26,6 +25,7 @@ from search.data.labels import (
 from search.data.layout import EvalData, TrainData, load_eval, load_train
 from search.data.relabel import Fix, read_relabel
 from search.data.split import PersonSplit, kfold_people, split_people
+from search.data.synthetic import ENV_VAR, default_data_root, ensure_synthetic_data
 
 __all__ = [
     "AGE_BAND_NAMES",
@@ -51,6 +51,7 @@ __all__ = [
     "crop_box",
     "decompose",
     "default_data_root",
+    "ensure_synthetic_data",
     "image_cache",
     "kfold_people",
     "load_eval",

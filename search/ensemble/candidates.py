@@ -11,15 +11,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
+from runners.classes import NUM_CLASSES
 from search.ensemble.selection import Candidate, rank_singles
 from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact, storage_error
+from search.study_attrs import StudyAttrs
 from search.trialstore import TrialStore, Validation
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 class CandidatePool:
     study: str  # the main study
     workdir: Path  # its TrialStore work folder
-    attrs: dict[str, Any]  # the main study's user attributes (data_root, relabel, split, ...)
+    attrs: StudyAttrs  # what the main study recorded at creation (data_root, relabel, split, ...)
     validation: Validation
     candidates: list[Candidate]
     notes: list[str] = field(default_factory=list)  # what was left out, and why
@@ -76,7 +77,8 @@ def _study_candidates(
     name: str, storage_url: str, workdir: Path | None
 ) -> tuple[optuna.Study, Path, Validation, list[Candidate], list[str]]:
     study = open_stored_study(name, storage_url)
-    root = Path(workdir) if workdir is not None else Path(study.user_attrs.get("workdir", DEFAULT_WORKDIR))
+    recorded = StudyAttrs.read(study).workdir
+    root = Path(workdir) if workdir is not None else Path(recorded) if recorded else DEFAULT_WORKDIR
     store = TrialStore(root, name)
     validation = store.load_validation()
     on_disk = set(store.trial_numbers())
@@ -87,7 +89,7 @@ def _study_candidates(
             notes.append(f"{name}#{trial.number}: checkpoint not kept (outside the study's top-N retention)")
             continue
         probs = store.load_probs(trial.number)
-        if probs.shape != (len(validation.labels), 18):
+        if probs.shape != (len(validation.labels), NUM_CLASSES):
             raise ValueError(
                 f"{store.trial_dir(trial.number)}/val_probs.npy has shape {probs.shape} but the study's "
                 f"validation "
@@ -129,7 +131,7 @@ def load_candidates(
         )
     for note in notes:
         log.info("left out %s", note)
-    return CandidatePool(study, root, dict(main.user_attrs), validation, candidates, notes)
+    return CandidatePool(study, root, StudyAttrs.read(main), validation, candidates, notes)
 
 
 def restrict_preprocessing(

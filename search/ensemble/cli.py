@@ -22,6 +22,7 @@ from search.ensemble.evalscore import find_eval_labels, score_on_eval
 from search.ensemble.honest import MODES
 from search.ensemble.procedure import Outcome, run_procedure
 from search.ensemble.selection import SelectionSettings
+from search.study_attrs import StudyAttrs
 from search.trialstore import TrialStore
 
 log = logging.getLogger("search.ensemble")
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def outcome_from_args(args: argparse.Namespace) -> tuple[Outcome, Path, dict]:
+def outcome_from_args(args: argparse.Namespace) -> tuple[Outcome, Path, StudyAttrs]:
     pool = load_candidates(args.study, args.storage, args.workdir, args.extra_study)
     outcome = run_procedure(pool, settings_from_args(args), args.mode, args.seed)
     return outcome, pool.workdir, pool.attrs
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         outcome, workdir, attrs = outcome_from_args(args)
-        data_root = attrs.get("data_root")
+        data_root = attrs.data_root
         if not args.no_eval and find_eval_labels(data_root) is not None:
             from search.bundle import resolve_device
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-NUM_CLASSES = 18
+from runners.classes import NUM_CLASSES
+
 TAUS = np.round(np.arange(0.0, 1.5 + 1e-9, 0.1), 2)  # tau = 1: fully balanced classes
 _EPS = 1e-7
 

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
+from runners.classes import NUM_CLASSES
+
 log = logging.getLogger(__name__)
 
-NUM_CLASSES = 18
 _CLASSES = list(range(NUM_CLASSES))
 
 

@@ -27,8 +27,9 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from search.data.labels import CANONICAL_CUTOFF, YOUNG_CUTOFF
-from search.synth.people import GENDERS, MASK_STATES, PHOTO_STEMS, STEM_MASK, class_of
+from runners.classes import GENDER_NAMES, MASK_NAMES, age_band
+from search.data.labels import MASK_OF_PHOTO, PHOTOS
+from search.synth.people import class_of
 
 from .catalog import RACES, read_exclude, read_faces
 from .draw import draw_photo, sample_scene
@@ -52,8 +53,8 @@ def _write_person(person: BenchPerson, faces_dir: Path, size: tuple[int, int], s
     scene = sample_scene(rng)
     with Image.open(faces_dir / person.face.name) as im:
         chip = im.convert("RGB")
-    for stem in PHOTO_STEMS:
-        photo = draw_photo(chip, scene, MASK_STATES[STEM_MASK[stem]], size, rng)
+    for stem in PHOTOS:
+        photo = draw_photo(chip, scene, MASK_NAMES[MASK_OF_PHOTO[stem]], size, rng)
         if person.split == "eval":
             path = data / "eval" / "images" / eval_image_id(seed, person, stem)
         else:
@@ -66,14 +67,14 @@ def _write_person(person: BenchPerson, faces_dir: Path, size: tuple[int, int], s
 
 def _write_tables(root: Path, train: list[BenchPerson], evals: list[BenchPerson], seed: int) -> None:
     data = root / "data"
-    pd.DataFrame({"id": [p.person_id for p in train], "gender": [GENDERS[p.gender] for p in train],
+    pd.DataFrame({"id": [p.person_id for p in train], "gender": [GENDER_NAMES[p.gender] for p in train],
                   "race": [RACES[p.face.race] for p in train], "age": [p.age for p in train],
                   "path": [p.folder for p in train]}).to_csv(data / "train" / "train.csv", index=False)
     rows = []
     for p in evals:
-        band = 0 if p.age < YOUNG_CUTOFF else (1 if p.age < CANONICAL_CUTOFF else 2)
-        for stem in PHOTO_STEMS:
-            mask = STEM_MASK[stem]
+        band = age_band(p.age)
+        for stem in PHOTOS:
+            mask = MASK_OF_PHOTO[stem]
             rows.append((eval_image_id(seed, p, stem), class_of(mask, p.gender, p.age), mask, p.gender, band, p.age))
     table = pd.DataFrame(rows, columns=["ImageID", "label", "mask", "gender", "age_band", "age"])
     table = table.iloc[np.random.default_rng([seed, 14]).permutation(len(table))]
@@ -83,7 +84,7 @@ def _write_tables(root: Path, train: list[BenchPerson], evals: list[BenchPerson]
 
 def _people_record(people: list[BenchPerson]) -> list[dict]:
     return [{"split": p.split, "folder": p.folder or None, "face": p.face.name, "face_age": p.face.age,
-             "age": p.age, "gender": GENDERS[p.gender]} for p in people]
+             "age": p.age, "gender": GENDER_NAMES[p.gender]} for p in people]
 
 
 def _is_bench(folder: Path) -> bool:

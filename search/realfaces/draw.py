@@ -109,10 +109,10 @@ def _canvas(scene: Scene, width: int, height: int) -> Image.Image:
 
 def draw_photo(chip: Image.Image, scene: Scene, state: str, size: tuple[int, int],
                rng: np.random.Generator) -> Image.Image:
-    """One photo of size (width, height). ``state``: "wear", "incorrect" or "normal"."""
+    """One photo of size (width, height). ``state``: a name of runners.classes.MASK_NAMES."""
     width, height = size
     face = chip.convert("RGB").resize((CHIP, CHIP), Image.Resampling.BILINEAR).convert("RGBA")
-    if state != "normal":
+    if state != "not_wear":
         top = MASK_TOP["wear" if state == "wear" else scene.incorrect]
         colour = _MASK_COLOURS[int(rng.integers(len(_MASK_COLOURS)))]
         face.alpha_composite(_mask_layer(top, colour, scene.style, rng))

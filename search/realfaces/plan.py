@@ -16,14 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from search.synth.people import AGE_COUNTS, CELL_COUNTS, EXT_COUNTS, GENDERS, OLD_AGE, allocate
+from runners.classes import GENDER_NAMES, YOUNG_CUTOFF
+from search.synth.people import AGE_COUNTS, CELL_COUNTS, EXT_COUNTS, MIN_AGE, OLD_AGE, allocate
 
 from .catalog import RACES, Face
 
 log = logging.getLogger(__name__)
 
 OLD_MAX_AGE = 65  # faces older than this never stand in for a 60-year-old
-BAND_AGES = (range(18, 30), range(30, OLD_AGE), range(OLD_AGE, OLD_MAX_AGE + 1))
+BAND_AGES = (range(MIN_AGE, YOUNG_CUTOFF), range(YOUNG_CUTOFF, OLD_AGE), range(OLD_AGE, OLD_MAX_AGE + 1))
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class BenchPerson:
 
     @property
     def folder(self) -> str:
-        return f"{self.person_id}_{GENDERS[self.gender]}_{RACES[self.face.race]}_{self.age}"
+        return f"{self.person_id}_{GENDER_NAMES[self.gender]}_{RACES[self.face.race]}_{self.age}"
 
 
 class _Pools:
@@ -68,7 +69,7 @@ class _Pools:
             pool = self._left.get((gender, a))
             if pool:
                 return pool.pop()
-        raise ValueError(f"no {GENDERS[gender]} face left in ages {order[0]}-{order[-1]}")
+        raise ValueError(f"no {GENDER_NAMES[gender]} face left in ages {order[0]}-{order[-1]}")
 
 
 def _split_people(n: int, split: str, pools: _Pools, rng: np.random.Generator) -> list[tuple[Face, int]]:
@@ -80,7 +81,7 @@ def _split_people(n: int, split: str, pools: _Pools, rng: np.random.Generator) -
             need = int(cells[gender, band])
             if need > pools.available(gender, band):
                 raise ValueError(
-                    f"the folder has {pools.available(gender, band)} {GENDERS[gender]} faces left in "
+                    f"the folder has {pools.available(gender, band)} {GENDER_NAMES[gender]} faces left in "
                     f"ages {BAND_AGES[band][0]}-{BAND_AGES[band][-1]} for {split}, which needs {need}; "
                     f"ask for fewer people."
                 )

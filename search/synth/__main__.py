@@ -1,4 +1,4 @@
-"""Command line: python -m search.synth --out data/bench [--people 300] [--size 96x128] [--seed 0]."""
+"""Command line: python -m search.synth --out data/synthetic [--people 300] [--size 96x128] [--seed 0]."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ log = logging.getLogger("search.synth")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m search.synth",
-                                     description="Draw the synthetic bench in the competition's data layout.")
-    parser.add_argument("--out", type=Path, default=Path("data/bench"),
-                        help="folder to create (default data/bench)")
+                                     description="Draw the synthetic data in the competition's data layout.")
+    parser.add_argument("--out", type=Path, default=Path("data/synthetic"),
+                        help="folder to create (default data/synthetic)")
     parser.add_argument("--people", type=int, default=300, help="train people (real data: 2700)")
     parser.add_argument("--size", type=size_arg, default=(96, 128), help="WIDTHxHEIGHT (real photos: 384x512)")
     parser.add_argument("--seed", type=int, default=0)

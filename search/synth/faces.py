@@ -1,4 +1,4 @@
-"""Procedurally drawn faces for the synthetic bench (PIL ImageDraw plus a little numpy noise).
+"""Procedurally drawn faces for the synthetic data (PIL ImageDraw plus a little numpy noise).
 
 A person's `Look` is sampled once; each of the seven photos redraws it with a slight pose
 jitter and the mask state of that photo. Age is shown continuously: an apparent age (true age
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from runners.classes import MASK_NAMES
 
 RGB = tuple[int, int, int]
 
@@ -281,9 +283,9 @@ def _draw_mask(img: Image.Image, f: _Face, look: Look, state: str, rng: np.rando
 
 
 def draw_photo(look: Look, state: str, size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
-    """One photo of `look` with mask `state` ("wear", "incorrect", "normal"), size = (width, height)."""
-    if state not in ("wear", "incorrect", "normal"):
-        raise ValueError(f"mask state must be 'wear', 'incorrect' or 'normal', got {state!r}")
+    """One photo of `look` with mask `state` (one of runners.classes.MASK_NAMES), size = (width, height)."""
+    if state not in MASK_NAMES:
+        raise ValueError(f"mask state must be one of {MASK_NAMES}, got {state!r}")
     w, h = size
     ss = 2 if w < 256 else 1  # supersample small images so thin lines survive as soft lines
     img = Image.new("RGB", (w * ss, h * ss), look.background)
@@ -302,7 +304,7 @@ def draw_photo(look: Look, state: str, size: tuple[int, int], rng: np.random.Gen
     _draw_features(f, look)
     _draw_age(f, look)
     _draw_hair_front(f, look)
-    if state != "normal":
+    if state != "not_wear":
         _draw_mask(img, f, look, state, rng)
     if ss > 1:
         img = img.reduce(ss)

@@ -1,4 +1,4 @@
-"""Write the synthetic bench to disk in exactly the real competition layout (docs/domain.md).
+"""Write the synthetic data to disk in exactly the real competition layout (docs/domain.md).
 
     out_dir/
       train/train.csv                       id,gender,race,age,path (one row per person)
@@ -30,14 +30,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .faces import draw_photo, sample_look
+from runners.classes import GENDER_NAMES, MASK_NAMES, age_band
+from search.data.labels import MASK_OF_PHOTO, PHOTOS
+
 from .people import (
-    GENDERS,
-    MASK_STATES,
-    PHOTO_STEMS,
     RACE,
-    STEM_MASK,
     Person,
-    age_band,
     class_of,
     eval_image_id,
     plan_eval,
@@ -77,7 +75,7 @@ def render_photos(person: Person, size: tuple[int, int], seed: int) -> dict[str,
     """The seven photos of `person` as drawn, keyed by photo stem, before any on-disk swap."""
     rng = np.random.default_rng([seed, _SPLIT_CODE[person.split], person.index])
     look = sample_look(rng, person.gender, person.age, age_band(person.age))
-    return {stem: draw_photo(look, MASK_STATES[STEM_MASK[stem]], size, rng) for stem in PHOTO_STEMS}
+    return {stem: draw_photo(look, MASK_NAMES[MASK_OF_PHOTO[stem]], size, rng) for stem in PHOTOS}
 
 
 def _save(img: Image.Image, path: Path) -> None:
@@ -146,7 +144,7 @@ def _params(people: int, size: tuple[int, int], seed: int, n_eval_people: int) -
 def generate(out_dir: Path | str, people: int = 300, size: tuple[int, int] = (96, 128), seed: int = 0,
              n_eval_people: int | None = None, progress: bool = True, *, overwrite: bool = False,
              n_jobs: int | None = None) -> Path:
-    """Draw a synthetic bench into `out_dir` (see the module docstring) and return `out_dir`.
+    """Draw a synthetic data set into `out_dir` (see the module docstring) and return `out_dir`.
 
     `size` is (width, height). `n_eval_people` defaults to max(6, people // 3). An existing
     non-empty `out_dir` is an error unless `overwrite`; if another process finished the same
@@ -161,7 +159,7 @@ def generate(out_dir: Path | str, people: int = 300, size: tuple[int, int] = (96
         raise FileExistsError(f"{out} already exists and is not empty; remove it, pick another --out, "
                               f"or pass overwrite=True (--overwrite)")
     if n_jobs is None:
-        pixels = (people + n_eval) * len(PHOTO_STEMS) * size[0] * size[1]
+        pixels = (people + n_eval) * len(PHOTOS) * size[0] * size[1]
         n_jobs = 1 if pixels < _PARALLEL_PIXELS else (os.cpu_count() or 1)
 
     rng = np.random.default_rng([seed, 2])
@@ -184,18 +182,18 @@ def generate(out_dir: Path | str, people: int = 300, size: tuple[int, int] = (96
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    log.info("wrote a synthetic bench of %d + %d people to %s", people, n_eval, out)
+    log.info("wrote a synthetic data set of %d + %d people to %s", people, n_eval, out)
     return out
 
 
 def _write_tables(root: Path, train: list[Person], evals: list[Person], seed: int,
                   rng: np.random.Generator) -> list[str]:
     """Write train.csv, info.csv, eval_labels.csv and the loose dot files; return the dot files."""
-    pd.DataFrame({"id": [p.person_id for p in train], "gender": [GENDERS[p.label_gender] for p in train],
+    pd.DataFrame({"id": [p.person_id for p in train], "gender": [GENDER_NAMES[p.label_gender] for p in train],
                   "race": RACE, "age": [p.age for p in train], "path": [p.folder for p in train]}
                  ).to_csv(root / "train" / "train.csv", index=False)
-    rows = [(eval_image_id(seed, p, stem), class_of(STEM_MASK[stem], p.gender, p.age))
-            for p in evals for stem in PHOTO_STEMS]
+    rows = [(eval_image_id(seed, p, stem), class_of(MASK_OF_PHOTO[stem], p.gender, p.age))
+            for p in evals for stem in PHOTOS]
     table = pd.DataFrame(rows, columns=["ImageID", "label"]).iloc[rng.permutation(len(rows))]
     table.assign(ans=0)[["ImageID", "ans"]].to_csv(root / "eval" / "info.csv", index=False)
     table.to_csv(root / "eval_labels.csv", index=False)
@@ -209,9 +207,9 @@ def _write_tables(root: Path, train: list[Person], evals: list[Person], seed: in
 def _counts(train: list[Person], evals: list[Person]) -> dict:
     exts: dict[str, int] = {}
     for p in train:
-        exts[p.ext] = exts.get(p.ext, 0) + len(PHOTO_STEMS)
-    return {"train_people": len(train), "train_images": len(train) * len(PHOTO_STEMS),
-            "eval_people": len(evals), "eval_images": len(evals) * len(PHOTO_STEMS),
+        exts[p.ext] = exts.get(p.ext, 0) + len(PHOTOS)
+    return {"train_people": len(train), "train_images": len(train) * len(PHOTOS),
+            "eval_people": len(evals), "eval_images": len(evals) * len(PHOTOS),
             "train_extensions": dict(sorted(exts.items()))}
 
 

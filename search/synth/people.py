@@ -1,4 +1,4 @@
-"""Who is in the synthetic bench: the real proportions, the folder ids and the injected faults.
+"""Who is in the synthetic data: the real proportions, the folder ids and the injected faults.
 
 Everything here is decided by one numpy Generator in the parent process, before any image is
 drawn, so the plan (and therefore every file) depends only on the seed.
@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GENDERS = ("male", "female")  # index = canonical gender code (docs/domain.md)
-MASK_STATES = ("wear", "incorrect", "normal")  # index = canonical mask code
-PHOTO_STEMS = ("mask1", "mask2", "mask3", "mask4", "mask5", "incorrect_mask", "normal")
-STEM_MASK = {"mask1": 0, "mask2": 0, "mask3": 0, "mask4": 0, "mask5": 0, "incorrect_mask": 1, "normal": 2}
+from runners.classes import CANONICAL_CUTOFF, GENDER_NAMES, age_band, class_id
+from search.data.labels import PHOTOS
+
 RACE = "Asian"  # the real train.csv has one value in this column
-OLD_AGE = 60  # every "old" person in the real data is exactly 60
+OLD_AGE = CANONICAL_CUTOFF  # every "old" person in the real data is exactly 60
+MIN_AGE = 18  # the youngest person in the real data
 
 # People per (gender, age band) in the real train set (docs/domain.md table).
 CELL_COUNTS = np.array([[549, 410, 83], [732, 817, 109]], dtype=float)
@@ -38,14 +38,9 @@ SWAP_SHARE = 0.002  # incorrect_mask and normal photos swapped on disk
 JUNK_SHARE = 0.02  # folders carrying macOS `._*` AppleDouble files
 
 
-def age_band(age: int) -> int:
-    """Canonical age band: 0 below 30, 1 from 30 to 59, 2 from 60."""
-    return 0 if age < 30 else (1 if age < 60 else 2)
-
-
 def class_of(mask: int, gender: int, age: int) -> int:
-    """Canonical class = mask*6 + gender*3 + age_band (docs/domain.md)."""
-    return mask * 6 + gender * 3 + age_band(age)
+    """Canonical class of a photo of a person of this age (runners/classes.py)."""
+    return int(class_id(mask, gender, age_band(age)))
 
 
 @dataclass(frozen=True)
@@ -64,7 +59,7 @@ class Person:
 
     @property
     def folder(self) -> str:
-        return f"{self.person_id}_{GENDERS[self.label_gender]}_{RACE}_{self.age}"
+        return f"{self.person_id}_{GENDER_NAMES[self.label_gender]}_{RACE}_{self.age}"
 
 
 def allocate(total: int, weights: np.ndarray, minimum: int) -> np.ndarray:
@@ -144,14 +139,14 @@ def plan_train(people: int, rng: np.random.Generator) -> tuple[list[Person], dic
     for i, (g, a) in enumerate(pairs):
         junk: tuple[str, ...] = ()
         if i in junk_people:
-            stems = sorted(rng.choice(PHOTO_STEMS, size=int(rng.integers(1, 4)), replace=False))
+            stems = sorted(rng.choice(PHOTOS, size=int(rng.integers(1, 4)), replace=False))
             junk = tuple(f"._{s}{ext_of[i]}" for s in stems)
         plan.append(Person(split="train", index=i, gender=g, age=a,
                            label_gender=1 - g if i in flipped else g, person_id=ids[i],
                            ext=ext_of[i], swapped=i in swapped, junk=junk))
     faults = {
-        "gender_flipped": [{"index": i, "path": plan[i].folder, "csv_gender": GENDERS[plan[i].label_gender],
-                            "drawn_gender": GENDERS[plan[i].gender]} for i in flipped],
+        "gender_flipped": [{"index": i, "path": plan[i].folder, "csv_gender": GENDER_NAMES[plan[i].label_gender],
+                            "drawn_gender": GENDER_NAMES[plan[i].gender]} for i in flipped],
         "incorrect_normal_swapped": [{"index": i, "path": plan[i].folder} for i in swapped],
         "suffixed_ids": sorted(plan[i].folder for i in suffixed),
         "duplicate_id": {"id": ids[dup[0]], "paths": sorted(plan[i].folder for i in dup)} if dup else None,

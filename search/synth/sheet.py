@@ -12,13 +12,13 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from .people import GENDERS, MASK_STATES, age_band
+from runners.classes import AGE_BAND_NAMES, GENDER_NAMES, MASK_NAMES, NUM_CLASSES, age_band, decompose
+from search.data.labels import MASK_OF_PHOTO, PHOTOS
 
 log = logging.getLogger(__name__)
 
-_BANDS = ("<30", "30-59", ">=60")
-_MASK_TEXT = {"wear": "mask worn", "incorrect": "incorrect", "normal": "no mask"}
-_STEMS = {0: ("mask1", "mask2", "mask3", "mask4", "mask5"), 1: ("incorrect_mask",), 2: ("normal",)}
+_MASK_TEXT = {"wear": "mask worn", "incorrect": "incorrect", "not_wear": "no mask"}
+_STEMS = {mask: tuple(p for p in PHOTOS if MASK_OF_PHOTO[p] == mask) for mask in range(len(MASK_NAMES))}
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -37,7 +37,7 @@ def _photo(folder: Path, stem: str) -> Path:
 
 def contact_sheet(root: Path | str, out_png: Path | str, per_class: int = 2,
                   tile: tuple[int, int] | None = None) -> Path:
-    """Write a PNG grid: 18 rows (class 0..17), `per_class` people each, labelled.
+    """Write a PNG grid: one row per class (0..17), `per_class` people each, labelled.
 
     `root` holds train/train.csv and train/images/; `tile` is (width, height) of each photo on
     the sheet (default: the photos' own size). People are taken in train.csv's path order.
@@ -52,12 +52,12 @@ def contact_sheet(root: Path | str, out_png: Path | str, per_class: int = 2,
     missing = {"gender", "age", "path"} - set(table.columns)
     if missing:
         raise ValueError(f"{csv} lacks column(s) {sorted(missing)}")
-    table["g"] = table["gender"].map({"male": 0, "female": 1})
+    table["g"] = table["gender"].map({name: code for code, name in enumerate(GENDER_NAMES)})
     table["band"] = table["age"].map(lambda a: age_band(int(a)))
 
     picks: list[list[tuple[Path, int]]] = []
-    for cls in range(18):
-        mask, gender, band = cls // 6, (cls // 3) % 2, cls % 3
+    for cls in range(NUM_CLASSES):
+        mask, gender, band = decompose(cls)
         rows = table[(table["g"] == gender) & (table["band"] == band)].head(per_class)
         stems = _STEMS[mask]
         picks.append([(_photo(root / "train" / "images" / r.path, stems[k % len(stems)]), int(r.age))
@@ -71,13 +71,13 @@ def contact_sheet(root: Path | str, out_png: Path | str, per_class: int = 2,
     tw, th = tile
     font, small = _font(max(10, th // 9)), _font(max(9, th // 11))
     label_w = max(110, int(tw * 1.3))
-    sheet = Image.new("RGB", (label_w + per_class * tw, 18 * th), (255, 255, 255))
+    sheet = Image.new("RGB", (label_w + per_class * tw, NUM_CLASSES * th), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     for cls, row in enumerate(picks):
         y = cls * th
-        mask, gender, band = cls // 6, (cls // 3) % 2, cls % 3
-        text = "\n".join([f"class {cls}", _MASK_TEXT[MASK_STATES[mask]], GENDERS[gender],
-                          f"age {_BANDS[band]}"])
+        mask, gender, band = decompose(cls)
+        text = "\n".join([f"class {cls}", _MASK_TEXT[MASK_NAMES[mask]], GENDER_NAMES[gender],
+                          f"age {AGE_BAND_NAMES[band]}"])
         draw.multiline_text((6, y + 6), text, fill=(20, 20, 20), font=font, spacing=2)
         draw.line([(0, y), (sheet.width, y)], fill=(200, 200, 200))
         for k, (path, age) in enumerate(row):

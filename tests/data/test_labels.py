@@ -1,60 +1,18 @@
+"""search/data/labels.py: the photo names of the layout, mapped onto the class scheme."""
+
 from __future__ import annotations
 
-import numpy as np
-import pytest
-
-from search.data import CLASS_NAMES, NUM_CLASSES, age_band, class_id, decompose
-
-# (mask, gender, age) -> class, worked out by hand from mask*6 + gender*3 + band
-HAND = [
-    (0, 0, 18, 0),
-    (0, 0, 29, 0),
-    (0, 0, 30, 1),
-    (0, 0, 59, 1),
-    (0, 0, 60, 2),
-    (0, 1, 29, 3),
-    (0, 1, 30, 4),
-    (0, 1, 60, 5),
-    (1, 0, 45, 7),
-    (1, 1, 59, 10),
-    (1, 1, 60, 11),
-    (2, 0, 20, 12),
-    (2, 1, 30, 16),
-    (2, 1, 60, 17),
-]
+import runners.classes
+import search.data
+from search.data import MASK_NAMES, MASK_OF_PHOTO, PHOTOS
 
 
-@pytest.mark.parametrize(("mask", "gender", "age", "expected"), HAND)
-def test_canonical_class_hand_examples(mask: int, gender: int, age: int, expected: int) -> None:
-    assert class_id(mask, gender, age_band(age)) == expected
-    assert decompose(expected) == (mask, gender, age_band(age))
+def test_every_photo_has_a_mask_state_of_the_scheme() -> None:
+    assert sorted(MASK_OF_PHOTO) == sorted(PHOTOS)
+    assert [MASK_NAMES[MASK_OF_PHOTO[p]] for p in PHOTOS] == ["wear"] * 5 + ["incorrect", "not_wear"]
 
 
-def test_boundaries_under_cutoffs() -> None:
-    ages = np.array([29, 30, 57, 58, 59, 60])
-    assert age_band(ages).tolist() == [0, 1, 1, 1, 1, 2]
-    assert age_band(ages, cutoff=59).tolist() == [0, 1, 1, 1, 2, 2]
-    assert age_band(ages, cutoff=58).tolist() == [0, 1, 1, 2, 2, 2]
-    assert age_band(ages, cutoff=57).tolist() == [0, 1, 2, 2, 2, 2]
-    assert isinstance(age_band(57, 58), int)
-
-
-def test_arrays_and_roundtrip() -> None:
-    labels = np.arange(NUM_CLASSES)
-    m, g, b = decompose(labels)
-    assert np.array_equal(class_id(m, g, b), labels)
-    assert m.tolist() == [0] * 6 + [1] * 6 + [2] * 6
-    assert CLASS_NAMES[17] == "not_wear/female/>=60" and len(CLASS_NAMES) == 18
-
-
-@pytest.mark.parametrize("cutoff", [30, 121, True, 58.5])
-def test_bad_cutoff_is_rejected(cutoff: object) -> None:
-    with pytest.raises(ValueError, match="cutoff"):
-        age_band(40, cutoff)  # type: ignore[arg-type]
-
-
-def test_out_of_range_parts_are_rejected() -> None:
-    with pytest.raises(ValueError, match="mask"):
-        class_id(3, 0, 0)
-    with pytest.raises(ValueError, match="class id"):
-        decompose(18)
+def test_the_data_layer_re_exports_the_one_scheme() -> None:
+    for name in ("NUM_CLASSES", "CLASS_NAMES", "MASK_NAMES", "GENDER_NAMES", "AGE_BAND_NAMES",
+                 "CANONICAL_CUTOFF", "age_band", "class_id", "decompose"):
+        assert getattr(search.data, name) is getattr(runners.classes, name), name

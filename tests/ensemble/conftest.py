@@ -3,8 +3,8 @@
 A small synthetic bench is drawn with ``search.synth.generate`` (eval labels included),
 loaded and split with ``search.data``, four trials are trained with ``runners.fit`` (timm test
 models at 32x32, pretrained=False), saved with ``TrialStore.save_trial``, and recorded in an
-Optuna SQLite study with the user attributes ``search.run`` writes. The bundle is exported
-once with the real ``python -m search.export`` entry point.
+Optuna SQLite study with the user attributes ``search.run`` writes (``StudyAttrs.write``). The
+bundle is exported once with the real ``python -m search.export`` entry point.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 from runners import ImageSet, fit
 from runners.config import TrialConfig
 from search.data import TrainData, image_cache, load_train, split_people
+from search.study_attrs import StudyAttrs
 from search.synth import generate
 from search.trialstore import TrialStore, Validation
 
@@ -73,14 +74,8 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> TinyStudy:
 
     storage = f"sqlite:///{workdir / 'studies.db'}"
     study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
-    for key, value in {
-        "workdir": str(workdir),
-        "data_root": str(root),
-        "data_fingerprint": data.fingerprint,
-        "split": split.to_dict(),
-        "relabel": None,
-    }.items():
-        study.set_user_attr(key, value)
+    attrs = StudyAttrs(data_fingerprint=data.fingerprint, split=split, data_root=str(root), workdir=str(workdir))
+    attrs.write(study)
     configs = []
     for number, (backbone, cutoff, lr, seed) in enumerate(TRIALS):
         config = TrialConfig(

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from search.data import load_eval, load_train
+from search.data import PHOTOS, load_eval, load_train
 from search.realfaces import build, plan_people, read_faces
 from search.realfaces.__main__ import main
 from search.realfaces.catalog import parse_name
-from search.synth.people import CELL_COUNTS, PHOTO_STEMS, allocate
+from search.synth.people import CELL_COUNTS, allocate
 
 # (gender, age) -> how many faces; 19 is missing as in UTKFace, and old men come partly as 61-62.
 AGES = {0: [18, 20, 20, 21, 25, 28, 33, 45, 55, 58, 59, 60, 61, 62], 1: [18, 18, 20, 22, 26, 29, 35, 44, 56, 57,
@@ -68,17 +68,17 @@ def test_names_parse_as_utkface_does() -> None:
 def test_the_bench_is_the_competition_layout_and_the_harness_reads_it(bench: Path) -> None:
     data = bench / "data"
     train = load_train(data)  # the harness's own validation of the layout
-    assert len(train.people) == 12 and len(train.images) == 12 * len(PHOTO_STEMS)
+    assert len(train.people) == 12 and len(train.images) == 12 * len(PHOTOS)
     table = pd.read_csv(data / "train" / "train.csv", dtype={"id": str})
     assert list(table.columns) == ["id", "gender", "race", "age", "path"]
     assert (table["path"] == table["id"] + "_" + table["gender"] + "_" + table["race"] + "_"
             + table["age"].astype(str)).all()
     for folder in (data / "train" / "images").iterdir():
-        assert sorted(p.stem for p in folder.iterdir()) == sorted(PHOTO_STEMS)
+        assert sorted(p.stem for p in folder.iterdir()) == sorted(PHOTOS)
         with Image.open(next(folder.iterdir())) as im:
             assert im.size == (96, 128)
     evals = load_eval(data)
-    assert len(evals.info) == 6 * len(PHOTO_STEMS)
+    assert len(evals.info) == 6 * len(PHOTOS)
     assert evals.info["ImageID"].str.fullmatch(r"[0-9a-f]{40}\.jpg").all()
     # eval labels live beside the data, never inside it
     assert not list(data.rglob("eval_labels.csv"))

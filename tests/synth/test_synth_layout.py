@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from search.synth import PHOTO_STEMS
+from search.data import PHOTOS
 
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 
@@ -36,7 +36,7 @@ def test_each_person_has_the_seven_photos_in_one_format(small_bench: Path) -> No
         if folder.name.startswith("."):
             continue
         photos = [p for p in folder.iterdir() if not p.name.startswith(".")]
-        assert sorted(p.stem for p in photos) == sorted(PHOTO_STEMS), folder
+        assert sorted(p.stem for p in photos) == sorted(PHOTOS), folder
         assert len({p.suffix for p in photos}) == 1, folder  # extension decided per person
         for p in photos[:2]:
             with Image.open(p) as im:

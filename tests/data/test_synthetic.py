@@ -1,4 +1,4 @@
-"""Point 10: the synthetic bench is the default data, generated once into data/ and reused."""
+"""The synthetic data is the default data, generated once into data/synthetic and reused."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from search.data import DataError, default_data_root, load_eval, load_train
-from search.data.bench import ENV_VAR
+from search.data import DataError, default_data_root, ensure_synthetic_data, load_eval, load_train
+from search.data.synthetic import ENV_VAR
 
 
 def real_or_tiny_generator(layout_builder):
-    """search.synth.generate when the bench engineer's module is present, else a tiny stand-in."""
+    """search.synth.generate when the synth package is present, else a tiny stand-in."""
     try:
         from search.synth import generate
 
@@ -42,12 +42,12 @@ def counted(monkeypatch, layout_builder):
 
 def test_generates_on_first_use_then_reuses(counted, tmp_path: Path) -> None:
     root = default_data_root(tmp_path / "data", people=24)
-    assert root == (tmp_path / "data" / "bench").resolve()
-    assert len(counted) == 1 and counted[0].parent == root.parent and counted[0].name.startswith(".bench.tmp")
+    assert root == (tmp_path / "data" / "synthetic").resolve()
+    assert len(counted) == 1 and counted[0].parent == root.parent and counted[0].name.startswith(".synthetic.tmp")
     data = load_train(root)
     assert len(data.people) > 0 and len(load_eval(root).info) > 0
     assert default_data_root(tmp_path / "data") == root and len(counted) == 1
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["bench", "bench.lock"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["synthetic", "synthetic.lock"]
 
 
 def test_concurrent_first_use_generates_once(counted, tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_interrupted_generation_is_never_reused(monkeypatch, tmp_path: Path, cou
     monkeypatch.setitem(sys.modules, "search.synth", types.SimpleNamespace(generate=dies_half_way))
     with pytest.raises(KeyboardInterrupt):
         default_data_root(tmp_path / "data", people=24)
-    assert [p.name for p in (tmp_path / "data").iterdir()] == ["bench.lock"]
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["synthetic.lock"]
     monkeypatch.setitem(sys.modules, "search.synth", types.SimpleNamespace(generate=good))
     root = default_data_root(tmp_path / "data", people=24)
     assert len(load_train(root).images) > 0
@@ -90,8 +90,25 @@ def test_env_var_points_at_the_users_data(monkeypatch, tmp_path: Path, layout) -
 
 
 def test_foreign_folder_in_the_way_is_not_overwritten(counted, tmp_path: Path) -> None:
-    (tmp_path / "data" / "bench").mkdir(parents=True)
-    (tmp_path / "data" / "bench" / "mine.txt").write_text("keep me")
-    with pytest.raises(DataError, match="delete it so the bench can be generated again"):
+    (tmp_path / "data" / "synthetic").mkdir(parents=True)
+    (tmp_path / "data" / "synthetic" / "mine.txt").write_text("keep me")
+    with pytest.raises(DataError, match="delete it so the synthetic data can be generated again"):
         default_data_root(tmp_path / "data")
-    assert (tmp_path / "data" / "bench" / "mine.txt").read_text() == "keep me" and counted == []
+    assert (tmp_path / "data" / "synthetic" / "mine.txt").read_text() == "keep me" and counted == []
+
+
+def test_data_from_before_the_rename_is_used_in_place_and_named(counted, tmp_path: Path, caplog) -> None:
+    legacy = ensure_synthetic_data(tmp_path / "old", people=24)
+    (tmp_path / "data").mkdir()
+    legacy.rename(tmp_path / "data" / "bench")  # where earlier versions generated it
+    with caplog.at_level("INFO", logger="search.data.synthetic"):
+        root = default_data_root(tmp_path / "data")
+    assert root == (tmp_path / "data" / "bench").resolve() and len(counted) == 1, "used, not drawn again"
+    assert str(root) in caplog.text and "synthetic" in caplog.text
+    assert not (tmp_path / "data" / "synthetic").exists()
+
+
+def test_incomplete_folder_from_before_the_rename_is_not_used(counted, tmp_path: Path) -> None:
+    (tmp_path / "data" / "bench" / "train").mkdir(parents=True)
+    root = default_data_root(tmp_path / "data", people=24)
+    assert root == (tmp_path / "data" / "synthetic").resolve() and len(counted) == 1
