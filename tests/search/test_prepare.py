@@ -10,14 +10,14 @@ import optuna
 import pytest
 
 from search.prepare import StudyData, StudyMismatchError, open_study, sampler_seed
-from search.study import SplitSpec, StudySpec, load_study
+from search.study import SplitSpec, StudySpec, load_study_spec
 from search.study_attrs import StudyAttrs
 from search.trialstore import TrialStore
 
 
 @pytest.fixture
 def spec() -> StudySpec:
-    return load_study("smoke")
+    return load_study_spec("smoke")
 
 
 def _open(spec: StudySpec, tmp_path: Path, data: Path) -> tuple[optuna.Study, StudyData]:
