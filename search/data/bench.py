@@ -12,10 +12,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import shutil
-import uuid
 from pathlib import Path
 
+from search.atomic import atomic_path
 from search.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -72,13 +71,9 @@ def _generate(bench: Path, people: int | None, seed: int) -> None:
         raise DataError(
             f"cannot generate the synthetic bench ({exc}); pass --data with your own data."
         ) from exc
-    tmp = bench.with_name(f".{bench.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     log.info("generating the synthetic bench into %s (first use)", bench)
-    try:
+    with atomic_path(bench) as tmp:
         kwargs = {"seed": seed} if people is None else {"people": people, "seed": seed}
         generate(tmp, **kwargs)
         if not _complete(tmp):
             raise DataError(f"the bench generator left no train/train.csv and eval/info.csv in {tmp}.")
-        os.replace(tmp, bench)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
