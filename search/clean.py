@@ -1,4 +1,5 @@
-"""``python -m search.clean --study NAME``: list, and with ``--yes`` remove, what a study no longer needs.
+"""``python -m search.clean --study FILE`` (or ``--name NAME``): list, and with ``--yes`` remove, what a
+study no longer needs.
 
     python -m search.clean --study age_cutoff          # dry run: what would go, and the bytes
     python -m search.clean --study age_cutoff --yes    # remove it
@@ -27,8 +28,9 @@ import optuna
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
+from search.cli import add_study_args, storage_url, study_ref
 from search.data.cache import remove_stale_temps
-from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact
+from search.storage import open_storage, redact
 from search.study import StudyFileError, StudySpec, load_study
 from search.trialstore import TrialStore
 
@@ -108,9 +110,9 @@ def unused_caches(cache_dir: Path, used: set[CacheSize]) -> list[Removal]:
     return found
 
 
-def study_spec(study: optuna.Study, profile: str | None) -> StudySpec | None:
-    """The study file the study was created from, when it still loads."""
-    path = study.user_attrs.get("study_file")
+def study_spec(study: optuna.Study, profile: str | None, study_file: Path | None = None) -> StudySpec | None:
+    """The study file (``study_file``, else the one the study was created from), when it still loads."""
+    path = study_file or study.user_attrs.get("study_file")
     if not path:
         return None
     try:
@@ -120,8 +122,10 @@ def study_spec(study: optuna.Study, profile: str | None) -> StudySpec | None:
         return None
 
 
-def plan(study: optuna.Study, workdir: Path, keep_top: int | None = None) -> list[Removal]:
-    spec = study_spec(study, None)
+def plan(
+    study: optuna.Study, workdir: Path, keep_top: int | None = None, study_file: Path | None = None
+) -> list[Removal]:
+    spec = study_spec(study, None, study_file)
     default = spec.keep_top if spec else StudySpec.__dataclass_fields__["keep_top"].default
     keep = kept_trials(study, default if keep_top is None else keep_top)
     return (trial_folders(TrialStore(workdir, study.study_name), keep)
@@ -144,26 +148,25 @@ def remove(removals: Sequence[Removal]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m search.clean", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--study", required=True, help="study name in the storage")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<workdir>/studies.db)")
-    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    add_study_args(p)
     p.add_argument("--keep-top", type=int, help="trials to keep (default: the study file's keep_top)")
     p.add_argument("--yes", action="store_true", help="remove; without it nothing is deleted")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.keep_top is not None and args.keep_top < 0:
         p.error(f"--keep-top must be >= 0 but got {args.keep_top}")
-    url = args.storage or default_storage_url(args.workdir)
+    url = storage_url(args)
     try:
-        study = optuna.load_study(study_name=args.study, storage=open_storage(url))
+        ref = study_ref(args)
+        study = optuna.load_study(study_name=ref.name, storage=open_storage(url))
     except KeyError:
-        print(f"error: no study {args.study!r} in {redact(url)}; pass the --storage and --workdir it ran with",
+        print(f"error: no study {ref.name!r} in {redact(url)}; pass the --storage and --workdir it ran with",
               file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    removals = plan(study, args.workdir, args.keep_top)
+    removals = plan(study, args.workdir, args.keep_top, ref.study_file)
     for item in removals:
         print(f"{'remove' if args.yes else 'would remove'} {item.path} ({item.size:,} bytes): {item.why}")
     total = sum(item.size for item in removals)

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
+from search.ensemble.votes import soft_vote
+
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = 18
@@ -56,7 +58,7 @@ class Candidate:
 
     @property
     def preprocessing(self) -> tuple[int, int, str]:
-        """(height, width, crop): members of one exported graph must share it."""
+        """(height, width, crop) of the images the trial was trained and validated on."""
         return int(self.config["height"]), int(self.config["width"]), str(self.config["crop"])
 
 
@@ -107,22 +109,6 @@ def macro_f1(labels: np.ndarray, probs_or_preds: np.ndarray) -> float:
 
 def accuracy(labels: np.ndarray, probs_or_preds: np.ndarray) -> float:
     return float(accuracy_score(labels, _preds(probs_or_preds)))
-
-
-def soft_vote(probs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
-    """Weighted average of probability matrices; weights are normalised to sum to 1."""
-    if len(probs) == 0:
-        raise ValueError("soft_vote needs at least one probability matrix but got none.")
-    w = np.ones(len(probs)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (len(probs),) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(
-            f"soft_vote weights must be {len(probs)} finite values >= 0, not all 0, but got {weights!r}."
-        )
-    w = w / w.sum()
-    out = np.zeros_like(np.asarray(probs[0], dtype=np.float64))
-    for p, wi in zip(probs, w, strict=True):
-        out += wi * np.asarray(p, dtype=np.float64)
-    return out
 
 
 def rank_singles(

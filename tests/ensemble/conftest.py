@@ -118,7 +118,7 @@ def bundle_dir(tiny_study: TinyStudy, tmp_path_factory: pytest.TempPathFactory) 
 
     out = tmp_path_factory.mktemp("exports") / "tiny"
     rc = main(
-        ["--study", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out), "--max-members", "3"]
+        ["--name", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out), "--max-members", "3"]
     )
     assert rc == 0
     return out

@@ -1,4 +1,4 @@
-"""search.bundle: checks on load, and the Python API on arrays and on image paths."""
+"""search.deploy: checks on load, and the Python API on arrays and on image paths."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.bundle import Bundle, BundleError
+from search.deploy import Bundle, BundleError
 from search.data import load_image
 
 from .conftest import TinyStudy
@@ -46,7 +46,7 @@ def test_unknown_format_version_is_a_clear_error(bundle_copy: Path) -> None:
     manifest = json.loads(path.read_text())
     manifest["format_version"] = 999
     path.write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match=r"format_version 999.*reads format 1"):
+    with pytest.raises(BundleError, match=r"format_version 999.*reads format 2"):
         Bundle.load(bundle_copy)
 
 
@@ -116,7 +116,7 @@ def test_bad_inputs_are_clear_errors(bundle_dir: Path, tmp_path: Path) -> None:
 def test_loading_and_predicting_imports_neither_optuna_nor_the_search(bundle_dir: Path) -> None:
     code = (
         "import sys, numpy as np\n"
-        "from search.bundle import Bundle\n"
+        "from search.deploy import Bundle\n"
         f"b = Bundle.load({str(bundle_dir)!r})\n"
         "x = np.zeros((2, 32, 32, 3), dtype=np.uint8)\n"
         "assert b.predict_proba(x, backend='onnx').shape == (2, 18)\n"

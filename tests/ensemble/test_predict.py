@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.bundle import Bundle
+from search.deploy import Bundle
 from search.data import load_eval
 from search.predict import main, predict_eval
 

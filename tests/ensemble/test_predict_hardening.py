@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from search.bundle import Bundle
+from search.deploy import Bundle
 from search.data import image_cache, load_eval, load_image
 from search.predict import main, write_submission
 

@@ -50,7 +50,7 @@ def test_clean_lists_then_removes_what_the_study_does_not_need(
     url, study = _study(tmp_path, [0.9, 0.5, 0.7])
     used, unused = _cache(tmp_path, 32, 24, "face"), _cache(tmp_path, 64, 48, "full")
     store = TrialStore(tmp_path, "s")
-    args = ["--study", "s", "--storage", url, "--workdir", str(tmp_path), "--keep-top", "2"]
+    args = ["--name", "s", "--storage", url, "--workdir", str(tmp_path), "--keep-top", "2"]
 
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -74,5 +74,5 @@ def test_clean_names_a_missing_study(tmp_path: Path, capsys: pytest.CaptureFixtu
     from search.clean import main
 
     url, _ = _study(tmp_path, [0.5])
-    assert main(["--study", "nope", "--storage", url, "--workdir", str(tmp_path)]) == 2
+    assert main(["--name", "nope", "--storage", url, "--workdir", str(tmp_path)]) == 2
     assert "no study 'nope'" in capsys.readouterr().err

@@ -65,6 +65,6 @@ def test_report_of_the_smoke_study(smoke_run: SmokeRun, tmp_path: Path) -> None:
 
 
 def test_report_on_unknown_study_is_a_clear_error(smoke_run: SmokeRun, tmp_path: Path, capsys) -> None:
-    assert main(["--study", "nope", "--storage", smoke_run.storage, "--out", str(tmp_path / "x.html")]) == 2
+    assert main(["--name", "nope", "--storage", smoke_run.storage, "--out", str(tmp_path / "x.html")]) == 2
     assert "no study 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "x.html").exists()
