@@ -159,3 +159,33 @@ def test_export_without_checkpoints_names_the_missing_file(tiny_study: TinyStudy
         assert [p.name for p in tmp_path.iterdir()] == ["weights.safetensors"]
     finally:
         shutil.copyfile(moved, chosen.weights)
+
+
+def test_ensemble_cli_with_a_hard_vote_reports_the_hard_vote(
+    tiny_study: TinyStudy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = ensemble_main(["--name", tiny_study.name, "--storage", tiny_study.storage, "--mode", "split",
+                        "--vote", "hard", "--no-eval"])
+    assert rc == 0
+    assert "selected ensemble, hard vote" in capsys.readouterr().out
+    saved = json.loads((tiny_study.store.root / "ensemble.json").read_text())
+    assert saved["vote"]["vote"] == "hard"
+    assert [s["method"] for s in saved["honest"]["scores"]][-1] == "selected ensemble, hard vote"
+
+
+def test_export_with_given_weights_and_a_hard_vote(tiny_study: TinyStudy, tmp_path: Path) -> None:
+    from search.ensemble.votes import hard_vote
+
+    out = tmp_path / "hard"
+    argv = ["--name", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out),
+            "--weights", "0=1,3=3", "--vote", "hard"]
+    assert export_main([*argv[:-2], "--vote", "hard", "--decision-rule", "on"]) == 2  # no rule with a hard vote
+    assert export_main(argv) == 0
+    bundle = Bundle.load(out)
+    assert bundle.vote == "hard" and bundle.offsets is None
+    assert [m.trial for m in bundle.members] == [0, 3] and bundle.weights == [0.25, 0.75]
+    assert json.loads((out / "manifest.json").read_text())["vote"] == {"kind": "hard", "weights": "given"}
+    stored = hard_vote([tiny_study.store.load_probs(m.trial) for m in bundle.members], bundle.weights)
+    for backend in ("torch", "onnx"):
+        probs = bundle.predict_proba(tiny_study.val_paths(), backend=backend, batch_size=16)
+        np.testing.assert_allclose(probs, stored, atol=1e-4)
