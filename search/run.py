@@ -31,6 +31,7 @@ from runners import resolve_device
 from runners.devices import AUGMENT_PLACES, requested_augment_on
 from search import records
 from search.checks import GaveUp, check_budget, check_threads, check_workdir
+from search.cli import study_flags
 from search.budget import TrialNeeds, end_message, process_started_at, run_time_budget
 from search.objective import Objective, TrialFailed
 from search.prepare import StudyMismatchError, open_study
@@ -254,7 +255,7 @@ def next_commands(name: str, opts: RunOptions) -> list[str]:
     """The "Next:" lines: shell-quoted, the storage URL without its password (and where it goes)."""
     storage = "" if opts.storage is None else f" --storage {shlex.quote(redact(opts.storage_url))}"
     workdir = "" if opts.workdir == DEFAULT_WORKDIR else f" --workdir {shlex.quote(str(opts.workdir))}"
-    study = f"--study {shlex.quote(name)}{storage}{workdir}"
+    study = f"{shlex.join(study_flags(name, opts.study))}{storage}{workdir}"
     lines = [
         "Next:",
         f"  dashboard: {dashboard_command(opts.storage_url, opts.workdir)}",
