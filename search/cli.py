@@ -26,17 +26,23 @@ def add_study_args(p: argparse.ArgumentParser, workdir_default: Path | None = DE
 
     ``workdir_default`` None: the work folder the study recorded when it ran.
     """
-    p.add_argument("--study", help="study file: a name in studies/ (e.g. age_cutoff) or a .toml path; "
-                                   "the stored study defaults to the file's name")
-    p.add_argument("--name", help="the study's name in the storage (default: the study file's name); "
-                                  "enough on its own")
+    p.add_argument(
+        "--study",
+        help="study file: a name in studies/ (e.g. age_cutoff) or a .toml path; "
+        "the stored study defaults to the file's name",
+    )
+    p.add_argument(
+        "--name", help="the study's name in the storage (default: the study file's name); enough on its own"
+    )
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<workdir>/studies.db)")
     shown = "the one the study recorded" if workdir_default is None else str(workdir_default)
     p.add_argument("--workdir", type=Path, default=workdir_default, help=f"work folder (default: {shown})")
 
 
 def add_verbose(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-v", "--verbose", action="store_true", help="more log lines, and a traceback with an error")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="more log lines, and a traceback with an error"
+    )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""``python -m search.export --study FILE --out DIR`` (or ``--name NAME``): ship a study's ensemble as a bundle.
+"""``python -m search.export --study FILE --out DIR`` (or ``--name NAME``): ship a study's ensemble
+as a bundle.
 
 The members are chosen on ALL validation people (the honest estimate, recorded beside, is
 for this procedure: see ``python -m search.ensemble``), with the same selection and vote flags
@@ -41,9 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace DIR when it is an existing bundle (checked through its manifest); any other "
         "folder or file is refused and left alone",
     )
-    p.add_argument("--decision-rule", choices=RULE_CHOICES, default="auto",
-                   help="ship the macro-F1 decision offsets with a soft vote: auto (when the honest "
-                        "estimate says they help), on, or off (the plain argmax of the vote)")
+    p.add_argument(
+        "--decision-rule",
+        choices=RULE_CHOICES,
+        default="auto",
+        help="ship the macro-F1 decision offsets with a soft vote: auto (when the honest "
+        "estimate says they help), on, or off (the plain argmax of the vote)",
+    )
     return p
 
 
@@ -56,7 +61,9 @@ def shipped_method(outcome: Outcome, decision_rule: str = "auto") -> str:
     plain, rule = outcome.vote.method, outcome.vote.rule_method
     if rule is None:
         if decision_rule == "on":
-            raise ValueError("--decision-rule on shifts a soft vote's probabilities; with --vote hard use auto or off.")
+            raise ValueError(
+                "--decision-rule on shifts a soft vote's probabilities; with --vote hard use auto or off."
+            )
         return plain
     if decision_rule == "auto":
         return rule if outcome.honest.score(rule).macro_f1 >= outcome.honest.score(plain).macro_f1 else plain
@@ -75,7 +82,15 @@ def member_sources(outcome: Outcome, method: str) -> list[MemberSource]:
                 "--workdir points elsewhere."
             )
         sources.append(
-            MemberSource(cand.name, dict(cand.config), (cand.weights,), float(weight), cand.study, cand.number, cand.value)
+            MemberSource(
+                cand.name,
+                dict(cand.config),
+                (cand.weights,),
+                float(weight),
+                cand.study,
+                cand.number,
+                cand.value,
+            )
         )
     return sources
 
@@ -95,7 +110,9 @@ def export_bundle(
     in_sample = outcome.in_sample[method]
     metrics = {
         "selection": {"macro_f1": in_sample[0], "accuracy": in_sample[1], "on": "all validation people"},
-        "alternatives_in_sample": {m: {"macro_f1": v[0], "accuracy": v[1]} for m, v in outcome.in_sample.items()},
+        "alternatives_in_sample": {
+            m: {"macro_f1": v[0], "accuracy": v[1]} for m, v in outcome.in_sample.items()
+        },
         "honest": outcome.honest.to_dict(),
     }
     spec = BundleSpec(
@@ -116,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_out(args.out, args.overwrite)  # before the selection: a refusal costs nothing
         outcome, _, attrs, _ = outcome_from_args(args)
-        extra = {"source": {"data_fingerprint": attrs.get("data_fingerprint"), "data_root": attrs.get("data_root")}}
+        extra = {
+            "source": {"data_fingerprint": attrs.get("data_fingerprint"), "data_root": attrs.get("data_root")}
+        }
         manifest = export_bundle(outcome, args.out, args.opset, args.overwrite, extra, args.decision_rule)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         return report_error(log, exc, args.verbose)

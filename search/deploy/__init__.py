@@ -12,6 +12,21 @@ for the ONNX backend.
 from __future__ import annotations
 
 from search.deploy.bundle import Bundle
-from search.deploy.manifest import FORMAT_VERSION, BundleError, InputSpec, Manifest, Member, MemberPreprocessing
+from search.deploy.manifest import (
+    FORMAT_VERSION,
+    BundleError,
+    InputSpec,
+    Manifest,
+    Member,
+    MemberPreprocessing,
+)
 
-__all__ = ["FORMAT_VERSION", "Bundle", "BundleError", "InputSpec", "Manifest", "Member", "MemberPreprocessing"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Bundle",
+    "BundleError",
+    "InputSpec",
+    "Manifest",
+    "Member",
+    "MemberPreprocessing",
+]

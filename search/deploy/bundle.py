@@ -33,7 +33,9 @@ from search.deploy.manifest import ONNX_FILE, BundleError, Manifest, Member, rea
 def _require_files(paths: Sequence[str | Path]) -> None:
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} image(s) do not exist, first {missing[0]}; nothing was predicted.")
+        raise FileNotFoundError(
+            f"{len(missing)} image(s) do not exist, first {missing[0]}; nothing was predicted."
+        )
 
 
 @dataclass
@@ -93,7 +95,7 @@ class Bundle:
             raise BundleError(f"{self.root / rel} is not a safetensors file ({exc}); export again.") from exc
 
     def preprocess(self, paths: Sequence[str | Path], n_jobs: int = 4) -> np.ndarray:
-        """Decode, crop and resize photos to the bundle's input, as the training cache did: uint8 (N, H, W, 3)."""
+        """Decode, crop and resize photos to the bundle's input as the training cache did: uint8 (N, H, W, 3)."""
         from joblib import Parallel, delayed
 
         _require_files(paths)

@@ -29,7 +29,14 @@ from tqdm.auto import tqdm
 
 from search.data.cache import CROPS
 from search.data.labels import NUM_CLASSES
-from search.deploy.manifest import INPUT_NAME, MAX_SIDE, OUTPUT_NAME, BundleError, InputSpec, MemberPreprocessing
+from search.deploy.manifest import (
+    INPUT_NAME,
+    MAX_SIDE,
+    OUTPUT_NAME,
+    BundleError,
+    InputSpec,
+    MemberPreprocessing,
+)
 
 BACKENDS = ("torch", "onnx")
 DECISION_EPS = 1e-7  # floor of a vote probability before its log, in torch and in the ONNX graph alike
@@ -80,8 +87,12 @@ def member_resize(pre: MemberPreprocessing, spec: InputSpec) -> Resize | None:
         return None
     t, l, b, r = CROPS[pre.crop]
     T, L, B, R = CROPS[spec.crop]
-    rows = resize_matrix(spec.height, pre.height, (t - T) / (B - T) * spec.height, (b - T) / (B - T) * spec.height)
-    cols = resize_matrix(spec.width, pre.width, (l - L) / (R - L) * spec.width, (r - L) / (R - L) * spec.width)
+    rows = resize_matrix(
+        spec.height, pre.height, (t - T) / (B - T) * spec.height, (b - T) / (B - T) * spec.height
+    )
+    cols = resize_matrix(
+        spec.width, pre.width, (l - L) / (R - L) * spec.width, (r - L) / (R - L) * spec.width
+    )
     return rows, cols
 
 
@@ -100,15 +111,21 @@ def _torch_classes() -> tuple[Any, Any]:
                 raise ValueError("a member needs at least one checkpoint's model.")
             self.models = nn.ModuleList(models)
             rows, cols = (None, None) if resize is None else resize
-            self.register_buffer("rows", None if rows is None else torch.tensor(rows, dtype=torch.float32),
-                                 persistent=False)
-            self.register_buffer("cols_t", None if cols is None else torch.tensor(cols.T, dtype=torch.float32),
-                                 persistent=False)
+            self.register_buffer(
+                "rows", None if rows is None else torch.tensor(rows, dtype=torch.float32), persistent=False
+            )
+            self.register_buffer(
+                "cols_t",
+                None if cols is None else torch.tensor(cols.T, dtype=torch.float32),
+                persistent=False,
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if self.rows is not None:
                 # float NCHW in [0, 255], which each model normalises like a uint8 batch
-                x = torch.matmul(torch.matmul(self.rows, x.permute(0, 3, 1, 2).to(torch.float32)), self.cols_t)
+                x = torch.matmul(
+                    torch.matmul(self.rows, x.permute(0, 3, 1, 2).to(torch.float32)), self.cols_t
+                )
             out = None
             for model in self.models:
                 p = torch.softmax(model(x).float(), dim=1)
@@ -138,13 +155,14 @@ def _torch_classes() -> tuple[Any, Any]:
             self.register_buffer("weights", w / w.sum(), persistent=False)
             self.hard = vote == "hard"
             # The macro-F1 decision rule (search.ensemble.decision): softmax(log(vote) + offsets).
-            rule = offsets is not None and any(float(o) != 0.0 for o in offsets)
+            values = [float(o) for o in offsets or ()]
+            rule = any(v != 0.0 for v in values)
             if rule and self.hard:
                 raise ValueError("a decision rule applies to a soft vote only.")
-            if rule and len(offsets) != NUM_CLASSES:  # type: ignore[arg-type]
-                raise ValueError(f"offsets must hold {NUM_CLASSES} numbers but got {len(offsets)}.")  # type: ignore[arg-type]
+            if rule and len(values) != NUM_CLASSES:
+                raise ValueError(f"offsets must hold {NUM_CLASSES} numbers but got {len(values)}.")
             self.register_buffer(
-                "offsets", torch.tensor(list(offsets), dtype=torch.float32) if rule else None, persistent=False
+                "offsets", torch.tensor(values, dtype=torch.float32) if rule else None, persistent=False
             )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -201,7 +219,10 @@ def build_member(models: Sequence[Any], resize: Resize | None = None) -> Any:
 
 
 def build_ensemble(
-    members: Sequence[Any], weights: Sequence[float], offsets: Sequence[float] | None = None, vote: str = "soft"
+    members: Sequence[Any],
+    weights: Sequence[float],
+    offsets: Sequence[float] | None = None,
+    vote: str = "soft",
 ) -> Any:
     """One module: the members' vote, then the decision offsets when given (a plain model is taken
     as a member of one checkpoint that uses the input as it is)."""
@@ -260,7 +281,9 @@ def onnx_session(path: Path | bytes, device: str = "cpu") -> Any:
     return ort.InferenceSession(model, sess_options=options, providers=providers)
 
 
-def onnx_predict(session: Any, images: np.ndarray, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+def onnx_predict(
+    session: Any, images: np.ndarray, batch_size: int = 64, progress: bool = False
+) -> np.ndarray:
     out = []
     starts = range(0, len(images), batch_size)
     for s in tqdm(starts, desc="predicting (onnx)", unit="batch", disable=not progress):

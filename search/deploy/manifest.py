@@ -217,7 +217,9 @@ class Manifest:
             )
         missing = [k for k in _REQUIRED if k not in raw]
         if missing:
-            raise BundleError(f"{path} lacks the keys {missing}; the file was altered or truncated, export again.")
+            raise BundleError(
+                f"{path} lacks the keys {missing}; the file was altered or truncated, export again."
+            )
         files = _files(raw["files"], path)
         spec = _input(raw["preprocessing"], path)
         vote = raw["vote"]
@@ -262,7 +264,9 @@ class Manifest:
                 f"bundle folder {root} does not exist; pass the folder written by python -m search.export."
             )
         if not path.is_file():
-            raise BundleError(f"{path} is missing: {root} is not a bundle (export one with python -m search.export).")
+            raise BundleError(
+                f"{path} is missing: {root} is not a bundle (export one with python -m search.export)."
+            )
         bundle_file(root, MANIFEST, path)  # a manifest symlinked from elsewhere is not this bundle's
         try:
             raw = json.loads(path.read_text())
@@ -460,7 +464,9 @@ def _members(members: Any, files: dict[str, str], spec: InputSpec, path: Path) -
             # torch builds the member from its config: it must be the size its graph was traced at
             if config.get(key) != getattr(pre, key):
                 raise _field_error(
-                    path, f"{where}.config.{key}", config.get(key),
+                    path,
+                    f"{where}.config.{key}",
+                    config.get(key),
                     f"{where}.preprocessing.{key} {getattr(pre, key)!r}",
                 )
         trial = member.get("trial")
@@ -478,5 +484,7 @@ def _members(members: Any, files: dict[str, str], spec: InputSpec, path: Path) -
             )
         )
     if sum(m.weight for m in out) <= 0:
-        raise BundleError(f"{path}: every members[i].weight is 0, so the vote is undefined; export the bundle again.")
+        raise BundleError(
+            f"{path}: every members[i].weight is 0, so the vote is undefined; export the bundle again."
+        )
     return out

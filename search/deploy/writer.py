@@ -81,7 +81,9 @@ def check_out(out: Path, overwrite: bool) -> None:
     if not (out.exists() or out.is_symlink()):
         return
     if not overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or choose another --out.")
+        raise FileExistsError(
+            f"{out} already exists; pass --overwrite to replace it, or choose another --out."
+        )
     reason = not_a_bundle(out)
     if reason is not None:
         raise FileExistsError(
@@ -119,7 +121,11 @@ def write_bundle(
             std: list[float] = []
             for j, path in enumerate(source.checkpoints):
                 model, mean, std = build_checkpoint(source.config, path)  # proves the file loads strictly
-                rel = f"{MEMBERS_DIR}/{k}.safetensors" if len(source.checkpoints) == 1 else f"{MEMBERS_DIR}/{k}-{j}.safetensors"
+                rel = (
+                    f"{MEMBERS_DIR}/{k}.safetensors"
+                    if len(source.checkpoints) == 1
+                    else f"{MEMBERS_DIR}/{k}-{j}.safetensors"
+                )
                 shutil.copyfile(path, tmp / rel)
                 models.append(model)
                 rels.append(rel)
@@ -127,8 +133,16 @@ def write_bundle(
             pre = MemberPreprocessing(h, w, crop, tuple(mean), tuple(std))
             nets.append(build_member(models, member_resize(pre, spec_input)))
             members.append(
-                Member(source.name, tuple(rels), float(source.weight), dict(source.config), pre,
-                       source.study, source.trial, source.validation_macro_f1)
+                Member(
+                    source.name,
+                    tuple(rels),
+                    float(source.weight),
+                    dict(source.config),
+                    pre,
+                    source.study,
+                    source.trial,
+                    source.validation_macro_f1,
+                )
             )
         net = build_ensemble(nets, [m.weight for m in members], spec.offsets, spec.vote)
         export_onnx(net, tmp / ONNX_FILE, spec_input.height, spec_input.width, spec.opset)

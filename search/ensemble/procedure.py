@@ -78,7 +78,11 @@ class Outcome:
             "study": self.study,
             "candidates": [c.name for c in self.candidates],
             "preprocessing": {
-                c.name: {"height": c.preprocessing[0], "width": c.preprocessing[1], "crop": c.preprocessing[2]}
+                c.name: {
+                    "height": c.preprocessing[0],
+                    "width": c.preprocessing[1],
+                    "crop": c.preprocessing[2],
+                }
                 for c in self.candidates
             },
             "vote": self.vote.to_dict(),

@@ -80,7 +80,8 @@ def parse_weights(text: str, study: str) -> tuple[tuple[str, float], ...]:
             weight = float("nan")
         if not sep or not name or not np.isfinite(weight):
             raise ValueError(
-                f"--weights entry {part!r} must be TRIAL=WEIGHT (e.g. 3=2 or {study}#3=2) with a number as weight."
+                f"--weights entry {part!r} must be TRIAL=WEIGHT (e.g. 3=2 or {study}#3=2), the weight "
+                "a number."
             )
         out.append((name if "#" in name else f"{study}#{name}", weight))
     if not out:

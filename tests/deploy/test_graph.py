@@ -26,7 +26,9 @@ from search.deploy.manifest import InputSpec, MemberPreprocessing
 from search.ensemble.votes import hard_vote, soft_vote
 
 
-def pil_resize(image: np.ndarray, height: int, width: int, box: tuple[float, float, float, float]) -> np.ndarray:
+def pil_resize(
+    image: np.ndarray, height: int, width: int, box: tuple[float, float, float, float]
+) -> np.ndarray:
     """PIL's BILINEAR resize of a float image (mode F), as load_image resizes a photo."""
     out = Image.fromarray(image.astype(np.float32), mode="F").resize(
         (width, height), Image.Resampling.BILINEAR, box=box, reducing_gap=None
@@ -65,7 +67,9 @@ def test_member_resize_takes_the_members_crop_of_the_input() -> None:
 
 def test_the_input_covers_every_member_without_upsampling() -> None:
     assert input_for([(32, 32, "face"), (32, 32, "face")]) == InputSpec(32, 32, "face")
-    assert input_for([(32, 32, "full"), (40, 24, "face")]) == InputSpec(55, 32, "full")  # 40 / 0.74, 24 / 0.76
+    assert input_for([(32, 32, "full"), (40, 24, "face")]) == InputSpec(
+        55, 32, "full"
+    )  # 40 / 0.74, 24 / 0.76
     assert input_for([(16, 16, "tight"), (32, 24, "tight")]) == InputSpec(32, 24, "tight")
 
 
@@ -95,7 +99,9 @@ def test_a_hard_vote_in_torch_and_onnx_is_the_numpy_hard_vote(tmp_path: Path) ->
     export_onnx(hard, tmp_path / "hard.onnx", 30, 20)
     expected = hard_vote(each, weights)
     np.testing.assert_allclose(torch_predict(hard, images), expected, atol=1e-5)
-    np.testing.assert_allclose(onnx_predict(onnx_session(tmp_path / "hard.onnx"), images), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        onnx_predict(onnx_session(tmp_path / "hard.onnx"), images), expected, atol=1e-5
+    )
     votes = np.stack([p.argmax(1) for p in each])
     assert (votes[0] != votes[1]).any() and (votes[1] != votes[2]).any()  # the members disagree somewhere
     assert (expected.argmax(1) != soft_vote(each, weights).argmax(1)).any()  # and hard is not soft

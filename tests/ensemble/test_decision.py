@@ -76,7 +76,14 @@ def test_a_bundle_ships_the_offsets_and_torch_and_onnx_apply_them_alike(tiny_stu
     # The tiny study's rule may be all zeros; force one so both backends must apply it.
     offsets = [0.0] * 18
     offsets[2::3] = [1.5] * 6
-    from search.deploy.graph import build_checkpoint, build_ensemble, export_onnx, onnx_predict, onnx_session, torch_predict
+    from search.deploy.graph import (
+        build_checkpoint,
+        build_ensemble,
+        export_onnx,
+        onnx_predict,
+        onnx_session,
+        torch_predict,
+    )
 
     modules = [build_checkpoint(m.config, out / m.checkpoints[0])[0] for m in bundle.members]
     net = build_ensemble(modules, bundle.weights, offsets)

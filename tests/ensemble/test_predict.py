@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.deploy import Bundle
 from search.data import load_eval
+from search.deploy import Bundle
 from search.predict import main, predict_eval
 
 from .conftest import TinyStudy

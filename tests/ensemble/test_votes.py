@@ -51,8 +51,14 @@ def _pool(n: int = 240) -> tuple[list[Candidate], np.ndarray, np.ndarray]:
         probs = rng.dirichlet(np.ones(18), n)
         right = rng.random(n) < 0.5 + 0.1 * k
         probs[right, labels[right]] += 1.0
-        cands.append(Candidate("s", k, probs / probs.sum(1, keepdims=True),
-                               {"backbone": f"b{k}", "age_cutoff": 60, "height": 8, "width": 8, "crop": "full"}))
+        cands.append(
+            Candidate(
+                "s",
+                k,
+                probs / probs.sum(1, keepdims=True),
+                {"backbone": f"b{k}", "age_cutoff": 60, "height": 8, "width": 8, "crop": "full"},
+            )
+        )
     people = np.repeat(np.arange(n // 4), 4).astype(str)
     return cands, labels, people
 
@@ -66,7 +72,9 @@ def test_given_weights_ship_those_members_and_are_scored_on_held_out_people_only
     report = honest_estimate(cands, labels, people, SelectionSettings(), "split", 0, vote)
     _, score_rows = person_halves(people, labels, 0)[0]
     given = soft_vote([cands[0].probs, cands[2].probs], [0.25, 0.75])
-    assert report.score("given weights").macro_f1 == pytest.approx(macro_f1(labels[score_rows], given[score_rows]))
+    assert report.score("given weights").macro_f1 == pytest.approx(
+        macro_f1(labels[score_rows], given[score_rows])
+    )
     assert [s.method for s in report.scores] == list(methods(vote))
     assert report.vote == {"vote": "soft", "weights": {"s#0": 1.0, "s#2": 3.0}}
     with pytest.raises(ValueError, match=r"s#9.*not candidates"):
@@ -77,7 +85,10 @@ def test_a_hard_vote_is_what_the_honest_estimate_scores() -> None:
     cands, labels, people = _pool()
     vote = VoteSpec("hard")
     report = honest_estimate(cands, labels, people, SelectionSettings(max_members=3), "split", 0, vote)
-    assert [s.method for s in report.scores] == [*BASELINES, "selected ensemble, hard vote"]  # no decision rule
+    assert [s.method for s in report.scores] == [
+        *BASELINES,
+        "selected ensemble, hard vote",
+    ]  # no decision rule
     choices = choose(cands, labels, SelectionSettings(max_members=3), None, vote)
     hard = choices[-1]
     assert hard.vote == "hard"

@@ -18,7 +18,9 @@ def parse(*argv: str) -> argparse.Namespace:
 
 def test_the_stored_name_defaults_to_the_study_files_name(tmp_path: Path) -> None:
     ref = study_ref(parse("--study", "age_cutoff"))
-    assert ref.name == "age_cutoff" and ref.study_file is not None and ref.study_file.name == "age_cutoff.toml"
+    assert (
+        ref.name == "age_cutoff" and ref.study_file is not None and ref.study_file.name == "age_cutoff.toml"
+    )
     assert study_ref(parse("--study", "age_cutoff", "--name", "custom")).name == "custom"
     assert study_ref(parse("--name", "custom")) == StudyRef("custom", None)
     toml = tmp_path / "mine.toml"
