@@ -28,9 +28,8 @@ import optuna
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
-from search.cli import add_study_args, storage_url, study_ref
+from search.cli import add_study_args, open_stored_study, setup_logging
 from search.data.cache import remove_stale_temps
-from search.storage import open_storage, redact
 from search.study import StudyFileError, StudySpec, load_study
 from search.trialstore import TrialStore
 
@@ -152,18 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--keep-top", type=int, help="trials to keep (default: the study file's keep_top)")
     p.add_argument("--yes", action="store_true", help="remove; without it nothing is deleted")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(quiet_level=logging.INFO)
     if args.keep_top is not None and args.keep_top < 0:
         p.error(f"--keep-top must be >= 0 but got {args.keep_top}")
-    url = storage_url(args)
     try:
-        ref = study_ref(args)
-        study = optuna.load_study(study_name=ref.name, storage=open_storage(url))
-    except KeyError:
-        print(f"error: no study {ref.name!r} in {redact(url)}; pass the --storage and --workdir it ran with",
-              file=sys.stderr)
-        return 2
-    except ValueError as exc:
+        ref, study = open_stored_study(args)
+    except ValueError as exc:  # no study named, no such study, or a storage that cannot be reached
         print(f"error: {exc}", file=sys.stderr)
         return 2
     removals = plan(study, args.workdir, args.keep_top, ref.study_file)

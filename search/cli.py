@@ -16,6 +16,7 @@ import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_WORKDIR = Path("runs")  # the same default as search.storage.DEFAULT_WORKDIR
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -73,6 +74,15 @@ def study_ref(args: argparse.Namespace) -> StudyRef:
             f"{exc} --study names a study file; to read a stored study by its name, pass --name {study}."
         ) from None
     return StudyRef(str(name) if name else path.stem, path)
+
+
+def open_stored_study(args: argparse.Namespace) -> tuple[StudyRef, Any]:
+    """The stored study the arguments name, and which one it is; a ValueError (one line) when no
+    study is named, the storage cannot be reached, or it holds no such study. Nothing is created."""
+    from search.ensemble.candidates import load_study
+
+    ref = study_ref(args)
+    return ref, load_study(ref.name, storage_url(args))
 
 
 def storage_url(args: argparse.Namespace, workdir: Path | None = None) -> str:

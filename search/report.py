@@ -21,8 +21,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
 from search.atomic import write_text
-from search.cli import add_study_args, storage_url, study_ref
-from search.ensemble.candidates import load_study
+from search.cli import add_study_args, open_stored_study, setup_logging
 from search.records import class_name
 
 log = logging.getLogger(__name__)
@@ -130,10 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_study_args(p)
     p.add_argument("--out", type=Path, help="HTML file (default: <workdir>/reports/<name>.html)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(quiet_level=logging.INFO)
     try:
-        ref = study_ref(args)
-        study = load_study(ref.name, storage_url(args))
+        ref, study = open_stored_study(args)
     except ValueError as exc:  # no study named, no such study, or a storage that cannot be reached
         print(f"error: {exc}", file=sys.stderr)
         return 2

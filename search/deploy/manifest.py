@@ -39,6 +39,7 @@ MEMBERS_DIR = "members"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probs"
 VOTES = ("soft", "hard")  # the same as search.ensemble.votes.VOTES, which deploy does not import
+WEIGHTS_FROM = ("learned", "given")  # learned on the selection people, or given with --weights
 MAX_SIDE = 4096
 _REQUIRED = ("format_version", "members", "preprocessing", "vote", "classes", "files")
 _SHA256_HEX = frozenset("0123456789abcdef")
@@ -226,6 +227,8 @@ class Manifest:
         if not isinstance(vote, dict) or vote.get("kind") not in VOTES:
             kind = vote.get("kind") if isinstance(vote, dict) else vote
             raise _field_error(path, "vote.kind", kind, f"one of {list(VOTES)}")
+        if vote.get("weights") not in WEIGHTS_FROM:
+            raise _field_error(path, "vote.weights", vote.get("weights"), f"one of {list(WEIGHTS_FROM)}")
         members = _members(raw["members"], files, spec, path)
         classes = raw["classes"]
         if not isinstance(classes, list) or len(classes) != NUM_CLASSES:
@@ -242,7 +245,7 @@ class Manifest:
             members=members,
             input=spec,
             vote=vote["kind"],
-            weights_from=str(vote.get("weights", "learned")),
+            weights_from=vote["weights"],
             offsets=offsets,
             study=raw.get("study"),
             created=str(raw.get("created", "")),
