@@ -7,7 +7,15 @@
 
 from __future__ import annotations
 
-from search.ensemble.honest import METHODS, Choice, HonestReport, choose, honest_estimate, methods, person_halves
+from search.ensemble.honest import (
+    METHODS,
+    Choice,
+    HonestReport,
+    choose,
+    honest_estimate,
+    methods,
+    person_halves,
+)
 from search.ensemble.selection import (
     Candidate,
     Selection,
