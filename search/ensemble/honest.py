@@ -138,7 +138,7 @@ def choose(
         members = top_k(candidates, labels, k, rows)
         choices.append(Choice(method, tuple(members), tuple([1.0 / len(members)] * len(members))))
     if vote.given is None:
-        selection = select(candidates, labels, settings, rows)
+        selection = select(candidates, labels, settings, rows, vote.vote)
         members, weights = selection.members, selection.weights
     else:
         members, weights = given_members(candidates, vote)

@@ -7,8 +7,9 @@
   to the top share plus ``TIE_SCALE`` x their soft vote, renormalised. search/deploy/graph.py
   computes the very same formula in the exported graph.
 
-Weights are learned (the greedy selection's pick counts on the selection half, see
-search/ensemble/selection.py) unless the user gives them (``--weights``), naming the members.
+Weights are learned (the greedy selection's pick counts on the selection half, each pick
+scored with the vote that ships, see search/ensemble/selection.py) unless the user gives them
+(``--weights``), naming the members.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from search.ensemble.honest import BASELINES, choice_probs, choose, honest_estimate, methods, person_halves
-from search.ensemble.selection import Candidate, SelectionSettings, macro_f1
+from search.ensemble.selection import Candidate, SelectionSettings, macro_f1, select
 from search.ensemble.votes import VoteSpec, hard_vote, parse_weights, soft_vote
 
 
@@ -95,3 +95,15 @@ def test_a_hard_vote_is_what_the_honest_estimate_scores() -> None:
     expected = hard_vote([cands[m].probs for m in hard.members], hard.weights)
     np.testing.assert_allclose(choice_probs(cands, hard), expected)
     assert 0.0 <= macro_f1(labels, expected) <= 1.0
+
+
+def test_hard_vote_weights_are_learned_for_the_hard_vote() -> None:
+    cands, labels, _ = _pool()
+    rows = np.arange(0, 240, 2)
+    sel = select(cands, labels, SelectionSettings(max_members=3), rows, vote="hard")
+    vote = hard_vote([cands[m].probs[rows] for m in sel.members], sel.weights)
+    assert sel.score == pytest.approx(macro_f1(labels[rows], vote))  # the score is the hard vote's
+    best_single = max(macro_f1(labels[rows], c.probs[rows]) for c in cands)
+    assert sel.score >= best_single
+    with pytest.raises(ValueError, match="vote must be one of"):
+        select(cands, labels, vote="majority")
