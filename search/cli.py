@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_WORKDIR = Path("runs")  # the same default as search.storage.DEFAULT_WORKDIR
+DEFAULT_WORKDIR = Path("runs")  # every command's work folder unless --workdir; search.storage re-exports it
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
