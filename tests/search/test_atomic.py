@@ -67,3 +67,19 @@ def test_swap_dir_replaces_a_full_folder_and_leaves_no_backup(tmp_path: Path) ->
     swap_dir(new, target)
     assert [p.name for p in target.iterdir()] == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_the_trial_store_replaces_a_trial_folder_whole(tmp_path: Path) -> None:
+    import torch
+
+    from search.trialstore import TrialStore
+
+    store = TrialStore(tmp_path, "s")
+    for value in (1.0, 2.0):  # a rerun of the same trial number replaces the folder
+        store.save_trial(3, {"w": torch.full((2,), value)}, np.zeros((4, 18)), {"lr": value}, {"value": value})
+    assert store.trial_numbers() == [3] and store.load_config(3) == {"lr": 2.0}
+    assert [p.name for p in store.root.iterdir()] == [store.trial_dir(3).name]  # no temporary or old folder left
+    with pytest.raises(TypeError), atomic_path(tmp_path / "x.npy") as tmp:
+        np.save(tmp, np.zeros(2))
+        raise TypeError("stop")
+    assert not list(tmp_path.glob(".x.npy*"))
