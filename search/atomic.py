@@ -38,7 +38,8 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
 
     On any error the temporary path is removed and ``target`` keeps what it held before. A
     folder can only replace a missing target or an empty folder (``os.replace`` semantics);
-    :func:`swap_dir` replaces a full one.
+    :func:`swap_dir` replaces a full one. The temporary name ends in ``.tmp``: write through
+    an open file where a writer would add its own suffix (``np.save`` on a path adds ``.npy``).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,7 @@ def test_the_trial_store_replaces_a_trial_folder_whole(tmp_path: Path) -> None:
         store.save_trial(3, {"w": torch.full((2,), value)}, np.zeros((4, 18)), {"lr": value}, {"value": value})
     assert store.trial_numbers() == [3] and store.load_config(3) == {"lr": 2.0}
     assert [p.name for p in store.root.iterdir()] == [store.trial_dir(3).name]  # no temporary or old folder left
-    with pytest.raises(TypeError), atomic_path(tmp_path / "x.npy") as tmp:
-        np.save(tmp, np.zeros(2))
+    with pytest.raises(TypeError), atomic_path(tmp_path / "x.npy") as tmp, open(tmp, "xb") as f:
+        np.save(f, np.zeros(2))
         raise TypeError("stop")
     assert not list(tmp_path.glob(".x.npy*"))
