@@ -202,9 +202,9 @@ BAD_MANIFESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
                    m["members"][0]["preprocessing"].__setitem__("crop", "face")),
         r"members\[0\]\.preprocessing\.crop must be a crop inside the input's crop 'tight'",
     ),
-    "unknown vote": (lambda m: m.__setitem__("vote", {"kind": "plurality"}), r"vote\.kind must be one of"),
+    "unknown vote": (lambda m: m.__setitem__("vote", {"kind": "plurality", "weights": "learned"}), r"vote\.kind must be one of"),
     "decision rule with a hard vote": (
-        lambda m: (m.__setitem__("vote", {"kind": "hard"}), m.__setitem__("decision_rule", {"offsets": [0.0] * 18})),
+        lambda m: (m.__setitem__("vote", {"kind": "hard", "weights": "learned"}), m.__setitem__("decision_rule", {"offsets": [0.0] * 18})),
         r"decision_rule is set with a hard vote",
     ),
     "huge height": (_set_pre("height", 100_000), r"preprocessing\.height must be an integer from 1 to 4096"),
