@@ -28,8 +28,10 @@ import optuna
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
-from search.cli import add_study_args, open_stored_study, setup_logging
+from search.cli import setup_logging
+from search.cli.studyargs import add_study_args, storage_url, study_ref
 from search.data.cache import remove_stale_temps
+from search.ensemble.candidates import load_study as open_stored_study
 from search.study import StudyFileError, StudySpec, load_study
 from search.trialstore import TrialStore
 
@@ -155,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.keep_top is not None and args.keep_top < 0:
         p.error(f"--keep-top must be >= 0 but got {args.keep_top}")
     try:
-        ref, study = open_stored_study(args)
+        ref = study_ref(args)
+        study = open_stored_study(ref.name, storage_url(args))
     except ValueError as exc:  # no study named, no such study, or a storage that cannot be reached
         print(f"error: {exc}", file=sys.stderr)
         return 2

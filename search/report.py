@@ -21,7 +21,9 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
 from search.atomic import write_text
-from search.cli import add_study_args, open_stored_study, setup_logging
+from search.cli import setup_logging
+from search.cli.studyargs import add_study_args, storage_url, study_ref
+from search.ensemble.candidates import load_study
 from search.records import class_name
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     setup_logging(quiet_level=logging.INFO)
     try:
-        ref, study = open_stored_study(args)
+        ref = study_ref(args)
+        study = load_study(ref.name, storage_url(args))
     except ValueError as exc:  # no study named, no such study, or a storage that cannot be reached
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -31,7 +31,7 @@ from runners import resolve_device
 from runners.devices import AUGMENT_PLACES, requested_augment_on
 from search import records
 from search.checks import GaveUp, check_budget, check_threads, check_workdir
-from search.cli import study_flags
+from search.cli.studyargs import study_flags
 from search.budget import TrialNeeds, end_message, process_started_at, run_time_budget
 from search.objective import Objective, TrialFailed
 from search.prepare import StudyMismatchError, open_study

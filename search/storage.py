@@ -30,11 +30,9 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
 from optuna.storages.journal import JournalFileBackend
 
-from search import cli
 from search.urls import check_storage_url, redact, url_secrets
 
-DEFAULT_WORKDIR = cli.DEFAULT_WORKDIR  # defined once, in search/cli.py
-
+DEFAULT_WORKDIR = Path("runs")
 # a URL's password in free text (log lines, tracebacks), where a URL ends at whitespace:
 # user:pw@ or :pw@ (left out, as redact does), and password=pw among query parameters
 _PASSWORD_IN_TEXT = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")

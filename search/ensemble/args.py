@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from search.cli import StudyRef, add_study_args, add_verbose, study_ref
+from search.cli import add_verbose
+from search.cli.studyargs import StudyRef, add_study_args, study_ref
 from search.ensemble.candidates import load_candidates
 from search.ensemble.honest import MODES
 from search.ensemble.procedure import Outcome, run_procedure

@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     h = outcome.honest
     print(
         f"study {ref.name}: {len(outcome.candidates)} candidate trial(s) at {outcome.sizes_text()}; "
-        f"{outcome.vote.method} ({outcome.vote.vote} vote); held-out = "
+        f"{outcome.vote.vote} vote, weights {'given' if outcome.vote.given else 'learned'}; held-out = "
         f"{'one half' if h.mode == 'split' else 'mean of both halves'} of the validation people "
         f"({h.folds[0]['score_people']} people), members chosen on the other half\n"
     )

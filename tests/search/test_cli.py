@@ -1,4 +1,4 @@
-"""search.cli: --study is the study file in every verb, --name the stored study's name."""
+"""search.cli.studyargs: --study is the study file in every verb, --name the stored study's name."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from search.cli import StudyRef, add_study_args, storage_url, study_flags, study_ref
+from search.cli.studyargs import StudyRef, add_study_args, storage_url, study_flags, study_ref
 
 
 def parse(*argv: str) -> argparse.Namespace:
