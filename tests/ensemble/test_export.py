@@ -165,11 +165,11 @@ def test_ensemble_cli_with_a_hard_vote_reports_the_hard_vote(
     tiny_study: TinyStudy, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rc = ensemble_main(["--name", tiny_study.name, "--storage", tiny_study.storage, "--mode", "split",
-                        "--vote", "hard", "--no-eval"])
+                        "--vote", "hard"])
     assert rc == 0
     assert "selected ensemble, hard vote" in capsys.readouterr().out
     saved = json.loads((tiny_study.store.root / "ensemble.json").read_text())
-    assert saved["vote"]["vote"] == "hard"
+    assert saved["vote"]["vote"] == "hard" and "selected ensemble, hard vote" in saved["eval_labels"]
     assert [s["method"] for s in saved["honest"]["scores"]][-1] == "selected ensemble, hard vote"
 
 
@@ -189,3 +189,18 @@ def test_export_with_given_weights_and_a_hard_vote(tiny_study: TinyStudy, tmp_pa
     for backend in ("torch", "onnx"):
         probs = bundle.predict_proba(tiny_study.val_paths(), backend=backend, batch_size=16)
         np.testing.assert_allclose(probs, stored, atol=1e-4)
+
+
+def test_a_member_of_several_checkpoints_ships_their_mean(tiny_study: TinyStudy, tmp_path: Path) -> None:
+    """A group of checkpoints of one architecture (as fold models would be) is one voter."""
+    from search.deploy.writer import MemberSource, write_bundle
+
+    config = tiny_study.configs[0].to_dict()  # trials 0 and 2 are both test_resnet at 32x32
+    group = MemberSource("tiny#0+2", config, (tiny_study.store.weights_path(0), tiny_study.store.weights_path(2)), 1.0)
+    write_bundle([group], tmp_path / "group")
+    bundle = Bundle.load(tmp_path / "group")
+    assert bundle.members[0].checkpoints == ("members/0-0.safetensors", "members/0-1.safetensors")
+    expected = (tiny_study.store.load_probs(0) + tiny_study.store.load_probs(2)) / 2
+    for backend in ("torch", "onnx"):
+        probs = bundle.predict_proba(tiny_study.val_paths(), backend=backend, batch_size=16)
+        np.testing.assert_allclose(probs, expected, atol=1e-4)
