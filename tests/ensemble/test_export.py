@@ -179,7 +179,7 @@ def test_export_with_given_weights_and_a_hard_vote(tiny_study: TinyStudy, tmp_pa
     out = tmp_path / "hard"
     argv = ["--name", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out),
             "--weights", "0=1,3=3", "--vote", "hard"]
-    assert export_main([*argv[:-2], "--vote", "hard", "--decision-rule", "on"]) == 2  # no rule with a hard vote
+    assert export_main([*argv, "--decision-rule", "on"]) == 2  # a hard vote has no decision rule
     assert export_main(argv) == 0
     bundle = Bundle.load(out)
     assert bundle.vote == "hard" and bundle.offsets is None
@@ -196,7 +196,8 @@ def test_a_member_of_several_checkpoints_ships_their_mean(tiny_study: TinyStudy,
     from search.deploy.writer import MemberSource, write_bundle
 
     config = tiny_study.configs[0].to_dict()  # trials 0 and 2 are both test_resnet at 32x32
-    group = MemberSource("tiny#0+2", config, (tiny_study.store.weights_path(0), tiny_study.store.weights_path(2)), 1.0)
+    checkpoints = (tiny_study.store.weights_path(0), tiny_study.store.weights_path(2))
+    group = MemberSource("tiny#0+2", config, checkpoints, 1.0)
     write_bundle([group], tmp_path / "group")
     bundle = Bundle.load(tmp_path / "group")
     assert bundle.members[0].checkpoints == ("members/0-0.safetensors", "members/0-1.safetensors")
