@@ -29,7 +29,7 @@ from runners.results import EpochRecord, TrialResult
 from runners.weights import WeightsError, create_backbone, find_weights_file, lite0_package_file
 
 # The training side (loop, loaders, albumentations) loads on first use, so that inference code
-# (search.deploy) can build models from ``runners.models`` without importing it.
+# (search.bundle) can build models from ``runners.models`` without importing it.
 _LAZY = {
     "fit": "runners.training",
     "lr_lambda": "runners.training",
