@@ -128,8 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      "-" if ev is None else ev,
                      "-" if ev is None else f"{ev - outcome.eval_scores[METHODS[0]][0]:+.4f}",
                      members(outcome, method)])
-    print(f"\nEnsemble: study {name}, {len(outcome.candidates)} candidate trials at {outcome.preprocessing[0]}x"
-          f"{outcome.preprocessing[1]} crop {outcome.preprocessing[2]}; held-out = members chosen on one half of "
+    print(f"\nEnsemble: study {name}, {len(outcome.candidates)} candidate trials at {outcome.sizes_text()}; held-out = members chosen on one half of "
           f"the validation people, scored on the other ({outcome.honest.mode}); device {device}")
     print(common.describe_machine(machine) + "\n")
     print(common.table(["method", "held-out macro-F1", "vs best single", "in-sample (all val)",

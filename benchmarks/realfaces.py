@@ -111,7 +111,7 @@ def harness(args: Any, bench: Path, timeout_s: float, seed: int) -> dict[str, An
     workdir.mkdir(parents=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or os.cpu_count())}
     py, data, logs = sys.executable, str(bench / "data"), workdir / "commands.log"
-    stored = ["--study", name, "--workdir", str(workdir)]
+    stored = ["--name", name, "--workdir", str(workdir)]
     seconds = {
         "run": _run([py, "-m", "search.run", "--data", data, "--timeout", f"{timeout_s:.0f}", "--study", args.study,
                      "--workdir", str(workdir)], logs, env),

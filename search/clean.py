@@ -1,4 +1,5 @@
-"""``python -m search.clean --study NAME``: list, and with ``--yes`` remove, what a study no longer needs.
+"""``python -m search.clean --study FILE`` (or ``--name NAME``): list, and with ``--yes`` remove, what a
+study no longer needs.
 
     python -m search.clean --study age_cutoff          # dry run: what would go, and the bytes
     python -m search.clean --study age_cutoff --yes    # remove it
@@ -27,11 +28,13 @@ import optuna
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
+from search.cli import setup_logging
+from search.cli.studyargs import add_study_args, storage_url, study_ref
 from search.data.cache import remove_stale_temps
 from search.optuna_compat import stored_study_id, study_storage
-from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact
 from search.study import StudyFileError, StudySpec, cache_sizes, load_study_spec
 from search.study_attrs import StudyAttrs
+from search.ensemble.candidates import open_stored_study
 from search.trialstore import TrialStore
 
 log = logging.getLogger(__name__)
@@ -108,20 +111,23 @@ def unused_caches(cache_dir: Path, used: set[CacheSize]) -> list[Removal]:
     return found
 
 
-def study_spec(study: optuna.Study, profile: str | None) -> StudySpec | None:
-    """The study file the study was created from, when it still loads."""
+def study_spec(study: optuna.Study, profile: str | None, study_file: Path | None = None) -> StudySpec | None:
+    """The study file (``study_file``, else the one the study was created from), when it still loads."""
     attrs = StudyAttrs.find(study)
-    if attrs is None or not attrs.study_file:
+    path = study_file or (attrs.study_file if attrs is not None else None)
+    if not path:
         return None
     try:
-        return load_study_spec(attrs.study_file, profile=profile or attrs.profile)
+        return load_study_spec(path, profile=profile or (attrs.profile if attrs is not None else "cpu"))
     except StudyFileError as exc:
         log.warning("%s; keeping every cache a trial used", exc)
         return None
 
 
-def plan(study: optuna.Study, workdir: Path, keep_top: int | None = None) -> list[Removal]:
-    spec = study_spec(study, None)
+def plan(
+    study: optuna.Study, workdir: Path, keep_top: int | None = None, study_file: Path | None = None
+) -> list[Removal]:
+    spec = study_spec(study, None, study_file)
     default = spec.keep_top if spec else StudySpec.__dataclass_fields__["keep_top"].default
     keep = kept_trials(study, default if keep_top is None else keep_top)
     return (trial_folders(TrialStore(workdir, study.study_name), keep)
@@ -144,26 +150,20 @@ def remove(removals: Sequence[Removal]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m search.clean", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--study", required=True, help="study name in the storage")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<workdir>/studies.db)")
-    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    add_study_args(p)
     p.add_argument("--keep-top", type=int, help="trials to keep (default: the study file's keep_top)")
     p.add_argument("--yes", action="store_true", help="remove; without it nothing is deleted")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(quiet_level=logging.INFO)
     if args.keep_top is not None and args.keep_top < 0:
         p.error(f"--keep-top must be >= 0 but got {args.keep_top}")
-    url = args.storage or default_storage_url(args.workdir)
     try:
-        study = optuna.load_study(study_name=args.study, storage=open_storage(url))
-    except KeyError:
-        print(f"error: no study {args.study!r} in {redact(url)}; pass the --storage and --workdir it ran with",
-              file=sys.stderr)
-        return 2
-    except ValueError as exc:
+        ref = study_ref(args)
+        study = open_stored_study(ref.name, storage_url(args))
+    except ValueError as exc:  # no study named, no such study, or a storage that cannot be reached
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    removals = plan(study, args.workdir, args.keep_top)
+    removals = plan(study, args.workdir, args.keep_top, ref.study_file)
     for item in removals:
         print(f"{'remove' if args.yes else 'would remove'} {item.path} ({item.size:,} bytes): {item.why}")
     total = sum(item.size for item in removals)

@@ -1,4 +1,4 @@
-"""``python -m search.report --study NAME``: one self-contained HTML page of plotly figures.
+"""``python -m search.report --study FILE`` (or ``--name NAME``): one self-contained HTML page of plotly figures.
 
 Optimisation history, intermediate values (what the pruner saw: macro-F1, or the negated
 validation loss in a study whose ``[pruner] signal = "val_loss"``, then with each trial's
@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import html
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,8 +21,10 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
 from runners.classes import CLASS_NAMES, NUM_CLASSES
+from search.atomic import write_text
+from search.cli import setup_logging
+from search.cli.studyargs import add_study_args, storage_url, study_ref
 from search.ensemble.candidates import open_stored_study
-from search.storage import DEFAULT_WORKDIR, default_storage_url
 
 log = logging.getLogger(__name__)
 
@@ -124,29 +124,22 @@ def write_report(study: optuna.Study, out: Path) -> Path:
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False))
     parts.append("</body></html>")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("\n".join(parts))
-    os.replace(tmp, out)
-    return out
+    return write_text(out, "\n".join(parts))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m search.report", description=__doc__)
-    p.add_argument("--study", required=True, help="study name in the storage")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///runs/studies.db)")
-    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    p.add_argument("--out", type=Path, help="HTML file (default: <workdir>/reports/<study>.html)")
+    add_study_args(p)
+    p.add_argument("--out", type=Path, help="HTML file (default: <workdir>/reports/<name>.html)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    url = args.storage or default_storage_url(args.workdir)
+    setup_logging(quiet_level=logging.INFO)
     try:
-        study = open_stored_study(args.study, url)
-    except ValueError as exc:  # no such study, or a storage that cannot be reached
+        ref = study_ref(args)
+        study = open_stored_study(ref.name, storage_url(args))
+    except ValueError as exc:  # no study named, no such study, or a storage that cannot be reached
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = write_report(study, args.out or args.workdir / "reports" / f"{args.study}.html")
+    out = write_report(study, args.out or args.workdir / "reports" / f"{ref.name}.html")
     print(f"report: {out}")
     return 0
 

@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import records
 from search.budget import TrialNeeds, run_outcome, run_time_budget
 from search.checks import GaveUp
+from search.cli.studyargs import study_flags
 from search.objective import Objective, TrialFailed
 from search.options import RunOptions, resolve_spec
 from search.prepare import open_study
@@ -125,7 +126,7 @@ def next_commands(name: str, opts: RunOptions) -> list[str]:
     """The "Next:" lines: shell-quoted, the storage URL without its password (and where it goes)."""
     storage = "" if opts.storage is None else f" --storage {shlex.quote(redact(opts.storage_url))}"
     workdir = "" if opts.workdir == DEFAULT_WORKDIR else f" --workdir {shlex.quote(str(opts.workdir))}"
-    study = f"--study {shlex.quote(name)}{storage}{workdir}"
+    study = f"{shlex.join(study_flags(name, opts.study))}{storage}{workdir}"
     lines = [
         "Next:",
         f"  dashboard: {dashboard_command(opts.storage_url, opts.workdir)}",

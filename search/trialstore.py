@@ -15,15 +15,15 @@ rest. Every file is written to a temporary name and renamed, so a reader never s
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from search.atomic import atomic_path, swap_dir, temp_name
 
 _TRIAL_DIR = re.compile(r"^trial_(\d+)$")
 
@@ -89,16 +89,15 @@ class TrialStore:
 
         final = self.trial_dir(number)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=self.root))
+        tmp = temp_name(final)
+        tmp.mkdir()
         try:
             tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
             save_file(tensors, str(tmp / "weights.safetensors"))
             np.save(tmp / "val_probs.npy", np.asarray(val_probs, dtype=np.float32))
             (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
             (tmp / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-            if final.exists():  # a retried trial number never repeats, but a rerun of a test may
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            swap_dir(tmp, final)  # a retried trial number never repeats, but a rerun of a test may
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -128,12 +127,5 @@ class TrialStore:
 
 
 def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
+        write(f)

@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import time
 import uuid
@@ -42,11 +41,12 @@ from joblib import Parallel, delayed
 from PIL import Image
 from tqdm.auto import tqdm
 
+from search.atomic import atomic_path, write_json
 from search.data.errors import DataError
 
 log = logging.getLogger(__name__)
 
-# a build's temporary files: .<name>.npy.<pid>.<hex>.tmp and .<name>.json.<hex>.tmp
+# a build's temporary files (search.atomic): .<name>.npy.tmp-<pid>-<hex>.tmp, and the same for .json
 _TEMP = re.compile(r"^\.(?P<name>images-[^./]+)\.(?:npy|json)\..+\.tmp$")
 
 CACHE_VERSION = 2  # bump when load_image's output changes for the same inputs
@@ -200,21 +200,15 @@ def _decode(index: int, path: str, height: int, width: int, crop: str) -> npt.ND
 
 
 def _write_json(path: Path, payload: dict[str, object]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_json(path, payload, indent=1)
 
 
 def _build(
     npy: Path, meta: Path, paths: Sequence[str], height: int, width: int, crop: str, key: str, n_jobs: int
 ) -> None:
     shape = (len(paths), height, width, 3)
-    tmp = npy.with_name(f".{npy.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     t0 = time.monotonic()
-    try:
+    with atomic_path(npy) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator", batch_size=16)
         rows = jobs(delayed(_decode)(i, p, height, width, crop) for i, p in enumerate(paths))
@@ -228,9 +222,6 @@ def _build(
             rows.close()
         out.flush()
         del out
-        os.replace(tmp, npy)
-    finally:
-        tmp.unlink(missing_ok=True)
     _write_json(
         meta,
         {

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from search.atomic import write_json
 from search.data.check import (
     check_decodable,
     fail,
@@ -119,10 +120,7 @@ def _check_images(paths: list[str], key: str, verified_dir: Path | None, n_jobs:
         return
     check_decodable(paths, n_jobs=n_jobs)
     if marker is not None:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"fingerprint": key, "images": len(paths)}))
-        os.replace(tmp, marker)
+        write_json(marker, {"fingerprint": key, "images": len(paths)}, indent=None)
 
 
 def load_train(

@@ -15,10 +15,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import shutil
-import uuid
 from pathlib import Path
 
+from search.atomic import atomic_path
 from search.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -90,13 +89,9 @@ def _generate(root: Path, people: int | None, seed: int) -> None:
         raise DataError(
             f"cannot generate the synthetic data ({exc}); pass --data with your own data."
         ) from exc
-    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     log.info("generating the synthetic data into %s (first use)", root)
-    try:
+    with atomic_path(root) as tmp:
         kwargs = {"seed": seed} if people is None else {"people": people, "seed": seed}
         generate(tmp, **kwargs)
         if not _complete(tmp):
             raise DataError(f"the generator left no train/train.csv and eval/info.csv in {tmp}.")
-        os.replace(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,11 +1,21 @@
 """Ensemble selection over a study's trials (numpy + scikit-learn) and its honest estimate.
 
-``python -m search.ensemble --study NAME`` prints the comparison table; see :mod:`search.ensemble.cli`.
+``python -m search.ensemble --study FILE`` (or ``--name NAME``) prints the comparison table; see
+:mod:`search.ensemble.cli`. Votes (soft or hard, learned or given weights) are in
+:mod:`search.ensemble.votes`.
 """
 
 from __future__ import annotations
 
-from search.ensemble.honest import METHODS, Choice, HonestReport, choose, honest_estimate, person_halves
+from search.ensemble.honest import (
+    METHODS,
+    Choice,
+    HonestReport,
+    choose,
+    honest_estimate,
+    methods,
+    person_halves,
+)
 from search.ensemble.selection import (
     Candidate,
     Selection,
@@ -14,21 +24,26 @@ from search.ensemble.selection import (
     macro_f1,
     rank_singles,
     select,
-    soft_vote,
     top_k,
 )
+from search.ensemble.votes import VOTES, VoteSpec, combine, hard_vote, soft_vote
 
 __all__ = [
     "METHODS",
+    "VOTES",
     "Candidate",
     "Choice",
     "HonestReport",
     "Selection",
     "SelectionSettings",
+    "VoteSpec",
     "accuracy",
     "choose",
+    "combine",
+    "hard_vote",
     "honest_estimate",
     "macro_f1",
+    "methods",
     "person_halves",
     "rank_singles",
     "select",

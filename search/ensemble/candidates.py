@@ -18,7 +18,7 @@ import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from runners.classes import NUM_CLASSES
-from search.ensemble.selection import Candidate, rank_singles
+from search.ensemble.selection import Candidate
 from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact, storage_error
 from search.study_attrs import StudyAttrs
 from search.trialstore import TrialStore, Validation
@@ -132,24 +132,3 @@ def load_candidates(
     for note in notes:
         log.info("left out %s", note)
     return CandidatePool(study, root, StudyAttrs.read(main), validation, candidates, notes)
-
-
-def restrict_preprocessing(
-    candidates: Sequence[Candidate], labels: np.ndarray
-) -> tuple[list[Candidate], tuple[int, int, str], list[str]]:
-    """Keep the candidates sharing the best single trial's (height, width, crop).
-
-    One exported graph takes one input size, so the ensemble is chosen among those; the
-    best trial is ranked on all validation rows.
-    """
-    best = candidates[rank_singles(candidates, labels)[0]]
-    prep = best.preprocessing
-    kept = [c for c in candidates if c.preprocessing == prep]
-    dropped = [
-        f"{c.name}: preprocessing {c.preprocessing} differs from the best trial's {prep}"
-        for c in candidates
-        if c.preprocessing != prep
-    ]
-    for note in dropped:
-        log.info("left out %s", note)
-    return kept, prep, dropped

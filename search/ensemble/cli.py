@@ -1,7 +1,9 @@
-"""``python -m search.ensemble --study NAME``: choose a diverse ensemble and score it honestly.
+"""``python -m search.ensemble --study FILE`` (or ``--name NAME``): choose a diverse ensemble and
+score it honestly.
 
 Prints, side by side, the best single trial, the plain top-3 and top-5 soft votes and the
-selected ensemble: on held-out validation people (chosen on the other half; ``--mode cv``
+ensemble (``--vote soft`` or ``hard``; selected with learned weights, or ``--weights`` given):
+on held-out validation people (chosen on the other half; ``--mode cv``
 does both halves and averages), on all validation people (in-sample, optimistic), and, on
 the synthetic bench, on its eval labels. Saves the table as JSON in
 <workdir>/trials/<study>/ensemble.json.
@@ -10,73 +12,17 @@ the synthetic bench, on its eval labels. Saves the table as JSON in
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from search.ensemble.candidates import load_candidates
+from search.atomic import write_json
+from search.cli import report_error, setup_logging
+from search.ensemble.args import add_selection_args, outcome_from_args
 from search.ensemble.evalscore import find_eval_labels, score_on_eval
-from search.ensemble.honest import MODES
-from search.ensemble.procedure import Outcome, run_procedure
-from search.ensemble.selection import SelectionSettings
-from search.study_attrs import StudyAttrs
 from search.trialstore import TrialStore
 
 log = logging.getLogger("search.ensemble")
-
-
-def add_selection_args(p: argparse.ArgumentParser, max_members: int = 5) -> None:
-    """Selection flags shared with ``python -m search.export``."""
-    p.add_argument("--study", required=True, help="study name in the storage")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<workdir>/studies.db)")
-    p.add_argument(
-        "--workdir", type=Path, help="the study's work folder (default: the one the study recorded)"
-    )
-    p.add_argument(
-        "--extra-study",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="another study on the same data and split whose trials also compete (repeatable)",
-    )
-    p.add_argument("--max-members", type=int, default=max_members, help="distinct trials in the ensemble")
-    p.add_argument(
-        "--max-picks", type=int, default=20, help="greedy rounds (with replacement); weights = picks/total"
-    )
-    p.add_argument(
-        "--max-per-backbone", type=int, default=2, help="distinct members per backbone (0 = no cap)"
-    )
-    p.add_argument(
-        "--max-per-cutoff", type=int, default=0, help="distinct members per training age cutoff (0 = no cap)"
-    )
-    p.add_argument(
-        "--disagreement",
-        type=float,
-        default=0.0,
-        help="bonus per unit of disagreement rate for a new member (0 = plain Caruana)",
-    )
-    p.add_argument(
-        "--mode",
-        choices=MODES,
-        default="cv",
-        help="honest estimate: split (choose on one half of the people, score on the other) "
-        "or cv (both ways)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the person halves")
-    p.add_argument("-v", "--verbose", action="store_true")
-
-
-def settings_from_args(args: argparse.Namespace) -> SelectionSettings:
-    return SelectionSettings(
-        max_members=args.max_members,
-        max_picks=args.max_picks,
-        max_per_backbone=args.max_per_backbone or None,
-        max_per_age_cutoff=args.max_per_cutoff or None,
-        disagreement=args.disagreement,
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,34 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def outcome_from_args(args: argparse.Namespace) -> tuple[Outcome, Path, StudyAttrs]:
-    pool = load_candidates(args.study, args.storage, args.workdir, args.extra_study)
-    outcome = run_procedure(pool, settings_from_args(args), args.mode, args.seed)
-    return outcome, pool.workdir, pool.attrs
-
-
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.verbose)
     try:
-        outcome, workdir, attrs = outcome_from_args(args)
+        outcome, workdir, attrs, ref = outcome_from_args(args)
         data_root = attrs.data_root
         if not args.no_eval and find_eval_labels(data_root) is not None:
-            from search.bundle import resolve_device
+            from search.deploy.graph import resolve_device
 
             outcome.eval_scores = score_on_eval(
                 outcome.candidates,
@@ -132,14 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 resolve_device(args.device),
             )
     except (ValueError, FileNotFoundError) as exc:
-        log.error("%s", exc, exc_info=args.verbose)
-        return 2
-    out = TrialStore(workdir, args.study).root / "ensemble.json"
+        return report_error(log, exc, args.verbose)
+    out = TrialStore(workdir, ref.name).root / "ensemble.json"
     write_json(out, outcome.to_dict())
     h = outcome.honest
     print(
-        f"study {args.study}: {len(outcome.candidates)} candidate trial(s) at {outcome.preprocessing[0]}x"
-        f"{outcome.preprocessing[1]} crop {outcome.preprocessing[2]}; held-out = "
+        f"study {ref.name}: {len(outcome.candidates)} candidate trial(s) at {outcome.sizes_text()}; "
+        f"{outcome.vote.vote} vote, weights {'given' if outcome.vote.given else 'learned'}; held-out = "
         f"{'one half' if h.mode == 'split' else 'mean of both halves'} of the validation people "
         f"({h.folds[0]['score_people']} people), members chosen on the other half\n"
     )

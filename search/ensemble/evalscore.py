@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search.bundle import build_ensemble, build_member, torch_predict
 from search.data import image_cache, load_eval
+from search.deploy.graph import build_checkpoint, build_ensemble, torch_predict
 from search.ensemble.decision import apply_offsets
 from search.ensemble.honest import Choice
-from search.ensemble.selection import Candidate, accuracy, macro_f1, soft_vote
+from search.ensemble.selection import Candidate, accuracy, macro_f1
+from search.ensemble.votes import combine
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +84,12 @@ def score_on_eval(
             )
         if cand.weights is None:
             raise ValueError(f"trial {cand.name} has no weights on disk; it cannot predict the eval images.")
-        module, _, _ = build_member(cand.config, cand.weights)
+        module, _, _ = build_checkpoint(cand.config, cand.weights)
         log.info("predicting %d eval images with %s", len(labels), cand.name)
         probs[m] = torch_predict(build_ensemble([module], [1.0]), images_by_prep[prep], batch_size, device)
     scores = {}
     for c in choices:
-        vote = apply_offsets(soft_vote([probs[m] for m in c.members], c.weights), np.asarray(c.offsets) if c.offsets else None)
+        vote = combine([probs[m] for m in c.members], c.weights, c.vote)
+        vote = apply_offsets(vote, np.asarray(c.offsets) if c.offsets else None)
         scores[c.method] = (macro_f1(labels, vote), accuracy(labels, vote))
     return scores

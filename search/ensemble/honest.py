@@ -7,6 +7,11 @@ Beside the selected ensemble the report shows, on the same held-out people, the 
 trial and the plain top-3 and top-5 soft votes (each chosen on the selection half too), and the
 selected ensemble with the macro-F1 decision rule (``search.ensemble.decision``), whose offsets
 are fitted on the selection half as well: never on the people it is scored on.
+
+The ensemble row is the vote that ships (``search.ensemble.votes.VoteSpec``): a soft or hard
+vote of the members the greedy selection chose on the selection half with the weights it
+learned there, or of the members and weights the user gave (nothing is chosen then; the score
+is still on the held-out people only).
 """
 
 from __future__ import annotations
@@ -25,13 +30,20 @@ from search.ensemble.selection import (
     accuracy,
     macro_f1,
     select,
-    soft_vote,
     top_k,
 )
+from search.ensemble.votes import VoteSpec, combine
 
 MODES = ("split", "cv")
-METHODS = ("best single", "top-3 soft vote", "top-5 soft vote", "selected ensemble", "selected + decision rule")
+BASELINES = ("best single", "top-3 soft vote", "top-5 soft vote")
+METHODS = (*BASELINES, VoteSpec().method, str(VoteSpec().rule_method))  # the default: learned soft vote
 SELECTED, DECISION_RULE = METHODS[3], METHODS[4]
+
+
+def methods(vote: VoteSpec | None = None) -> tuple[str, ...]:
+    """The rows of the comparison for ``vote``: the baselines, the ensemble, its decision rule."""
+    vote = vote or VoteSpec()
+    return (*BASELINES, vote.method) + (() if vote.rule_method is None else (vote.rule_method,))
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class Choice:
     members: tuple[int, ...]
     weights: tuple[float, ...]
     offsets: tuple[float, ...] = ()  # per-class decision offsets on the vote's log-probabilities; () = argmax
+    vote: str = "soft"  # search.ensemble.votes.VOTES
 
 
 @dataclass
@@ -60,6 +73,7 @@ class HonestReport:
     settings: dict[str, Any]
     folds: list[dict[str, int]]  # per fold: people and rows on each side
     scores: list[MethodScore]  # held-out macro-F1 and accuracy (mean over folds in cv mode)
+    vote: dict[str, Any] = field(default_factory=lambda: VoteSpec().to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,25 +128,45 @@ def choose(
     labels: np.ndarray,
     settings: SelectionSettings,
     rows: np.ndarray | None = None,
+    vote: VoteSpec | None = None,
 ) -> list[Choice]:
-    """The four methods' choices made on ``rows`` (all rows when None)."""
+    """Each method's choice made on ``rows`` (all rows when None), in ``methods(vote)`` order."""
+    vote = vote or VoteSpec()
     best = top_k(candidates, labels, 1, rows)
-    choices = [Choice(METHODS[0], tuple(best), (1.0,))]
-    for k, method in ((3, METHODS[1]), (5, METHODS[2])):
+    choices = [Choice(BASELINES[0], tuple(best), (1.0,))]
+    for k, method in ((3, BASELINES[1]), (5, BASELINES[2])):
         members = top_k(candidates, labels, k, rows)
         choices.append(Choice(method, tuple(members), tuple([1.0 / len(members)] * len(members))))
-    selection = select(candidates, labels, settings, rows)
-    choices.append(Choice(SELECTED, selection.members, selection.weights))
-    vote = choice_probs(candidates, choices[-1])
-    fit_rows = np.arange(len(labels)) if rows is None else rows
-    offsets = fit_offsets(vote[fit_rows], labels[fit_rows])
-    choices.append(Choice(DECISION_RULE, selection.members, selection.weights, tuple(float(o) for o in offsets)))
+    if vote.given is None:
+        selection = select(candidates, labels, settings, rows, vote.vote)
+        members, weights = selection.members, selection.weights
+    else:
+        members, weights = given_members(candidates, vote)
+    choices.append(Choice(vote.method, members, weights, vote=vote.vote))
+    if vote.rule_method is not None:
+        fit_rows = np.arange(len(labels)) if rows is None else rows
+        offsets = fit_offsets(choice_probs(candidates, choices[-1])[fit_rows], labels[fit_rows])
+        choices.append(Choice(vote.rule_method, members, weights, tuple(float(o) for o in offsets)))
     return choices
 
 
+def given_members(candidates: Sequence[Candidate], vote: VoteSpec) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Candidate indices and normalised weights of the members ``vote`` names."""
+    index = {c.name: i for i, c in enumerate(candidates)}
+    missing = [name for name, _ in vote.given or () if name not in index]
+    if missing:
+        raise ValueError(
+            f"--weights names {missing}, which are not candidates (completed trials with a checkpoint "
+            f"on disk); candidates are {sorted(index)}."
+        )
+    pairs = [(index[name], w) for name, w in vote.given or () if w > 0]
+    total = sum(w for _, w in pairs)
+    return tuple(i for i, _ in pairs), tuple(w / total for _, w in pairs)
+
+
 def choice_probs(candidates: Sequence[Candidate], choice: Choice) -> np.ndarray:
-    vote = soft_vote([candidates[m].probs for m in choice.members], choice.weights)
-    return apply_offsets(vote, np.asarray(choice.offsets)) if choice.offsets else vote
+    probs = combine([candidates[m].probs for m in choice.members], choice.weights, choice.vote)
+    return apply_offsets(probs, np.asarray(choice.offsets)) if choice.offsets else probs
 
 
 def honest_estimate(
@@ -142,9 +176,12 @@ def honest_estimate(
     settings: SelectionSettings | None = None,
     mode: str = "cv",
     seed: int = 0,
+    vote: VoteSpec | None = None,
 ) -> HonestReport:
     """Choose on one half of the validation people, score on the other (both ways in ``cv``)."""
     settings = settings or SelectionSettings()
+    vote = vote or VoteSpec()
+    names = methods(vote)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)} but got {mode!r}.")
     labels = np.asarray(labels, dtype=np.int64)
@@ -152,7 +189,7 @@ def honest_estimate(
     if mode == "split":
         folds = folds[:1]
     people = np.asarray(people).astype(str)
-    per_method: dict[str, MethodScore] = {m: MethodScore(m, 0.0, 0.0) for m in METHODS}
+    per_method: dict[str, MethodScore] = {m: MethodScore(m, 0.0, 0.0) for m in names}
     fold_info = []
     for sel_rows, score_rows in folds:
         fold_info.append(
@@ -163,14 +200,15 @@ def honest_estimate(
                 "score_rows": len(score_rows),
             }
         )
-        for choice in choose(candidates, labels, settings, sel_rows):
+        for choice in choose(candidates, labels, settings, sel_rows, vote):
             probs = choice_probs(candidates, choice)[score_rows]
             entry = per_method[choice.method]
             entry.macro_f1 += macro_f1(labels[score_rows], probs) / len(folds)
             entry.accuracy += accuracy(labels[score_rows], probs) / len(folds)
             entry.members.append([candidates[m].name for m in choice.members])
             entry.weights.append([round(w, 6) for w in choice.weights])
-    return HonestReport(mode, seed, settings.to_dict(), fold_info, [per_method[m] for m in METHODS])
+    scores = [per_method[m] for m in names]
+    return HonestReport(mode, seed, settings.to_dict(), fold_info, scores, vote.to_dict())
 
 
 def format_table(
@@ -179,15 +217,16 @@ def format_table(
     """A text table: one row per method, one (macro-F1, accuracy) column pair per score set.
 
     ``columns`` maps a column title to {method: (macro_f1, accuracy)}; a method missing from
-    a column prints as "-".
+    a column prints as "-". Rows follow the order of first appearance across the columns.
     """
     titles = list(columns)
-    width = max(len(m) for m in METHODS) + 2
+    rows = list(dict.fromkeys(m for column in columns.values() for m in column)) or list(METHODS)
+    width = max(len(m) for m in (*rows, *METHODS)) + 2
     widths = [max(26, len(t) + 3) for t in titles]
     head = "method".ljust(width) + "".join(f"{t:>{w}}" for t, w in zip(titles, widths, strict=True))
     sub = "".ljust(width) + "".join(f"{'macro-F1':>{w - 11}}{'accuracy':>11}" for w in widths)
     lines = [head, sub, "-" * len(sub)]
-    for method in METHODS:
+    for method in rows:
         cells = []
         for t, w in zip(titles, widths, strict=True):
             value = columns[t].get(method)

@@ -2,6 +2,8 @@
 
 Both ``python -m search.ensemble`` (which reports) and ``python -m search.export`` (which
 ships the final choice) run it, so the estimate printed is the estimate of what is exported.
+Candidates of every input size and crop compete: an exported graph gives each member its own
+preprocessing (search/deploy/graph.py).
 """
 
 from __future__ import annotations
@@ -11,35 +13,49 @@ from typing import Any
 
 import numpy as np
 
-from search.ensemble.candidates import CandidatePool, restrict_preprocessing
+from search.ensemble.candidates import CandidatePool
 from search.ensemble.honest import (
-    METHODS,
     Choice,
     HonestReport,
     choice_probs,
     choose,
     format_table,
     honest_estimate,
+    methods,
 )
 from search.ensemble.selection import Candidate, SelectionSettings, accuracy, macro_f1
+from search.ensemble.votes import VoteSpec
 
 
 @dataclass
 class Outcome:
     study: str
-    candidates: list[Candidate]  # after the preprocessing restriction
-    preprocessing: tuple[int, int, str]  # (height, width, crop) shared by every candidate
+    candidates: list[Candidate]
     honest: HonestReport  # chosen on one half of the validation people, scored on the other
     final: list[Choice]  # each method chosen on all validation people
     in_sample: dict[str, tuple[float, float]]  # final choices scored on all validation (optimistic)
     notes: list[str] = field(default_factory=list)
     eval_scores: dict[str, tuple[float, float]] | None = None  # bench eval labels, when known
+    vote: VoteSpec = field(default_factory=VoteSpec)
 
-    def choice(self, method: str = METHODS[-1]) -> Choice:
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return methods(self.vote)
+
+    def choice(self, method: str | None = None) -> Choice:
+        """The final choice of ``method`` (default: the ensemble with the chosen vote)."""
+        method = method or self.vote.method
         for c in self.final:
             if c.method == method:
                 return c
-        raise KeyError(f"no method {method!r}; methods are {list(METHODS)}.")
+        raise KeyError(f"no method {method!r}; methods are {list(self.methods)}.")
+
+    def sizes_text(self) -> str:
+        """The candidates' input sizes and crops, e.g. "32x32 full (3), 48x48 face (1)"."""
+        counts: dict[tuple[int, int, str], int] = {}
+        for c in self.candidates:
+            counts[c.preprocessing] = counts.get(c.preprocessing, 0) + 1
+        return ", ".join(f"{h}x{w} {crop} ({n})" for (h, w, crop), n in sorted(counts.items()))
 
     def members_text(self, choice: Choice) -> str:
         return ", ".join(
@@ -62,14 +78,19 @@ class Outcome:
             "study": self.study,
             "candidates": [c.name for c in self.candidates],
             "preprocessing": {
-                "height": self.preprocessing[0],
-                "width": self.preprocessing[1],
-                "crop": self.preprocessing[2],
+                c.name: {
+                    "height": c.preprocessing[0],
+                    "width": c.preprocessing[1],
+                    "crop": c.preprocessing[2],
+                }
+                for c in self.candidates
             },
+            "vote": self.vote.to_dict(),
             "honest": self.honest.to_dict(),
             "final": [
                 {
                     "method": c.method,
+                    "vote": c.vote,
                     "members": [self.candidates[m].name for m in c.members],
                     "trials": [[self.candidates[m].study, self.candidates[m].number] for m in c.members],
                     "weights": list(c.weights),
@@ -86,15 +107,20 @@ class Outcome:
 
 
 def run_procedure(
-    pool: CandidatePool, settings: SelectionSettings | None = None, mode: str = "cv", seed: int = 0
+    pool: CandidatePool,
+    settings: SelectionSettings | None = None,
+    mode: str = "cv",
+    seed: int = 0,
+    vote: VoteSpec | None = None,
 ) -> Outcome:
     settings = settings or SelectionSettings()
+    vote = vote or VoteSpec()
     labels = np.asarray(pool.validation.labels, dtype=np.int64)
-    candidates, prep, dropped = restrict_preprocessing(pool.candidates, labels)
-    honest = honest_estimate(candidates, labels, pool.validation.people, settings, mode, seed)
-    final = choose(candidates, labels, settings)
+    candidates = list(pool.candidates)
+    honest = honest_estimate(candidates, labels, pool.validation.people, settings, mode, seed, vote)
+    final = choose(candidates, labels, settings, None, vote)
     in_sample = {}
     for c in final:
         probs = choice_probs(candidates, c)
         in_sample[c.method] = (macro_f1(labels, probs), accuracy(labels, probs))
-    return Outcome(pool.study, candidates, prep, honest, final, in_sample, list(pool.notes) + dropped)
+    return Outcome(pool.study, candidates, honest, final, in_sample, list(pool.notes), vote=vote)

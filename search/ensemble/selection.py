@@ -2,8 +2,8 @@
 
 Numpy and scikit-learn only: it works on the validation probabilities every trial saved.
 
-Each round adds one candidate (a new one or one already in) to a running soft vote, the one
-whose addition gives the best validation macro-F1 (plus an optional disagreement bonus for a
+Each round adds one candidate (a new one or one already in) to a running vote (soft, or hard
+when the ensemble ships a hard vote), the one whose addition gives the best validation macro-F1 (plus an optional disagreement bonus for a
 new member). Weights are pick counts over the total. Diversity is built in: at most
 ``max_per_backbone`` distinct members share a backbone (unless the pool has a single backbone), at most ``max_per_age_cutoff`` share a
 training age cutoff, and at most ``max_members`` distinct members in all (each is one network
@@ -25,6 +25,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
 from runners.classes import NUM_CLASSES
+from search.ensemble.votes import VOTES, resolve_ties, soft_vote
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class Candidate:
 
     @property
     def preprocessing(self) -> tuple[int, int, str]:
-        """(height, width, crop): members of one exported graph must share it."""
+        """(height, width, crop) of the images the trial was trained and validated on."""
         return int(self.config["height"]), int(self.config["width"]), str(self.config["crop"])
 
 
@@ -110,22 +111,6 @@ def accuracy(labels: np.ndarray, probs_or_preds: np.ndarray) -> float:
     return float(accuracy_score(labels, _preds(probs_or_preds)))
 
 
-def soft_vote(probs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
-    """Weighted average of probability matrices; weights are normalised to sum to 1."""
-    if len(probs) == 0:
-        raise ValueError("soft_vote needs at least one probability matrix but got none.")
-    w = np.ones(len(probs)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (len(probs),) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(
-            f"soft_vote weights must be {len(probs)} finite values >= 0, not all 0, but got {weights!r}."
-        )
-    w = w / w.sum()
-    out = np.zeros_like(np.asarray(probs[0], dtype=np.float64))
-    for p, wi in zip(probs, w, strict=True):
-        out += wi * np.asarray(p, dtype=np.float64)
-    return out
-
-
 def rank_singles(
     candidates: Sequence[Candidate], labels: np.ndarray, rows: np.ndarray | None = None
 ) -> list[int]:
@@ -149,9 +134,16 @@ def select(
     labels: np.ndarray,
     settings: SelectionSettings | None = None,
     rows: np.ndarray | None = None,
+    vote: str = "soft",
 ) -> Selection:
-    """Greedy forward selection with replacement on ``labels[rows]`` (all rows when None)."""
+    """Greedy forward selection with replacement on ``labels[rows]`` (all rows when None).
+
+    Each pick is scored with the vote that will ship: the soft vote of the picks, or (``vote``
+    "hard") their hard vote, so the pick counts are weights learned for that vote.
+    """
     settings = settings or SelectionSettings()
+    if vote not in VOTES:
+        raise ValueError(f"vote must be one of {list(VOTES)} but got {vote!r}.")
     if not candidates:
         raise ValueError("ensemble selection needs at least one candidate trial but got none.")
     labels = np.asarray(labels, dtype=np.int64)
@@ -171,24 +163,31 @@ def select(
     order = rank_singles(candidates, labels, rows)
     probs = [_rows(candidates[i].probs, rows).astype(np.float64) for i in order]
     single_preds = [p.argmax(1) for p in probs]
+    onehots = [np.eye(NUM_CLASSES)[pred] for pred in single_preds] if vote == "hard" else []
     counts = np.zeros(len(order), dtype=np.int64)
     total = np.zeros_like(probs[0])
+    votes = np.zeros_like(probs[0])  # the hard vote's pick-weighted class counts
     picks: list[int] = []
     history: list[float] = []
     best_score, best_len = -1.0, 0
     for _ in range(settings.max_picks):
         allowed = _allowed(candidates, order, counts, settings)
-        vote = total.argmax(1) if counts.any() else None
+        current = total.argmax(1) if counts.any() else None  # the classes the soft vote so far gives
         best_j, best_obj, best_f1 = -1, -np.inf, -1.0
         for j in allowed:
-            f1 = macro_f1(y, total + probs[j])
+            if vote == "hard":
+                f1 = macro_f1(y, resolve_ties(votes + onehots[j], total + probs[j]))
+            else:
+                f1 = macro_f1(y, total + probs[j])
             bonus = 0.0
-            if vote is not None and counts[j] == 0 and settings.disagreement > 0:
-                bonus = settings.disagreement * float(np.mean(single_preds[j] != vote))
+            if current is not None and counts[j] == 0 and settings.disagreement > 0:
+                bonus = settings.disagreement * float(np.mean(single_preds[j] != current))
             if f1 + bonus > best_obj + 1e-12:
                 best_j, best_obj, best_f1 = j, f1 + bonus, f1
         counts[best_j] += 1
         total += probs[best_j]
+        if vote == "hard":
+            votes += onehots[best_j]
         picks.append(order[best_j])
         history.append(best_f1)
         if best_f1 > best_score + 1e-12:  # strictly better: prefer the shorter prefix on ties

@@ -113,7 +113,36 @@ def bundle_dir(tiny_study: TinyStudy, tmp_path_factory: pytest.TempPathFactory) 
 
     out = tmp_path_factory.mktemp("exports") / "tiny"
     rc = main(
-        ["--study", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out), "--max-members", "3"]
+        ["--name", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out), "--max-members", "3"]
     )
     assert rc == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def mixed_bundles(tiny_study: TinyStudy, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two-member bundles (soft and hard vote) whose members differ in input size and crop:
+    trial 0 of the tiny study (32x32, full photo) and an untrained test_efficientnet at 40x24 on
+    the face crop (timm, pretrained=False), written by the deploy writer."""
+    import torch
+    from safetensors.torch import save_file
+
+    from runners.models import build_model
+    from search.deploy.writer import BundleSpec, MemberSource, write_bundle
+
+    root = tmp_path_factory.mktemp("mixed")
+    torch.manual_seed(0)
+    face = TrialConfig(backbone="test_efficientnet", height=40, width=24, crop="face", pretrained=False)
+    model = build_model(face).eval()
+    weights = root / "face.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    sources = [
+        MemberSource(f"{STUDY}#0", tiny_study.configs[0].to_dict(), (tiny_study.store.weights_path(0),), 0.5,
+                     STUDY, 0),
+        MemberSource("face#0", face.to_dict(), (weights,), 0.5, "face", 0),
+    ]
+    bundles = {}
+    for vote in ("soft", "hard"):
+        write_bundle(sources, root / vote, BundleSpec(vote=vote, weights_from="given"))
+        bundles[vote] = root / vote
+    return bundles

@@ -1,4 +1,4 @@
-"""search.bundle: checks on load, and the Python API on arrays and on image paths."""
+"""search.deploy: checks on load, and the Python API on arrays and on image paths."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.bundle import Bundle, BundleError
 from search.data import load_image
+from search.deploy import Bundle, BundleError
 
 from .conftest import TinyStudy
 
@@ -46,7 +46,7 @@ def test_unknown_format_version_is_a_clear_error(bundle_copy: Path) -> None:
     manifest = json.loads(path.read_text())
     manifest["format_version"] = 999
     path.write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match=r"format_version 999.*reads format 1"):
+    with pytest.raises(BundleError, match=r"format_version 999.*reads format 2"):
         Bundle.load(bundle_copy)
 
 
@@ -116,7 +116,7 @@ def test_bad_inputs_are_clear_errors(bundle_dir: Path, tmp_path: Path) -> None:
 def test_loading_and_predicting_imports_neither_optuna_nor_the_search(bundle_dir: Path) -> None:
     code = (
         "import sys, numpy as np\n"
-        "from search.bundle import Bundle\n"
+        "from search.deploy import Bundle\n"
         f"b = Bundle.load({str(bundle_dir)!r})\n"
         "x = np.zeros((2, 32, 32, 3), dtype=np.uint8)\n"
         "assert b.predict_proba(x, backend='onnx').shape == (2, 18)\n"
@@ -134,3 +134,43 @@ def test_loading_and_predicting_imports_neither_optuna_nor_the_search(bundle_dir
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=120
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+BLOCKER = """
+import importlib.abc, sys
+BLOCKED = ("optuna", "runners.training", "search.ensemble", "search.objective", "search.run", "search.study",
+           "search.storage")
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+            raise ImportError(f"{name} is blocked in this test")
+        return None
+sys.meta_path.insert(0, Block())
+"""
+
+
+@pytest.mark.parametrize("which", ["selected", "mixed sizes, hard vote"])
+def test_the_deploy_package_predicts_with_optuna_and_the_training_loop_blocked(
+    bundle_dir: Path, mixed_bundles: dict[str, Path], tiny_study: TinyStudy, tmp_path: Path, which: str
+) -> None:
+    bundle = bundle_dir if which == "selected" else mixed_bundles["hard"]
+    eval_dir = tiny_study.data_root / "eval"
+    code = BLOCKER + (
+        "import search.deploy, search.deploy.writer\n"
+        "from search.predict import main\n"  # the command-line front of search.deploy.predict
+        "for backend in ('torch', 'onnx'):\n"
+        f"    out = {str(tmp_path)!r} + f'/{{backend}}.csv'\n"
+        f"    assert main(['--bundle', {str(bundle)!r}, '--data', {str(eval_dir)!r}, '--out', out,\n"
+        "                 '--backend', backend, '--device', 'cpu']) == 0\n"
+        "try:\n"
+        "    import optuna\n"
+        "except ImportError:\n"
+        "    print('blocked')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=180, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip().endswith("blocked"), done.stderr[-2000:]
+    assert (tmp_path / "torch.csv").read_text() == (tmp_path / "onnx.csv").read_text()

@@ -20,7 +20,7 @@ import pytest
 from onnx import TensorProto, helper
 from safetensors.numpy import load_file, save_file
 
-from search.bundle import Bundle, BundleError
+from search.deploy import Bundle, BundleError
 from search.predict import main as predict_main
 
 from .conftest import TinyStudy
@@ -88,7 +88,7 @@ def test_member_file_with_dotdot_is_refused(bundle_copy: Path, tmp_path: Path) -
 
     def point_outside(m: dict[str, Any]) -> None:
         m["files"]["../outside.safetensors"] = sha256(outside)
-        m["members"][0]["file"] = "../outside.safetensors"
+        m["members"][0]["checkpoints"] = ["../outside.safetensors"]
 
     edit_manifest(bundle_copy, point_outside)
     with pytest.raises(BundleError, match=r"manifest\.json: file entry '\.\./outside\.safetensors'.*outside"):
@@ -181,16 +181,31 @@ BAD_MANIFESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "members empty": (lambda m: m.__setitem__("members", []), r"members must be a non-empty list"),
     "member not a mapping": (lambda m: m["members"].__setitem__(0, 7), r"members\[0\] must be a mapping"),
     "member file unlisted": (
-        _set_member("file", "members/9.safetensors"),
-        r"members\[0\]\.file .*not listed",
+        _set_member("checkpoints", ["members/9.safetensors"]),
+        r"members\[0\]\.checkpoints\[0\] .*not listed",
     ),
+    "member without checkpoints": (_set_member("checkpoints", []), r"members\[0\]\.checkpoints must be"),
     "member config not a mapping": (
         _set_member("config", "resnet"),
         r"members\[0\]\.config must be a mapping",
     ),
     "member config of another size": (
         lambda m: m["members"][0]["config"].__setitem__("height", 64),
-        r"members\[0\]\.config\.height must be preprocessing\.height 32",
+        r"members\[0\]\.config\.height must be members\[0\]\.preprocessing\.height 32",
+    ),
+    "member mean too short": (
+        lambda m: m["members"][0]["preprocessing"].__setitem__("mean", [0.5, 0.5]),
+        r"members\[0\]\.preprocessing\.mean must be a list of 3 finite numbers",
+    ),
+    "member crop outside the input's": (
+        lambda m: (m["preprocessing"].__setitem__("crop", "tight"),
+                   m["members"][0]["preprocessing"].__setitem__("crop", "face")),
+        r"members\[0\]\.preprocessing\.crop must be a crop inside the input's crop 'tight'",
+    ),
+    "unknown vote": (lambda m: m.__setitem__("vote", {"kind": "plurality", "weights": "learned"}), r"vote\.kind must be one of"),
+    "decision rule with a hard vote": (
+        lambda m: (m.__setitem__("vote", {"kind": "hard", "weights": "learned"}), m.__setitem__("decision_rule", {"offsets": [0.0] * 18})),
+        r"decision_rule is set with a hard vote",
     ),
     "huge height": (_set_pre("height", 100_000), r"preprocessing\.height must be an integer from 1 to 4096"),
     "height a string": (_set_pre("height", "32"), r"preprocessing\.height must be an integer"),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.bundle import Bundle
+from search.deploy import Bundle
 from search.ensemble.decision import apply_offsets, fit_offsets
 from search.ensemble.honest import DECISION_RULE, SELECTED, choice_probs, choose, honest_estimate
 from search.ensemble.selection import Candidate, SelectionSettings, macro_f1
@@ -69,16 +69,23 @@ def test_the_honest_estimate_fits_the_rule_on_the_selection_half_only() -> None:
 
 def test_a_bundle_ships_the_offsets_and_torch_and_onnx_apply_them_alike(tiny_study: TinyStudy, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
-    assert export_main(["--study", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out),
+    assert export_main(["--name", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out),
                         "--max-members", "2", "--decision-rule", "on"]) == 0
     bundle = Bundle.load(out)
-    assert bundle.manifest["decision_rule"] is None or len(bundle.offsets) == 18
+    assert bundle.manifest.offsets is None or len(bundle.offsets) == 18
     # The tiny study's rule may be all zeros; force one so both backends must apply it.
     offsets = [0.0] * 18
     offsets[2::3] = [1.5] * 6
-    from search.bundle import build_ensemble, build_member, export_onnx, onnx_predict, onnx_session, torch_predict
+    from search.deploy.graph import (
+        build_checkpoint,
+        build_ensemble,
+        export_onnx,
+        onnx_predict,
+        onnx_session,
+        torch_predict,
+    )
 
-    modules = [build_member(m["config"], out / m["file"])[0] for m in bundle.members]
+    modules = [build_checkpoint(m.config, out / m.checkpoints[0])[0] for m in bundle.members]
     net = build_ensemble(modules, bundle.weights, offsets)
     plain = build_ensemble(modules, bundle.weights)
     export_onnx(net, tmp_path / "rule.onnx", bundle.height, bundle.width)
@@ -88,9 +95,9 @@ def test_a_bundle_ships_the_offsets_and_torch_and_onnx_apply_them_alike(tiny_stu
     np.testing.assert_allclose(got_torch, got_onnx, atol=1e-4)
     np.testing.assert_allclose(got_torch, apply_offsets(torch_predict(plain, images), np.asarray(offsets)), atol=1e-5)
     unruled = tmp_path / "argmax"
-    assert export_main(["--study", tiny_study.name, "--storage", tiny_study.storage, "--out", str(unruled),
+    assert export_main(["--name", tiny_study.name, "--storage", tiny_study.storage, "--out", str(unruled),
                         "--max-members", "2", "--decision-rule", "off"]) == 0
-    assert Bundle.load(unruled).manifest["decision_rule"] is None and Bundle.load(unruled).offsets is None
+    assert Bundle.load(unruled).manifest.offsets is None and Bundle.load(unruled).offsets is None
 
 
 def test_auto_ships_the_rule_only_when_the_held_out_half_says_it_helps(tiny_study: TinyStudy) -> None:

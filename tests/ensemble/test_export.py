@@ -11,7 +11,7 @@ import pytest
 from safetensors import safe_open
 
 from runners.config import TrialConfig
-from search.bundle import Bundle, read_manifest
+from search.deploy import Bundle, Manifest
 from search.ensemble.cli import main as ensemble_main
 from search.ensemble.decision import apply_offsets
 from search.ensemble.honest import METHODS
@@ -24,15 +24,21 @@ from .conftest import TinyStudy
 def test_manifest_describes_members_preprocessing_classes_metrics(
     bundle_dir: Path, tiny_study: TinyStudy
 ) -> None:
-    m = read_manifest(bundle_dir)
-    assert m["format_version"] == 1 and m["study"] == tiny_study.name
+    Manifest.read(bundle_dir)  # validates
+    m = json.loads((bundle_dir / "manifest.json").read_text())
+    assert m["format_version"] == 2 and m["study"] == tiny_study.name
     assert 1 <= len(m["members"]) <= 3
     assert sum(x["weight"] for x in m["members"]) == pytest.approx(1.0)
+    assert m["vote"] == {"kind": "soft", "weights": "learned"}
     for member in m["members"]:
         config = TrialConfig.from_dict(member["config"])
         assert config == tiny_study.configs[member["trial"]]
-        assert len(member["mean"]) == 3 and len(member["std"]) == 3
-        with safe_open(str(bundle_dir / member["file"]), framework="pt") as f:  # safetensors, not pickle
+        assert member["name"] == f"{tiny_study.name}#{member['trial']}"
+        pre = member["preprocessing"]
+        assert (pre["height"], pre["width"], pre["crop"]) == (32, 32, "full")
+        assert len(pre["mean"]) == 3 and len(pre["std"]) == 3
+        (checkpoint,) = member["checkpoints"]
+        with safe_open(str(bundle_dir / checkpoint), framework="pt") as f:  # safetensors, not pickle
             assert any(k.startswith("net.") for k in f.keys())
     pre = m["preprocessing"]
     assert (pre["height"], pre["width"], pre["crop"], pre["layout"], pre["dtype"]) == (
@@ -42,13 +48,10 @@ def test_manifest_describes_members_preprocessing_classes_metrics(
         "NHWC",
         "uint8",
     )
-    means = [x["mean"] for x in m["members"]]
-    shared = all(v == means[0] for v in means)
-    assert pre["mean"] == (means[0] if shared else "per member (see members[i].mean/std)")
     assert len(m["classes"]) == 18
     assert m["classes"][17] == {"index": 17, "mask": "not_wear", "gender": "female", "age": ">=60"}
     assert m["classes"][6] == {"index": 6, "mask": "incorrect", "gender": "male", "age": "<30"}
-    assert set(m["files"]) == {"ensemble.onnx"} | {x["file"] for x in m["members"]}
+    assert set(m["files"]) == {"ensemble.onnx"} | {c for x in m["members"] for c in x["checkpoints"]}
     assert 0.0 <= m["metrics"]["selection"]["macro_f1"] <= 1.0
     assert [s["method"] for s in m["metrics"]["honest"]["scores"]] == list(METHODS)
     assert not list(bundle_dir.parent.glob(".tiny.tmp-*"))  # the temporary folder was renamed away
@@ -72,20 +75,20 @@ def test_onnx_graph_is_valid_with_a_dynamic_batch(bundle_dir: Path) -> None:
 def test_reloaded_bundle_reproduces_the_validation_macro_f1(bundle_dir: Path, tiny_study: TinyStudy) -> None:
     bundle = Bundle.load(bundle_dir)
     labels = tiny_study.validation.labels
-    vote = soft_vote([tiny_study.store.load_probs(m["trial"]) for m in bundle.members], bundle.weights)
+    vote = soft_vote([tiny_study.store.load_probs(m.trial) for m in bundle.members], bundle.weights)
     stored = apply_offsets(vote, None if bundle.offsets is None else np.asarray(bundle.offsets))
     for backend in ("torch", "onnx"):
         probs = bundle.predict_proba(tiny_study.val_paths(), backend=backend, batch_size=16)
         np.testing.assert_allclose(probs, stored, atol=1e-4)
         score = macro_f1(labels, probs)
-        assert abs(score - bundle.manifest["metrics"]["selection"]["macro_f1"]) <= 1e-4
+        assert abs(score - bundle.manifest.metrics["selection"]["macro_f1"]) <= 1e-4
 
 
 def test_ensemble_cli_prints_the_table_and_saves_json(
     tiny_study: TinyStudy, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rc = ensemble_main(
-        ["--study", tiny_study.name, "--storage", tiny_study.storage, "--mode", "split", "--max-members", "3"]
+        ["--name", tiny_study.name, "--storage", tiny_study.storage, "--mode", "split", "--max-members", "3"]
     )
     assert rc == 0
     out = capsys.readouterr().out
@@ -105,7 +108,7 @@ def test_ensemble_cli_prints_the_table_and_saves_json(
 def test_ensemble_cli_unknown_study_is_a_clear_error(
     tiny_study: TinyStudy, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rc = ensemble_main(["--study", "nope", "--storage", tiny_study.storage])
+    rc = ensemble_main(["--name", "nope", "--storage", tiny_study.storage])
     assert rc == 2
     assert "no study 'nope'" in caplog.text and "tiny" in caplog.text
 
@@ -120,7 +123,7 @@ def test_export_refuses_an_existing_folder_unless_overwrite(
     old = out / "manifest.json"
     old.write_text(json.dumps({**json.loads(old.read_text()), "marker": "the old bundle"}))
     args = [
-        "--study",
+        "--name",
         tiny_study.name,
         "--storage",
         tiny_study.storage,
@@ -130,9 +133,9 @@ def test_export_refuses_an_existing_folder_unless_overwrite(
         "2",
     ]
     assert export_main(args) == 2
-    assert "--overwrite" in caplog.text and "marker" in read_manifest(out)
+    assert "--overwrite" in caplog.text and "marker" in Manifest.read(out).extra
     assert export_main([*args, "--overwrite"]) == 0  # an existing bundle is replaced
-    assert "marker" not in read_manifest(out)
+    assert "marker" not in Manifest.read(out).extra
     assert len(Bundle.load(out).members) <= 2
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no temporary or backup folder left
 
@@ -156,3 +159,49 @@ def test_export_without_checkpoints_names_the_missing_file(tiny_study: TinyStudy
         assert [p.name for p in tmp_path.iterdir()] == ["weights.safetensors"]
     finally:
         shutil.copyfile(moved, chosen.weights)
+
+
+def test_ensemble_cli_with_a_hard_vote_reports_the_hard_vote(
+    tiny_study: TinyStudy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = ensemble_main(["--name", tiny_study.name, "--storage", tiny_study.storage, "--mode", "split",
+                        "--vote", "hard"])
+    assert rc == 0
+    assert "selected ensemble, hard vote" in capsys.readouterr().out
+    saved = json.loads((tiny_study.store.root / "ensemble.json").read_text())
+    assert saved["vote"]["vote"] == "hard" and "selected ensemble, hard vote" in saved["eval_labels"]
+    assert [s["method"] for s in saved["honest"]["scores"]][-1] == "selected ensemble, hard vote"
+
+
+def test_export_with_given_weights_and_a_hard_vote(tiny_study: TinyStudy, tmp_path: Path) -> None:
+    from search.ensemble.votes import hard_vote
+
+    out = tmp_path / "hard"
+    argv = ["--name", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out),
+            "--weights", "0=1,3=3", "--vote", "hard"]
+    assert export_main([*argv, "--decision-rule", "on"]) == 2  # a hard vote has no decision rule
+    assert export_main(argv) == 0
+    bundle = Bundle.load(out)
+    assert bundle.vote == "hard" and bundle.offsets is None
+    assert [m.trial for m in bundle.members] == [0, 3] and bundle.weights == [0.25, 0.75]
+    assert json.loads((out / "manifest.json").read_text())["vote"] == {"kind": "hard", "weights": "given"}
+    stored = hard_vote([tiny_study.store.load_probs(m.trial) for m in bundle.members], bundle.weights)
+    for backend in ("torch", "onnx"):
+        probs = bundle.predict_proba(tiny_study.val_paths(), backend=backend, batch_size=16)
+        np.testing.assert_allclose(probs, stored, atol=1e-4)
+
+
+def test_a_member_of_several_checkpoints_ships_their_mean(tiny_study: TinyStudy, tmp_path: Path) -> None:
+    """A group of checkpoints of one architecture (as fold models would be) is one voter."""
+    from search.deploy.writer import MemberSource, write_bundle
+
+    config = tiny_study.configs[0].to_dict()  # trials 0 and 2 are both test_resnet at 32x32
+    checkpoints = (tiny_study.store.weights_path(0), tiny_study.store.weights_path(2))
+    group = MemberSource("tiny#0+2", config, checkpoints, 1.0)
+    write_bundle([group], tmp_path / "group")
+    bundle = Bundle.load(tmp_path / "group")
+    assert bundle.members[0].checkpoints == ("members/0-0.safetensors", "members/0-1.safetensors")
+    expected = (tiny_study.store.load_probs(0) + tiny_study.store.load_probs(2)) / 2
+    for backend in ("torch", "onnx"):
+        probs = bundle.predict_proba(tiny_study.val_paths(), backend=backend, batch_size=16)
+        np.testing.assert_allclose(probs, expected, atol=1e-4)

@@ -74,7 +74,7 @@ def test_overwrite_refuses_what_is_not_a_bundle_and_deletes_nothing(
     out = tmp_path / "target"
     NOT_BUNDLES[case](tiny_study, bundle_dir, out)
     before = {p.name: snapshot(p) for p in tmp_path.iterdir()}
-    argv = ["--study", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out), "--overwrite"]
+    argv = ["--name", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out), "--overwrite"]
     assert export_main(argv) == 2
     (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     message = error.getMessage()

@@ -9,17 +9,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.bundle import Bundle
 from search.data import load_eval
+from search.deploy import Bundle
 from search.predict import main, predict_eval
 
 from .conftest import TinyStudy
 
 
+@pytest.mark.parametrize("which", ["selected", "mixed sizes, soft vote", "mixed sizes, hard vote"])
 def test_torch_and_onnx_give_the_same_classes_and_probabilities(
-    bundle_dir: Path, tiny_study: TinyStudy
+    bundle_dir: Path, mixed_bundles: dict[str, Path], tiny_study: TinyStudy, which: str
 ) -> None:
-    bundle = Bundle.load(bundle_dir)
+    folder = bundle_dir if which == "selected" else mixed_bundles[which.rsplit(" ", 2)[-2]]
+    bundle = Bundle.load(folder)
+    if which != "selected":  # two members of different input sizes and crops in one graph
+        sizes = {(m.preprocessing.height, m.preprocessing.width, m.preprocessing.crop) for m in bundle.members}
+        assert sizes == {(32, 32, "full"), (40, 24, "face")} and bundle.vote == which.rsplit(" ", 2)[-2]
+        assert (bundle.height, bundle.width, bundle.crop) == (55, 32, "full")
     eval_dir = tiny_study.data_root / "eval"
     t_table, t_probs = predict_eval(bundle, eval_dir, backend="torch", batch_size=8, progress=False)
     o_table, o_probs = predict_eval(bundle, eval_dir, backend="onnx", batch_size=16, progress=False)

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from search.bundle import Bundle
 from search.data import image_cache, load_eval, load_image
+from search.deploy import Bundle
 from search.predict import main, write_submission
 
 from .conftest import TinyStudy

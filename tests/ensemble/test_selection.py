@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.ensemble.candidates import restrict_preprocessing
 from search.ensemble.selection import (
     Candidate,
     SelectionSettings,
@@ -165,12 +164,3 @@ def test_probabilities_of_another_validation_set_are_refused() -> None:
     cands, y = complementary(2, ["a", "b"])
     with pytest.raises(ValueError, match="s#0"):
         select(cands, y[:-1])
-
-
-def test_restrict_preprocessing_keeps_the_best_trials_input_size() -> None:
-    cands, y = complementary(3, ["a", "b", "c"])
-    small = Candidate("s", 7, cands[1].probs, {**cands[1].config, "height": 24, "width": 24})
-    kept, prep, dropped = restrict_preprocessing([cands[0], small, cands[2]], y)
-    assert prep == (32, 32, "full")
-    assert [c.number for c in kept] == [0, 2]
-    assert len(dropped) == 1 and "s#7" in dropped[0]

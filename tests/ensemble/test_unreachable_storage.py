@@ -19,7 +19,7 @@ UNREACHABLE = "postgresql://u@127.0.0.1:1/db"  # port 1: the connection is refus
 def test_report_with_an_unreachable_storage_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc = report_main(["--study", "tiny", "--storage", UNREACHABLE, "--workdir", str(tmp_path)])
+    rc = report_main(["--name", "tiny", "--storage", UNREACHABLE, "--workdir", str(tmp_path)])
     assert rc == 2
     err = capsys.readouterr().err
     (line,) = [line for line in err.splitlines() if line.startswith("error:")]
@@ -31,7 +31,7 @@ def test_report_with_an_unreachable_storage_is_one_line(
 def test_ensemble_and_export_with_an_unreachable_storage_are_one_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, command: str
 ) -> None:
-    argv = ["--study", "tiny", "--storage", UNREACHABLE]
+    argv = ["--name", "tiny", "--storage", UNREACHABLE]
     rc = ensemble_main(argv) if command == "ensemble" else export_main([*argv, "--out", str(tmp_path / "b")])
     assert rc == 2
     (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -46,7 +46,7 @@ def test_sqlite_storage_in_a_missing_folder_is_named_and_not_created(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, command: str
 ) -> None:
     db = tmp_path / "no" / "such" / "studies.db"
-    argv = ["--study", "tiny", "--storage", f"sqlite:///{db}"]
+    argv = ["--name", "tiny", "--storage", f"sqlite:///{db}"]
     if command == "report":
         assert report_main([*argv, "--workdir", str(tmp_path)]) == 2
         message = capsys.readouterr().err
@@ -63,7 +63,7 @@ def test_sqlite_storage_in_a_missing_folder_is_named_and_not_created(
 def test_verbose_adds_the_traceback_to_the_one_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, command: str
 ) -> None:
-    argv = ["--study", "tiny", "--storage", UNREACHABLE, "-v"]
+    argv = ["--name", "tiny", "--storage", UNREACHABLE, "-v"]
     rc = ensemble_main(argv) if command == "ensemble" else export_main([*argv, "--out", str(tmp_path / "b")])
     assert rc == 2
     (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -210,7 +210,7 @@ def test_drop_rate_reaches_timm() -> None:
 def test_mlp_head_round_trips_through_safetensors_and_onnx(tmp_path, head: str) -> None:
     from safetensors.torch import save_file
 
-    from search.bundle import build_ensemble, build_member, export_onnx, onnx_predict, onnx_session
+    from search.deploy.graph import build_checkpoint, build_ensemble, export_onnx, onnx_predict, onnx_session
 
     torch.manual_seed(0)
     config = _config("test_efficientnet", head=head, head_type="mlp")
@@ -220,7 +220,7 @@ def test_mlp_head_round_trips_through_safetensors_and_onnx(tmp_path, head: str) 
         model(torch.randn(8, 3, 32, 32))
     path = tmp_path / "member.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    member, _, _ = build_member(config.to_dict(), path)
+    member, _, _ = build_checkpoint(config.to_dict(), path)
     data = model_data_config(model)
     original = ClassifierWithPreprocess(model, data["mean"], data["std"]).eval()
     x, _ = _batch(3)

@@ -50,7 +50,7 @@ def test_clean_lists_then_removes_what_the_study_does_not_need(
     url, study = _study(tmp_path, [0.9, 0.5, 0.7])
     used, unused = _cache(tmp_path, 32, 24, "face"), _cache(tmp_path, 64, 48, "full")
     store = TrialStore(tmp_path, "s")
-    args = ["--study", "s", "--storage", url, "--workdir", str(tmp_path), "--keep-top", "2"]
+    args = ["--name", "s", "--storage", url, "--workdir", str(tmp_path), "--keep-top", "2"]
 
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -74,5 +74,20 @@ def test_clean_names_a_missing_study(tmp_path: Path, capsys: pytest.CaptureFixtu
     from search.clean import main
 
     url, _ = _study(tmp_path, [0.5])
-    assert main(["--study", "nope", "--storage", url, "--workdir", str(tmp_path)]) == 2
+    assert main(["--name", "nope", "--storage", url, "--workdir", str(tmp_path)]) == 2
     assert "no study 'nope'" in capsys.readouterr().err
+
+
+def test_clean_reads_the_stored_study_of_a_study_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from search.clean import main
+
+    url, _ = _study(tmp_path, [0.9, 0.5, 0.7, 0.6, 0.8, 0.4])
+    toml = tmp_path / "s.toml"  # the stored name defaults to the file's name, s
+    toml.write_text((Path(__file__).resolve().parents[2] / "studies" / "smoke.toml").read_text())
+    assert main(["--study", str(toml), "--storage", url, "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    store = TrialStore(tmp_path, "s")
+    # the study file's keep_top (4) decides: the two worst trials would go
+    assert [n for n in range(6) if str(store.trial_dir(n)) in out] == [1, 5]
+    assert main(["--storage", url, "--workdir", str(tmp_path)]) == 2
+    assert "--name NAME" in capsys.readouterr().err

@@ -65,6 +65,12 @@ def test_report_of_the_smoke_study(smoke_run: SmokeRun, tmp_path: Path) -> None:
 
 
 def test_report_on_unknown_study_is_a_clear_error(smoke_run: SmokeRun, tmp_path: Path, capsys) -> None:
-    assert main(["--study", "nope", "--storage", smoke_run.storage, "--out", str(tmp_path / "x.html")]) == 2
+    assert main(["--name", "nope", "--storage", smoke_run.storage, "--out", str(tmp_path / "x.html")]) == 2
     assert "no study 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "x.html").exists()
+
+
+def test_report_needs_a_study_file_or_a_stored_name(smoke_run: SmokeRun, tmp_path: Path, capsys) -> None:
+    assert main(["--storage", smoke_run.storage, "--out", str(tmp_path / "x.html")]) == 2
+    assert "--study FILE" in capsys.readouterr().err and not (tmp_path / "x.html").exists()
+    assert main(["--name", "smoke", "--storage", smoke_run.storage, "--out", str(tmp_path / "x.html")]) == 0

@@ -91,7 +91,7 @@ def test_next_commands_are_quoted_and_work_without_the_password(tmp_path: Path) 
     assert "Secret1" not in text and "***" not in text
     assert "~/.pgpass" in text and "PGPASSWORD" in text
     report = next(line for line in lines if "search.report" in line).split(":", 1)[1]
-    assert shlex.split(report)[3:] == ["--study", "my study", "--storage", "postgresql://automl@db/studies",
+    assert shlex.split(report)[3:] == ["--name", "my study", "--storage", "postgresql://automl@db/studies",
                                        "--workdir", str(workdir)]
     export = next(line for line in lines if "search.export" in line)
     assert shlex.split(export.split(":", 1)[1])[-1] == "exports/my study"

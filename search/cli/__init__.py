@@ -1,0 +1,28 @@
+"""Command-line helpers shared by every verb: the verbose flag, logging, and errors as one line.
+
+Nothing from the study side is imported here, so ``python -m search.predict`` (search/deploy/)
+uses these without Optuna. The arguments that name a stored study (``--study``, ``--name``,
+``--storage``, ``--workdir``) are in search/cli/studyargs.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", help="more log lines, and a traceback with an error")
+
+
+def setup_logging(verbose: bool = False, quiet_level: int = logging.WARNING) -> None:
+    """INFO with ``--verbose``, else ``quiet_level``; one format for every verb."""
+    logging.basicConfig(level=logging.INFO if verbose else quiet_level, format=LOG_FORMAT)
+
+
+def report_error(log: logging.Logger, exc: BaseException, verbose: bool = False) -> int:
+    """Log ``exc`` as one line (with its traceback under ``--verbose``) and return exit code 2."""
+    log.error("%s", exc, exc_info=verbose)
+    return 2
