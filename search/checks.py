@@ -21,7 +21,8 @@ def check_budget(n_trials: int | None, timeout_s: float | None) -> None:
     if timeout_s is not None and not (isinstance(timeout_s, int | float) and math.isfinite(timeout_s)
                                       and timeout_s > 0):
         raise ValueError(f"--timeout must be a number of seconds > 0 but got {timeout_s}; "
-                         "leave it out for the study profile's timeout_s (none: until the budget of trials is reached).")
+                         "leave it out for the study profile's timeout_s (without one: until the "
+                         "budget of trials is reached).")
 
 
 def check_threads(threads: int | None) -> None:
