@@ -90,28 +90,31 @@ def export_bundle(
         modules, members = [], []
         for k, (index, weight) in enumerate(zip(choice.members, choice.weights, strict=True)):
             cand = outcome.candidates[index]
-            if cand.weights is None or not cand.weights.is_file():
+            files = cand.weight_files()  # a fold group (search.refit) ships its K models, sharing its weight
+            if not files or not all(f.is_file() for f in files):
                 raise FileNotFoundError(
-                    f"weights of trial {cand.name} are missing ({cand.weights}); the study's retention "
+                    f"weights of trial {cand.name} are missing ({files or cand.weights}); the study's retention "
                     "deleted "
                     "them or --workdir points elsewhere."
                 )
-            module, mean, std = build_member(cand.config, cand.weights)  # proves the file loads strictly
-            rel = f"{MEMBERS_DIR}/{k}.safetensors"
-            shutil.copyfile(cand.weights, tmp / rel)
-            modules.append(module)
-            members.append(
-                {
-                    "study": cand.study,
-                    "trial": cand.number,
-                    "file": rel,
-                    "weight": float(weight),
-                    "validation_macro_f1": cand.value,
-                    "mean": mean,
-                    "std": std,
-                    "config": cand.config,
-                }
-            )
+            for fold, path in enumerate(files):
+                module, mean, std = build_member(cand.config, path)  # proves the file loads strictly
+                rel = f"{MEMBERS_DIR}/{len(members)}.safetensors"
+                shutil.copyfile(path, tmp / rel)
+                modules.append(module)
+                members.append(
+                    {
+                        "study": cand.study,
+                        "trial": cand.number,
+                        "file": rel,
+                        "weight": float(weight) / len(files),
+                        "validation_macro_f1": cand.value,
+                        "mean": mean,
+                        "std": std,
+                        "config": cand.config,
+                        **({"refit": cand.refit, "fold": fold if cand.checkpoints else None} if cand.refit else {}),
+                    }
+                )
         offsets = list(choice.offsets) if choice.offsets else None
         net = build_ensemble(modules, [m["weight"] for m in members], offsets)
         export_onnx(net, tmp / ONNX_FILE, height, width, opset)
