@@ -43,6 +43,7 @@ from runners.results import EpochRecord, TrialResult
 logger = logging.getLogger(__name__)
 
 Reporter = Callable[[EpochRecord], bool]
+KEEP = ("best", "last")  # fit's choice of the epoch whose weights it returns
 _CUDA_CHECK_EVERY = 16  # on CUDA, test the loss for NaN every this many steps (a host sync)
 
 
@@ -61,8 +62,13 @@ def fit(
     progress: bool = False,
     num_workers: int | None = None,
     augment_on: str | None = None,
+    keep: str = "best",
 ) -> TrialResult:
     """Train one configuration; validation each epoch on ``val`` (canonical labels, never augmented).
+
+    ``keep``: "best" keeps the weights and probabilities of the epoch with the best validation
+    macro-F1 (and stops early after ``patience`` worse epochs); "last" keeps the final epoch's,
+    so that ``val`` chooses nothing and its score stays held out (search.refit).
 
     ``num_workers``: loader processes for augmentation (default: env MASK_AUTOML_LOADER_WORKERS, else
     0 without augmentation, min(4, cpus - 1) with it).
@@ -71,6 +77,8 @@ def fit(
     MASK_AUTOML_AUGMENT_ON, else auto) picks the device on a GPU, where it frees the CPU, and the
     loader otherwise, where per-image OpenCV is the faster of the two.
     """
+    if keep not in KEEP:
+        raise ValueError(f"keep must be one of {list(KEEP)} but got {keep!r}.")
     dev = resolve_device(device)
     placement = requested_augment_on(augment_on)
     train.check("train", config.height, config.width)
@@ -86,7 +94,7 @@ def fit(
     try:
         if dev.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
-        _train_trial(config, train, val, reporter, dev, progress, workers, augmentation, result)
+        _train_trial(config, train, val, reporter, dev, progress, workers, augmentation, result, keep)
     except torch.cuda.OutOfMemoryError:
         oom = True  # handled below, once this frame no longer holds the traceback and its tensors
     except _Diverged as exc:
@@ -149,6 +157,7 @@ def _train_trial(
     workers: int,
     augmentation: tuple[A.Compose | None, DeviceAugment | None],
     result: TrialResult,
+    keep: str = "best",
 ) -> None:
     run = _setup(config, train, val, dev, workers, augmentation, result)
     best = _Best()
@@ -170,7 +179,7 @@ def _train_trial(
         result.history.append(record)
         logger.debug("epoch %d: %s", epoch, record)
         epochs.set_postfix(f1=f"{metrics.macro_f1:.4f}", loss=f"{record.train_loss:.4f}")
-        _keep_best(run, best, epoch, metrics, probs, result)
+        _keep_best(run, best, epoch, metrics, probs, result, keep == "last")
         if reporter is not None and reporter(record):
             result.status, result.reason = "pruned", "stopped_by_reporter"
             return
@@ -267,10 +276,17 @@ def _validate(run: _Run, val: ImageSet, epoch: int) -> tuple[ClassificationMetri
 
 
 def _keep_best(
-    run: _Run, best: _Best, epoch: int, metrics: ClassificationMetrics, probs: np.ndarray, result: TrialResult
+    run: _Run,
+    best: _Best,
+    epoch: int,
+    metrics: ClassificationMetrics,
+    probs: np.ndarray,
+    result: TrialResult,
+    every_epoch: bool = False,
 ) -> None:
-    """On a new best macro-F1, keep this epoch's scores, probabilities and CPU weights in ``result``."""
-    if not metrics.macro_f1 > best.macro_f1:
+    """On a new best macro-F1 (on every epoch with ``every_epoch``: fit's keep="last"), keep this
+    epoch's scores, probabilities and CPU weights in ``result``."""
+    if not (every_epoch or metrics.macro_f1 > best.macro_f1):
         best.bad_epochs += 1
         return
     best.macro_f1, best.bad_epochs = metrics.macro_f1, 0

@@ -76,16 +76,17 @@ def member_sources(outcome: Outcome, method: str) -> list[MemberSource]:
     sources = []
     for index, weight in zip(choice.members, choice.weights, strict=True):
         cand = outcome.candidates[index]
-        if cand.weights is None:
+        files = cand.weight_files()  # a fold group (search.refit) is one member of its K models
+        if not files or not all(f.is_file() for f in files):
             raise FileNotFoundError(
-                f"weights of trial {cand.name} are missing; the study's retention deleted them or "
-                "--workdir points elsewhere."
+                f"weights of trial {cand.name} are missing ({files or cand.weights}); the study's retention "
+                "deleted them or --workdir points elsewhere."
             )
         sources.append(
             MemberSource(
                 cand.name,
                 dict(cand.config),
-                (cand.weights,),
+                tuple(files),
                 float(weight),
                 cand.study,
                 cand.number,

@@ -11,7 +11,7 @@ run's time budget in seconds, counted from the command's start (search/budget.py
     [pruner]          name (hyperband | successive_halving | median | percentile | none), signal
                       (macro_f1 | val_loss), min_resource, reduction_factor, n_startup_trials, percentile,
                       min_complete (the pruner registry, search/pruners.py, checks these)
-    [split]           val_fraction, seed
+    [split]           val_fraction, seed, folds (K person folds for search.refit; 0 = none)
     [fixed]           TrialConfig fields held constant
     [params]          searched TrialConfig fields: a list = categorical, {low, high, log, step} = range
     [profiles.cpu]    n_trials, timeout_s, fixed, params   (merged over the tables above)
@@ -162,6 +162,8 @@ def _check_values(spec: StudySpec, path: Path, chosen: dict[str, Any]) -> None:
     check_at_least(spec.sampler.seed, 0, path, "sampler.seed")
     check_at_least(spec.sampler.n_startup_trials, 0, path, "sampler.n_startup_trials")
     check_at_least(spec.split.seed, 0, path, "split.seed")
+    if spec.split.folds < 0 or spec.split.folds == 1:
+        raise StudyFileError(f"{path}: split.folds must be 0 (no folds) or >= 2, got {spec.split.folds!r}.")
     for name, value in spec.fixed.items():
         where = f"profiles.{spec.profile}.fixed" if name in chosen.get("fixed", {}) else "fixed"
         check_config_value(name, value, path, f"{where}.{name}")

@@ -25,6 +25,7 @@ class SamplerSpec:
 class SplitSpec:
     val_fraction: float = 0.2
     seed: int = 0
+    folds: int = 0  # K >= 2: python -m search.refit --folds splits all people into K folds; 0 = none
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from runners.classes import NUM_CLASSES
 from search.ensemble.selection import Candidate
+from search.refit.members import with_refits
 from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact, storage_error
 from search.study_attrs import StudyAttrs
 from search.trialstore import TrialStore, Validation
@@ -99,7 +100,8 @@ def _study_candidates(
         candidates.append(
             Candidate(name, trial.number, probs, dict(config), trial.value, store.weights_path(trial.number))
         )
-    return study, root, validation, candidates, notes
+    candidates, refit_notes = with_refits(store, name, validation, candidates)
+    return study, root, validation, candidates, notes + refit_notes
 
 
 def load_candidates(

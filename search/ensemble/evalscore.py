@@ -82,11 +82,12 @@ def score_on_eval(
             images_by_prep[prep] = image_cache(
                 data.paths, prep[0], prep[1], prep[2], cache_dir, key=data.fingerprint
             )
-        if cand.weights is None:
+        files = cand.weight_files()  # a fold group (search.refit) averages its K models
+        if not files:
             raise ValueError(f"trial {cand.name} has no weights on disk; it cannot predict the eval images.")
-        module, _, _ = build_checkpoint(cand.config, cand.weights)
+        modules = [build_checkpoint(cand.config, f)[0] for f in files]
         log.info("predicting %d eval images with %s", len(labels), cand.name)
-        probs[m] = torch_predict(build_ensemble([module], [1.0]), images_by_prep[prep], batch_size, device)
+        probs[m] = torch_predict(build_ensemble(modules, [1.0] * len(modules)), images_by_prep[prep], batch_size, device)
     scores = {}
     for c in choices:
         vote = combine([probs[m] for m in c.members], c.weights, c.vote)

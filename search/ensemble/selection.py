@@ -42,10 +42,16 @@ class Candidate:
     config: dict[str, Any]  # the TrialConfig dict
     value: float | None = None  # the study's recorded value (best validation macro-F1)
     weights: Path | None = None  # the trial's weights.safetensors, when kept on disk
+    refit: str = ""  # search.refit: "" the trial as run, "all" refitted on all people, "folds-K" its fold group
+    checkpoints: tuple[Path, ...] = ()  # a fold group's K weight files, averaged at predict time
 
     @property
     def name(self) -> str:
-        return f"{self.study}#{self.number}"
+        return f"{self.study}#{self.number}" + (f"/{self.refit}" if self.refit else "")
+
+    def weight_files(self) -> tuple[Path, ...]:
+        """The networks this member averages: its K fold models, or its one checkpoint."""
+        return self.checkpoints or ((self.weights,) if self.weights is not None else ())
 
     @property
     def backbone(self) -> str:

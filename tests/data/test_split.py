@@ -124,3 +124,13 @@ def test_cutoff_changes_training_labels_only(big) -> None:
     assert np.all(y58[differs] == y60[differs] + 1)  # band 1 -> band 2, nothing else moves
     y59 = trial58.training_labels(59)
     assert set(ages[y59 != y60]) == {59}
+
+
+def test_kfold_is_stratified_by_person_class(big) -> None:
+    _, data = big
+    classes = dict(zip(data.people["person"].astype(str), data.person_classes().tolist(), strict=True))
+    total = Counter(classes.values())
+    for fold in kfold_people(data, n_splits=4, seed=3):
+        held = Counter(classes[p] for p in fold.val_people)
+        for cls, n in total.items():
+            assert abs(held[cls] - n / 4) <= 1, (cls, held[cls], n)

@@ -250,3 +250,17 @@ def test_plateau_is_stepped_once_per_epoch_on_the_validation_loss(image_sets, ti
     result = fit(config, train, val)
     assert result.status == "complete"
     assert seen == [r.val_loss for r in result.history]
+
+
+def test_keep_last_returns_the_final_epoch_and_never_stops_early(image_sets, tiny_config) -> None:
+    # As in test_early_stopping_with_patience, macro-F1 never improves after epoch 1: "best" would
+    # stop at epoch 3 and return epoch 1; "last" runs all 5 and returns epoch 5's weights and scores.
+    train, val = image_sets
+    config = tiny_config.replace(epochs=5, patience=2, lr=1e-12, schedule="constant", warmup_epochs=0.0)
+    result = fit(config, train, val, keep="last")
+    assert result.status == "complete" and len(result.history) == 5 and result.best_epoch == 5
+    assert result.best_macro_f1 == result.history[-1].val_macro_f1
+    assert result.val_probs is not None and result.state_dict is not None
+    np.testing.assert_allclose(result.val_probs, _predict(config, result.state_dict, val), atol=1e-5)
+    with pytest.raises(ValueError, match="keep must be one of"):
+        fit(config, train, val, keep="first")

@@ -1,0 +1,3 @@
+from search.refit.cli import main
+
+raise SystemExit(main())

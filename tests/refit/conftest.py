@@ -1,0 +1,121 @@
+"""A tiny finished study for the refit tests, built for real (as tests/ensemble/conftest.py does):
+a synthetic bench, three trials of timm test models (pretrained=False) trained with
+``runners.fit``, saved with ``TrialStore`` and recorded in SQLite with the user attributes
+``search.run`` writes, best epoch and epochs run included. Each test gets its own copy of the
+work folder, since refits write into it."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import optuna
+import pytest
+
+from runners import ImageSet, fit
+from runners.config import TrialConfig
+from search.data import TrainData, image_cache, load_train, split_people
+from search.study_attrs import StudyAttrs
+from search.synth import generate
+from search.trialstore import TrialStore, Validation
+
+STUDY = "tinyrefit"
+SIZE = 32
+TRIALS = (("test_resnet", 60, 3e-3, 0), ("test_efficientnet", 58, 3e-3, 0), ("test_resnet", 59, 1e-3, 1))
+
+
+@dataclass(frozen=True)
+class RefitStudy:
+    data_root: Path
+    workdir: Path
+    name: str
+    data: TrainData
+    validation: Validation
+
+    @property
+    def storage(self) -> str:
+        return f"sqlite:///{self.workdir / 'studies.db'}"
+
+    @property
+    def store(self) -> TrialStore:
+        return TrialStore(self.workdir, self.name)
+
+
+@pytest.fixture(scope="session")
+def refit_study_template(tmp_path_factory: pytest.TempPathFactory) -> RefitStudy:
+    root = generate(
+        tmp_path_factory.mktemp("data") / "bench",
+        people=40,
+        size=(48, 64),
+        seed=0,
+        n_eval_people=6,
+        progress=False,
+    )
+    workdir = tmp_path_factory.mktemp("runs")
+    data = load_train(root)
+    split = split_people(data, val_fraction=0.3, seed=0)
+    train_rows, val_rows = split.indices(data)
+    people = data.images["person"].to_numpy().astype(str)
+    validation = Validation(val_rows, data.labels[val_rows], people[val_rows], data.fingerprint)
+    store = TrialStore(workdir, STUDY)
+    store.save_validation(validation)
+    images = image_cache(data.paths, SIZE, SIZE, "full", workdir / "cache", key=data.fingerprint)
+    study_file = workdir / "refit.toml"
+    study_file.write_text(
+        (Path(__file__).resolve().parents[2] / "studies" / "smoke.toml")
+        .read_text()
+        .replace("val_fraction = 0.25", "val_fraction = 0.25\nfolds = 3")
+    )
+    study = optuna.create_study(
+        study_name=STUDY, storage=f"sqlite:///{workdir / 'studies.db'}", direction="maximize"
+    )
+    StudyAttrs(
+        data_fingerprint=data.fingerprint,
+        split=split,
+        data_root=str(root),
+        study_file=str(study_file),
+        workdir=str(workdir),
+    ).write(study)
+    for number, (backbone, cutoff, lr, seed) in enumerate(TRIALS):
+        config = TrialConfig(
+            backbone=backbone,
+            age_cutoff=cutoff,
+            lr=lr,
+            seed=seed,
+            height=SIZE,
+            width=SIZE,
+            crop="full",
+            epochs=2,
+            batch_size=32,
+            patience=2,
+        )
+        train = ImageSet(images, train_rows, data.training_labels(cutoff)[train_rows])
+        val = ImageSet(images, val_rows, data.labels[val_rows])
+        result = fit(config, train, val, device="cpu")
+        assert result.status == "complete", result.reason
+        store.save_trial(number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary())
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.COMPLETE,
+                value=result.best_macro_f1,
+                user_attrs={
+                    "config": config.to_dict(),
+                    "best_epoch": result.best_epoch,
+                    "epochs_run": len(result.history),
+                    "seconds_per_epoch": 1.0,
+                },
+            )
+        )
+    return RefitStudy(root, workdir, STUDY, data, validation)
+
+
+@pytest.fixture
+def refit_study(refit_study_template: RefitStudy, tmp_path: Path) -> RefitStudy:
+    """A private copy of the template's work folder (the data is shared, read-only)."""
+    workdir = tmp_path / "runs"
+    shutil.copytree(refit_study_template.workdir, workdir)
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{workdir / 'studies.db'}")
+    study.set_user_attr("workdir", str(workdir))
+    study.set_user_attr("study_file", str(workdir / "refit.toml"))
+    return replace(refit_study_template, workdir=workdir)
