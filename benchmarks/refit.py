@@ -17,7 +17,7 @@ Beside each is the score it has without the eval labels: the validation macro-F1
 recorded, the out-of-fold macro-F1 of a fold group (over every person, and on the study's
 validation people), or the honest estimate of an ensemble.
 
-    python -m benchmarks.refit --study age_cutoff --workdir runs/h4-refit-s0 --trials 1 --folds 3 --threads 1
+    python -m benchmarks.refit --name age_cutoff --workdir runs/h4-refit-s0 --trials 1 --folds 3 --threads 1
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks import common
-from search.bundle import Bundle, build_ensemble, build_member, torch_predict
+from search.deploy import Bundle
+from search.deploy.graph import build_checkpoint, build_ensemble, torch_predict
 from search.data import image_cache, load_eval
 from search.ensemble.candidates import load_candidates
 from search.ensemble.evalscore import find_eval_labels, read_eval_labels
@@ -56,7 +57,7 @@ NOTES = (
 def build_parser() -> Any:
     p = common.base_parser(NAME, __doc__)
     p.add_argument(
-        "--study", required=True, help="an existing study (python -m search.run) on a bench with eval labels"
+        "--name", required=True, help="an existing stored study (python -m search.run) on a bench with eval labels"
     )
     p.add_argument("--storage", help="its Optuna storage URL (default: sqlite:///<workdir>/studies.db)")
     p.add_argument("--workdir", type=Path, required=True, help="the study's work folder")
@@ -95,15 +96,14 @@ class EvalSet:
 
 def predict_files(config: dict[str, Any], files: tuple[Path, ...], ev: EvalSet, device: str) -> np.ndarray:
     """The average softmax of the networks in ``files`` on the eval images."""
-    modules = [build_member(config, f)[0] for f in files]
+    modules = [build_checkpoint(config, f)[0] for f in files]
     images = ev.images(int(config["height"]), int(config["width"]), str(config["crop"]))
     return torch_predict(build_ensemble(modules, [1.0] * len(modules)), images, 64, device)
 
 
 def predict_bundle(folder: Path, ev: EvalSet, device: str) -> np.ndarray:
     bundle = Bundle.load(folder)
-    crop = bundle.manifest["preprocessing"]["crop"]
-    return bundle.predict_proba(ev.images(bundle.height, bundle.width, crop), batch_size=64, device=device)
+    return bundle.predict_proba(ev.images(bundle.height, bundle.width, bundle.crop), batch_size=64, device=device)
 
 
 def own_checkpoint(candidate: Candidate, trials: TrialStore) -> Candidate:
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     common.setup(args)
     machine = common.machine(args.device)
-    ctx = open_refit(args.study, args.storage, args.workdir)
+    ctx = open_refit(args.name, args.storage, args.workdir)
     storage = args.storage or f"sqlite:///{args.workdir / 'studies.db'}"
     trials = choose_trials(ctx.study, args.trials)
     budget = Budget(args.timeout)
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 {},
             )
 
-    pool = load_candidates(args.study, storage, args.workdir)
+    pool = load_candidates(args.name, storage, args.workdir)
     out = args.out or args.workdir / "bundle-refit"
     # First the fold groups alone (every trial keeps its own checkpoint), then as search.ensemble
     # takes them: fold groups joined and all-people weights in place of their trials'.
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         add(
             entry,
-            len(exported["members"]),
+            sum(len(m.checkpoints) for m in exported.members),  # networks: a fold group holds K
             f"honest {outcome.honest.score(method).macro_f1:.4f} (cv)",
             predict_bundle(folder, ev, args.device),
             None,
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
 
     print(
-        f"\nRefit: study {args.study} in {args.workdir}, trials {args.trials}, K={args.folds}, epochs = {args.epochs}; "
+        f"\nRefit: study {args.name} in {args.workdir}, trials {args.trials}, K={args.folds}, epochs = {args.epochs}; "
         f"scored on {len(ev.labels)} eval images of {ev.data.root}"
     )
     print(common.describe_machine(machine) + "\n")

@@ -1,4 +1,4 @@
-"""``python -m search.refit --study NAME --trials 12 17 | --top N [--folds [K]] [--all-people]``.
+"""``python -m search.refit --study FILE|--name NAME --trials 12 17 | --top N [--folds [K]] [--all-people]``.
 
 Retrains chosen trials' exact configurations on K person folds (each model on K-1 folds,
 predicting the fold it never saw) and/or on every person, for the epochs the trial chose.
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from search.cli.studyargs import add_study_args, study_ref
 from search.refit.store import RefitError
 from search.refit.train import (
     EPOCH_RULES,
@@ -37,11 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--study", required=True, help="study name in the storage")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<workdir>/studies.db)")
-    p.add_argument(
-        "--workdir", type=Path, help="the study's work folder (default: the one the study recorded)"
-    )
+    add_study_args(p, workdir_default=None)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--trials", type=int, nargs="+", metavar="N", help="trial numbers to refit")
     which.add_argument("--top", type=int, metavar="N", help="refit the N best complete trials")
@@ -71,11 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def study_folds(ctx: RefitContext) -> int:
-    """``[split] folds`` of the study file the study recorded (0 when unset)."""
+def study_folds(ctx: RefitContext, study_file: Path | None = None) -> int:
+    """``[split] folds`` of ``study_file`` (--study), else of the one the study recorded (0 when unset)."""
     from search.study import load_study_spec
 
-    path = ctx.attrs.study_file
+    path = str(study_file) if study_file is not None else ctx.attrs.study_file
     if not path or not Path(path).is_file():
         raise RefitError(
             f"study {ctx.study.study_name!r} recorded the study file {path!r}, which is not there to read "
@@ -89,10 +86,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise RefitError("say what to refit: --folds [K] (K person folds), --all-people, or both.")
     if args.timeout_s is not None and not args.timeout_s > 0:
         raise RefitError(f"--timeout must be a number of seconds > 0 but got {args.timeout_s}.")
-    ctx = open_refit(args.study, args.storage, args.workdir)
+    ref = study_ref(args)
+    ctx = open_refit(ref.name, args.storage, args.workdir)
     k = args.folds
     if k == 0:
-        k = study_folds(ctx)
+        k = study_folds(ctx, ref.study_file)
         if k == 0:
             raise RefitError(
                 f"{ctx.attrs.study_file} sets no [split] folds; add folds = K (K >= 2) "

@@ -13,7 +13,7 @@ def test_refit_benchmark_scores_every_entry_and_saves_them(refit_study, tmp_path
     assert (
         export_main(
             [
-                "--study",
+                "--name",
                 refit_study.name,
                 "--storage",
                 refit_study.storage,
@@ -25,7 +25,7 @@ def test_refit_benchmark_scores_every_entry_and_saves_them(refit_study, tmp_path
     )
     refit.main(
         [
-            "--study",
+            "--name",
             refit_study.name,
             "--workdir",
             str(refit_study.workdir),

@@ -14,7 +14,7 @@ from search.refit.store import RefitStore
 def test_folds_cover_every_person_once_and_score_out_of_fold(refit_study, capsys) -> None:
     rc = main(
         [
-            "--study",
+            "--name",
             refit_study.name,
             "--storage",
             refit_study.storage,

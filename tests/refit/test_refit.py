@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.bundle import Bundle, build_ensemble, build_member, torch_predict
+from search.deploy import Bundle
+from search.deploy.graph import build_checkpoint, build_ensemble, torch_predict
 from search.data import image_cache
 from search.ensemble.candidates import load_candidates
 from search.ensemble.honest import SELECTED, Choice
@@ -70,7 +71,7 @@ def test_a_killed_refit_redoes_only_the_missing_folds(refit_study) -> None:
 
 
 def test_the_cli_resumes_after_the_time_budget(refit_study, capsys) -> None:
-    args = ["--study", refit_study.name, "--storage", refit_study.storage, "--trials", "1", "--folds", "2"]
+    args = ["--name", refit_study.name, "--storage", refit_study.storage, "--trials", "1", "--folds", "2"]
     assert main([*args, "--timeout", "1e-9"]) == 3
     assert "run the same command again" in capsys.readouterr().out
     assert main(args) == 0
@@ -121,9 +122,9 @@ def test_refits_enter_selection_and_the_bundle_predicts_with_k_checkpoints(
     outcome = run_procedure(pool)
     outcome = dataclasses.replace(outcome, final=[Choice(SELECTED, (3,), (1.0,))])
     manifest = export_bundle(outcome, tmp_path / "bundle", decision_rule="off")
-    members = manifest["members"]
-    assert [m["fold"] for m in members] == [0, 1, 2] and {m["refit"] for m in members} == {"folds-3"}
-    assert [m["weight"] for m in members] == pytest.approx([1 / 3] * 3)
+    (member,) = manifest.members  # the fold group is one voter whose K checkpoints are averaged
+    assert member.name == "tinyrefit#0/folds-3" and len(member.checkpoints) == 3
+    assert member.weight == pytest.approx(1.0)
 
     images = image_cache(
         refit_study.data.paths,
@@ -133,7 +134,7 @@ def test_refits_enter_selection_and_the_bundle_predicts_with_k_checkpoints(
         refit_study.workdir / "cache",
         key=refit_study.data.fingerprint,
     )[refit_study.validation.rows[:10]]
-    modules = [build_member(group.config, f)[0] for f in group.weight_files()]
+    modules = [build_checkpoint(group.config, f)[0] for f in group.weight_files()]
     expected = np.mean([torch_predict(build_ensemble([m], [1.0]), images) for m in modules], axis=0)
     bundle = Bundle.load(tmp_path / "bundle")
     np.testing.assert_allclose(bundle.predict_proba(images), expected, atol=1e-5)
@@ -149,7 +150,7 @@ def test_refits_enter_selection_and_the_bundle_predicts_with_k_checkpoints(
     ],
 )
 def test_bad_requests_say_what_to_do(refit_study, caplog, args: list[str], message: str) -> None:
-    assert main(["--study", refit_study.name, "--storage", refit_study.storage, *args]) == 2
+    assert main(["--name", refit_study.name, "--storage", refit_study.storage, *args]) == 2
     assert message in caplog.text
 
 
@@ -157,7 +158,7 @@ def test_folds_from_a_study_file_without_them_is_refused(refit_study, caplog) ->
     path = refit_study.workdir / "refit.toml"
     path.write_text(path.read_text().replace("folds = 3\n", ""))
     assert (
-        main(["--study", refit_study.name, "--storage", refit_study.storage, "--trials", "0", "--folds"]) == 2
+        main(["--name", refit_study.name, "--storage", refit_study.storage, "--trials", "0", "--folds"]) == 2
     )
     assert "refit.toml sets no [split] folds; add folds = K" in caplog.text
 
@@ -192,6 +193,6 @@ def test_search_ensemble_scores_a_fold_group_on_eval_labels_with_its_k_models(re
     labels = read_eval_labels(find_eval_labels(refit_study.data_root), ev.info["ImageID"].tolist())
     images = image_cache(ev.paths, 32, 32, "full", cache, key=ev.fingerprint)
     cand = pool.candidates[group]
-    modules = [build_member(cand.config, f)[0] for f in cand.weight_files()]
+    modules = [build_checkpoint(cand.config, f)[0] for f in cand.weight_files()]
     probs = torch_predict(build_ensemble(modules, [0.5, 0.5]), images)
     assert scores[SELECTED] == (macro_f1(labels, probs), accuracy(labels, probs))
