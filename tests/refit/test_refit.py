@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from search.data import image_cache
 from search.deploy import Bundle
 from search.deploy.graph import build_checkpoint, build_ensemble, torch_predict
-from search.data import image_cache
 from search.ensemble.candidates import load_candidates
 from search.ensemble.honest import SELECTED, Choice
 from search.ensemble.procedure import run_procedure
+from search.ensemble.votes import VoteSpec, parse_weights
 from search.export import export_bundle
 from search.refit.cli import main
 from search.refit.store import FoldPlan, RefitError, RefitStore
@@ -119,6 +120,8 @@ def test_refits_enter_selection_and_the_bundle_predicts_with_k_checkpoints(
         refitted.probs, refit_study.store.load_probs(1)
     )  # the trial's own score stands
 
+    given = run_procedure(pool, vote=VoteSpec("soft", parse_weights("0/folds-3=1", refit_study.name)))
+    assert given.choice("given weights").members == (3,)  # --weights can ship a fold group by its name
     outcome = run_procedure(pool)
     outcome = dataclasses.replace(outcome, final=[Choice(SELECTED, (3,), (1.0,))])
     manifest = export_bundle(outcome, tmp_path / "bundle", decision_rule="off")
