@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,3 +36,8 @@ def bench_args(tiny_bench: Path, tmp_path: Path) -> list[str]:
     """Flags every script takes: the tiny bench, and results and work folders inside tmp_path."""
     return ["--bench", str(tiny_bench), "--people", str(PEOPLE), "--size", f"{SIZE[0]}x{SIZE[1]}",
             "--results-dir", str(tmp_path / "results"), "--threads", "1"]
+
+
+def saved_result(tmp_path: Path, name: str) -> dict:
+    """The JSON a benchmark script saved under ``tmp_path/results``."""
+    return json.loads((tmp_path / "results" / f"{name}.json").read_text())

@@ -1,4 +1,6 @@
-"""A tiny synthetic bench and one finished smoke study, shared by the study-layer tests."""
+"""A tiny synthetic bench and one finished smoke study, shared by the study-layer tests; the
+tiny finished study and its bundles (tests/support/tiny_study.py) and the workers' bench and
+PostgreSQL server (tests/support/workers.py) are registered here for every test under tests/search."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import pytest
 from search.options import RunOptions
 from search.runstudy import run_study
 from search.synth import generate
+from tests.support.tiny_study import bundle_dir, mixed_bundles, tiny_study  # noqa: F401 (fixtures)
+from tests.support.workers import bench, pg_url, postgres  # noqa: F401 (fixtures)
 
 
 @dataclass(frozen=True)

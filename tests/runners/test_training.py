@@ -20,8 +20,8 @@ from runners import (
     make_optimizer,
     model_data_config,
 )
-from runners.training import Plateau
 from runners.losses import FocalLoss
+from runners.training import Plateau
 
 
 def test_complete_trial_keeps_the_best_epoch(image_sets, tiny_config: TrialConfig) -> None:

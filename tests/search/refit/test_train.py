@@ -168,7 +168,7 @@ def test_folds_from_a_study_file_without_them_is_refused(refit_study, caplog) ->
 
 @pytest.mark.parametrize("value", ["1", "-2", '"3"', "2.5"])
 def test_split_folds_is_checked_when_the_study_file_loads(tmp_path: Path, value: str) -> None:
-    text = (Path(__file__).resolve().parents[2] / "studies" / "smoke.toml").read_text()
+    text = (Path(__file__).resolve().parents[3] / "studies" / "smoke.toml").read_text()
     path = tmp_path / "bad.toml"
     path.write_text(text.replace("val_fraction = 0.25", f"val_fraction = 0.25\nfolds = {value}"))
     with pytest.raises(StudyFileError, match=r"bad\.toml: split\.folds"):

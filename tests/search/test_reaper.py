@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from search.reaper import WORKER_ATTR, reap_orphans, worker_tag
 from search.storage import StorageSettings, open_storage
-from tests.distributed.conftest import retried_from
+from tests.support.workers import retried_from
 
 
 def _dead_pid() -> int:

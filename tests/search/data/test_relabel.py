@@ -8,7 +8,7 @@ import pytest
 
 from search.data import DataError, load_train, read_relabel
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "studies" / "relabel_example.csv"
 
 

@@ -11,8 +11,7 @@ from search.ensemble.decision import apply_offsets, fit_offsets
 from search.ensemble.honest import DECISION_RULE, SELECTED, choice_probs, choose, honest_estimate
 from search.ensemble.selection import Candidate, SelectionSettings, macro_f1
 from search.export import main as export_main
-
-from .conftest import TinyStudy
+from tests.support.tiny_study import TinyStudy
 
 
 def _under_predicting_old(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

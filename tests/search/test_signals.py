@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.launcher import default_journal_url
-from tests.distributed.conftest import (
+from tests.support.workers import (
     REPO,
     finished,
     open_study_view,

@@ -1,4 +1,4 @@
-"""A tiny finished study for the refit tests, built for real (as tests/ensemble/conftest.py does):
+"""A tiny finished study for the refit tests, built for real (as tests/support/tiny_study.py does):
 a synthetic bench, three trials of timm test models (pretrained=False) trained with
 ``runners.fit``, saved with ``TrialStore`` and recorded in SQLite with the user attributes
 ``search.run`` writes, best epoch and epochs run included. Each test gets its own copy of the

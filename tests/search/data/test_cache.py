@@ -179,7 +179,7 @@ def test_a_build_killed_outright_leaves_nothing_after_the_next_start(photos: lis
     import subprocess
     import time
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     cache_dir = tmp_path / "c"
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_BUILD, json.dumps(photos), str(cache_dir)], cwd=repo,
                             env={**os.environ, "PYTHONPATH": str(repo)})

@@ -1,0 +1,34 @@
+"""benchmarks/realfaces.py end to end on drawn faces: both sides run and are scored on eval labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.benchmarks.conftest import saved_result
+
+
+@pytest.mark.slow
+def test_realfaces_runs_both_sides_and_scores_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import common, realfaces
+    from tests.search.realfaces.test_build import AGES, _draw_face
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for copy in range(3):
+        for gender, ages in AGES.items():
+            for i, age in enumerate(ages):
+                _draw_face(faces / f"{age}_{gender}_{i % 5}_2017{copy}0{i % 10}12345678{i}.jpg.chip.jpg", age, gender)
+    monkeypatch.setattr(common, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(realfaces, "WORK", tmp_path / "runs")
+    out = realfaces.main(["--faces", str(faces), "--seeds", "1", "--people", "40", "--eval-people", "12",
+                          "--size", "96x128", "--plain-epochs", "1", "--budget-factor", "6", "--study", "smoke",
+                          "--threads", "1", "--results-dir", str(tmp_path / "results")])
+    (run,) = out["runs"]
+    for side in ("plain", "harness"):
+        assert 0.0 <= run[side]["scores"]["macro_f1"] <= 1.0 and 0.0 <= run[side]["scores"]["old_f1"] <= 1.0
+    harness = run["harness"]
+    assert set(harness["seconds"]) == {"run", "ensemble", "export", "predict"}
+    assert harness["trials"]["complete"] >= 1 and 0.0 <= harness["honest_estimate"] <= 1.0
+    assert saved_result(tmp_path, "realfaces")["figures"]["runs"][0]["seed"] == 1

@@ -1,0 +1,81 @@
+"""tests/ mirrors the source tree: tests/<pkg>/test_<module>.py tests <pkg>/<module>.py.
+
+Every test file names a module that exists, and every module has its own test file or is listed
+in COVERED_BY with the test file that exercises it through another module. Helpers shared
+across areas live in tests/support/; conftest.py and other non-test_ files are not tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("search", "runners", "spaces", "benchmarks")
+CROSS_CUTTING = {"tests/test_import_graph.py", "tests/test_readme.py", "tests/test_tree_mirror.py"}
+
+# Modules tested through another module's tests (the command line, the loader or the builder
+# that uses them), with the test file that does it.
+COVERED_BY = {
+    "benchmarks/harness_overhead.py": "tests/benchmarks/test_common.py",
+    "benchmarks/plain_run.py": "tests/benchmarks/test_realfaces.py",
+    "benchmarks/threads.py": None,  # measures thread counts next to a busy process: no CPU test
+    "runners/augmentations.py": "tests/runners/test_augment.py",
+    "runners/image_ops.py": "tests/runners/test_device_augment.py",
+    "search/data/check.py": "tests/search/data/test_layout.py",
+    "search/data/errors.py": "tests/search/data/test_layout.py",
+    "search/deploy/writer.py": "tests/search/test_export.py",
+    "search/ensemble/args.py": "tests/search/test_export.py",
+    "search/ensemble/candidates.py": "tests/search/test_export.py",
+    "search/ensemble/cli.py": "tests/search/test_storage.py",
+    "search/ensemble/evalscore.py": "tests/search/refit/test_train.py",
+    "search/ensemble/procedure.py": "tests/search/ensemble/test_decision.py",
+    "search/enqueue.py": "tests/search/test_study.py",
+    "search/options.py": "tests/search/test_budget.py",
+    "search/predict.py": "tests/search/deploy/test_predict.py",
+    "search/realfaces/catalog.py": "tests/search/realfaces/test_build.py",
+    "search/realfaces/draw.py": "tests/search/realfaces/test_build.py",
+    "search/realfaces/plan.py": "tests/search/realfaces/test_build.py",
+    "search/refit/members.py": "tests/search/refit/test_train.py",
+    "search/refit/store.py": "tests/search/refit/test_train.py",
+    "search/studycheck.py": "tests/search/test_study.py",
+    "search/studyspec.py": "tests/search/test_study.py",
+    "search/synth/faces.py": "tests/search/synth/test_people.py",
+    "search/synth/sheet.py": "tests/search/synth/test_layout.py",
+    "search/threads.py": "tests/search/test_checks.py",
+    "search/trialbudget.py": "tests/search/test_checks.py",
+    "spaces/_params.py": "tests/spaces/test_standard.py",
+    "spaces/_spec.py": "tests/spaces/test_standard.py",
+}
+
+
+def _modules() -> list[str]:
+    return sorted(
+        p.relative_to(REPO).as_posix()
+        for pkg in PACKAGES
+        for p in (REPO / pkg).rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py")
+    )
+
+
+def _own_test(module: str) -> str:
+    path = Path(module)
+    return (Path("tests") / path.parent / f"test_{path.name}").as_posix()
+
+
+def test_every_test_file_names_a_module() -> None:
+    tests = {p.relative_to(REPO).as_posix() for p in (REPO / "tests").rglob("test_*.py")}
+    expected = {_own_test(m) for m in _modules()} | CROSS_CUTTING
+    assert sorted(tests - expected) == [], "test files that mirror no module: rename or merge them"
+
+
+def test_every_module_has_its_test_file_or_says_which_covers_it() -> None:
+    missing = [m for m in _modules() if not (REPO / _own_test(m)).is_file() and m not in COVERED_BY]
+    assert missing == [], f"modules with no tests/<pkg>/test_<module>.py and no COVERED_BY entry: {missing}"
+
+
+def test_the_covered_by_list_is_current() -> None:
+    modules = set(_modules())
+    stale = [m for m in COVERED_BY if m not in modules or (REPO / _own_test(m)).is_file()]
+    assert stale == [], f"COVERED_BY entries for modules that are gone or now have their own test: {stale}"
+    absent = [t for t in COVERED_BY.values() if t is not None and not (REPO / t).is_file()]
+    assert absent == [], f"COVERED_BY names test files that do not exist: {absent}"
