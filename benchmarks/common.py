@@ -202,7 +202,7 @@ def add_work_root_arg(p: argparse.ArgumentParser) -> None:
 
 
 def size_arg(text: str) -> tuple[int, int]:
-    from search.synth.layout import size_arg as parse
+    from search.synth.build import size_arg as parse
 
     return parse(text)
 

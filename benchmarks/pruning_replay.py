@@ -22,7 +22,6 @@ the chosen one for real.
 
 from __future__ import annotations
 
-
 import argparse
 import json
 import math

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks import common
+from search.data import image_cache, load_eval
 from search.deploy import Bundle
 from search.deploy.graph import build_checkpoint, build_ensemble, torch_predict
-from search.data import image_cache, load_eval
 from search.ensemble.candidates import load_candidates
 from search.ensemble.evalscore import find_eval_labels, read_eval_labels
 from search.ensemble.procedure import run_procedure

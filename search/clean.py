@@ -31,10 +31,10 @@ from optuna.trial import TrialState
 from search.cli import setup_logging
 from search.cli.studyargs import add_study_args, storage_url, study_ref
 from search.data.cache import remove_stale_temps
+from search.ensemble.candidates import open_stored_study
 from search.optuna_compat import stored_study_id, study_storage
 from search.study import StudyFileError, StudySpec, cache_sizes, load_study_spec
 from search.study_attrs import StudyAttrs
-from search.ensemble.candidates import open_stored_study
 from search.trialstore import TrialStore
 
 log = logging.getLogger(__name__)

@@ -92,7 +92,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     return RunOptions(**{k: v for k, v in vars(args).items() if k in fields}, started_at=process_started_at())
 
 
-def setup_logging(verbose: bool) -> None:
+def setup_run_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     optuna.logging.set_verbosity(optuna.logging.INFO)
@@ -129,7 +129,7 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    setup_run_logging(args.verbose)
     install_signal_handlers()
     try:
         opts = options_from_args(args)

@@ -54,7 +54,7 @@ def _looks_numeric(text: str) -> bool:
     return True
 
 
-def fail(path: Path | str, key: str, problem: str) -> StudyFileError:
+def _file_error(path: Path | str, key: str, problem: str) -> StudyFileError:
     return StudyFileError(f"{path}: {key} {problem}{'' if problem.endswith('?') else '.'}")
 
 
@@ -63,12 +63,12 @@ def check_fields(obj: Any, path: Path | str, where: str) -> None:
     for f in dataclasses.fields(obj):
         problem = type_problem(getattr(obj, f.name), str(f.type))
         if problem:
-            raise fail(path, f"{where}.{f.name}", problem)
+            raise _file_error(path, f"{where}.{f.name}", problem)
 
 
 def check_at_least(value: Any, low: float, path: Path | str, key: str) -> None:
     if value is not None and value < low:
-        raise fail(path, key, f"must be at least {low}, got {value!r}")
+        raise _file_error(path, key, f"must be at least {low}, got {value!r}")
 
 
 # Values that are only valid beside another field are checked with that field set to allow them;
@@ -83,16 +83,16 @@ def check_config_value(name: str, value: Any, path: Path | str, key: str) -> Non
     fields = {f.name: str(f.type) for f in dataclasses.fields(TrialConfig)}
     problem = type_problem(value, fields[name])
     if problem:
-        raise fail(path, key, problem)
+        raise _file_error(path, key, problem)
     check = _DOMAIN.get(name)
     if check is not None:
         problem = check(value)
         if problem:
-            raise fail(path, key, problem)
+            raise _file_error(path, key, problem)
     try:
         TrialConfig(**_PARTNERS.get(name, {})).replace(**{name: value})
     except (TypeError, ValueError) as exc:
-        raise fail(path, key, f"is not usable: {exc}") from exc
+        raise _file_error(path, key, f"is not usable: {exc}") from exc
 
 
 def _backbone(name: str) -> str | None:

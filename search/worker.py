@@ -28,7 +28,7 @@ from pathlib import Path
 
 from search.launcher import check_concurrent_storage
 from search.reaper import worker_tag
-from search.run import build_parser, execute, options_from_args, setup_logging
+from search.run import build_parser, execute, options_from_args, setup_run_logging
 from search.secretfilter import hide_secrets
 from search.signals import install_interrupt_handlers
 from search.tracebackfilter import quiet_expected_tracebacks
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.worker_index is None:
         args.worker_index = default_worker_index()
-    setup_logging(args.verbose)
+    setup_run_logging(args.verbose)
     try:
         opts = options_from_args(args)
     except ValueError as exc:

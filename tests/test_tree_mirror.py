@@ -40,7 +40,7 @@ COVERED_BY = {
     "search/studycheck.py": "tests/search/test_study.py",
     "search/studyspec.py": "tests/search/test_study.py",
     "search/synth/faces.py": "tests/search/synth/test_people.py",
-    "search/synth/sheet.py": "tests/search/synth/test_layout.py",
+    "search/synth/sheet.py": "tests/search/synth/test_build.py",
     "search/threads.py": "tests/search/test_checks.py",
     "search/trialbudget.py": "tests/search/test_checks.py",
     "spaces/_params.py": "tests/spaces/test_standard.py",

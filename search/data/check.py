@@ -26,7 +26,7 @@ MAX_LISTED = 5  # problems quoted in one message
 MIN_AGE, MAX_AGE = 0, 120  # exclusive bounds
 
 
-def fail(what: str, problems: Sequence[str], todo: str) -> DataError:
+def data_error(what: str, problems: Sequence[str], todo: str) -> DataError:
     """One error listing up to MAX_LISTED ``problems`` about ``what`` and what to do."""
     shown = "\n".join(f"  - {p}" for p in problems[:MAX_LISTED])
     more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
@@ -122,7 +122,7 @@ def parse_people(csv_path: Path) -> pd.DataFrame:
             }
         )
     if problems:
-        raise fail(f"{csv_path}", problems, "Fix these rows of train.csv and run again.")
+        raise data_error(f"{csv_path}", problems, "Fix these rows of train.csv and run again.")
     people = pd.DataFrame(rows).sort_values("person", kind="stable").reset_index(drop=True)
     people["gender"] = people["gender"].astype("int64")
     people["age"] = people["age"].astype("int64")
@@ -156,7 +156,7 @@ def match_folders(people: pd.DataFrame, folders: Sequence[str], csv_path: Path, 
     listed = set(people["person"])
     problems += [f"folder {images_dir / f} has no row in train.csv" for f in folders if f not in listed]
     if problems:
-        raise fail(
+        raise data_error(
             f"{csv_path} and {images_dir} disagree",
             problems,
             "Each person is one row of train.csv and one folder of images/: add the missing one "
@@ -186,7 +186,7 @@ def find_photos(images_dir: Path, folders: Sequence[str]) -> dict[str, dict[str,
                 problems.append(f"{base}: photo {photo!r} has {len(files)} files {files}")
         found[folder] = {p: base / f[0] for p, f in photos.items() if f}
     if problems:
-        raise fail(
+        raise data_error(
             f"person folders under {images_dir}",
             problems,
             f"Every person needs exactly one file for each of {', '.join(PHOTOS)} "
@@ -217,7 +217,7 @@ def check_decodable(paths: Sequence[str], n_jobs: int = -1) -> None:
         if r is not None
     ]
     if problems:
-        raise fail(
+        raise data_error(
             "images that cannot be decoded",
             problems,
             "Replace or re-export these files (JPEG or PNG), then run again.",

@@ -27,7 +27,7 @@ import pandas as pd
 from search.atomic import write_json
 from search.data.check import (
     check_decodable,
-    fail,
+    data_error,
     find_photos,
     list_folders,
     match_folders,
@@ -213,7 +213,7 @@ def load_eval(root: Path | str, *, n_jobs: int = -1, check_images: bool = True) 
         first.setdefault(image_id, line)
         paths.append(str(images_dir / name) if name else "")
     if problems:
-        raise fail(f"{csv_path}", problems, "Restore the missing images or fix info.csv, then run again.")
+        raise data_error(f"{csv_path}", problems, "Restore the missing images or fix info.csv, then run again.")
     if info.empty:
         raise DataError(f"{csv_path} has a header but no rows; it needs one row per eval image.")
     if check_images:

@@ -14,17 +14,17 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from search.data.cache import load_image
 from runners.classes import NUM_CLASSES
+from search.data.cache import load_image
 from search.deploy.graph import (
     BACKENDS,
     build_checkpoint,
     build_ensemble,
     build_member,
+    inference_device,
     member_resize,
     onnx_predict,
     onnx_session,
-    resolve_device,
     torch_predict,
 )
 from search.deploy.manifest import ONNX_FILE, BundleError, Manifest, Member, read_checked
@@ -137,7 +137,7 @@ class Bundle:
             raise ValueError(f"backend must be one of {list(BACKENDS)} but got {backend!r}.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1 but got {batch_size!r}.")
-        device = resolve_device(device, backend)
+        device = inference_device(device, backend)
         if isinstance(images, np.ndarray):
             self._check_array(images)
             return self._predict_array(images, backend, batch_size, tta_flip, device, progress)

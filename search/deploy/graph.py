@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from search.data.cache import CROPS
 from runners.classes import NUM_CLASSES
+from search.data.cache import CROPS
 from search.deploy.manifest import (
     INPUT_NAME,
     MAX_SIDE,
@@ -273,7 +273,7 @@ def onnx_session(path: Path | bytes, device: str = "cpu") -> Any:
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda"):  # resolve_device checked the provider exists
+    if device.startswith("cuda"):  # inference_device checked the provider exists
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -292,7 +292,7 @@ def onnx_predict(
     return np.concatenate(out).astype(np.float32)
 
 
-def resolve_device(device: str, backend: str = "torch") -> str:
+def inference_device(device: str, backend: str = "torch") -> str:
     """'auto' -> 'cuda' when the backend can use it, else 'cpu'; 'cuda' without CUDA is an error."""
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda' but got {device!r}.")

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runners.classes import NUM_CLASSES, class_table
 from search.atomic import write_text
 from search.data.cache import CROPS
-from runners.classes import NUM_CLASSES, class_table
 
 FORMAT_VERSION = 2  # 2: per-member preprocessing, the vote, members of several checkpoints
 MANIFEST = "manifest.json"

@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome, workdir, attrs, ref = outcome_from_args(args)
         data_root = attrs.data_root
         if not args.no_eval and find_eval_labels(data_root) is not None:
-            from search.deploy.graph import resolve_device
+            from search.deploy.graph import inference_device
 
             outcome.eval_scores = score_on_eval(
                 outcome.candidates,
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Path(data_root),
                 workdir / "cache",
                 args.batch_size,
-                resolve_device(args.device),
+                inference_device(args.device),
             )
     except (ValueError, FileNotFoundError) as exc:
         return report_error(log, exc, args.verbose)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from search.synth.layout import size_arg
+from search.synth.build import size_arg
 
 from .build import build
 

@@ -14,7 +14,6 @@ place when complete, so an interrupted build leaves nothing half written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -29,10 +28,10 @@ from tqdm.auto import tqdm
 
 from runners.classes import GENDER_NAMES, MASK_NAMES, age_band
 from search.data.labels import MASK_OF_PHOTO, PHOTOS
-from search.synth.people import class_of
+from search.synth.people import class_of, hashed_image_id
 
 from .catalog import RACES, read_exclude, read_faces
-from .draw import draw_photo, sample_scene
+from .draw import draw_portrait, sample_scene
 from .plan import BenchPerson, plan_people
 
 log = logging.getLogger(__name__)
@@ -43,9 +42,9 @@ JPEG_QUALITY = 90
 _SPLIT_CODE = {"train": 0, "eval": 1}
 
 
-def eval_image_id(seed: int, person: BenchPerson, stem: str) -> str:
-    """A 40-hex ImageID with its extension, fixed by the seed, the person and the photo."""
-    return hashlib.sha1(f"search.realfaces:{seed}:{person.index}:{stem}".encode()).hexdigest() + ".jpg"
+def real_eval_image_id(seed: int, person: BenchPerson, stem: str) -> str:
+    """The ImageID of a real-face eval photo (search.synth.people.hashed_image_id)."""
+    return hashed_image_id("search.realfaces", seed, person.index, stem)
 
 
 def _write_person(person: BenchPerson, faces_dir: Path, size: tuple[int, int], seed: int, data: Path) -> None:
@@ -54,9 +53,9 @@ def _write_person(person: BenchPerson, faces_dir: Path, size: tuple[int, int], s
     with Image.open(faces_dir / person.face.name) as im:
         chip = im.convert("RGB")
     for stem in PHOTOS:
-        photo = draw_photo(chip, scene, MASK_NAMES[MASK_OF_PHOTO[stem]], size, rng)
+        photo = draw_portrait(chip, scene, MASK_NAMES[MASK_OF_PHOTO[stem]], size, rng)
         if person.split == "eval":
-            path = data / "eval" / "images" / eval_image_id(seed, person, stem)
+            path = data / "eval" / "images" / real_eval_image_id(seed, person, stem)
         else:
             path = data / "train" / "images" / person.folder / f"{stem}{person.ext}"
         if path.suffix == ".png":
@@ -75,7 +74,7 @@ def _write_tables(root: Path, train: list[BenchPerson], evals: list[BenchPerson]
         band = age_band(p.age)
         for stem in PHOTOS:
             mask = MASK_OF_PHOTO[stem]
-            rows.append((eval_image_id(seed, p, stem), class_of(mask, p.gender, p.age), mask, p.gender, band, p.age))
+            rows.append((real_eval_image_id(seed, p, stem), class_of(mask, p.gender, p.age), mask, p.gender, band, p.age))
     table = pd.DataFrame(rows, columns=["ImageID", "label", "mask", "gender", "age_band", "age"])
     table = table.iloc[np.random.default_rng([seed, 14]).permutation(len(table))]
     table.assign(ans=0)[["ImageID", "ans"]].to_csv(data / "eval" / "info.csv", index=False)

@@ -107,7 +107,7 @@ def _canvas(scene: Scene, width: int, height: int) -> Image.Image:
     return img
 
 
-def draw_photo(chip: Image.Image, scene: Scene, state: str, size: tuple[int, int],
+def draw_portrait(chip: Image.Image, scene: Scene, state: str, size: tuple[int, int],
                rng: np.random.Generator) -> Image.Image:
     """One photo of size (width, height). ``state``: a name of runners.classes.MASK_NAMES."""
     width, height = size

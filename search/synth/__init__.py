@@ -10,7 +10,7 @@ say nothing about accuracy on the real data.
 
 from __future__ import annotations
 
-from .layout import generate, parse_size, render_photos
+from .build import generate, parse_size, render_photos
 from .people import Person, class_of
 from .sheet import contact_sheet
 

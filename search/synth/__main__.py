@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .layout import generate, size_arg
+from .build import generate, size_arg
 from .sheet import contact_sheet
 
 log = logging.getLogger("search.synth")

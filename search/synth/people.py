@@ -161,6 +161,12 @@ def plan_eval(n: int, rng: np.random.Generator) -> list[Person]:
     return [Person(split="eval", index=i, gender=g, age=a, label_gender=g) for i, (g, a) in enumerate(pairs)]
 
 
+def hashed_image_id(namespace: str, seed: int, index: int, stem: str) -> str:
+    """A 40-hex ImageID with its extension, as the real info.csv has it, fixed by the generator's
+    namespace, the seed, the person's index and the photo."""
+    return hashlib.sha1(f"{namespace}:{seed}:{index}:{stem}".encode()).hexdigest() + ".jpg"
+
+
 def eval_image_id(seed: int, person: Person, stem: str) -> str:
-    """A 40-hex ImageID with its extension, as the real info.csv has it, fixed by the seed, the person and the photo."""
-    return hashlib.sha1(f"search.synth:{seed}:{person.index}:{stem}".encode()).hexdigest() + ".jpg"
+    """The ImageID of a synthetic eval photo."""
+    return hashed_image_id("search.synth", seed, person.index, stem)

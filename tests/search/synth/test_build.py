@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from search.data import PHOTOS
-from search.synth import contact_sheet, generate, layout, parse_size
+from search.synth import build, contact_sheet, generate, parse_size
 
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 
@@ -134,12 +134,12 @@ def test_an_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
             raise KeyboardInterrupt
         return real(person, size, seed, root)
 
-    real = layout._write_person
-    monkeypatch.setattr(layout, "_write_person", failing)
+    real = build._write_person
+    monkeypatch.setattr(build, "_write_person", failing)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "bench", people=24, size=(32, 48), progress=False, n_jobs=1)
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(layout, "_write_person", real)
+    monkeypatch.setattr(build, "_write_person", real)
     root = generate(tmp_path / "bench", people=24, size=(32, 48), progress=False)
     assert (root / "bench.json").is_file() and [p.name for p in tmp_path.iterdir()] == ["bench"]
 

@@ -29,10 +29,10 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .faces import draw_photo, sample_look
 from runners.classes import GENDER_NAMES, MASK_NAMES, age_band
 from search.data.labels import MASK_OF_PHOTO, PHOTOS
 
+from .faces import draw_photo, sample_look
 from .people import (
     RACE,
     Person,
