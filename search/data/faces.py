@@ -113,9 +113,11 @@ def box_from_json(value: object, where: str) -> FaceBox | None:
 
 
 def log_fallbacks(missing: int, total: int, fallback: str, where: str) -> None:
-    """The count the issue asks for: photos with no face found use the fixed crop."""
+    """One line with the count of photos where no face was found, which use the fixed crop:
+    a warning when there are any (predict shows warnings only), else info."""
     if total:
-        log.info(
+        log.log(
+            logging.WARNING if missing else logging.INFO,
             "face_detect: a face was found in %d of %d photos (%.1f%%) of %s; %d use the fixed %r crop",
             total - missing,
             total,
