@@ -161,7 +161,7 @@ def load_photos(paths: Sequence[str | Path], height: int, width: int, crop: str,
         delayed(_load)(p, height, width, crop, "detect") for p in paths
     )
     if crop in DETECTED_CROPS:
-        faces.log_fallbacks(sum(fb for _, fb in rows), len(rows), DETECTED_CROPS[crop], f"{len(rows)} photos")
+        faces.log_fallbacks(sum(fb for _, fb in rows), len(rows), DETECTED_CROPS[crop], "a batch", warn=False)
     if not rows:
         return np.zeros((0, height, width, 3), np.uint8)
     return np.stack([row for row, _ in rows])
@@ -421,6 +421,7 @@ def face_boxes(
     """The face box of each photo (None: no face found), found once and kept in
     :func:`faces_file` beside the image caches."""
     faces.require()
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
     path = faces_file(paths, cache_dir, key)
     found = _read_faces(path, len(paths))
     if found is not None:

@@ -112,12 +112,13 @@ def box_from_json(value: object, where: str) -> FaceBox | None:
     raise ValueError(f"{where}: a face box must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1 or null, got {value!r}")
 
 
-def log_fallbacks(missing: int, total: int, fallback: str, where: str) -> None:
-    """One line with the count of photos where no face was found, which use the fixed crop:
-    a warning when there are any (predict shows warnings only), else info."""
+def log_fallbacks(missing: int, total: int, fallback: str, where: str, warn: bool = True) -> None:
+    """One line with the count of photos where no face was found, which use the fixed crop: a
+    warning when there are any and ``warn`` (once per image cache), else info (predict logs one
+    line per batch, shown with ``-v``)."""
     if total:
         log.log(
-            logging.WARNING if missing else logging.INFO,
+            logging.WARNING if missing and warn else logging.INFO,
             "face_detect: a face was found in %d of %d photos (%.1f%%) of %s; %d use the fixed %r crop",
             total - missing,
             total,
