@@ -10,6 +10,11 @@ named box given as fractions of the photo, then resize with PIL's BILINEAR filte
 antialiased (its support widens with the scale factor, area-like) when shrinking. JPEGs are
 first decoded at a reduced DCT scale no smaller than the crop needs (``Image.draft``).
 
+The ``face_detect`` crop's box is found in each photo (:mod:`search.data.faces`): the cache
+finds the faces of its photo list once, into ``faces-<n>-<hash>.json`` beside the image caches
+(keyed on the data, the paths and the detector, shared by every size), and a photo where none
+is found gets the fixed ``face`` box, counted in the log and in the cache's sidecar.
+
 Building: decoding runs on joblib threads (measured on 2 cores, 384x512 JPEG -> 128x96:
 threads ~2,400 img/s, processes ~1,000 img/s, serial ~2,000 img/s: PIL releases the GIL
 while decoding and resizing, and threads pay no start-up or transfer cost). Rows go into a

@@ -151,3 +151,21 @@ def test_no_face_in_a_blank_photo_and_one_in_a_drawn_portrait(tmp_path: Path) ->
     found = mtcnn.detect(rgb, faces.config())
     assert found.shape[1] == 5 and found[0, 4] > 0.5
     assert mtcnn.detect(np.full((512, 384, 3), 128, np.uint8), faces.config()).shape == (0, 5)
+
+
+def test_a_study_file_with_face_detect_is_checked_when_it_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.study import StudyFileError, load_study
+
+    text = (Path(__file__).resolve().parents[2] / "studies" / "smoke.toml").read_text()
+    path = tmp_path / "faces.toml"
+    path.write_text(text.replace('crop = "face"', 'crop = "face_detect"', 1))
+    if mtcnn.available():
+        assert load_study(path).base_config().crop == "face_detect"
+    real = mtcnn.importlib.util.find_spec
+    monkeypatch.setattr(mtcnn.importlib.util, "find_spec", lambda name: None if name == "mtcnn" else real(name))
+    with pytest.raises(StudyFileError) as info:
+        load_study(path)
+    message = str(info.value)
+    assert "faces.toml" in message and "fixed.crop" in message and 'pip install -e ".[face]"' in message
