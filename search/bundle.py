@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from search.data.cache import CROPS, load_photos
+from search.data.cache import CROPS, crop_problem, load_photos
 from search.data.labels import AGE_BAND_NAMES, GENDER_NAMES, MASK_NAMES, NUM_CLASSES
 
 log = logging.getLogger(__name__)
@@ -254,6 +254,9 @@ def _validate_preprocessing(pre: Any, path: Path) -> None:
             raise _field_error(path, f"preprocessing.{key}", value, f"an integer from 1 to {MAX_SIDE}")
     if pre.get("crop") not in CROPS:
         raise _field_error(path, "preprocessing.crop", pre.get("crop"), f"one of {sorted(CROPS)}")
+    problem = crop_problem(pre["crop"])  # a detected crop whose detector is not installed here
+    if problem:
+        raise BundleError(f"{path}: preprocessing.crop {pre['crop']!r}: {problem}.")
 
 
 def _validate_decision_rule(rule: Any, path: Path) -> None:

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.bundle import Bundle
+from search.bundle import Bundle, BundleError
 from search.data import image_cache, mtcnn
 
 from tests.data.portraits import draw_blank, draw_face
 
-pytestmark = pytest.mark.skipif(not mtcnn.available(), reason='needs the face extra: pip install -e ".[face]"')
+needs_extra = pytest.mark.skipif(not mtcnn.available(), reason='needs the face extra: pip install -e ".[face]"')
 
 
 @pytest.fixture
-def face_bundle(bundle_dir: Path, tmp_path: Path) -> Bundle:
+def face_bundle_dir(bundle_dir: Path, tmp_path: Path) -> Path:
     # the manifest is the one file the bundle does not checksum: the tiny bundle, retold as face_detect
     out = tmp_path / "bundle"
     shutil.copytree(bundle_dir, out)
@@ -28,9 +28,15 @@ def face_bundle(bundle_dir: Path, tmp_path: Path) -> Bundle:
     for member in manifest["members"]:
         member["config"]["crop"] = "face_detect"
     (out / "manifest.json").write_text(json.dumps(manifest))
-    return Bundle.load(out)
+    return out
 
 
+@pytest.fixture
+def face_bundle(face_bundle_dir: Path) -> Bundle:
+    return Bundle.load(face_bundle_dir)
+
+
+@needs_extra
 def test_face_detect_bundle_preprocesses_like_the_cache_and_torch_matches_onnx(
     face_bundle: Bundle, tmp_path: Path
 ) -> None:
@@ -44,3 +50,12 @@ def test_face_detect_bundle_preprocesses_like_the_cache_and_torch_matches_onnx(
     torch_probs = face_bundle.predict_proba(photos, backend="torch", device="cpu")
     onnx_probs = face_bundle.predict_proba(photos, backend="onnx", device="cpu")
     np.testing.assert_allclose(torch_probs, onnx_probs, atol=1e-4)
+
+
+def test_a_face_detect_bundle_without_the_extra_says_what_to_install(
+    face_bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = mtcnn.importlib.util.find_spec
+    monkeypatch.setattr(mtcnn.importlib.util, "find_spec", lambda name: None if name == "mtcnn" else real(name))
+    with pytest.raises(BundleError, match=r"preprocessing\.crop 'face_detect': .*pip install -e \"\.\[face\]\""):
+        Bundle.load(face_bundle_dir)
