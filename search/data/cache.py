@@ -159,7 +159,9 @@ def _load(
     return np.asarray(out, dtype=np.uint8), fell_back
 
 
-def load_photos(paths: Sequence[str | Path], height: int, width: int, crop: str, n_jobs: int = 4) -> np.ndarray:
+def load_photos(
+    paths: Sequence[str | Path], height: int, width: int, crop: str, n_jobs: int = 4
+) -> npt.NDArray[np.uint8]:
     """:func:`load_image` of each path on joblib threads, uint8 ``(N, height, width, 3)``; for a
     detected crop the faces are found now and the photos without one are counted in the log."""
     rows = Parallel(n_jobs=max(1, min(n_jobs, len(paths))), prefer="threads")(

@@ -109,7 +109,9 @@ def box_from_json(value: object, where: str) -> FaceBox | None:
     ):
         x1, y1, x2, y2 = (float(v) for v in value)
         return (x1, y1, x2, y2)
-    raise ValueError(f"{where}: a face box must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1 or null, got {value!r}")
+    raise ValueError(
+        f"{where}: a face box must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1 or null, got {value!r}"
+    )
 
 
 def log_fallbacks(missing: int, total: int, fallback: str, where: str, warn: bool = True) -> None:

@@ -65,7 +65,9 @@ def weights_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise DetectorUnavailable(f"the face_detect crop needs the face extra: {INSTALL_HINT}.")
     if importlib.util.find_spec("lz4") is None:
-        raise DetectorUnavailable(f"the face_detect crop needs lz4 to read the MTCNN weights: {INSTALL_HINT}.")
+        raise DetectorUnavailable(
+            f"the face_detect crop needs lz4 to read the MTCNN weights: {INSTALL_HINT}."
+        )
     folder = Path(next(iter(spec.submodule_search_locations))) / "assets" / "weights"
     missing = [n for n in ("pnet.lz4", "rnet.lz4", "onet.lz4") if not (folder / n).is_file()]
     if missing:
@@ -165,7 +167,9 @@ def _load_keras(net: nn.Module, path: Path) -> nn.Module:
     arrays = joblib.load(path)
     params = list(net.parameters())
     if len(arrays) != len(params):
-        raise DetectorUnavailable(f"{path} holds {len(arrays)} arrays, expected {len(params)}: {INSTALL_HINT}.")
+        raise DetectorUnavailable(
+            f"{path} holds {len(arrays)} arrays, expected {len(params)}: {INSTALL_HINT}."
+        )
     with torch.no_grad():
         for param, array in zip(params, arrays, strict=True):
             t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
@@ -176,7 +180,8 @@ def _load_keras(net: nn.Module, path: Path) -> nn.Module:
             t = t.reshape(param.shape) if t.ndim == 3 else t
             if t.shape != param.shape:
                 raise DetectorUnavailable(
-                    f"{path}: an array of shape {tuple(array.shape)} does not fit {tuple(param.shape)}: {INSTALL_HINT}."
+                    f"{path}: an array of shape {tuple(array.shape)} does not fit "
+                    f"{tuple(param.shape)}: {INSTALL_HINT}."
                 )
             param.copy_(t)
     return net.eval()
@@ -262,10 +267,8 @@ def detect(rgb: npt.NDArray[np.uint8], config: MtcnnConfig = MtcnnConfig()) -> n
             r = reg[0, :, rows, cols].double().numpy()  # (4, k): dx1, dy1, dx2, dy2 in cells
             x1, y1 = cols * 2 + 1.0, rows * 2 + 1.0
             x2, y2 = cols * 2 + 12.0, rows * 2 + 12.0
-            found = np.stack(
-                [x1 + r[0] * 11, y1 + r[1] * 11, x2 + r[2] * 11, y2 + r[3] * 11, prob[0, 1].numpy()[rows, cols]],
-                axis=1,
-            )
+            score = prob[0, 1].numpy()[rows, cols]
+            found = np.stack([x1 + r[0] * 11, y1 + r[1] * 11, x2 + r[2] * 11, y2 + r[3] * 11, score], axis=1)
             found[:, :4] /= scale
             proposals.append(found[_nms(found, 0.5)])
         scale *= config.scale_factor

@@ -17,7 +17,8 @@ def draw_face(path: Path, cx: int, cy: int, r: int = 90, size: tuple[int, int] =
         d.ellipse([ex - r * 0.22, cy - r * 0.39, ex + r * 0.22, cy - r * 0.19], fill=(250, 250, 250))
         d.ellipse([ex - r * 0.09, cy - r * 0.38, ex + r * 0.09, cy - r * 0.2], fill=(60, 40, 30))
         d.line([(ex - r * 0.27, cy - r * 0.58), (ex + r * 0.24, cy - r * 0.61)], fill=(70, 50, 40), width=6)
-    d.polygon([(cx, cy - brow * 0.75), (cx - r * 0.13, cy + r / 3), (cx + r * 0.13, cy + r / 3)], fill=(205, 165, 135))
+    nose = [(cx, cy - brow * 0.75), (cx - r * 0.13, cy + r / 3), (cx + r * 0.13, cy + r / 3)]
+    d.polygon(nose, fill=(205, 165, 135))
     d.line([(cx - r / 3, cy + mouth), (cx + r / 3, cy + mouth)], fill=(160, 70, 70), width=8)
     img.save(path, quality=92)
 

@@ -14,7 +14,9 @@ from search.data import cache, faces, mtcnn
 from search.data.cache import crop_problem, face_boxes, faces_file, image_cache, load_image, load_photos
 from tests.data.portraits import draw_blank, draw_face
 
-needs_extra = pytest.mark.skipif(not mtcnn.available(), reason='needs the face extra: pip install -e ".[face]"')
+needs_extra = pytest.mark.skipif(
+    not mtcnn.available(), reason='needs the face extra: pip install -e ".[face]"'
+)
 
 
 @pytest.fixture
@@ -124,7 +126,9 @@ def test_crop_box_has_the_input_aspect_and_stays_in_the_photo(
 
 def test_without_the_extra_the_message_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     real = mtcnn.importlib.util.find_spec
-    monkeypatch.setattr(mtcnn.importlib.util, "find_spec", lambda name: None if name == "mtcnn" else real(name))
+    monkeypatch.setattr(
+        mtcnn.importlib.util, "find_spec", lambda name: None if name == "mtcnn" else real(name)
+    )
     problem = crop_problem("face_detect")
     assert problem is not None and 'pip install -e ".[face]"' in problem
     assert crop_problem("face") is None
@@ -164,7 +168,9 @@ def test_a_study_file_with_face_detect_is_checked_when_it_loads(
     if mtcnn.available():
         assert load_study(path).base_config().crop == "face_detect"
     real = mtcnn.importlib.util.find_spec
-    monkeypatch.setattr(mtcnn.importlib.util, "find_spec", lambda name: None if name == "mtcnn" else real(name))
+    monkeypatch.setattr(
+        mtcnn.importlib.util, "find_spec", lambda name: None if name == "mtcnn" else real(name)
+    )
     with pytest.raises(StudyFileError) as info:
         load_study(path)
     message = str(info.value)
