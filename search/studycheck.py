@@ -113,9 +113,9 @@ def _augment(name: str) -> str | None:
 
 
 def _crop(name: str) -> str | None:
-    from search.data.cache import CROPS
+    from search.data.cache import crop_problem
 
-    return None if name in CROPS else f"names no crop: {name!r}; use one of {', '.join(sorted(CROPS))}"
+    return crop_problem(name)
 
 
 def _age_cutoff(value: int) -> str | None:

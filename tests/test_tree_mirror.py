@@ -23,6 +23,7 @@ COVERED_BY = {
     "runners/image_ops.py": "tests/runners/test_device_augment.py",
     "search/data/check.py": "tests/search/data/test_layout.py",
     "search/data/errors.py": "tests/search/data/test_layout.py",
+    "search/data/mtcnn.py": "tests/search/data/test_faces.py",
     "search/deploy/writer.py": "tests/search/test_export.py",
     "search/ensemble/args.py": "tests/search/test_export.py",
     "search/ensemble/candidates.py": "tests/search/test_export.py",

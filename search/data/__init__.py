@@ -1,6 +1,7 @@
 """The data path: read and validate the layout, label, relabel, split by person, cache images.
 
-No torch and no optuna here: this layer hands paths, label arrays, splits and uint8 image
+No optuna here, and torch only for the face_detect crop's detector (search.data.mtcnn): this
+layer hands paths, label arrays, splits and uint8 image
 arrays to the rest of the harness.
 """
 

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from runners.classes import NUM_CLASSES
-from search.data.cache import load_image
+from search.data.cache import load_photos
 from search.deploy.graph import (
     BACKENDS,
     build_checkpoint,
@@ -96,14 +96,10 @@ class Bundle:
 
     def preprocess(self, paths: Sequence[str | Path], n_jobs: int = 4) -> np.ndarray:
         """Decode, crop and resize photos to the bundle's input as the training cache did: uint8 (N, H, W, 3)."""
-        from joblib import Parallel, delayed
-
         _require_files(paths)
-        # threads: PIL releases the GIL while decoding and resizing (see search.data.cache)
-        rows = Parallel(n_jobs=max(1, min(n_jobs, len(paths))), prefer="threads")(
-            delayed(load_image)(p, self.height, self.width, self.crop) for p in paths
-        )
-        return np.stack(rows) if rows else np.zeros((0, self.height, self.width, 3), np.uint8)
+        # threads: PIL releases the GIL while decoding and resizing (see search.data.cache); a
+        # face_detect crop finds each photo's face here, before the network
+        return load_photos(paths, self.height, self.width, self.crop, n_jobs)
 
     def torch_net(self) -> Any:
         """The whole ensemble as one torch module (built on first use, on the CPU)."""

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from runners.classes import NUM_CLASSES
-from search.data.cache import CROPS
+from search.data.cache import CROPS, DETECTED_CROPS
 from search.deploy.manifest import (
     INPUT_NAME,
     MAX_SIDE,
@@ -71,6 +71,17 @@ def input_for(sizes: Sequence[tuple[int, int, str]]) -> InputSpec:
     if len(set(sizes)) == 1:
         return InputSpec(*sizes[0])
     crops = {crop for _, _, crop in sizes}
+    detected = crops & set(DETECTED_CROPS)
+    if detected:
+        # a detected box is found per photo at the input's aspect ratio, so the graph cannot cut it
+        # out of another crop, or re-cut it for another aspect ratio: only resizing is exact
+        ratios = {round(w / h, 6) for h, w, _ in sizes}
+        if len(crops) > 1 or len(ratios) > 1:
+            raise ValueError(
+                f"members with the {sorted(detected)[0]!r} crop share a bundle only with members of the same "
+                f"crop and aspect ratio (width/height), but got {sorted(set(sizes))}; choose such members "
+                "(--weights), or members of fixed crops."
+            )
     crop = crops.pop() if len(crops) == 1 else "full"
     T, L, B, R = CROPS[crop]
     height = width = 1

@@ -30,7 +30,7 @@ from typing import Any
 
 from runners.classes import NUM_CLASSES, class_table
 from search.atomic import write_text
-from search.data.cache import CROPS
+from search.data.cache import CROPS, crop_problem
 
 FORMAT_VERSION = 2  # 2: per-member preprocessing, the vote, members of several checkpoints
 MANIFEST = "manifest.json"
@@ -388,6 +388,9 @@ def _size_and_crop(pre: Any, path: Path, where: str) -> tuple[int, int, str]:
             raise _field_error(path, f"{where}.{key}", value, f"an integer from 1 to {MAX_SIDE}")
     if pre.get("crop") not in CROPS:
         raise _field_error(path, f"{where}.crop", pre.get("crop"), f"one of {sorted(CROPS)}")
+    problem = crop_problem(pre["crop"])  # a detected crop whose detector is not installed here
+    if problem:
+        raise BundleError(f"{path}: {where}.crop {pre['crop']!r}: {problem}.")
     return pre["height"], pre["width"], pre["crop"]
 
 

@@ -135,7 +135,7 @@ def test_percentile_pruner_keeps_only_the_top_share(tmp_path: Path) -> None:
         ("age_cutoff = [58, 59, 60]", "age_cutoff = [200]", ["params.age_cutoff", "from 55 to 65"]),
         ("age_cutoff = [58, 59, 60]", "age_cutoff = [70]", ["params.age_cutoff", "from 55 to 65"]),
         ("age_cutoff = [58, 59, 60]", "age_cutoff = { low = 50, high = 60 }", ["params.age_cutoff", "got 50"]),
-        ('crop = "face"', 'crop = "head"', ["fixed.crop", "use one of face, full, tight"]),
+        ('crop = "face"', 'crop = "head"', ["fixed.crop", "use one of face, face_detect, full, tight"]),
         ('augment = ["none", "flip"]', 'augment = ["none", "flipp"]', ["params.augment", "flip, gray_sharp"]),
         ("pretrained = false", 'pretrained = "no"', ["fixed.pretrained", "true or false"]),
         ("batch_size = 32", "batch_size = 0", ["fixed.batch_size", "batch_size must be at least 1"]),

@@ -117,7 +117,7 @@ def test_crop_and_resize_match_pil(tmp_path: Path, draw_image) -> None:
 
 
 def test_bad_arguments(photos: list[str], tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown crop 'head'; valid crops are face, full, tight"):
+    with pytest.raises(ValueError, match="unknown crop 'head'; valid crops are face, face_detect, full, tight"):
         image_cache(photos, 16, 12, "head", tmp_path, key="k")
     with pytest.raises(ValueError, match="height must be an integer"):
         image_cache(photos, 0, 12, "full", tmp_path, key="k")
