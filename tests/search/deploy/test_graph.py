@@ -115,3 +115,11 @@ def test_a_member_of_several_checkpoints_averages_their_probabilities() -> None:
     grouped = torch_predict(build_ensemble([build_member([one, two])], [1.0]), images)
     singles = [torch_predict(build_ensemble([m], [1.0]), images) for m in (one, two)]
     np.testing.assert_allclose(grouped, (singles[0] + singles[1]) / 2, atol=1e-6)
+
+
+def test_a_detected_crop_shares_a_graph_only_at_its_own_crop_and_aspect_ratio() -> None:
+    # the detected box is cut per photo at the input's aspect ratio: resizing it is exact, re-cutting is not
+    assert input_for([(32, 24, "face_detect"), (64, 48, "face_detect")]) == InputSpec(64, 48, "face_detect")
+    for sizes in ([(32, 24, "face_detect"), (32, 24, "face")], [(32, 24, "face_detect"), (32, 32, "face_detect")]):
+        with pytest.raises(ValueError, match="'face_detect' crop share a bundle only with members of the same"):
+            input_for(sizes)

@@ -263,7 +263,7 @@ def face_bundle_dir(bundle_dir: Path, tmp_path: Path) -> Path:
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["preprocessing"]["crop"] = "face_detect"
     for member in manifest["members"]:
-        member["config"]["crop"] = "face_detect"
+        member["config"]["crop"] = member["preprocessing"]["crop"] = "face_detect"
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
 
