@@ -160,18 +160,18 @@ def test_no_face_in_a_blank_photo_and_one_in_a_drawn_portrait(tmp_path: Path) ->
 def test_a_study_file_with_face_detect_is_checked_when_it_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from search.study import StudyFileError, load_study
+    from search.study import StudyFileError, load_study_spec
 
-    text = (Path(__file__).resolve().parents[2] / "studies" / "smoke.toml").read_text()
+    text = (Path(__file__).resolve().parents[3] / "studies" / "smoke.toml").read_text()
     path = tmp_path / "faces.toml"
     path.write_text(text.replace('crop = "face"', 'crop = "face_detect"', 1))
     if mtcnn.available():
-        assert load_study(path).base_config().crop == "face_detect"
+        assert load_study_spec(path).base_config().crop == "face_detect"
     real = mtcnn.importlib.util.find_spec
     monkeypatch.setattr(
         mtcnn.importlib.util, "find_spec", lambda name: None if name == "mtcnn" else real(name)
     )
     with pytest.raises(StudyFileError) as info:
-        load_study(path)
+        load_study_spec(path)
     message = str(info.value)
     assert "faces.toml" in message and "fixed.crop" in message and 'pip install -e ".[face]"' in message
