@@ -47,8 +47,8 @@ from joblib import Parallel, delayed
 from PIL import Image
 from tqdm.auto import tqdm
 
+import search.data.faces as faces
 from search.atomic import atomic_path, write_json
-from search.data import faces
 from search.data.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -13,12 +13,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from runners import ImageSet, fit
-from runners.config import TrialConfig
 from search.data import TrainData, image_cache, load_train, split_people
 from search.study_attrs import StudyAttrs
 from search.synth import generate
 from search.trialstore import TrialStore, Validation
+from tests.support.tiny_study import train_and_record, trial_config
 
 STUDY = "tinyrefit"
 SIZE = 32
@@ -78,35 +77,8 @@ def refit_study_template(tmp_path_factory: pytest.TempPathFactory) -> RefitStudy
         workdir=str(workdir),
     ).write(study)
     for number, (backbone, cutoff, lr, seed) in enumerate(TRIALS):
-        config = TrialConfig(
-            backbone=backbone,
-            age_cutoff=cutoff,
-            lr=lr,
-            seed=seed,
-            height=SIZE,
-            width=SIZE,
-            crop="full",
-            epochs=2,
-            batch_size=32,
-            patience=2,
-        )
-        train = ImageSet(images, train_rows, data.training_labels(cutoff)[train_rows])
-        val = ImageSet(images, val_rows, data.labels[val_rows])
-        result = fit(config, train, val, device="cpu")
-        assert result.status == "complete", result.reason
-        store.save_trial(number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary())
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=optuna.trial.TrialState.COMPLETE,
-                value=result.best_macro_f1,
-                user_attrs={
-                    "config": config.to_dict(),
-                    "best_epoch": result.best_epoch,
-                    "epochs_run": len(result.history),
-                    "seconds_per_epoch": 1.0,
-                },
-            )
-        )
+        config = trial_config(backbone, cutoff, lr, seed, SIZE, epochs=2)
+        train_and_record(study, store, number, config, images, data, train_rows, val_rows)
     return RefitStudy(root, workdir, STUDY, data, validation)
 
 

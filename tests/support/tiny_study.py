@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
@@ -52,6 +53,54 @@ class TinyStudy:
         return [self.data.paths[r] for r in self.validation.rows]
 
 
+def trial_config(backbone: str, cutoff: int, lr: float, seed: int, size: int, epochs: int) -> TrialConfig:
+    """A tiny trial of a timm test model on the full photo."""
+    return TrialConfig(
+        backbone=backbone,
+        age_cutoff=cutoff,
+        lr=lr,
+        seed=seed,
+        height=size,
+        width=size,
+        crop="full",
+        epochs=epochs,
+        batch_size=32,
+        patience=2,
+    )
+
+
+def train_and_record(
+    study: optuna.Study,
+    store: TrialStore,
+    number: int,
+    config: TrialConfig,
+    images: np.ndarray,
+    data: TrainData,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+) -> None:
+    """Train ``config`` for real and record it as ``search.run`` does: the trial folder and a
+    complete Optuna trial with the user attributes the ensemble and refit read."""
+    train = ImageSet(images, train_rows, data.training_labels(config.age_cutoff)[train_rows])
+    val = ImageSet(images, val_rows, data.labels[val_rows])
+    result = fit(config, train, val, device="cpu")
+    assert result.status == "complete", result.reason
+    store.save_trial(number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary())
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE,
+            value=result.best_macro_f1,
+            user_attrs={
+                "config": config.to_dict(),
+                "per_class_f1": result.per_class_f1,
+                "best_epoch": result.best_epoch,
+                "epochs_run": len(result.history),
+                "seconds_per_epoch": 1.0,
+            },
+        )
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> TinyStudy:
     root = generate(
@@ -78,30 +127,8 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> TinyStudy:
     attrs.write(study)
     configs = []
     for number, (backbone, cutoff, lr, seed) in enumerate(TRIALS):
-        config = TrialConfig(
-            backbone=backbone,
-            age_cutoff=cutoff,
-            lr=lr,
-            seed=seed,
-            height=SIZE,
-            width=SIZE,
-            crop="full",
-            epochs=1,
-            batch_size=32,
-            patience=2,
-        )
-        train = ImageSet(images, train_rows, data.training_labels(cutoff)[train_rows])
-        val = ImageSet(images, val_rows, data.labels[val_rows])
-        result = fit(config, train, val, device="cpu")
-        assert result.status == "complete", result.reason
-        store.save_trial(number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary())
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=optuna.trial.TrialState.COMPLETE,
-                value=result.best_macro_f1,
-                user_attrs={"config": config.to_dict(), "per_class_f1": result.per_class_f1},
-            )
-        )
+        config = trial_config(backbone, cutoff, lr, seed, SIZE, epochs=1)
+        train_and_record(study, store, number, config, images, data, train_rows, val_rows)
         configs.append(config)
     assert [t.number for t in study.trials] == list(range(len(TRIALS)))
     return TinyStudy(root, workdir, storage, STUDY, data, validation, tuple(configs))
