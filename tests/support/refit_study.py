@@ -13,14 +13,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.data import TrainData, image_cache, load_train, split_people
+from search.data import TrainData
 from search.study_attrs import StudyAttrs
-from search.synth import generate
 from search.trialstore import TrialStore, Validation
-from tests.support.tiny_study import train_and_record, trial_config
+from tests.support.tiny_study import SIZE, tiny_data, train_and_record, trial_config
 
 STUDY = "tinyrefit"
-SIZE = 32
 TRIALS = (("test_resnet", 60, 3e-3, 0), ("test_efficientnet", 58, 3e-3, 0), ("test_resnet", 59, 1e-3, 1))
 
 
@@ -43,23 +41,8 @@ class RefitStudy:
 
 @pytest.fixture(scope="session")
 def refit_study_template(tmp_path_factory: pytest.TempPathFactory) -> RefitStudy:
-    root = generate(
-        tmp_path_factory.mktemp("data") / "bench",
-        people=40,
-        size=(48, 64),
-        seed=0,
-        n_eval_people=6,
-        progress=False,
-    )
-    workdir = tmp_path_factory.mktemp("runs")
-    data = load_train(root)
-    split = split_people(data, val_fraction=0.3, seed=0)
-    train_rows, val_rows = split.indices(data)
-    people = data.images["person"].to_numpy().astype(str)
-    validation = Validation(val_rows, data.labels[val_rows], people[val_rows], data.fingerprint)
-    store = TrialStore(workdir, STUDY)
-    store.save_validation(validation)
-    images = image_cache(data.paths, SIZE, SIZE, "full", workdir / "cache", key=data.fingerprint)
+    d = tiny_data(tmp_path_factory, STUDY, people=40, n_eval_people=6, val_fraction=0.3)
+    root, workdir, data, split, validation, store = d.root, d.workdir, d.data, d.split, d.validation, d.store
     study_file = workdir / "refit.toml"
     study_file.write_text(
         (Path(__file__).resolve().parents[2] / "studies" / "smoke.toml")
@@ -78,7 +61,7 @@ def refit_study_template(tmp_path_factory: pytest.TempPathFactory) -> RefitStudy
     ).write(study)
     for number, (backbone, cutoff, lr, seed) in enumerate(TRIALS):
         config = trial_config(backbone, cutoff, lr, seed, SIZE, epochs=2)
-        train_and_record(study, store, number, config, images, data, train_rows, val_rows)
+        train_and_record(study, store, number, config, d.images, data, d.train_rows, d.val_rows)
     return RefitStudy(root, workdir, STUDY, data, validation)
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from runners import ImageSet, fit
 from runners.config import TrialConfig
-from search.data import TrainData, image_cache, load_train, split_people
+from search.data import PersonSplit, TrainData, image_cache, load_train, split_people
 from search.study_attrs import StudyAttrs
 from search.synth import generate
 from search.trialstore import TrialStore, Validation
@@ -51,6 +51,45 @@ class TinyStudy:
 
     def val_paths(self) -> list[str]:
         return [self.data.paths[r] for r in self.validation.rows]
+
+
+@dataclass(frozen=True)
+class TinyData:
+    """A drawn synthetic data set, its person split, the trial store with the validation rows
+    saved, and the SIZExSIZE full-photo image cache: what a recorded test study is built on."""
+
+    root: Path
+    workdir: Path
+    data: TrainData
+    split: PersonSplit
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    validation: Validation
+    store: TrialStore
+    images: np.ndarray
+
+
+def tiny_data(
+    tmp_path_factory: pytest.TempPathFactory, study: str, people: int, n_eval_people: int, val_fraction: float
+) -> TinyData:
+    root = generate(
+        tmp_path_factory.mktemp("data") / "bench",
+        people=people,
+        size=(48, 64),
+        seed=0,
+        n_eval_people=n_eval_people,
+        progress=False,
+    )
+    workdir = tmp_path_factory.mktemp("runs")
+    data = load_train(root)
+    split = split_people(data, val_fraction=val_fraction, seed=0)
+    train_rows, val_rows = split.indices(data)
+    people_ids = data.images["person"].to_numpy().astype(str)
+    validation = Validation(val_rows, data.labels[val_rows], people_ids[val_rows], data.fingerprint)
+    store = TrialStore(workdir, study)
+    store.save_validation(validation)
+    images = image_cache(data.paths, SIZE, SIZE, "full", workdir / "cache", key=data.fingerprint)
+    return TinyData(root, workdir, data, split, train_rows, val_rows, validation, store, images)
 
 
 def trial_config(backbone: str, cutoff: int, lr: float, seed: int, size: int, epochs: int) -> TrialConfig:
@@ -103,24 +142,8 @@ def train_and_record(
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> TinyStudy:
-    root = generate(
-        tmp_path_factory.mktemp("data") / "bench",
-        people=48,
-        size=(48, 64),
-        seed=0,
-        n_eval_people=8,
-        progress=False,
-    )
-    workdir = tmp_path_factory.mktemp("runs")
-    data = load_train(root)
-    split = split_people(data, val_fraction=0.34, seed=0)
-    train_rows, val_rows = split.indices(data)
-    people = data.images["person"].to_numpy().astype(str)
-    validation = Validation(val_rows, data.labels[val_rows], people[val_rows], data.fingerprint)
-    store = TrialStore(workdir, STUDY)
-    store.save_validation(validation)
-    images = image_cache(data.paths, SIZE, SIZE, "full", workdir / "cache", key=data.fingerprint)
-
+    d = tiny_data(tmp_path_factory, STUDY, people=48, n_eval_people=8, val_fraction=0.34)
+    root, workdir, data, split, validation, store = d.root, d.workdir, d.data, d.split, d.validation, d.store
     storage = f"sqlite:///{workdir / 'studies.db'}"
     study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
     attrs = StudyAttrs(data_fingerprint=data.fingerprint, split=split, data_root=str(root), workdir=str(workdir))
@@ -128,7 +151,7 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> TinyStudy:
     configs = []
     for number, (backbone, cutoff, lr, seed) in enumerate(TRIALS):
         config = trial_config(backbone, cutoff, lr, seed, SIZE, epochs=1)
-        train_and_record(study, store, number, config, images, data, train_rows, val_rows)
+        train_and_record(study, store, number, config, d.images, data, d.train_rows, d.val_rows)
         configs.append(config)
     assert [t.number for t in study.trials] == list(range(len(TRIALS)))
     return TinyStudy(root, workdir, storage, STUDY, data, validation, tuple(configs))
