@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from search.atomic import write_text
+from search.common.atomic import write_text
 from search.run import positive_int
-from search.study import load_study_spec
+from search.studyfile.parse import load_study_spec
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -202,7 +202,7 @@ def add_work_root_arg(p: argparse.ArgumentParser) -> None:
 
 
 def size_arg(text: str) -> tuple[int, int]:
-    from search.synth.build import size_arg as parse
+    from search.benches.synth.build import size_arg as parse
 
     return parse(text)
 
@@ -236,7 +236,7 @@ def ensure_bench(root: Path | None, people: int, size: tuple[int, int], seed: in
     An existing bench drawn with other parameters is refused, so figures never silently come
     from a bench other than the one the command line names.
     """
-    from search.synth import generate
+    from search.benches.synth import generate
 
     root = Path(root) if root is not None else bench_dir(people, size, seed)
     meta = root / "bench.json"

@@ -3,7 +3,7 @@
 By default the script runs a small, diverse study on the bench (three tiny backbones, age
 cutoffs, focal gamma, learning rate, augmentation; no pruner, so every trial is a candidate)
 into runs/benchmarks/ensemble (resumable: a second run with the same settings reuses its
-trials), then runs ``search.ensemble.run_procedure``: members chosen on one half of the
+trials), then runs ``search.ensembling.run_procedure``: members chosen on one half of the
 validation people and scored on the other (both ways, averaged), the in-sample score on all
 validation people, and the score on the bench's eval labels (people no trial has seen). Pass
 ``--study`` (with ``--storage``/``--workdir``) to measure an existing study instead.
@@ -22,13 +22,13 @@ from typing import Any
 
 from benchmarks import common
 from runners import resolve_device
-from search.ensemble.candidates import load_candidates
-from search.ensemble.evalscore import find_eval_labels, score_on_eval
-from search.ensemble.honest import METHODS
-from search.ensemble.procedure import run_procedure
-from search.ensemble.selection import SelectionSettings
-from search.options import RunOptions
-from search.runstudy import run_study
+from search.ensembling.candidates import load_candidates
+from search.ensembling.evalscore import find_eval_labels, score_on_eval
+from search.ensembling.honest import METHODS
+from search.ensembling.procedure import run_procedure
+from search.ensembling.selection import SelectionSettings
+from search.engine.options import RunOptions
+from search.engine.runstudy import run_study
 
 log = logging.getLogger("benchmarks.ensemble")
 NAME = "ensemble"

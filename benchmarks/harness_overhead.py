@@ -1,6 +1,6 @@
 """Wall time of one trial through the harness against a bare loop on the same cached data.
 
-Harness: ``search.runstudy.run_study`` on a one-trial study file written to a temporary folder (fixed
+Harness: ``search.engine.runstudy.run_study`` on a one-trial study file written to a temporary folder (fixed
 parameters, no pruner): storage, study user attributes, person split, reporting every epoch,
 artifacts (validation probabilities, confusion PNG), checkpoint (safetensors), retention, the
 dashboard note. Bare: ``runners.fit`` called directly with the same TrialConfig on ImageSets of
@@ -26,8 +26,8 @@ import optuna
 from benchmarks import common
 from runners import ImageSet, TrialConfig, fit, resolve_device
 from search.data import image_cache, load_train, split_people
-from search.options import RunOptions
-from search.runstudy import run_study
+from search.engine.options import RunOptions
+from search.engine.runstudy import run_study
 
 log = logging.getLogger("benchmarks.harness_overhead")
 NAME = "harness_overhead"
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   val_images=len(bare.val))
     notes = [
         "bare = runners.fit called directly (the training loop the harness calls), reporter=None",
-        ("harness = search.runstudy.run_study on a fresh one-trial study (sqlite storage in a temporary workdir), "
+        ("harness = search.engine.runstudy.run_study on a fresh one-trial study (sqlite storage in a temporary workdir), "
          "same cache file; set-up = load_train (layout check and image decode check), split, study attributes"),
     ]
     path = common.save_result(NAME, inputs=inputs, figures=figures, machine_info=machine, notes=notes,

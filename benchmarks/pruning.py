@@ -35,13 +35,13 @@ from tqdm import tqdm
 
 from benchmarks import common
 from runners import resolve_device
-from search.options import RunOptions
-from search.pruners import PRUNING_SIGNALS
-from search.runstudy import run_study
+from search.engine.options import RunOptions
+from search.studyfile.pruners import PRUNING_SIGNALS
+from search.engine.runstudy import run_study
 
 log = logging.getLogger("benchmarks.pruning")
 NAME = "pruning"
-# As search/pruners.py's make_pruner reads them (it builds "median" as MedianPruner(n_startup_trials=2,
+# As search/studyfile/pruners.py's make_pruner reads them (it builds "median" as MedianPruner(n_startup_trials=2,
 # n_warmup_steps=min_resource)); --min-resource replaces min_resource (the study files use 2).
 PRUNER_SETTINGS = {
     "hyperband": {"name": "hyperband", "min_resource": 1, "reduction_factor": 3},
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              "f1_diff = pruned best - unpruned best of the same sampler seed (negative: the pruned study found less)",
              f"goal judged on the means over seeds: mean f1_diff >= -{MAX_F1_DROP}, mean epoch_share <= {MAX_EPOCH_SHARE}",
              "study_files shows the first seed's files; the others differ only in sampler.seed and the description",
-             "median = MedianPruner(n_startup_trials=2, n_warmup_steps=min_resource) as search/pruners.py builds it",
+             "median = MedianPruner(n_startup_trials=2, n_warmup_steps=min_resource) as search/studyfile/pruners.py builds it",
              "signal: what the pruned studies reported to their pruner (val_loss: the validation loss, negated); curves keep both"]
     figures = {"per_seed": rows, "summary": summ, "total_wall_seconds": total,
                "goal": {"max_f1_drop": MAX_F1_DROP, "max_epoch_share": MAX_EPOCH_SHARE, "judged_on": "means over seeds"}}

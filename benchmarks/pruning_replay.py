@@ -2,7 +2,7 @@
 
 Reads the unpruned studies of one or more ``benchmarks.pruning`` results (each trial's
 macro-F1 per epoch, kept in their JSON) and feeds every seed's trials, in their order, through
-a fresh in-memory Optuna study whose pruner is built by ``search.pruners.make_pruner``, as the
+a fresh in-memory Optuna study whose pruner is built by ``search.studyfile.pruners.make_pruner``, as the
 objective drives it: report each epoch, ask ``should_prune`` after every epoch but the last,
 stop there if told to. A stopped trial counts the epochs it reported; a complete one has its
 best epoch as its value. Figures per rule: the best complete value, the epochs spent, and
@@ -34,8 +34,8 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks import common, pruning
-from search.pruners import CURVE_ATTR, PRUNING_SIGNALS, PrunerSpec, check_pruner, make_pruner, reported_value
-from search.study import StudyFileError
+from search.studyfile.pruners import CURVE_ATTR, PRUNING_SIGNALS, PrunerSpec, check_pruner, make_pruner, reported_value
+from search.studyfile.parse import StudyFileError
 
 NAME = "pruning_replay"
 DEFAULT_RULES = ("hyperband", "successive_halving", "median")
@@ -142,7 +142,7 @@ def replay(study: RecordedStudy, spec: PrunerSpec, signal: str = "macro_f1") -> 
         trial = optuna_study.ask()
         state = TrialState.COMPLETE
         for epoch, value in enumerate(reported, start=1):
-            # As search.objective reports: macro-F1 as the intermediate value, the signal in the curve.
+            # As search.engine.objective reports: macro-F1 as the intermediate value, the signal in the curve.
             trial.set_user_attr(CURVE_ATTR, reported[:epoch])
             trial.report(curve[epoch - 1], epoch)
             if epoch < study.epochs and trial.should_prune():

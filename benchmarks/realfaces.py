@@ -37,7 +37,7 @@ from sklearn.metrics import f1_score, recall_score
 from benchmarks import common
 from benchmarks.plain_run import PlainSettings, plain_run
 from runners.classes import NUM_AGE_BANDS, NUM_CLASSES, NUM_GENDERS, NUM_MASKS, OLD_BAND, decompose
-from search.realfaces import build
+from search.benches.realfaces import build
 
 log = logging.getLogger("benchmarks.realfaces")
 NAME = "realfaces"

@@ -35,14 +35,14 @@ from benchmarks import common
 from search.data import image_cache, load_eval
 from search.deploy import Bundle
 from search.deploy.graph import build_checkpoint, build_ensemble, torch_predict
-from search.ensemble.candidates import load_candidates
-from search.ensemble.evalscore import find_eval_labels, read_eval_labels
-from search.ensemble.procedure import run_procedure
-from search.ensemble.selection import Candidate, SelectionSettings, accuracy, macro_f1
+from search.ensembling.candidates import load_candidates
+from search.ensembling.evalscore import find_eval_labels, read_eval_labels
+from search.ensembling.procedure import run_procedure
+from search.ensembling.selection import Candidate, SelectionSettings, accuracy, macro_f1
 from search.export import export_bundle, shipped_method
-from search.refit.store import RefitStore
-from search.refit.train import Budget, choose_trials, open_refit, refit_all, refit_folds
-from search.trialstore import TrialStore
+from search.refitting.store import RefitStore
+from search.refitting.train import Budget, choose_trials, open_refit, refit_all, refit_folds
+from search.storage.trialstore import TrialStore
 
 log = logging.getLogger("benchmarks.refit")
 NAME = "refit"

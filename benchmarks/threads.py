@@ -6,7 +6,7 @@ weights, its input size, crop and augmentation, so the loader starts its worker 
 
 - before: torch's default intra-op threads (one per core), as the main command ran until it
   picked them itself;
-- after: ``search.threads.default_threads()``, the rule ``search.run`` now applies
+- after: ``search.common.threads.default_threads()``, the rule ``search.run`` now applies
   (``max(1, cores - loader workers)``).
 
 Each setting is timed with the machine otherwise idle and with one competing process spinning on
@@ -39,7 +39,7 @@ def child(threads: int, images: int, bench: str) -> dict[str, Any]:
     torch.set_num_threads(threads)
     from runners import ImageSet, default_num_workers, fit
     from search.data import image_cache, load_train, split_people
-    from search.study import load_study_spec
+    from search.studyfile.parse import load_study_spec
 
     config = load_study_spec("age_cutoff", "cpu").base_config().replace(
         backbone="tf_efficientnet_lite0", epochs=1, ema_decay=0.0, warmup_epochs=0.0)
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(child(args.child, args.images, str(args.bench))))
         return {}
     common.setup(args)
-    from search.threads import default_threads
+    from search.common.threads import default_threads
 
     bench = str(common.ensure_bench(args.bench, args.people, args.size, args.bench_seed))
     settings = {"before: torch default": os.cpu_count() or 1, "after: search.run's rule": default_threads()}

@@ -20,6 +20,8 @@ def module_files(root: Path, packages: tuple[str, ...] = PACKAGES) -> dict[str, 
     for package in packages:
         for path in sorted((root / package).rglob("*.py")):
             parts = path.relative_to(root).with_suffix("").parts
+            if parts[1:2] == ("verbs",):  # search/verbs/ is on search's __path__: verbs/run.py is search.run
+                parts = parts[:1] + parts[2:]
             found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 

@@ -13,8 +13,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.storage import DEFAULT_WORKDIR, default_storage_url
-from search.study import study_path
+from search.storage.backends import DEFAULT_WORKDIR, default_storage_url
+from search.studyfile.parse import study_path
 
 
 def add_study_args(p: argparse.ArgumentParser, workdir_default: Path | None = DEFAULT_WORKDIR) -> None:

@@ -26,7 +26,6 @@ from search.data.labels import (
 from search.data.layout import EvalData, TrainData, load_eval, load_train
 from search.data.relabel import Fix, read_relabel
 from search.data.split import PersonSplit, kfold_people, split_people
-from search.data.synthetic import ENV_VAR, default_data_root, ensure_synthetic_data
 
 __all__ = [
     "AGE_BAND_NAMES",
@@ -34,7 +33,6 @@ __all__ = [
     "CANONICAL_CUTOFF",
     "CLASS_NAMES",
     "CROPS",
-    "ENV_VAR",
     "EXTENSIONS",
     "GENDER_NAMES",
     "MASK_NAMES",
@@ -51,8 +49,6 @@ __all__ = [
     "class_id",
     "crop_box",
     "decompose",
-    "default_data_root",
-    "ensure_synthetic_data",
     "image_cache",
     "kfold_people",
     "load_eval",

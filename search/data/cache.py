@@ -48,12 +48,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 import search.data.faces as faces
-from search.atomic import atomic_path, write_json
+from search.common.atomic import atomic_path, write_json
 from search.data.errors import DataError
 
 log = logging.getLogger(__name__)
 
-# a build's temporary files (search.atomic): .<name>.npy.tmp-<pid>-<hex>.tmp, and the same for .json
+# a build's temporary files (search.common.atomic): .<name>.npy.tmp-<pid>-<hex>.tmp, and the same for .json
 _TEMP = re.compile(r"^\.(?P<name>images-[^./]+)\.(?:npy|json)\..+\.tmp$")
 
 CACHE_VERSION = 2  # bump when load_image's output changes for the same inputs

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from search.atomic import write_json
+from search.common.atomic import write_json
 from search.data.check import (
     check_decodable,
     data_error,

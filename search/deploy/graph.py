@@ -5,7 +5,7 @@
          size and crop are the input's), then (x / 255 - mean) / std and its checkpoints'
          softmax, averaged
       -> the vote: soft (weighted mean) or hard (weighted argmax votes, ties broken by the soft
-         vote; the formula of search/ensemble/votes.py)
+         vote; the formula of search/ensembling/votes.py)
       -> with a decision rule: softmax(log(vote) + offsets)
 
 The resize is PIL's bilinear filter (what ``search.data.load_image`` applies) written as two
@@ -40,8 +40,8 @@ from search.deploy.manifest import (
 
 BACKENDS = ("torch", "onnx")
 DECISION_EPS = 1e-7  # floor of a vote probability before its log, in torch and in the ONNX graph alike
-TIE_TOLERANCE = 1e-6  # search/ensemble/votes.py: vote totals closer than this are a tie
-TIE_SCALE = 1e-6  # search/ensemble/votes.py: the soft vote's weight in breaking a tie
+TIE_TOLERANCE = 1e-6  # search/ensembling/votes.py: vote totals closer than this are a tie
+TIE_SCALE = 1e-6  # search/ensembling/votes.py: the soft vote's weight in breaking a tie
 
 Resize = tuple[np.ndarray, np.ndarray]  # (rows (h, H), columns (w, W)): out = rows @ x @ columns.T
 
@@ -165,7 +165,7 @@ def _torch_classes() -> tuple[Any, Any]:
             self.members = nn.ModuleList(m if isinstance(m, MemberNet) else MemberNet([m]) for m in members)
             self.register_buffer("weights", w / w.sum(), persistent=False)
             self.hard = vote == "hard"
-            # The macro-F1 decision rule (search.ensemble.decision): softmax(log(vote) + offsets).
+            # The macro-F1 decision rule (search.ensembling.decision): softmax(log(vote) + offsets).
             values = [float(o) for o in offsets or ()]
             rule = any(v != 0.0 for v in values)
             if rule and self.hard:

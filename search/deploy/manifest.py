@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from runners.classes import NUM_CLASSES, class_table
-from search.atomic import write_text
+from search.common.atomic import write_text
 from search.data.cache import CROPS, crop_problem
 
 FORMAT_VERSION = 2  # 2: per-member preprocessing, the vote, members of several checkpoints
@@ -38,7 +38,7 @@ ONNX_FILE = "ensemble.onnx"
 MEMBERS_DIR = "members"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probs"
-VOTES = ("soft", "hard")  # the same as search.ensemble.votes.VOTES, which deploy does not import
+VOTES = ("soft", "hard")  # the same as search.ensembling.votes.VOTES, which deploy does not import
 WEIGHTS_FROM = ("learned", "given")  # learned on the selection people, or given with --weights
 MAX_SIDE = 4096
 _REQUIRED = ("format_version", "members", "preprocessing", "vote", "classes", "files")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from search.atomic import write_text
+from search.common.atomic import write_text
 from search.cli import add_verbose, report_error, setup_logging
 from search.data import DataError, load_eval
 from search.deploy.bundle import Bundle

@@ -3,7 +3,7 @@
 The bundle is built in a hidden folder beside ``out``; its graph is checked with onnx.checker
 and against torch through onnxruntime, its manifest read back, and only then is it renamed to
 ``out`` (replacing a bundle there only with ``overwrite``; any other folder or file is refused
-and left alone). Choosing the members is not done here: search/export.py reads the study and
+and left alone). Choosing the members is not done here: search/verbs/export.py reads the study and
 selects them.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from search.atomic import swap_dir, temp_name
+from search.common.atomic import swap_dir, temp_name
 from search.deploy.graph import (
     build_checkpoint,
     build_ensemble,

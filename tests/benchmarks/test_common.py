@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import common, ensemble, harness_overhead, pruning
-from search.study import load_study_spec
+from search.studyfile.parse import load_study_spec
 
 
 def test_table_aligns_columns_and_formats_floats() -> None:

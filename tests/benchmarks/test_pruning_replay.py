@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from benchmarks import pruning_replay
-from search.pruners import PrunerSpec
+from search.studyfile.pruners import PrunerSpec
 
 # Three epochs per trial. Trial 1 is the study's best; trial 2 is hopeless after epoch 1.
 CURVES = [[0.4, 0.6, 0.8], [0.3, 0.7, 0.9], [0.1, 0.15, 0.2], [0.35, 0.5, 0.55]]

@@ -12,7 +12,7 @@ from tests.benchmarks.conftest import saved_result
 @pytest.mark.slow
 def test_realfaces_runs_both_sides_and_scores_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks import common, realfaces
-    from tests.search.realfaces.test_build import AGES, _draw_face
+    from tests.search.benches.realfaces.test_build import AGES, _draw_face
 
     faces = tmp_path / "faces"
     faces.mkdir()

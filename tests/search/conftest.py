@@ -10,9 +10,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.options import RunOptions
-from search.runstudy import run_study
-from search.synth import generate
+from search.engine.options import RunOptions
+from search.engine.runstudy import run_study
+from search.benches.synth import generate
 from tests.support.tiny_study import bundle_dir, mixed_bundles, tiny_study  # noqa: F401 (fixtures)
 from tests.support.workers import bench, pg_url, postgres  # noqa: F401 (fixtures)
 

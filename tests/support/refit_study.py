@@ -14,8 +14,8 @@ import optuna
 import pytest
 
 from search.data import TrainData
-from search.study_attrs import StudyAttrs
-from search.trialstore import TrialStore, Validation
+from search.storage.study_attrs import StudyAttrs
+from search.storage.trialstore import TrialStore, Validation
 from tests.support.tiny_study import SIZE, tiny_data, train_and_record, trial_config
 
 STUDY = "tinyrefit"

@@ -1,6 +1,6 @@
 """A tiny finished study for the ensemble, export and predict tests, built for real.
 
-A small synthetic bench is drawn with ``search.synth.generate`` (eval labels included),
+A small synthetic bench is drawn with ``search.benches.synth.generate`` (eval labels included),
 loaded and split with ``search.data``, four trials are trained with ``runners.fit`` (timm test
 models at 32x32, pretrained=False), saved with ``TrialStore.save_trial``, and recorded in an
 Optuna SQLite study with the user attributes ``search.run`` writes (``StudyAttrs.write``). The
@@ -19,9 +19,9 @@ import pytest
 from runners import ImageSet, fit
 from runners.config import TrialConfig
 from search.data import PersonSplit, TrainData, image_cache, load_train, split_people
-from search.study_attrs import StudyAttrs
-from search.synth import generate
-from search.trialstore import TrialStore, Validation
+from search.storage.study_attrs import StudyAttrs
+from search.benches.synth import generate
+from search.storage.trialstore import TrialStore, Validation
 
 STUDY = "tiny"
 SIZE = 32

@@ -28,8 +28,8 @@ import pytest
 from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from search.storage import open_storage
-from search.synth import generate
+from search.storage.backends import open_storage
+from search.benches.synth import generate
 
 REPO = Path(__file__).resolve().parents[2]
 

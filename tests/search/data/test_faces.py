@@ -160,7 +160,7 @@ def test_no_face_in_a_blank_photo_and_one_in_a_drawn_portrait(tmp_path: Path) ->
 def test_a_study_file_with_face_detect_is_checked_when_it_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from search.study import StudyFileError, load_study_spec
+    from search.studyfile.parse import StudyFileError, load_study_spec
 
     text = (Path(__file__).resolve().parents[3] / "studies" / "smoke.toml").read_text()
     path = tmp_path / "faces.toml"

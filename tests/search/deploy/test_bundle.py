@@ -136,7 +136,7 @@ def test_loading_and_predicting_imports_neither_optuna_nor_the_search(bundle_dir
         # onnx needs no model code (the class scheme, runners.classes, is all it takes from runners)
         "assert 'runners.models' not in sys.modules and 'timm' not in sys.modules\n"
         "assert b.predict_proba(x).shape == (2, 18)\n"
-        "banned = ('optuna', 'search.ensemble', 'search.objective', 'search.run')\n"
+        "banned = ('optuna', 'search.ensemble', 'search.engine.objective', 'search.run')\n"
         "bad = [m for m in banned if m in sys.modules]\n"
         "assert not bad, bad\n"
         "print('ok')\n"
@@ -151,8 +151,8 @@ def test_loading_and_predicting_imports_neither_optuna_nor_the_search(bundle_dir
 
 BLOCKER = """
 import importlib.abc, sys
-BLOCKED = ("optuna", "runners.training", "search.ensemble", "search.objective", "search.run", "search.study",
-           "search.storage")
+BLOCKED = ("optuna", "runners.training", "search.ensemble", "search.engine.objective", "search.run", "search.studyfile.parse",
+           "search.storage.backends")
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if any(name == b or name.startswith(b + ".") for b in BLOCKED):

@@ -1,5 +1,5 @@
 """search.deploy.graph: PIL's bilinear resize as matrices, each member's crop inside the graph,
-and the hard vote in torch and ONNX as search.ensemble.votes computes it."""
+and the hard vote in torch and ONNX as search.ensembling.votes computes it."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from search.deploy.graph import (
     torch_predict,
 )
 from search.deploy.manifest import InputSpec, MemberPreprocessing
-from search.ensemble.votes import hard_vote, soft_vote
+from search.ensembling.votes import hard_vote, soft_vote
 
 
 def pil_resize(

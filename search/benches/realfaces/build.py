@@ -1,0 +1,148 @@
+"""Write a real-face bench: the competition's layout, with the eval labels outside the data.
+
+    OUT/
+      data/train/train.csv                 id,gender,race,age,path (one row per person)
+      data/train/images/<path>/{mask1..mask5,incorrect_mask,normal}.{jpg,jpeg,png}
+      data/eval/info.csv                   ImageID,ans (ImageIDs carry .jpg, as the real ones do)
+      data/eval/images/<ImageID>
+      eval_labels.csv                      ImageID,label,mask,gender,age_band,age  (never in data/)
+      bench.json                           parameters, counts and which face each person is
+
+Point the harness at ``OUT/data``. The tree is built in a hidden sibling folder and renamed into
+place when complete, so an interrupted build leaves nothing half written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from runners.classes import GENDER_NAMES, MASK_NAMES, age_band
+from search.data.labels import MASK_OF_PHOTO, PHOTOS
+from search.benches.synth.people import class_of, hashed_image_id
+
+from .catalog import RACES, read_exclude, read_faces
+from .draw import draw_portrait, sample_scene
+from .plan import BenchPerson, plan_people
+
+log = logging.getLogger(__name__)
+
+FORMAT = "mask-automl realfaces bench"
+FORMAT_VERSION = 1
+JPEG_QUALITY = 90
+_SPLIT_CODE = {"train": 0, "eval": 1}
+
+
+def real_eval_image_id(seed: int, person: BenchPerson, stem: str) -> str:
+    """The ImageID of a real-face eval photo (search.benches.synth.people.hashed_image_id)."""
+    return hashed_image_id("search.realfaces", seed, person.index, stem)
+
+
+def _write_person(person: BenchPerson, faces_dir: Path, size: tuple[int, int], seed: int, data: Path) -> None:
+    rng = np.random.default_rng([seed, _SPLIT_CODE[person.split], person.index])
+    scene = sample_scene(rng)
+    with Image.open(faces_dir / person.face.name) as im:
+        chip = im.convert("RGB")
+    for stem in PHOTOS:
+        photo = draw_portrait(chip, scene, MASK_NAMES[MASK_OF_PHOTO[stem]], size, rng)
+        if person.split == "eval":
+            path = data / "eval" / "images" / real_eval_image_id(seed, person, stem)
+        else:
+            path = data / "train" / "images" / person.folder / f"{stem}{person.ext}"
+        if path.suffix == ".png":
+            photo.save(path, format="PNG")
+        else:
+            photo.save(path, format="JPEG", quality=JPEG_QUALITY)
+
+
+def _write_tables(root: Path, train: list[BenchPerson], evals: list[BenchPerson], seed: int) -> None:
+    data = root / "data"
+    pd.DataFrame({"id": [p.person_id for p in train], "gender": [GENDER_NAMES[p.gender] for p in train],
+                  "race": [RACES[p.face.race] for p in train], "age": [p.age for p in train],
+                  "path": [p.folder for p in train]}).to_csv(data / "train" / "train.csv", index=False)
+    rows = []
+    for p in evals:
+        band = age_band(p.age)
+        for stem in PHOTOS:
+            mask = MASK_OF_PHOTO[stem]
+            rows.append((real_eval_image_id(seed, p, stem), class_of(mask, p.gender, p.age), mask, p.gender, band, p.age))
+    table = pd.DataFrame(rows, columns=["ImageID", "label", "mask", "gender", "age_band", "age"])
+    table = table.iloc[np.random.default_rng([seed, 14]).permutation(len(table))]
+    table.assign(ans=0)[["ImageID", "ans"]].to_csv(data / "eval" / "info.csv", index=False)
+    table.to_csv(root / "eval_labels.csv", index=False)
+
+
+def _people_record(people: list[BenchPerson]) -> list[dict]:
+    return [{"split": p.split, "folder": p.folder or None, "face": p.face.name, "face_age": p.face.age,
+             "age": p.age, "gender": GENDER_NAMES[p.gender]} for p in people]
+
+
+def _is_bench(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "bench.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def build(faces_dir: Path | str, out: Path | str, *, n_train: int = 700, n_eval: int = 300, seed: int = 0,
+          size: tuple[int, int] = (384, 512), exclude: Path | str | None = None, overwrite: bool = False,
+          n_jobs: int = -1, progress: bool = True) -> Path:
+    """Build the bench into ``out`` (see the module docstring) and return ``out / "data"``.
+
+    ``overwrite`` replaces ``out`` only when it is a bench this function wrote; any other
+    existing, non-empty folder is refused.
+    """
+    faces_dir, out = Path(faces_dir), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise FileExistsError(f"{out} already exists; pick another --out, or pass --overwrite to replace "
+                                  f"a bench built by this command.")
+        if not _is_bench(out):
+            raise FileExistsError(f"{out} is not a real-face bench (no bench.json of ours); refusing to replace it.")
+    width, height = size
+    if not (32 <= width <= 4096 and 32 <= height <= 4096):
+        raise ValueError(f"size must be WIDTHxHEIGHT with sides from 32 to 4096, got {width}x{height}")
+    faces = read_faces(faces_dir, read_exclude(exclude))
+    train, evals = plan_people(faces, n_train, n_eval, seed)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        tmp.chmod(0o755)
+        data = tmp / "data"
+        for p in train:
+            (data / "train" / "images" / p.folder).mkdir(parents=True)
+        (data / "eval" / "images").mkdir(parents=True)
+        people = train + evals
+        jobs = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=16)(
+            joblib.delayed(_write_person)(p, faces_dir, size, seed, data) for p in people)
+        for _ in tqdm(jobs, total=len(people), desc="drawing people", unit="person", disable=not progress):
+            pass
+        _write_tables(tmp, train, evals, seed)
+        info = {"format": FORMAT, "version": FORMAT_VERSION,
+                "params": {"faces": str(faces_dir), "exclude": str(exclude) if exclude else None,
+                           "train_people": n_train, "eval_people": n_eval, "seed": seed, "size": [width, height]},
+                "note": "Faces from UTKFace (non-commercial research licence): never commit this folder.",
+                "people": _people_record(people)}
+        (tmp / "bench.json").write_text(json.dumps(info, indent=1) + "\n")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{tmp.name}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("wrote a real-face bench of %d + %d people to %s", n_train, n_eval, out)
+    return out / "data"

@@ -1,0 +1,253 @@
+"""A run's time budget: how long ``python -m search.run`` may take, counted from the command's start.
+
+A study file's CPU profile carries one (``[profiles.cpu] timeout_s``), so that the demo ends in
+about that time on any machine, however long its epochs take there; the bench generation and
+the image cache, which the first run builds, come out of it. Which budget a run gets:
+
+    (nothing)            the study file's (its profile's) timeout_s, if it has one, and its trials
+    --timeout S          S seconds (> 0), and the study file's trials
+    --n-trials N         N trials and no time limit: asked for N trials, you get them
+    both                 whichever ends first
+
+Within the time budget:
+
+- a trial starts only if the time left covers the epochs it needs, at the pace of the run's recent
+  trials: those its pruner gives every trial before judging it (``[pruner] min_resource``), or all
+  of them while the pruner cannot stop it (``none``, or fewer than ``min_complete`` trials complete).
+  A trial that cannot get that far would be stopped before it told the study anything;
+- a running trial is stopped after an epoch when the next epoch, at that trial's pace, would end
+  past the budget. It is recorded FAIL ("stopped at the time budget after epoch k of n") and
+  queued once more with the same parameters, so the next run of the same command starts with it.
+
+A run thus ends within one epoch's misestimate of its budget, not a whole trial past it. The same
+command resumes the study with a new budget until the study's trials are done.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.storage.backends import RetryCallback, StorageSettings
+from search.engine.trialbudget import FINISHED
+
+if TYPE_CHECKING:
+    from search.engine.options import RunOptions
+    from search.studyfile.parse import StudySpec
+
+TIME_CUT_REASON = "stopped at the time budget"  # how a cut trial's failure_reason starts
+PACE_TRIALS = 5  # the pace of a run: its last this-many ended trials
+
+
+def process_started_at() -> float:
+    """When this process started (seconds since the epoch): the command's start, imports included.
+
+    Read from /proc on Linux; elsewhere, or for a process older than an hour (a long-lived
+    interpreter calling ``main``), now.
+    """
+    try:
+        after_name = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = int(after_name[19])  # field 22 of the line: start time in clock ticks since boot
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.time()
+    return time.time() - age if 0.0 <= age < 3600.0 else time.time()
+
+
+def format_duration(seconds: float) -> str:
+    """``480`` -> ``8 min``, ``492.4`` -> ``8 min 12 s``, ``42`` -> ``42 s``."""
+    whole = max(0, round(seconds))
+    minutes, secs = divmod(whole, 60)
+    if not minutes:
+        return f"{secs} s"
+    return f"{minutes} min" if not secs else f"{minutes} min {secs} s"
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """Seconds a run may take from ``started_at`` (time.time() of the command's start); None: no limit."""
+
+    seconds: float | None = None
+    started_at: float = 0.0
+    source: str = ""  # where the figure came from, for messages: "--timeout" or the study file
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.seconds is None else self.started_at + self.seconds
+
+    def left(self, now: float) -> float | None:
+        deadline = self.deadline
+        return None if deadline is None else deadline - now
+
+
+def time_budget(
+    spec: StudySpec, timeout_s: float | None, n_trials: int | None, started_at: float
+) -> TimeBudget:
+    """The budget a run gets from its study file and flags (see the module docstring)."""
+    if timeout_s is not None:
+        if not timeout_s > 0:
+            raise ValueError(f"--timeout must be a number of seconds > 0 but got {timeout_s}; "
+                             "to run without a time limit, give --n-trials alone.")
+        return TimeBudget(timeout_s, started_at, "--timeout")
+    if n_trials is not None or spec.timeout_s is None:
+        return TimeBudget(None, started_at)
+    return TimeBudget(float(spec.timeout_s), started_at, f"{spec.path.name}, {spec.profile} profile")
+
+
+def run_time_budget(opts: RunOptions, spec: StudySpec, now: float | None = None) -> TimeBudget:
+    """``time_budget`` for a run's options; a run without a start time (a library call) starts ``now``."""
+    started = opts.started_at if opts.started_at is not None else (time.time() if now is None else now)
+    return time_budget(spec, opts.timeout_s, opts.n_trials, started)
+
+
+@dataclass(frozen=True)
+class TrialNeeds:
+    """The epochs a new trial must have time for: before its pruner can judge it, or all of them
+    while the pruner cannot stop it (no pruner, or fewer than ``min_complete`` complete trials)."""
+
+    epochs: int = 1  # a trial's full budget
+    min_resource: int = 1  # epochs every trial gets before it can be pruned
+    min_complete: int = 0  # no trial is pruned while fewer trials than this are complete
+    prunes: bool = True
+
+    @classmethod
+    def of(cls, spec: StudySpec) -> TrialNeeds:
+        pruner = spec.pruner
+        return cls(spec.base_config().epochs, pruner.min_resource, pruner.min_complete, pruner.name != "none")
+
+    def epochs_needed(self, complete: int) -> int:
+        if not self.prunes or complete < self.min_complete:
+            return self.epochs
+        return max(1, min(self.min_resource, self.epochs))
+
+
+def trial_pace(trials: Sequence[FrozenTrial], since: float | None = None) -> float | None:
+    """Seconds per epoch of recently ended trials, set-up and records included; None before any.
+
+    Trials that started at or after ``since`` (this run) are preferred over older runs'.
+    """
+    ended = [t for t in trials if t.datetime_start and t.datetime_complete and t.intermediate_values]
+    if since is not None:
+        start = datetime.datetime.fromtimestamp(since)
+        ended = [t for t in ended if t.datetime_start >= start] or ended
+    ended.sort(key=lambda t: t.datetime_complete)  # type: ignore[arg-type, return-value]
+    paces = [_seconds(t) / len(t.intermediate_values) for t in ended[-PACE_TRIALS:]]
+    return sum(paces) / len(paces) if paces else None
+
+
+def _seconds(trial: FrozenTrial) -> float:
+    assert trial.datetime_start is not None and trial.datetime_complete is not None
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
+@dataclass
+class Deadline:
+    """The time budget applied while trials run; ``clock`` is time.time unless a test says otherwise."""
+
+    budget: TimeBudget
+    needs: TrialNeeds = field(default_factory=TrialNeeds)
+    clock: Callable[[], float] = time.time
+    cut: dict[int, str] = field(default_factory=dict)  # trial number -> why it was stopped
+
+    def left(self) -> float | None:
+        return self.budget.left(self.clock())
+
+    def can_start(self, pace: float | None, complete: int = 0) -> bool:
+        """Whether a new trial can run the epochs it needs at ``pace`` s/epoch within the budget,
+        with ``complete`` trials of the study complete."""
+        left = self.left()
+        if left is None:
+            return True
+        if left <= 0:
+            return False
+        return pace is None or left >= self.needs.epochs_needed(complete) * pace
+
+    def cut_after(self, trial: int, epoch: int, epochs: int, epoch_seconds: float) -> bool:
+        """Whether to stop ``trial`` after ``epoch``: its next epoch would end past the budget."""
+        left = self.left()
+        if left is None or epoch >= epochs or epoch_seconds <= left:
+            return False
+        self.cut[trial] = f"{TIME_CUT_REASON} after epoch {epoch} of {epochs}"
+        return True
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """Queue a trial stopped at the time budget once more with its parameters; False if it was already."""
+    again = copy.deepcopy(trial)
+    again.user_attrs = {}  # the next run records them afresh
+    before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryCallback(max_retry=StorageSettings().max_retry)(study, again)
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) > before
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run did with its budget, read back from the storage."""
+
+    budget: TimeBudget
+    n_trials: int  # the study's trial budget
+    finished: int  # finished (complete + pruned) trials of the whole study
+    complete: int  # ... of them in this run
+    pruned: int
+    cut: tuple[tuple[int, str, bool], ...]  # trials stopped at the budget: number, reason, queued again
+    by_time: bool
+
+    def message(self) -> str | None:
+        """What to tell the user when the time budget ended the run; None when it did not."""
+        if not self.by_time or self.budget.seconds is None:
+            return None
+        fit = self.complete + self.pruned
+        source = f"{self.budget.source}, counted from the command's start"
+        budget = f"{format_duration(self.budget.seconds)} ({source})"
+        lines = [f"Time budget reached: {fit} trial{'s' if fit != 1 else ''} fit in this run's {budget}"
+                 + (f": {self.complete} complete, {self.pruned} pruned." if fit else ".")]
+        if not fit:
+            lines.append("The budget was spent before a trial could start; the first run also generates "
+                         "the bench and builds the image cache, which later runs reuse.")
+        for number, reason, queued in self.cut:
+            again = ("it runs first when the study resumes" if queued
+                     else "it was cut before and is not queued again")
+            lines.append(f"Trial {number} was {reason}; {again}.")
+        lines.append(
+            f"The study has {self.finished} of its {self.n_trials} trials. To run more, run the same command "
+            f"again: it resumes the study with a new time budget. Or pass --n-trials {self.n_trials} (without "
+            "--timeout) to run the rest without a time limit."
+        )
+        return "\n".join(lines)
+
+
+def run_outcome(study: optuna.Study, budget: TimeBudget, n_trials: int, needs: TrialNeeds = TrialNeeds(),
+                now: float | None = None) -> RunOutcome:
+    """The outcome of the run that started at ``budget.started_at``."""
+    trials = study.get_trials(deepcopy=False)
+    start = datetime.datetime.fromtimestamp(budget.started_at)
+    mine = [t for t in trials if t.datetime_start is not None and t.datetime_start >= start]
+    waiting = {t.system_attrs.get("retry_history", [None])[-1] for t in trials if t.state == TrialState.WAITING}
+    reasons = {t.number: str(t.user_attrs.get("failure_reason", "")) for t in mine if t.state == TrialState.FAIL}
+    cut = tuple((n, why, n in waiting) for n, why in reasons.items() if why.startswith(TIME_CUT_REASON))
+    finished = sum(t.state in FINISHED for t in trials)
+    deadline = Deadline(budget, needs, clock=(lambda: now) if now is not None else time.time)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    no_room = not deadline.can_start(trial_pace(trials, budget.started_at), complete)
+    return RunOutcome(
+        budget=budget,
+        n_trials=n_trials,
+        finished=finished,
+        complete=sum(t.state == TrialState.COMPLETE for t in mine),
+        pruned=sum(t.state == TrialState.PRUNED for t in mine),
+        cut=cut,
+        by_time=finished < n_trials and (bool(cut) or no_room),
+    )
+

@@ -1,0 +1,139 @@
+"""Running a study in this process: open or resume it, run trials until its budget of finished
+trials or its time budget is reached (search/engine/trialbudget.py, search/engine/budget.py), and summarise.
+
+``python -m search.run`` calls :func:`run_study` and :func:`print_summary`; so does each worker
+process of the local launcher (search/engine/launcher.py) and every benchmark that runs a study.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from collections.abc import Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.storage import records
+from search.engine.budget import TrialNeeds, run_outcome, run_time_budget
+from search.engine.checks import GaveUp
+from search.cli.studyargs import study_flags
+from search.engine.objective import Objective, TrialFailed
+from search.engine.options import RunOptions, resolve_spec
+from search.engine.prepare import open_study
+from search.engine.progress import run_watch
+from search.storage.reaper import WORKER_ATTR, reap_orphans, worker_tag
+from search.storage.backends import DEFAULT_WORKDIR, dashboard_command, redact
+from search.engine.trialbudget import StopAtBudget, count_trials
+from search.storage.urls import PASSWORD_NOTE, has_password
+
+log = logging.getLogger("search")
+
+
+def run_study(opts: RunOptions) -> optuna.Study:
+    """Run trials until the study's budget of finished trials is reached, or its time budget (search/budget)."""
+    spec = resolve_spec(opts)
+    budget = run_time_budget(opts, spec)
+    study, study_data = open_study(
+        spec, opts.storage_url, opts.workdir, opts.data, opts.relabel, opts.name, opts.worker_index,
+        opts.storage_settings(),
+    )
+    reap_orphans(study)  # trials left RUNNING by a dead local worker (storages without heartbeat)
+    remaining = spec.n_trials - count_trials(study)
+    if remaining <= 0:
+        log.info("study %s already has %d finished trials (budget %d); pass --n-trials to run more",
+                 study.study_name, count_trials(study), spec.n_trials)
+        return study
+    watch = run_watch(study, spec.n_trials, budget, TrialNeeds.of(spec), opts.progress)
+    objective = worker_objective(
+        Objective(spec, study_data, opts.workdir, device=opts.device, augment_on=opts.augment_on, watch=watch),
+        spec.n_trials,
+    )
+    left = watch.deadline.left()
+    log.info("study %s (%s profile): running up to %d more trials%s", study.study_name, spec.profile, remaining,
+             "" if left is None else f" for up to {left:.0f} s" if left > 0 else ": none, the time budget is spent")
+    trial_budget = StopAtBudget(spec.n_trials)
+    with watch.progress.showing(verbose=log.isEnabledFor(logging.DEBUG)):
+        if left is None or left > 0:
+            study.optimize(
+                objective,
+                timeout=left,
+                callbacks=[trial_budget, _note, watch],
+                catch=(TrialFailed,),
+                gc_after_trial=True,
+            )
+    if trial_budget.gave_up:
+        raise GaveUp(f"study {study.study_name} stopped: {trial_budget.failures} trials failed; see their "
+                     "failure_reason in the dashboard, fix the cause, then run the same command to resume.")
+    return study
+
+
+def worker_objective(
+    objective: Callable[[optuna.Trial], float], n_trials: int | None = None
+) -> Callable[[optuna.Trial], float]:
+    """The objective, recording this process as the trial's ``worker`` first, and with a budget
+    of ``n_trials`` finished trials, skipping a trial that would overshoot it.
+
+    Workers decide to start another trial independently, so two that finish at the same moment
+    can both start one when the budget has room for only one. Trials are numbered in the order
+    they are created, so each new trial counts the finished trials and the running ones created
+    before it: a trial beyond the budget ends at once as FAIL, saying why, and the worker stops.
+    """
+    tag = worker_tag()
+
+    def run(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, tag)
+        if n_trials is not None:
+            study = trial.study
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            ahead = sum(1 for t in running if t.number < trial.number)
+            if count_trials(study) + ahead >= n_trials:
+                reason = f"not run: the budget of {n_trials} trials is taken by finished and running trials"
+                trial.set_user_attr("failure_reason", reason)
+                log.info("trial %d %s", trial.number, reason)
+                study.stop()
+                raise TrialFailed(reason)
+        return objective(trial)
+
+    return run
+
+
+def _note(study: optuna.Study, trial: FrozenTrial) -> None:
+    records.save_study_note(study)
+
+
+def print_summary(study: optuna.Study, opts: RunOptions) -> None:
+    print()
+    print(records.study_note(study, top=10))
+    for line in next_commands(study.study_name, opts):
+        print(line)
+    ended = time_budget_message(study, opts)  # the time budget ended the run: how many trials fit, how to run more
+    if ended:
+        print()
+        print(ended)
+
+
+def time_budget_message(study: optuna.Study, opts: RunOptions) -> str | None:
+    """What ``print_summary`` adds when the time budget ended the run (None otherwise or without a start time)."""
+    if opts.started_at is None:
+        return None
+    spec = resolve_spec(opts)
+    budget = run_time_budget(opts, spec)
+    return run_outcome(study, budget, spec.n_trials, TrialNeeds.of(spec)).message()
+
+
+def next_commands(name: str, opts: RunOptions) -> list[str]:
+    """The "Next:" lines: shell-quoted, the storage URL without its password (and where it goes)."""
+    storage = "" if opts.storage is None else f" --storage {shlex.quote(redact(opts.storage_url))}"
+    workdir = "" if opts.workdir == DEFAULT_WORKDIR else f" --workdir {shlex.quote(str(opts.workdir))}"
+    study = f"{shlex.join(study_flags(name, opts.study))}{storage}{workdir}"
+    lines = [
+        "Next:",
+        f"  dashboard: {dashboard_command(opts.storage_url, opts.workdir)}",
+        f"  report:    python -m search.report {study}",
+        f"  ensemble:  python -m search.ensemble {study}",
+        f"  export:    python -m search.export {study} --out {shlex.quote(f'exports/{name}')}",
+    ]
+    if has_password(opts.storage_url):
+        lines.append(f"  ({PASSWORD_NOTE})")
+    return lines

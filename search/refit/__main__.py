@@ -1,3 +1,0 @@
-from search.refit.cli import main
-
-raise SystemExit(main())

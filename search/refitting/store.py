@@ -1,0 +1,210 @@
+"""What a refit keeps on disk, beside its trial's folder in the study's TrialStore.
+
+    <workdir>/trials/<study>/refit_00012/
+        all/                      trained on every person (no held-out score)
+            weights.safetensors   last-epoch weights
+            config.json           the trial's TrialConfig dict, epochs set to the refit's
+            result.json           the run's TrialResult summary
+        folds-5/
+            plan.json             the K folds: held-out people of each, seed, data fingerprint
+            fold_0/ .. fold_4/    as all/, plus val_rows.npy and val_probs.npy (its held-out fold)
+            oof.npz               out-of-fold probabilities of every image row, once each
+            summary.json          out-of-fold macro-F1 over every person and on the study's validation people
+
+A model folder is written under a temporary name and renamed when complete, so a killed refit
+leaves either a whole fold or none, and a rerun trains only the missing ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.storage.trialstore import TrialStore
+
+ALL = "all"
+_REFIT_DIR = re.compile(r"^refit_(\d+)$")
+_FOLDS_DIR = re.compile(r"^folds-(\d+)$")
+
+
+class RefitError(ValueError):
+    """A refit cannot go on (its folder belongs to other data or folds, a trial is unusable, ...)."""
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """K person folds of one study's data; fold i's people are held out by model i."""
+
+    k: int
+    seed: int
+    fingerprint: str  # the data the people belong to
+    folds: tuple[tuple[str, ...], ...]  # sorted held-out people of each fold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "seed": self.seed,
+            "fingerprint": self.fingerprint,
+            "folds": [list(f) for f in self.folds],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: Path) -> FoldPlan:
+        try:
+            return cls(
+                int(d["k"]),
+                int(d["seed"]),
+                str(d["fingerprint"]),
+                tuple(tuple(map(str, f)) for f in d["folds"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RefitError(
+                f"{source} is not a fold plan ({exc!r}); delete its folds folder and refit again."
+            ) from exc
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    folder: Path
+    config: dict[str, Any]
+    summary: dict[str, Any]
+
+    @property
+    def weights(self) -> Path:
+        return self.folder / "weights.safetensors"
+
+
+class RefitStore:
+    """The refits of trial ``number`` of a study."""
+
+    def __init__(self, trials: TrialStore, number: int) -> None:
+        self.number = number
+        self.root = trials.root / f"refit_{number:05d}"
+
+    # layout ---------------------------------------------------------------------------------
+    def all_dir(self) -> Path:
+        return self.root / ALL
+
+    def folds_dir(self, k: int) -> Path:
+        return self.root / f"folds-{k}"
+
+    def fold_dir(self, k: int, i: int) -> Path:
+        return self.folds_dir(k) / f"fold_{i}"
+
+    def fold_groups(self) -> list[int]:
+        """The K of every fold group whose out-of-fold predictions are complete."""
+        if not self.root.is_dir():
+            return []
+        found = (_FOLDS_DIR.match(p.name) for p in self.root.iterdir() if p.is_dir())
+        return sorted(int(m.group(1)) for m in found if m and (self.root / m.group(0) / "oof.npz").is_file())
+
+    # fold plan ------------------------------------------------------------------------------
+    def save_plan(self, plan: FoldPlan) -> None:
+        """Write the plan, or check that the folder's existing plan is this one."""
+        path = self.folds_dir(plan.k) / "plan.json"
+        if path.is_file():
+            old = self.load_plan(plan.k)
+            if old != plan:
+                raise RefitError(
+                    f"{path} holds other folds (seed {old.seed}, data {old.fingerprint[:12]}) than this refit's "
+                    f"(seed {plan.seed}, data {plan.fingerprint[:12]}); its fold models would not fit together. "
+                    f"Delete {path.parent} to refit with the new folds."
+                )
+            return
+        _write_text(path, json.dumps(plan.to_dict(), indent=1))
+
+    def load_plan(self, k: int) -> FoldPlan:
+        path = self.folds_dir(k) / "plan.json"
+        return FoldPlan.from_dict(json.loads(path.read_text()), path)
+
+    # models ---------------------------------------------------------------------------------
+    def has_model(self, folder: Path) -> bool:
+        return (folder / "weights.safetensors").is_file() and (folder / "result.json").is_file()
+
+    def save_model(
+        self,
+        folder: Path,
+        state_dict: dict[str, Any],
+        config: dict[str, Any],
+        summary: dict[str, Any],
+        held_out: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Path:
+        """One trained model; ``held_out`` = (image rows, probabilities) of the people it never saw."""
+        from safetensors.torch import save_file
+
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in state_dict.items()},
+                str(tmp / "weights.safetensors"),
+            )
+            if held_out is not None:
+                np.save(tmp / "val_rows.npy", np.asarray(held_out[0], dtype=np.int64))
+                np.save(tmp / "val_probs.npy", np.asarray(held_out[1], dtype=np.float32))
+            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+            (tmp / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
+
+    def load_model(self, folder: Path) -> SavedModel:
+        return SavedModel(
+            folder,
+            json.loads((folder / "config.json").read_text()),
+            json.loads((folder / "result.json").read_text()),
+        )
+
+    def load_held_out(self, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+        return np.load(folder / "val_rows.npy"), np.load(folder / "val_probs.npy")
+
+    # out-of-fold ----------------------------------------------------------------------------
+    def save_oof(
+        self, k: int, rows: np.ndarray, probs: np.ndarray, fold: np.ndarray, summary: dict[str, Any]
+    ) -> None:
+        folder = self.folds_dir(k)
+        _write_bytes(folder / "oof.npz", lambda f: np.savez(f, rows=rows, probs=probs, fold=fold))
+        _write_text(folder / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
+
+    def load_oof(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with np.load(self.folds_dir(k) / "oof.npz", allow_pickle=False) as z:
+            return z["rows"], z["probs"], z["fold"]
+
+    def load_summary(self, k: int) -> dict[str, Any]:
+        return json.loads((self.folds_dir(k) / "summary.json").read_text())
+
+
+def refit_numbers(trials: TrialStore) -> list[int]:
+    """Trial numbers with a refit folder in this study's store."""
+    if not trials.root.is_dir():
+        return []
+    found = (_REFIT_DIR.match(p.name) for p in trials.root.iterdir() if p.is_dir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_bytes(path, lambda f: f.write(text.encode()))
+
+
+def _write_bytes(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

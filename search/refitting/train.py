@@ -1,0 +1,332 @@
+"""Refit chosen trials: the same TrialConfig retrained on K person folds, or on every person.
+
+The number of epochs is the trial's best epoch (``epochs="best"``): the epoch its validation
+macro-F1 chose, so the refit stops where the study found the trial at its best, with its
+schedule run to the end over those epochs. ``epochs="ran"`` takes every epoch the trial ran
+instead. A refit keeps its last epoch's weights: no held-out person chooses anything, so the
+out-of-fold predictions are an honest score of the procedure over every person.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from runners import EpochRecord, ImageSet, fit
+from runners.config import TrialConfig
+from search.data import kfold_people, load_train
+from search.ensembling.candidates import open_stored_study, resolve_storage
+from search.ensembling.selection import accuracy, macro_f1
+from search.engine.prepare import StudyData
+from search.refitting.store import FoldPlan, RefitError, RefitStore
+from search.storage.backends import DEFAULT_WORKDIR
+from search.storage.study_attrs import StudyAttrs
+from search.storage.trialstore import TrialStore
+
+log = logging.getLogger(__name__)
+
+EPOCH_RULES = ("best", "ran")
+MODES = ("folds", "all")
+
+
+@dataclass
+class RefitContext:
+    """One stored study opened for refitting: its trials, its data and its store."""
+
+    study: optuna.Study
+    data: StudyData
+    trials: TrialStore
+    workdir: Path
+    attrs: StudyAttrs
+
+
+def open_refit(study_name: str, storage: str | None = None, workdir: Path | None = None) -> RefitContext:
+    """The stored study ``study_name`` with the data it was run on (checked by fingerprint)."""
+    url = resolve_storage(storage, workdir)
+    study = open_stored_study(study_name, url)
+    attrs = StudyAttrs.read(study)
+    root = Path(workdir) if workdir is not None else Path(attrs.workdir or DEFAULT_WORKDIR)
+    if attrs.data_root is None:
+        raise RefitError(f"study {study_name!r} records no data folder; it was not made by python -m search.run.")
+    relabel = Path(attrs.relabel) if attrs.relabel else None
+    data = load_train(Path(attrs.data_root), relabel=relabel, verified_dir=root / "cache")
+    if data.fingerprint != attrs.data_fingerprint:
+        raise RefitError(
+            f"the data in {attrs.data_root} changed since study {study_name!r} ran on it (fingerprint "
+            f"{data.fingerprint[:12]}, recorded {attrs.data_fingerprint[:12]}); refit on the data it ran on."
+        )
+    train_rows, val_rows = attrs.split.indices(data)
+    return RefitContext(
+        study,
+        StudyData(data, attrs.split, train_rows, val_rows, root / "cache"),
+        TrialStore(root, study_name),
+        root,
+        attrs,
+    )
+
+
+def choose_trials(
+    study: optuna.Study, numbers: Sequence[int] = (), top: int | None = None
+) -> list[FrozenTrial]:
+    """The complete trials named by number, or the ``top`` best by value."""
+    complete = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    if top is not None:
+        if top < 1:
+            raise RefitError(f"--top must be at least 1 but got {top}.")
+        ranked = sorted(complete.values(), key=lambda t: (-(t.value or 0.0), t.number))
+        return ranked[:top]
+    missing = [n for n in numbers if n not in complete]
+    if missing:
+        raise RefitError(
+            f"trial(s) {missing} of study {study.study_name!r} are not complete; complete trials are "
+            f"{sorted(complete)}. Only a complete trial has the epochs and config to refit."
+        )
+    return [complete[n] for n in numbers]
+
+
+def refit_config(trial: FrozenTrial, epochs: str = "best") -> TrialConfig:
+    """The trial's own TrialConfig with ``epochs`` set to its best epoch, or to the epochs it ran."""
+    if epochs not in EPOCH_RULES:
+        raise RefitError(f"epochs must be one of {list(EPOCH_RULES)} but got {epochs!r}.")
+    config = trial.user_attrs.get("config")
+    chosen = trial.user_attrs.get("best_epoch" if epochs == "best" else "epochs_run")
+    if not isinstance(config, dict) or not isinstance(chosen, int) or chosen < 1:
+        raise RefitError(
+            f"trial {trial.number} records no config or no {'best_epoch' if epochs == 'best' else 'epochs_run'}; "
+            "it was not run by this harness's objective, so it cannot be refitted."
+        )
+    return TrialConfig.from_dict(config).replace(epochs=chosen)
+
+
+def fold_plan(ctx: RefitContext, k: int) -> FoldPlan:
+    """K stratified person folds of every person of the study, seeded by the study's split seed."""
+    splits = kfold_people(ctx.data.data, n_splits=k, seed=ctx.data.split.seed)
+    return FoldPlan(k, ctx.data.split.seed, ctx.data.data.fingerprint, tuple(s.val_people for s in splits))
+
+
+class Budget:
+    """A refit's time budget: no model starts unless its epochs fit in the time left at the
+    expected pace, and one that would still run past the deadline stops after an epoch (it is
+    thrown away: a partial refit is not a refit; the next run trains it again)."""
+
+    def __init__(self, timeout_s: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.deadline = None if timeout_s is None else clock() + timeout_s
+
+    def left(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - self.clock()
+
+    def fits(self, seconds: float) -> bool:
+        return seconds <= self.left()
+
+
+def expected_seconds_per_image(trial: FrozenTrial, train_images: int) -> float:
+    """Seconds per training image-epoch, from the trial's own pace (validation included)."""
+    per_epoch = trial.user_attrs.get("seconds_per_epoch")
+    if not isinstance(per_epoch, (int, float)) or per_epoch <= 0 or train_images <= 0:
+        return 0.0
+    return float(per_epoch) / train_images
+
+
+@dataclass
+class ModelRun:
+    """What training one refit model gives back: its result, or None when the budget cut it."""
+
+    name: str
+    seconds: float
+    trained: bool  # False: not started or stopped at the time budget; the next run trains it
+
+
+def train_model(
+    ctx: RefitContext,
+    config: TrialConfig,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    budget: Budget,
+    device: str | None = None,
+    augment_on: str | None = None,
+) -> tuple[Any, float]:
+    """Fit ``config`` on ``train_rows`` (its training labels), keeping the last epoch; returns
+    (TrialResult or None when stopped at the budget, seconds)."""
+    sd = ctx.data
+    images = sd.images(config.height, config.width, config.crop)
+    train = ImageSet(images, train_rows, sd.data.training_labels(config.age_cutoff)[train_rows])
+    val = ImageSet(images, val_rows, sd.data.labels[val_rows])
+    start = time.monotonic()
+
+    def report(record: EpochRecord) -> bool:
+        left_epochs = config.epochs - record.epoch
+        per_epoch = (time.monotonic() - start) / record.epoch
+        log.info(
+            "epoch %d/%d: %.0f s, macro-F1 %.4f on %d images",
+            record.epoch,
+            config.epochs,
+            record.seconds,
+            record.val_macro_f1,
+            len(val),
+        )
+        return left_epochs > 0 and not budget.fits(left_epochs * per_epoch)
+
+    result = fit(config, train, val, reporter=report, device=device, augment_on=augment_on, keep="last")
+    seconds = time.monotonic() - start
+    if result.status == "failed":
+        raise RefitError(f"the refit of {config.backbone} failed: {result.reason}.")
+    if result.status == "pruned":
+        return None, seconds
+    return result, seconds
+
+
+def refit_folds(
+    ctx: RefitContext,
+    trial: FrozenTrial,
+    k: int,
+    epochs: str = "best",
+    budget: Budget | None = None,
+    device: str | None = None,
+    augment_on: str | None = None,
+) -> dict[str, Any]:
+    """Train the missing fold models of ``trial``; with all K done, its out-of-fold score."""
+    budget = budget or Budget(None)
+    config = refit_config(trial, epochs)
+    store = RefitStore(ctx.trials, trial.number)
+    plan = fold_plan(ctx, k)
+    store.save_plan(plan)
+    person = ctx.data.data.images["person"].to_numpy().astype(str)
+    pace = expected_seconds_per_image(trial, len(ctx.data.train_rows))
+    runs: list[ModelRun] = []
+    for i, held in enumerate(plan.folds):
+        folder = store.fold_dir(k, i)
+        if store.has_model(folder):
+            continue
+        out = np.isin(person, held)
+        train_rows, val_rows = np.flatnonzero(~out), np.flatnonzero(out)
+        need = pace * len(train_rows) * config.epochs
+        if not budget.fits(need):
+            log.info(
+                "trial %d fold %d/%d: needs about %.0f s, %.0f s left",
+                trial.number,
+                i,
+                k,
+                need,
+                budget.left(),
+            )
+            runs.append(ModelRun(f"fold {i}", 0.0, False))
+            continue
+        log.info(
+            "trial %d: training fold %d/%d (%d images, %d held out)",
+            trial.number,
+            i,
+            k,
+            len(train_rows),
+            len(val_rows),
+        )
+        result, seconds = train_model(ctx, config, train_rows, val_rows, budget, device, augment_on)
+        runs.append(ModelRun(f"fold {i}", seconds, result is not None))
+        if result is None:
+            continue
+        summary = result.to_summary() | {"fold": i, "k": k, "epochs_rule": epochs, "trial": trial.number}
+        store.save_model(folder, result.state_dict, config.to_dict(), summary, (val_rows, result.val_probs))
+    done = [i for i in range(k) if store.has_model(store.fold_dir(k, i))]
+    report = {
+        "trial": trial.number,
+        "mode": "folds",
+        "k": k,
+        "epochs": config.epochs,
+        "epochs_rule": epochs,
+        "folds_done": len(done),
+        "runs": [vars(r) for r in runs],
+        "complete": len(done) == k,
+    }
+    if len(done) == k:
+        report |= out_of_fold(ctx, store, plan, trial)
+    return report
+
+
+def out_of_fold(ctx: RefitContext, store: RefitStore, plan: FoldPlan, trial: FrozenTrial) -> dict[str, Any]:
+    """Put the K held-out predictions together: every image row exactly once, scored on canonical labels."""
+    n = len(ctx.data.data.images)
+    probs = np.zeros((n, 18), dtype=np.float32)
+    fold = np.full(n, -1, dtype=np.int64)
+    for i in range(plan.k):
+        rows, p = store.load_held_out(store.fold_dir(plan.k, i))
+        if np.any(fold[rows] >= 0):
+            raise RefitError(
+                f"{store.fold_dir(plan.k, i)} predicts rows another fold predicted; delete {store.folds_dir(plan.k)} and refit."
+            )
+        probs[rows], fold[rows] = p, i
+    if np.any(fold < 0):
+        raise RefitError(
+            f"the folds of {store.folds_dir(plan.k)} leave {int(np.sum(fold < 0))} image rows unpredicted; "
+            f"delete the folder and refit."
+        )
+    labels = ctx.data.data.labels
+    val_rows = ctx.data.val_rows
+    fold_f1 = [macro_f1(labels[fold == i], probs[fold == i]) for i in range(plan.k)]
+    summary = {
+        "trial": trial.number,
+        "k": plan.k,
+        "seed": plan.seed,
+        "people": len(ctx.data.data.people),
+        "images": n,
+        "oof_macro_f1": macro_f1(labels, probs),
+        "oof_accuracy": accuracy(labels, probs),
+        "oof_macro_f1_validation_people": macro_f1(labels[val_rows], probs[val_rows]),
+        "fold_macro_f1": fold_f1,
+        "trial_validation_macro_f1": trial.value,
+    }
+    store.save_oof(plan.k, np.arange(n, dtype=np.int64), probs, fold, summary)
+    ctx.study.set_user_attr(
+        f"refit_{trial.number:05d}_folds{plan.k}",
+        {k: summary[k] for k in ("oof_macro_f1", "oof_accuracy", "oof_macro_f1_validation_people")}
+        | {"folder": str(store.folds_dir(plan.k))},
+    )
+    return summary
+
+
+def refit_all(
+    ctx: RefitContext,
+    trial: FrozenTrial,
+    epochs: str = "best",
+    budget: Budget | None = None,
+    device: str | None = None,
+    augment_on: str | None = None,
+) -> dict[str, Any]:
+    """Train ``trial`` on every person. It has no held-out people: its validation figures are
+    in-sample, and the trial's own validation score stands for it."""
+    budget = budget or Budget(None)
+    config = refit_config(trial, epochs)
+    store = RefitStore(ctx.trials, trial.number)
+    folder = store.all_dir()
+    report: dict[str, Any] = {
+        "trial": trial.number,
+        "mode": "all",
+        "epochs": config.epochs,
+        "epochs_rule": epochs,
+        "trial_validation_macro_f1": trial.value,  # stands for the refit, which has no held-out people
+    }
+    if store.has_model(folder):
+        return report | {"complete": True, "runs": []}
+    rows = np.arange(len(ctx.data.data.images), dtype=np.int64)
+    need = expected_seconds_per_image(trial, len(ctx.data.train_rows)) * len(rows) * config.epochs
+    if not budget.fits(need):
+        return report | {"complete": False, "runs": [vars(ModelRun("all", 0.0, False))]}
+    log.info("trial %d: training on all %d images", trial.number, len(rows))
+    result, seconds = train_model(ctx, config, rows, ctx.data.val_rows, budget, device, augment_on)
+    if result is None:
+        return report | {"complete": False, "runs": [vars(ModelRun("all", seconds, False))]}
+    summary = result.to_summary() | {
+        "trained_on": "all people",
+        "epochs_rule": epochs,
+        "trial": trial.number,
+        "validation": "in-sample: the study's validation people were trained on",
+    }
+    store.save_model(folder, result.state_dict, config.to_dict(), summary)
+    return report | {"complete": True, "runs": [vars(ModelRun("all", seconds, True))]}

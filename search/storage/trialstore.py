@@ -1,0 +1,131 @@
+"""What a study keeps on disk beside its Optuna storage, for the ensemble and the export.
+
+    <workdir>/trials/<study>/
+        validation.npz            rows, canonical labels and person of every validation image
+        trial_00012/
+            weights.safetensors   best-epoch weights (CPU tensors, never pickle)
+            val_probs.npy         (N_val, NUM_CLASSES) float32 softmax, aligned with validation.npz rows
+            config.json           the TrialConfig dict
+            result.json           the TrialResult summary
+
+Only trials that could still enter an ensemble keep their folder: ``retain_top`` deletes the
+rest. Every file is written to a temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.common.atomic import atomic_path, swap_dir, temp_name
+
+_TRIAL_DIR = re.compile(r"^trial_(\d+)$")
+
+
+@dataclass(frozen=True)
+class Validation:
+    rows: np.ndarray  # int64 image rows of the data set, in the order of every val_probs file
+    labels: np.ndarray  # int64 canonical classes
+    people: np.ndarray  # str person (folder name) of each row
+    fingerprint: str  # data fingerprint the rows refer to
+
+
+class TrialStore:
+    def __init__(self, workdir: Path | str, study_name: str) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", study_name)
+        self.root = Path(workdir) / "trials" / safe
+
+    # validation set -------------------------------------------------------------------------
+    def save_validation(self, validation: Validation) -> None:
+        path = self.root / "validation.npz"
+        if path.exists():
+            existing = self.load_validation()
+            if existing.fingerprint != validation.fingerprint or not np.array_equal(
+                existing.rows, validation.rows
+            ):
+                raise ValueError(
+                    f"{path} holds the validation set of other data (fingerprint "
+                    f"{existing.fingerprint[:12]}, now {validation.fingerprint[:12]}). A study is tied to "
+                    "one data set: use a new study name, or delete the study and this folder."
+                )
+            return
+        _atomic_write(
+            path,
+            lambda f: np.savez(
+                f,
+                rows=validation.rows.astype(np.int64),
+                labels=validation.labels.astype(np.int64),
+                people=validation.people.astype(str),
+                fingerprint=np.array(validation.fingerprint),
+            ),
+        )
+
+    def load_validation(self) -> Validation:
+        path = self.root / "validation.npz"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run the study first (python -m search.run).")
+        with np.load(path, allow_pickle=False) as z:
+            return Validation(z["rows"], z["labels"], z["people"], str(z["fingerprint"]))
+
+    # trials ---------------------------------------------------------------------------------
+    def trial_dir(self, number: int) -> Path:
+        return self.root / f"trial_{number:05d}"
+
+    def save_trial(
+        self,
+        number: int,
+        state_dict: dict[str, Any],
+        val_probs: np.ndarray,
+        config: dict[str, Any],
+        summary: dict[str, Any],
+    ) -> Path:
+        from safetensors.torch import save_file
+
+        final = self.trial_dir(number)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = temp_name(final)
+        tmp.mkdir()
+        try:
+            tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+            save_file(tensors, str(tmp / "weights.safetensors"))
+            np.save(tmp / "val_probs.npy", np.asarray(val_probs, dtype=np.float32))
+            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+            (tmp / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+            swap_dir(tmp, final)  # a retried trial number never repeats, but a rerun of a test may
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    def trial_numbers(self) -> list[int]:
+        if not self.root.exists():
+            return []
+        found = (_TRIAL_DIR.match(p.name) for p in self.root.iterdir() if p.is_dir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def load_probs(self, number: int) -> np.ndarray:
+        return np.load(self.trial_dir(number) / "val_probs.npy", allow_pickle=False)
+
+    def load_config(self, number: int) -> dict[str, Any]:
+        return json.loads((self.trial_dir(number) / "config.json").read_text())
+
+    def weights_path(self, number: int) -> Path:
+        return self.trial_dir(number) / "weights.safetensors"
+
+    def retain(self, keep: set[int]) -> list[int]:
+        """Delete every trial folder not in ``keep``; returns the numbers deleted."""
+        deleted = [n for n in self.trial_numbers() if n not in keep]
+        for number in deleted:
+            shutil.rmtree(self.trial_dir(number), ignore_errors=True)
+        return deleted
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
+        write(f)

@@ -1,0 +1,218 @@
+"""Study files: ``studies/<name>.toml`` -> a frozen, validated ``StudySpec``.
+
+A study file names its search space, the values it keeps fixed, the sampler, the pruner,
+the validation split, the trial budget and the ensemble's retention, with ``[profiles.cpu]``
+and ``[profiles.gpu]`` tables that override ``fixed``/``params``/``n_trials``/``timeout_s`` for the
+device the study runs on. Unknown keys are errors naming the key and the file. ``timeout_s`` is a
+run's time budget in seconds, counted from the command's start (search/engine/budget.py).
+
+    [study]           description, space, n_trials, timeout_s, keep_top
+    [sampler]         name (tpe | random), seed, n_startup_trials
+    [pruner]          name (hyperband | successive_halving | median | percentile | none), signal
+                      (macro_f1 | val_loss), min_resource, reduction_factor, n_startup_trials, percentile,
+                      min_complete (the pruner registry, search/studyfile/pruners.py, checks these)
+    [split]           val_fraction, seed, folds (K person folds for search.refit; 0 = none)
+    [fixed]           TrialConfig fields held constant
+    [params]          searched TrialConfig fields: a list = categorical, {low, high, log, step} = range
+    [profiles.cpu]    n_trials, timeout_s, fixed, params   (merged over the tables above)
+    [profiles.gpu]    n_trials, timeout_s, fixed, params
+    [[profiles.gpu.enqueue]]  a known-good trial run before sampling, on this profile only
+                      (TrialConfig names; see search/studyfile/enqueue.py)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from runners.config import TrialConfig
+from search.studyfile.enqueue import enqueue_params
+from search.studyfile.pruners import PrunerSpec, check_pruner
+from search.studyfile.validate import StudyFileError, check_at_least, check_config_value, check_fields, type_problem
+from search.studyfile.spec import SamplerSpec, SplitSpec, StudySpec
+from spaces import Categorical, ParamSpec, list_spaces, parse_param
+
+__all__ = ["StudyFileError", "StudySpec", "cache_sizes", "list_studies", "load_study_spec", "study_path"]
+
+log = logging.getLogger(__name__)
+
+STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
+PROFILES = ("cpu", "gpu")
+SAMPLERS = ("tpe", "random")
+
+
+def study_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.exists():
+        return path
+    candidate = STUDIES_DIR / f"{name_or_path}.toml"
+    if candidate.exists():
+        return candidate
+    raise StudyFileError(
+        f"No study named {str(name_or_path)!r}: expected {candidate}. "
+        f"Available studies: {', '.join(list_studies())}."
+    )
+
+
+def list_studies() -> list[str]:
+    return sorted(p.stem for p in STUDIES_DIR.glob("*.toml"))
+
+
+def load_study_spec(name_or_path: str | Path, profile: str = "cpu") -> StudySpec:
+    """The study file ``studies/<name>.toml`` (or a .toml path) for ``profile``, validated."""
+    if profile not in PROFILES:
+        raise StudyFileError(f"profile must be one of {list(PROFILES)} but got {profile!r}.")
+    path = study_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyFileError(f"{path}: not valid TOML ({exc}).") from exc
+    spec = _parse(raw, path, profile)
+    for other in PROFILES:  # a mistake in another profile's known-good trials shows on any load
+        if other != profile and "enqueue" in raw.get("profiles", {}).get(other, {}):
+            _parse(raw, path, other)
+    return spec
+
+
+def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
+    _reject_unknown(raw, {"study", "sampler", "pruner", "split", "fixed", "params", "profiles"}, path, "")
+    study = dict(raw.get("study", {}))
+    _reject_unknown(study, {"description", "space", "n_trials", "timeout_s", "keep_top"}, path, "study")
+    profiles = raw.get("profiles", {})
+    _reject_unknown(profiles, set(PROFILES), path, "profiles")
+    for pname, ptable in profiles.items():
+        _reject_unknown(ptable, {"n_trials", "timeout_s", "fixed", "params", "enqueue"}, path, f"profiles.{pname}")
+    chosen = profiles.get(profile, {})
+
+    fixed = {**raw.get("fixed", {}), **chosen.get("fixed", {})}
+    raw_params = {**raw.get("params", {}), **chosen.get("params", {})}
+    config_keys = {f.name for f in dataclasses.fields(TrialConfig)}
+    for section, table in (("fixed", fixed), ("params", raw_params)):
+        for key in table:
+            if key not in config_keys:
+                raise StudyFileError(
+                    f"{path}: unknown key {section}.{key}; it must be a TrialConfig field: "
+                    f"{', '.join(sorted(config_keys))}."
+                )
+    params: dict[str, ParamSpec] = {}
+    for key, value in raw_params.items():
+        try:
+            params[key] = parse_param(key, value)
+        except ValueError as exc:
+            raise StudyFileError(f"{path}: params.{key}: {exc}") from exc
+    for key in set(params) & set(fixed):
+        del fixed[key]  # a profile may search what the base table fixes
+
+    for key, annotation in (("description", "str"), ("space", "str"), ("timeout_s", "float | None")):
+        problem = type_problem(study.get(key), annotation if key == "timeout_s" else f"{annotation} | None")
+        if problem:
+            raise StudyFileError(f"{path}: study.{key} {problem}.")
+    if study.get("timeout_s") is not None and study["timeout_s"] <= 0:
+        raise StudyFileError(f"{path}: study.timeout_s must be a number of seconds > 0, got {study['timeout_s']!r}; "
+                             "remove it to run until n_trials is reached.")
+    space = study.get("space", "standard")
+    if space not in list_spaces():
+        raise StudyFileError(f"{path}: study.space {space!r} is unknown; valid spaces: {list_spaces()}.")
+    spec = StudySpec(
+        name=path.stem,
+        path=path,
+        description=str(study.get("description", "")),
+        space=space,
+        n_trials=_positive_int(chosen.get("n_trials", study.get("n_trials", 20)), path, "n_trials"),
+        timeout_s=_seconds(chosen.get("timeout_s", study.get("timeout_s")), path, "timeout_s"),
+        keep_top=_positive_int(study.get("keep_top", 8), path, "study.keep_top"),
+        sampler=_dataclass_from(SamplerSpec, raw.get("sampler", {}), path, "sampler"),
+        pruner=_dataclass_from(PrunerSpec, raw.get("pruner", {}), path, "pruner"),
+        split=_dataclass_from(SplitSpec, raw.get("split", {}), path, "split"),
+        fixed=fixed,
+        params=params,
+        profile=profile,
+    )
+    _check_values(spec, path, chosen)
+    if spec.sampler.name not in SAMPLERS:
+        raise StudyFileError(f"{path}: sampler.name must be one of {list(SAMPLERS)}, got {spec.sampler.name!r}.")
+    check_pruner(spec.pruner, path)
+    if not 0.0 < spec.split.val_fraction < 1.0:
+        raise StudyFileError(f"{path}: split.val_fraction must be in (0, 1), got {spec.split.val_fraction}.")
+    try:
+        spec.base_config()
+    except (TypeError, ValueError) as exc:
+        raise StudyFileError(f"{path}: [fixed] does not make a valid trial config: {exc}") from exc
+    return dataclasses.replace(spec, enqueue=_enqueue(chosen.get("enqueue", []), spec, path))
+
+
+def _enqueue(tables: Any, spec: StudySpec, path: Path) -> tuple[dict[str, Any], ...]:
+    where = f"profiles.{spec.profile}.enqueue"
+    if not isinstance(tables, list):
+        raise StudyFileError(f"{path}: {where} must be an array of tables ([[{where}]]), got {tables!r}.")
+    try:
+        return tuple(enqueue_params(table, spec, f"{where}[{i}]") for i, table in enumerate(tables))
+    except ValueError as exc:
+        raise StudyFileError(f"{path}: {exc}") from exc
+
+
+def _check_values(spec: StudySpec, path: Path, chosen: dict[str, Any]) -> None:
+    """Types and ranges of every value, and what [fixed] and [params] values name (StudyFileError)."""
+    for obj, where in ((spec.sampler, "sampler"), (spec.split, "split")):
+        check_fields(obj, path, where)
+    check_at_least(spec.sampler.seed, 0, path, "sampler.seed")
+    check_at_least(spec.sampler.n_startup_trials, 0, path, "sampler.n_startup_trials")
+    check_at_least(spec.split.seed, 0, path, "split.seed")
+    if spec.split.folds < 0 or spec.split.folds == 1:
+        raise StudyFileError(f"{path}: split.folds must be 0 (no folds) or >= 2, got {spec.split.folds!r}.")
+    for name, value in spec.fixed.items():
+        where = f"profiles.{spec.profile}.fixed" if name in chosen.get("fixed", {}) else "fixed"
+        check_config_value(name, value, path, f"{where}.{name}")
+    for name, param in spec.params.items():
+        where = f"profiles.{spec.profile}.params" if name in chosen.get("params", {}) else "params"
+        for value in param.values():
+            check_config_value(name, value, path, f"{where}.{name}")
+
+
+def _reject_unknown(table: Any, allowed: set[str], path: Path, where: str) -> None:
+    if not isinstance(table, dict):
+        raise StudyFileError(f"{path}: {where or 'the file'} must be a table, got {table!r}.")
+    for key in table:
+        if key not in allowed:
+            name = f"{where}.{key}" if where else key
+            raise StudyFileError(f"{path}: unknown key {name!r}; allowed here: {', '.join(sorted(allowed))}.")
+
+
+def _dataclass_from(cls: type, table: dict[str, Any], path: Path, where: str) -> Any:
+    _reject_unknown(table, {f.name for f in dataclasses.fields(cls)}, path, where)
+    return cls(**table)
+
+
+def _positive_int(value: Any, path: Path | str, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise StudyFileError(f"{path}: {key} must be a positive integer, got {value!r}.")
+    return value
+
+
+def _seconds(value: Any, path: Path, key: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise StudyFileError(f"{path}: {key} must be a positive number of seconds, got {value!r}.")
+    return float(value)
+
+
+def cache_sizes(spec: StudySpec) -> list[tuple[int, int, str]]:
+    """Every (height, width, crop) the study's trials can ask for; empty if one is a range."""
+    values: dict[str, list[Any]] = {}
+    for key in ("height", "width", "crop"):
+        if key in spec.params and not isinstance(spec.params[key], Categorical):
+            log.info(
+                "%s is searched over a range: each size's image cache is built by the first trial using it",
+                key,
+            )
+            return []
+        values[key] = spec.choices(key)
+    return [
+        (int(h), int(w), str(c))
+        for h, w, c in itertools.product(values["height"], values["width"], values["crop"])
+    ]

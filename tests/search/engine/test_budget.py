@@ -1,0 +1,265 @@
+"""The time budget of a run: where it comes from, when trials start and stop, what the run says at its end.
+
+search.run under a time budget: real smoke studies on the tiny bench, a few seconds each.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from search.engine.budget import (
+    TIME_CUT_REASON,
+    Deadline,
+    TimeBudget,
+    TrialNeeds,
+    format_duration,
+    process_started_at,
+    requeue,
+    run_outcome,
+    run_time_budget,
+    time_budget,
+    trial_pace,
+)
+from search.engine.options import RunOptions
+from search.run import build_parser, execute, options_from_args
+from search.studyfile.parse import StudyFileError, load_study_spec
+from tests.search.verbs.test_run import _smoke_variant
+
+SHIPPED = ["age_cutoff", "augment", "backbone", "finetune", "full"]
+T0 = 1_800_000_000.0  # a fixed start, seconds since the epoch
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_cpu_profile_of_every_shipped_study_carries_an_eight_minute_budget(name: str) -> None:
+    cpu, gpu = load_study_spec(name, "cpu"), load_study_spec(name, "gpu")
+    assert cpu.timeout_s == 480.0
+    assert gpu.timeout_s is None  # a GPU study runs its trials
+    budget = time_budget(cpu, timeout_s=None, n_trials=None, started_at=T0)
+    assert budget.seconds == 480.0 and budget.deadline == T0 + 480.0
+    assert f"{name}.toml, cpu profile" == budget.source
+
+
+def test_flags_override_the_profile_budget() -> None:
+    spec = load_study_spec("age_cutoff", "cpu")
+    assert time_budget(spec, 90.0, None, T0) == TimeBudget(90.0, T0, "--timeout")
+    # an explicit trial count is a promise of that many trials: no time limit unless --timeout says so
+    assert time_budget(spec, None, 30, T0).seconds is None
+    assert time_budget(spec, 90.0, 30, T0).seconds == 90.0
+    for nothing in (0.0, -1.0):  # a budget of nothing is refused; --n-trials alone lifts the time budget
+        with pytest.raises(ValueError, match="--timeout must be a number of seconds > 0.*--n-trials alone"):
+            time_budget(spec, nothing, None, T0)
+
+
+def test_a_profile_budget_overrides_the_study_table(tmp_path: Path) -> None:
+    path = tmp_path / "timed.toml"
+    path.write_text("[study]\ntimeout_s = 900\n[params]\nlr = [0.1]\n[profiles.cpu]\ntimeout_s = 60\n")
+    assert load_study_spec(path, "cpu").timeout_s == 60.0
+    assert load_study_spec(path, "gpu").timeout_s == 900.0
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "'8 min'", "true"])
+def test_a_bad_profile_budget_names_the_file_and_key(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[params]\nlr = [0.1]\n[profiles.cpu]\ntimeout_s = {value}\n")
+    with pytest.raises(StudyFileError, match="bad.toml.*timeout_s"):
+        load_study_spec(path, "cpu")
+
+
+def test_the_command_line_counts_from_the_process_start() -> None:
+    before = time.time()
+    started = process_started_at()
+    assert started <= before and before - started < 3600  # this test process started earlier, not now
+    opts = options_from_args(build_parser().parse_args(["--study", "age_cutoff", "--timeout", "120"]))
+    assert opts.started_at is not None and abs(opts.started_at - started) < 1.0
+    budget = run_time_budget(opts, load_study_spec("age_cutoff", "cpu"))
+    assert budget == TimeBudget(120.0, opts.started_at, "--timeout")
+    # a library call without a start time counts from the call
+    assert run_time_budget(RunOptions(study="age_cutoff"), load_study_spec("age_cutoff"), now=T0).started_at == T0
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (42, 480, 492.4, 3600)] == ["42 s", "8 min", "8 min 12 s", "60 min"]
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_trial_starts_only_if_it_can_reach_its_first_pruning_decision() -> None:
+    clock = Clock(T0 + 400)  # 80 s left of 480
+    needs = TrialNeeds(epochs=4, min_resource=2, min_complete=5)
+    deadline = Deadline(TimeBudget(480, T0), needs, clock=clock)
+    assert deadline.can_start(None)  # no pace known yet
+    # 5 trials complete: the pruner may stop the next one after 2 epochs, which must fit
+    assert deadline.can_start(40.0, complete=5)  # 2 epochs x 40 s = 80 s
+    assert not deadline.can_start(41.0, complete=5)
+    # fewer complete: nothing can stop it before its 4 epochs, which must fit
+    assert deadline.can_start(20.0, complete=4) and not deadline.can_start(21.0, complete=4)
+    assert not Deadline(TimeBudget(480, T0), TrialNeeds(4, 2, 0, prunes=False), clock=clock).can_start(21.0, 9)
+    clock.now = T0 + 480
+    assert not deadline.can_start(None)
+    assert Deadline(TimeBudget(None, T0), clock=clock).can_start(1e9)  # no budget, no limit
+
+
+@pytest.mark.parametrize(("name", "needs"), [("age_cutoff", TrialNeeds(5, 2, 5)), ("smoke", TrialNeeds(3, 1, 0))])
+def test_what_a_trial_needs_comes_from_the_study_file(name: str, needs: TrialNeeds) -> None:
+    assert TrialNeeds.of(load_study_spec(name, "cpu")) == needs
+
+
+def test_a_running_trial_is_cut_when_its_next_epoch_would_end_past_the_budget() -> None:
+    clock = Clock(T0 + 450)  # 30 s left
+    deadline = Deadline(TimeBudget(480, T0), clock=clock)
+    assert not deadline.cut_after(3, epoch=1, epochs=4, epoch_seconds=29.0)
+    assert deadline.cut_after(3, epoch=2, epochs=4, epoch_seconds=31.0)
+    assert deadline.cut == {3: f"{TIME_CUT_REASON} after epoch 2 of 4"}
+    assert not deadline.cut_after(5, epoch=4, epochs=4, epoch_seconds=31.0)  # its last epoch: it is done
+    assert not Deadline(TimeBudget(None, T0), clock=clock).cut_after(6, 1, 4, 1e9)
+
+
+def _add(study: optuna.Study, state: TrialState, start: float, seconds: float, epochs: int,
+         value: float | None = None, reason: str | None = None) -> None:
+    """A trial that ran from ``start`` for ``seconds`` and reported ``epochs`` epochs."""
+    study.add_trial(FrozenTrial(
+        number=0, trial_id=0, state=state, value=value,
+        datetime_start=datetime.datetime.fromtimestamp(start),
+        datetime_complete=datetime.datetime.fromtimestamp(start + seconds),
+        params={"lr": 0.01}, distributions={"lr": FloatDistribution(1e-3, 1e-1)},
+        user_attrs={"failure_reason": reason} if reason else {}, system_attrs={},
+        intermediate_values={e: 0.1 * e for e in range(1, epochs + 1)},
+    ))
+
+
+def test_the_pace_is_seconds_per_epoch_of_this_runs_trials() -> None:
+    study = optuna.create_study(direction="maximize")
+    _add(study, TrialState.COMPLETE, T0 - 1000, 100, 4, value=0.5)  # an earlier run: 25 s/epoch
+    assert trial_pace(study.trials, since=T0) == 25.0  # nothing in this run yet: the earlier one
+    _add(study, TrialState.COMPLETE, T0 + 10, 40, 4, value=0.6)  # 10 s/epoch
+    _add(study, TrialState.PRUNED, T0 + 60, 24, 2)  # 12 s/epoch
+    assert trial_pace(study.trials, since=T0) == 11.0
+    assert trial_pace([], since=T0) is None
+
+
+def test_the_end_of_a_run_by_time_says_how_many_trials_fit_and_how_to_resume() -> None:
+    study = optuna.create_study(direction="maximize")
+    _add(study, TrialState.COMPLETE, T0 - 1000, 100, 4, value=0.5)  # an earlier run's
+    _add(study, TrialState.COMPLETE, T0 + 60, 120, 4, value=0.8)
+    _add(study, TrialState.PRUNED, T0 + 190, 60, 2)
+    _add(study, TrialState.COMPLETE, T0 + 260, 120, 4, value=0.7)
+    _add(study, TrialState.FAIL, T0 + 390, 80, 2, reason=f"{TIME_CUT_REASON} after epoch 2 of 4")
+    assert requeue(study, study.trials[-1])
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].params == study.trials[4].params and not waiting[0].user_attrs
+    budget = TimeBudget(480, T0, "age_cutoff.toml, cpu profile")
+
+    outcome = run_outcome(study, budget, n_trials=20, needs=TrialNeeds(4, 2), now=T0 + 475)
+    assert (outcome.finished, outcome.complete, outcome.pruned, outcome.by_time) == (4, 2, 1, True)
+    message = outcome.message()
+    assert message is not None
+    assert message.startswith("Time budget reached: 3 trials fit in this run's 8 min "
+                              "(age_cutoff.toml, cpu profile, counted from the command's start): 2 complete, 1 pruned.")
+    assert "Trial 4 was stopped at the time budget after epoch 2 of 4; it runs first when the study resumes." in message
+    assert "The study has 4 of its 20 trials" in message
+    assert "run the same command again: it resumes the study" in message
+    assert "--n-trials 20 (without --timeout)" in message
+
+    # a trial cut a second time is not queued again
+    assert not requeue(study, study.get_trials(states=(TrialState.WAITING,))[0])
+
+
+def test_no_message_when_the_trial_budget_ended_the_run_or_there_was_no_time_budget() -> None:
+    study = optuna.create_study(direction="maximize")
+    for k in range(3):
+        _add(study, TrialState.COMPLETE, T0 + 10 + 60 * k, 50, 4, value=0.5)
+    assert run_outcome(study, TimeBudget(480, T0, "x"), n_trials=3, now=T0 + 479).message() is None
+    assert run_outcome(study, TimeBudget(None, T0), n_trials=20, now=T0 + 479).message() is None
+    # time left for another trial: not ended by time (it stopped for another reason, logged where it happened)
+    assert run_outcome(study, TimeBudget(480, T0, "x"), n_trials=20, now=T0 + 200).message() is None
+
+
+def test_a_run_that_spent_its_budget_before_any_trial_says_so() -> None:
+    study = optuna.create_study(direction="maximize")
+    message = run_outcome(study, TimeBudget(60, T0, "--timeout"), n_trials=5, now=T0 + 61).message()
+    assert message is not None and "0 trials fit in this run's 1 min" in message
+    assert "before a trial could start" in message and "The study has 0 of its 5 trials" in message
+
+
+def _states(study: optuna.Study, *states: TrialState) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=states)
+
+
+def test_the_profile_time_budget_ends_the_run_and_says_how_to_resume(
+    tiny_bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml = _smoke_variant(tmp_path / "timed.toml", ("n_trials = 8", "n_trials = 100"))
+    toml.write_text(toml.read_text() + "\n[profiles.cpu]\ntimeout_s = 6\n")
+    runs = tmp_path / "runs"
+    started = time.time()
+    assert execute(RunOptions(study=str(toml), data=tiny_bench, workdir=runs, device="cpu", started_at=started)) == 0
+    took = time.time() - started
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="timed", storage=f"sqlite:///{runs / 'studies.db'}")
+    finished = _states(study, TrialState.COMPLETE, TrialState.PRUNED)
+    assert len(finished) < 100
+    assert took < 6 + 20, "a 6 s budget: the run may end one (sub-second) epoch late, not trials late"
+    assert "| trial | macro-F1 |" in out and "Next:" in out  # the table and the next commands, as without a budget
+    assert f"Time budget reached: {len(finished)} trial" in out
+    assert "6 s (timed.toml, cpu profile, counted from the command's start)" in out
+    assert "run the same command again: it resumes the study" in out and "--n-trials 100 (without --timeout)" in out
+    assert not _states(study, TrialState.RUNNING)
+    waiting = {tuple(sorted(t.params.items())) for t in _states(study, TrialState.WAITING)}
+    for trial in _states(study, TrialState.FAIL):  # a trial stopped at the budget is queued again
+        assert str(trial.user_attrs["failure_reason"]).startswith("stopped at the time budget after epoch")
+        assert tuple(sorted(trial.params.items())) in waiting
+        assert f"Trial {trial.number} was stopped at the time budget" in out
+
+    # --n-trials alone lifts the time budget: a run whose 6 s were spent long ago still runs its one more trial
+    more = len(finished) + 1
+    opts = RunOptions(study=str(toml), data=tiny_bench, workdir=runs, device="cpu", n_trials=more,
+                      started_at=time.time() - 1000)
+    assert execute(opts) == 0
+    assert len(_states(study, TrialState.COMPLETE, TrialState.PRUNED)) == more
+    assert "Time budget reached" not in capsys.readouterr().out
+
+
+def test_a_trial_running_at_the_time_budget_is_stopped_and_runs_first_when_resumed(
+    tiny_bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # one trial of 1000 epochs: it cannot end before the budget does
+    toml = _smoke_variant(tmp_path / "long.toml", ("epochs = 3", "epochs = 1000"), ("patience = 3", "patience = 1000"),
+                          ('name = "successive_halving"', 'name = "none"'), ("n_trials = 8", "n_trials = 2"))
+    runs = tmp_path / "runs"
+    started = time.time()
+    opts = RunOptions(study=str(toml), data=tiny_bench, workdir=runs, device="cpu", timeout_s=8, started_at=started)
+    assert execute(opts) == 0
+    took = time.time() - started
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="long", storage=f"sqlite:///{runs / 'studies.db'}")
+    [cut] = study.trials[:1]
+    epochs = len(cut.intermediate_values)
+    assert cut.state == TrialState.FAIL and 1 <= epochs < 1000
+    assert cut.user_attrs["failure_reason"] == f"stopped at the time budget after epoch {epochs} of 1000"
+    assert took < 8 + 20
+    assert "Time budget reached: 0 trials fit in this run's 8 s (--timeout, counted from the command's start)." in out
+    assert f"Trial 0 was stopped at the time budget after epoch {epochs} of 1000; it runs first when the study resumes." in out
+    [queued] = _states(study, TrialState.WAITING)
+    assert queued.params == cut.params
+
+    # the same command resumes with the queued trial, which is cut again and then left out
+    assert execute(RunOptions(**{**vars(opts), "started_at": time.time(), "timeout_s": 6})) == 0
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="long", storage=f"sqlite:///{runs / 'studies.db'}")
+    again = study.trials[1]
+    assert again.params == cut.params and again.state == TrialState.FAIL
+    assert not _states(study, TrialState.WAITING, TrialState.RUNNING)
+    assert "Trial 1 was stopped at the time budget" in out and "it was cut before and is not queued again" in out

@@ -1,0 +1,54 @@
+"""Ctrl-C and SIGTERM on a worker: its running trial is marked failed, it exits cleanly, and the
+study resumes to its budget."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from search.engine.launcher import default_journal_url
+from tests.support.workers import (
+    REPO,
+    finished,
+    open_study_view,
+    trials,
+    wait_for_running,
+    worker_cmd,
+    worker_env,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def test_sigint_and_sigterm_stop_a_worker_cleanly_and_the_study_resumes(bench: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "runs"
+    url = default_journal_url(workdir, "smoke")
+    cmd = worker_cmd("smoke", url, bench, workdir, "--n-trials", "3")
+    stopped = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        (running,) = wait_for_running(url, "smoke", proc)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode in (0, 130), err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
+        assert "resume" in err
+        study = open_study_view(url, "smoke")
+        assert study.trials[running.number].state == TrialState.FAIL, f"{sig.name} left the trial unfinished"
+        assert not trials(study, TrialState.RUNNING)
+        stopped.append(running.number)
+    assert stopped[0] != stopped[1]
+
+    done = subprocess.run(cmd, cwd=REPO, env=worker_env(), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = open_study_view(url, "smoke")
+    assert len(finished(study)) == 3
+    assert [t.number for t in trials(study, TrialState.FAIL)] == stopped
+    assert not trials(study, TrialState.RUNNING)
+    assert "search.export" in done.stdout, "a finished worker ends with the summary and next commands"

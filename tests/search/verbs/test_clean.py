@@ -1,0 +1,93 @@
+"""python -m search.clean: what a study no longer needs is listed, and removed only with --yes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.artifacts import upload_artifact
+
+from search.storage.backends import artifact_store, open_storage
+from search.storage.trialstore import TrialStore
+
+CONFIG = {"height": 32, "width": 24, "crop": "face"}
+
+
+def _study(workdir: Path, scores: list[float]) -> tuple[str, optuna.Study]:
+    """A study with one complete trial per score, each with a trial folder and an artifact."""
+    url = f"sqlite:///{workdir / 'studies.db'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")
+    store = TrialStore(workdir, "s")
+    for score in scores:
+        trial = study.ask()
+        trial.set_user_attr("config", CONFIG)
+        folder = store.trial_dir(trial.number)
+        folder.mkdir(parents=True)
+        np.save(folder / "val_probs.npy", np.zeros((10, 18), np.float32))
+        upload_artifact(artifact_store=artifact_store(workdir), file_path=str(folder / "val_probs.npy"),
+                        study_or_trial=trial)
+        study.tell(trial, score)
+    return url, study
+
+
+def _cache(workdir: Path, height: int, width: int, crop: str) -> Path:
+    cache = workdir / "cache"
+    cache.mkdir(exist_ok=True)
+    base = cache / f"images-{crop}-{height}x{width}-n2-abc"
+    np.save(base.with_suffix(".npy"), np.zeros((2, height, width, 3), np.uint8))
+    base.with_suffix(".json").write_text(json.dumps({"height": height, "width": width, "crop": crop}))
+    return base.with_suffix(".npy")
+
+
+def test_clean_lists_then_removes_what_the_study_does_not_need(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search.clean import main
+
+    url, study = _study(tmp_path, [0.9, 0.5, 0.7])
+    used, unused = _cache(tmp_path, 32, 24, "face"), _cache(tmp_path, 64, 48, "full")
+    store = TrialStore(tmp_path, "s")
+    args = ["--name", "s", "--storage", url, "--workdir", str(tmp_path), "--keep-top", "2"]
+
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "would remove" in out and str(store.trial_dir(1)) in out and str(unused) in out and "dry run" in out
+    assert store.trial_numbers() == [0, 1, 2] and unused.exists(), "a dry run deletes nothing"
+
+    assert main([*args, "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert store.trial_numbers() == [0, 2], "the two best trials stay"
+    assert used.exists() and not unused.exists() and not unused.with_suffix(".json").exists()
+    artifacts = {p.name for p in (tmp_path / "artifacts").iterdir()}
+    kept = {optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)[0].artifact_id
+            for t in study.trials if t.number != 1}
+    assert artifacts == kept, "only the artifacts of the kept trials remain"
+    assert "freed" in out and "bytes" in out
+    freed = int(out.split("freed ")[1].split(" bytes")[0].replace(",", ""))
+    assert freed > 2 * 64 * 48 * 3
+
+
+def test_clean_names_a_missing_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from search.clean import main
+
+    url, _ = _study(tmp_path, [0.5])
+    assert main(["--name", "nope", "--storage", url, "--workdir", str(tmp_path)]) == 2
+    assert "no study 'nope'" in capsys.readouterr().err
+
+
+def test_clean_reads_the_stored_study_of_a_study_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from search.clean import main
+
+    url, _ = _study(tmp_path, [0.9, 0.5, 0.7, 0.6, 0.8, 0.4])
+    toml = tmp_path / "s.toml"  # the stored name defaults to the file's name, s
+    toml.write_text((Path(__file__).resolve().parents[3] / "studies" / "smoke.toml").read_text())
+    assert main(["--study", str(toml), "--storage", url, "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    store = TrialStore(tmp_path, "s")
+    # the study file's keep_top (4) decides: the two worst trials would go
+    assert [n for n in range(6) if str(store.trial_dir(n)) in out] == [1, 5]
+    assert main(["--storage", url, "--workdir", str(tmp_path)]) == 2
+    assert "--name NAME" in capsys.readouterr().err
