@@ -1,4 +1,5 @@
-"""The layering of search/, runners/ and spaces/: no import cycle, and runners/ knows nothing of search/.
+"""The layering of search/, runners/ and spaces/: no import cycle, imports only point down the
+layers of LAYERS, and runners/ knows nothing of search/.
 
 The graph is read from the source (AST), so it sees every import: module-level ones, those
 inside functions (lazy imports) and those under ``if TYPE_CHECKING``. A lazy import does not
@@ -12,6 +13,24 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("search", "runners", "spaces")
+
+# Bottom to top; a module may import from its own layer and the layers below it, never above.
+# A module belongs to the layer of the longest prefix that names it: search.run (the verbs in
+# search/verbs/) and search.__main__ are the top layer "search". docs/architecture.md draws it.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("runners", "spaces"),   # one trial and the search spaces: no search, no Optuna in runners
+    ("search.common",),      # atomic writes, Optuna's private API, threads
+    ("search.data",),        # the data path
+    ("search.benches",),     # synthetic and real-face benches (the default data)
+    ("search.storage",),     # storage URLs and backends, study and trial records, trial files
+    ("search.studyfile",),   # the study file, its registries
+    ("search.cli",),         # the verbs' shared arguments and logging
+    ("search.deploy",),      # the bundle: manifest, ONNX graph, writer, predict (no Optuna)
+    ("search.engine",),      # the run: options, objective, budgets, workers, progress
+    ("search.refitting",),   # chosen trials retrained on person folds
+    ("search.ensembling",),  # candidates, selection, votes, honest estimate
+    ("search",),             # the verbs
+)
 
 
 def module_files(root: Path, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
@@ -59,6 +78,24 @@ def import_graph(root: Path, packages: tuple[str, ...] = PACKAGES) -> dict[str, 
     return graph
 
 
+def layer_of(module: str, layers: tuple[tuple[str, ...], ...] = LAYERS) -> int:
+    """Index in ``layers`` of the longest prefix naming ``module``; ValueError when none does."""
+    best: tuple[int, int] | None = None
+    for index, prefixes in enumerate(layers):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[1]):
+                best = (index, len(prefix))
+    if best is None:
+        raise ValueError(f"{module} is in no layer of LAYERS: add its package there")
+    return best[0]
+
+
+def upward_imports(graph: dict[str, set[str]], layers: tuple[tuple[str, ...], ...] = LAYERS) -> list[str]:
+    """Every import that points at a higher layer, as ``"a -> b"``."""
+    return sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets
+                  if layer_of(t, layers) > layer_of(m, layers))
+
+
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     """One import cycle as a path ``[a, b, ..., a]``, or None when the graph has none."""
     done: set[str] = set()
@@ -91,6 +128,30 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_search_runners_and_spaces_have_no_import_cycle() -> None:
     cycle = find_cycle(import_graph(REPO))
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_imports_only_point_down_the_layers() -> None:
+    assert upward_imports(import_graph(REPO)) == [], "imports from a layer above (see LAYERS)"
+
+
+def test_every_package_of_search_is_in_a_layer() -> None:
+    top = {".".join(p.relative_to(REPO).parts[:2]) for p in (REPO / "search").glob("*/__init__.py")}
+    named = {prefix for layer in LAYERS for prefix in layer}
+    assert sorted(top - named) == [], "packages of search/ missing from LAYERS"
+
+
+def test_the_layer_check_finds_an_upward_import(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    for sub in ("low", "high"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "high" / "a.py").write_text("from pkg.low import b\n")
+    (pkg / "low" / "b.py").write_text("")
+    layers = (("pkg.low",), ("pkg.high",), ("pkg",))
+    assert upward_imports(import_graph(tmp_path, ("pkg",)), layers) == []
+    (pkg / "low" / "b.py").write_text("def f():\n    from pkg.high.a import x\n")
+    assert upward_imports(import_graph(tmp_path, ("pkg",)), layers) == ["pkg.low.b -> pkg.high.a"]
 
 
 def test_runners_import_nothing_from_search_nor_optuna() -> None:

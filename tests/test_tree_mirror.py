@@ -36,7 +36,7 @@ COVERED_BY = {
     "search/benches/realfaces/catalog.py": "tests/search/benches/realfaces/test_build.py",
     "search/benches/realfaces/draw.py": "tests/search/benches/realfaces/test_build.py",
     "search/benches/realfaces/plan.py": "tests/search/benches/realfaces/test_build.py",
-    "search/refitting/members.py": "tests/search/refitting/test_train.py",
+    "search/ensembling/refits.py": "tests/search/refitting/test_train.py",
     "search/refitting/store.py": "tests/search/refitting/test_train.py",
     "search/studyfile/validate.py": "tests/search/studyfile/test_parse.py",
     "search/studyfile/spec.py": "tests/search/studyfile/test_parse.py",

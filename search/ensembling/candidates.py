@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from runners.classes import NUM_CLASSES
 from search.ensembling.selection import Candidate
-from search.refitting.members import with_refits
-from search.storage.backends import DEFAULT_WORKDIR, default_storage_url, open_storage, redact, storage_error
+from search.ensembling.refits import with_refits
+from search.storage.backends import DEFAULT_WORKDIR
+from search.storage.studies import open_stored_study, resolve_storage
 from search.storage.study_attrs import StudyAttrs
 from search.storage.trialstore import TrialStore, Validation
 
@@ -35,43 +35,6 @@ class CandidatePool:
     validation: Validation
     candidates: list[Candidate]
     notes: list[str] = field(default_factory=list)  # what was left out, and why
-
-
-def resolve_storage(storage: str | None, workdir: Path | None) -> str:
-    return storage or default_storage_url(Path(workdir) if workdir is not None else DEFAULT_WORKDIR)
-
-
-def open_stored_study(name: str, storage_url: str) -> optuna.Study:
-    """An existing study, for the commands that only read one (report, ensemble, export).
-
-    A storage that cannot be reached, or a study file that does not exist, is one ValueError
-    line; nothing is created.
-    """
-    _require_storage_file(storage_url)
-    try:
-        storage = open_storage(storage_url)
-        return optuna.load_study(study_name=name, storage=storage)
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise ValueError(storage_error(storage_url, exc)) from exc
-    except KeyError:
-        names = sorted(
-            s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-        )
-        raise ValueError(
-            f"no study {name!r} in {redact(storage_url)}; studies there: {names or 'none'}. "
-            "Pass --storage where the study lives, or run it first with python -m search.run."
-        ) from None
-
-
-def _require_storage_file(url: str) -> None:
-    """A file storage (SQLite, journal) must exist already: opening one would create it empty."""
-    for scheme in ("sqlite:///", "journal://"):
-        path = url.removeprefix(scheme)
-        if url.startswith(scheme) and path not in ("", ":memory:") and not Path(path).exists():
-            raise ValueError(
-                f"the storage file {path} does not exist, so it holds no study; pass the --storage "
-                "(or --workdir) the study was run with."
-            )
 
 
 def _study_candidates(

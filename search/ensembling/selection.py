@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
 
 from runners.classes import NUM_CLASSES
+from runners.metrics import accuracy, macro_f1
 from search.ensembling.votes import VOTES, resolve_ties, soft_vote
 
 log = logging.getLogger(__name__)
 
-_CLASSES = list(range(NUM_CLASSES))
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,16 +104,6 @@ class Selection:
     score: float  # macro-F1 of the weighted soft vote on the selection rows
     picks: tuple[int, ...] = field(default=())  # every pick made (the returned prefix and beyond)
     history: tuple[float, ...] = field(default=())  # macro-F1 after each pick
-
-
-def macro_f1(labels: np.ndarray, probs_or_preds: np.ndarray) -> float:
-    """Macro-F1 over all 18 classes (absent classes count as 0, as the competition did)."""
-    preds = _preds(probs_or_preds)
-    return float(f1_score(labels, preds, labels=_CLASSES, average="macro", zero_division=0))
-
-
-def accuracy(labels: np.ndarray, probs_or_preds: np.ndarray) -> float:
-    return float(accuracy_score(labels, _preds(probs_or_preds)))
 
 
 def rank_singles(
@@ -247,8 +236,3 @@ def _allowed(
 
 def _rows(probs: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
     return probs if rows is None else probs[rows]
-
-
-def _preds(probs_or_preds: np.ndarray) -> np.ndarray:
-    arr = np.asarray(probs_or_preds)
-    return arr.argmax(1) if arr.ndim == 2 else arr.astype(np.int64)

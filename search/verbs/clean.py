@@ -31,7 +31,7 @@ from optuna.trial import TrialState
 from search.cli import setup_logging
 from search.cli.studyargs import add_study_args, storage_url, study_ref
 from search.data.cache import remove_stale_temps
-from search.ensembling.candidates import open_stored_study
+from search.storage.studies import open_stored_study
 from search.common.optuna_compat import stored_study_id, study_storage
 from search.studyfile.parse import StudyFileError, StudySpec, cache_sizes, load_study_spec
 from search.storage.study_attrs import StudyAttrs

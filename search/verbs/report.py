@@ -24,7 +24,7 @@ from runners.classes import CLASS_NAMES, NUM_CLASSES
 from search.common.atomic import write_text
 from search.cli import setup_logging
 from search.cli.studyargs import add_study_args, storage_url, study_ref
-from search.ensembling.candidates import open_stored_study
+from search.storage.studies import open_stored_study
 
 log = logging.getLogger(__name__)
 

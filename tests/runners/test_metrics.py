@@ -22,3 +22,15 @@ def test_accuracy_and_f1_disagree_on_imbalance() -> None:
     assert always_zero.per_class_f1[17] == 0.0 and always_zero.confusion[17, 0] == 1  # rows are truth
     with pytest.raises(ValueError, match="equal length"):
         classification_metrics(labels, labels[:-1])
+
+
+def test_macro_f1_and_accuracy_score_probabilities_by_their_arg_max() -> None:
+    from runners.classes import NUM_CLASSES
+    from runners.metrics import accuracy, macro_f1
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, NUM_CLASSES, 50)
+    probs = rng.random((50, NUM_CLASSES))
+    whole = classification_metrics(labels, probs.argmax(1))
+    assert macro_f1(labels, probs) == macro_f1(labels, probs.argmax(1)) == whole.macro_f1
+    assert accuracy(labels, probs) == whole.accuracy

@@ -1,0 +1,48 @@
+"""Opening a study that already exists, for the verbs that only read one (report, ensemble,
+export, refit, clean): nothing is created, and a wrong storage or name is one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import sqlalchemy.exc
+
+from search.storage.backends import DEFAULT_WORKDIR, default_storage_url, open_storage, redact, storage_error
+
+
+def resolve_storage(storage: str | None, workdir: Path | None) -> str:
+    return storage or default_storage_url(Path(workdir) if workdir is not None else DEFAULT_WORKDIR)
+
+
+def open_stored_study(name: str, storage_url: str) -> optuna.Study:
+    """An existing study, for the commands that only read one (report, ensemble, export).
+
+    A storage that cannot be reached, or a study file that does not exist, is one ValueError
+    line; nothing is created.
+    """
+    _require_storage_file(storage_url)
+    try:
+        storage = open_storage(storage_url)
+        return optuna.load_study(study_name=name, storage=storage)
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise ValueError(storage_error(storage_url, exc)) from exc
+    except KeyError:
+        names = sorted(
+            s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        )
+        raise ValueError(
+            f"no study {name!r} in {redact(storage_url)}; studies there: {names or 'none'}. "
+            "Pass --storage where the study lives, or run it first with python -m search.run."
+        ) from None
+
+
+def _require_storage_file(url: str) -> None:
+    """A file storage (SQLite, journal) must exist already: opening one would create it empty."""
+    for scheme in ("sqlite:///", "journal://"):
+        path = url.removeprefix(scheme)
+        if url.startswith(scheme) and path not in ("", ":memory:") and not Path(path).exists():
+            raise ValueError(
+                f"the storage file {path} does not exist, so it holds no study; pass the --storage "
+                "(or --workdir) the study was run with."
+            )
