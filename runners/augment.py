@@ -16,6 +16,8 @@ from PIL import Image
 
 from runners.augmentations import AUGMENT_SETS, get_augment, list_augment_sets, register_augment
 
+SUMMARY = "preview an augmentation set: a PNG grid of one image through it"
+
 __all__ = ["AUGMENT_SETS", "get_augment", "list_augment_sets", "main", "preview_grid", "register_augment"]
 
 logger = logging.getLogger(__name__)

@@ -1,16 +1,6 @@
-"""``python -m search`` lists the verbs."""
+"""``python -m search`` lists the verbs (search.cli.verbs reads them from search/verbs/)."""
 
-VERBS = {
-    "run": "create or resume a study and run trials",
-    "worker": "join a running study from any machine (shared storage)",
-    "report": "HTML report of a study (plotly)",
-    "ensemble": "select a diverse soft-voting ensemble, with an honest score",
-    "export": "write the best ensemble as a bundle (safetensors + ONNX)",
-    "predict": "predict an eval folder with a bundle -> submission.csv",
-    "synth": "generate the synthetic bench",
-}
+from search.cli.verbs import listing
 
 if __name__ == "__main__":
-    print("usage: python -m search.<verb> --help\n")
-    for verb, text in VERBS.items():
-        print(f"  {verb:<9} {text}")
+    print(listing())

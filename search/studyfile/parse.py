@@ -6,18 +6,7 @@ and ``[profiles.gpu]`` tables that override ``fixed``/``params``/``n_trials``/``
 device the study runs on. Unknown keys are errors naming the key and the file. ``timeout_s`` is a
 run's time budget in seconds, counted from the command's start (search/engine/budget.py).
 
-    [study]           description, space, n_trials, timeout_s, keep_top
-    [sampler]         name (tpe | random), seed, n_startup_trials
-    [pruner]          name (hyperband | successive_halving | median | percentile | none), signal
-                      (macro_f1 | val_loss), min_resource, reduction_factor, n_startup_trials, percentile,
-                      min_complete (the pruner registry, search/studyfile/pruners.py, checks these)
-    [split]           val_fraction, seed, folds (K person folds for search.refit; 0 = none)
-    [fixed]           TrialConfig fields held constant
-    [params]          searched TrialConfig fields: a list = categorical, {low, high, log, step} = range
-    [profiles.cpu]    n_trials, timeout_s, fixed, params   (merged over the tables above)
-    [profiles.gpu]    n_trials, timeout_s, fixed, params
-    [[profiles.gpu.enqueue]]  a known-good trial run before sampling, on this profile only
-                      (TrialConfig names; see search/studyfile/enqueue.py)
+The tables and the keys each takes are TABLE_KEYS (docs/studies.md's table is tested against it).
 """
 
 from __future__ import annotations
@@ -43,6 +32,16 @@ log = logging.getLogger(__name__)
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
 PROFILES = ("cpu", "gpu")
 SAMPLERS = ("tpe", "random")
+# Every table of a study file and the keys it takes; the parser refuses any other key.
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("study", "sampler", "pruner", "split", "fixed", "params", "profiles"),
+    "study": ("description", "space", "n_trials", "timeout_s", "keep_top"),
+    "sampler": tuple(f.name for f in dataclasses.fields(SamplerSpec)),
+    "pruner": tuple(f.name for f in dataclasses.fields(PrunerSpec)),
+    "split": tuple(f.name for f in dataclasses.fields(SplitSpec)),
+    "profiles": PROFILES,
+    "profiles.<profile>": ("n_trials", "timeout_s", "fixed", "params", "enqueue"),
+}
 
 
 def study_path(name_or_path: str | Path) -> Path:
@@ -79,13 +78,13 @@ def load_study_spec(name_or_path: str | Path, profile: str = "cpu") -> StudySpec
 
 
 def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
-    _reject_unknown(raw, {"study", "sampler", "pruner", "split", "fixed", "params", "profiles"}, path, "")
+    _reject_unknown(raw, set(TABLE_KEYS[""]), path, "")
     study = dict(raw.get("study", {}))
-    _reject_unknown(study, {"description", "space", "n_trials", "timeout_s", "keep_top"}, path, "study")
+    _reject_unknown(study, set(TABLE_KEYS["study"]), path, "study")
     profiles = raw.get("profiles", {})
-    _reject_unknown(profiles, set(PROFILES), path, "profiles")
+    _reject_unknown(profiles, set(TABLE_KEYS["profiles"]), path, "profiles")
     for pname, ptable in profiles.items():
-        _reject_unknown(ptable, {"n_trials", "timeout_s", "fixed", "params", "enqueue"}, path, f"profiles.{pname}")
+        _reject_unknown(ptable, set(TABLE_KEYS["profiles.<profile>"]), path, f"profiles.{pname}")
     chosen = profiles.get(profile, {})
 
     fixed = {**raw.get("fixed", {}), **chosen.get("fixed", {})}

@@ -37,6 +37,8 @@ from search.studyfile.parse import StudyFileError, StudySpec, cache_sizes, load_
 from search.storage.study_attrs import StudyAttrs
 from search.storage.trialstore import TrialStore
 
+SUMMARY = "list, and with --yes remove, what a study no longer needs"
+
 log = logging.getLogger(__name__)
 
 CacheSize = tuple[int, int, str]  # (height, width, crop)

@@ -22,6 +22,8 @@ from search.ensembling.args import add_selection_args, outcome_from_args
 from search.ensembling.evalscore import find_eval_labels, score_on_eval
 from search.storage.trialstore import TrialStore
 
+SUMMARY = "select a diverse soft-voting ensemble, with an honest score"
+
 log = logging.getLogger("search.ensemble")
 
 

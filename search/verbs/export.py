@@ -22,6 +22,8 @@ from search.deploy.writer import BundleSpec, MemberSource, check_out, write_bund
 from search.ensembling.args import add_selection_args, outcome_from_args
 from search.ensembling.procedure import Outcome
 
+SUMMARY = "write a study's ensemble as a bundle (safetensors + ONNX)"
+
 log = logging.getLogger("search.export")
 
 RULE_CHOICES = ("auto", "on", "off")

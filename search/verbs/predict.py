@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from search.deploy.predict import DEFAULT_OUT, build_parser, main, predict_eval, write_submission
 
+SUMMARY = "predict an eval folder with a bundle -> submission.csv"
+
 __all__ = ["DEFAULT_OUT", "build_parser", "main", "predict_eval", "write_submission"]
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from search.benches.synth.build import size_arg
 
 from search.benches.realfaces.build import build
 
+SUMMARY = "build the real-face bench from a folder of UTKFace photos"
+
 log = logging.getLogger("search.realfaces")
 
 

@@ -29,6 +29,8 @@ from search.refitting.train import (
     refit_folds,
 )
 
+SUMMARY = "retrain chosen trials on K person folds or on all people"
+
 log = logging.getLogger("search.refit")
 
 

@@ -26,6 +26,8 @@ from search.cli import setup_logging
 from search.cli.studyargs import add_study_args, storage_url, study_ref
 from search.storage.studies import open_stored_study
 
+SUMMARY = "one HTML page of plotly figures about a study"
+
 log = logging.getLogger(__name__)
 
 

@@ -37,6 +37,8 @@ from search.common.threads import set_torch_threads
 from search.engine.tracebackfilter import quiet_expected_tracebacks
 from search.storage.urls import check_storage_url
 
+SUMMARY = "create or resume a study and run its trials"
+
 # The command line only (its docstring is the --help text): the run itself is search/engine/runstudy.py,
 # its options search/engine/options.py, the local launcher search/engine/launcher.py.
 log = logging.getLogger("search")

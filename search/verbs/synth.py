@@ -11,6 +11,8 @@ from pathlib import Path
 from search.benches.synth.build import generate, size_arg
 from search.benches.synth.sheet import contact_sheet
 
+SUMMARY = "draw the synthetic bench in the competition's data layout"
+
 log = logging.getLogger("search.synth")
 
 

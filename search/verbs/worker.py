@@ -33,6 +33,8 @@ from search.storage.secretfilter import hide_secrets
 from search.engine.signals import install_interrupt_handlers
 from search.engine.tracebackfilter import quiet_expected_tracebacks
 
+SUMMARY = "join a running study from any machine (shared storage)"
+
 log = logging.getLogger("search")
 
 

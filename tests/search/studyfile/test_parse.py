@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from search.studyfile.pruners import make_pruner
-from search.studyfile.parse import StudyFileError, cache_sizes, list_studies, load_study_spec
+from search.studyfile.parse import STUDIES_DIR, StudyFileError, cache_sizes, list_studies, load_study_spec
 from spaces import Categorical, IntRange
 
 REQUIRED = {"age_cutoff", "backbone", "finetune", "augment", "full", "smoke"}
@@ -232,3 +232,41 @@ def test_cache_sizes_cover_every_resolution_a_trial_can_ask_for() -> None:
     assert cache_sizes(two) == [(32, 24, "face"), (40, 24, "face")]
     ranged = dataclasses.replace(spec, params={**spec.params, "height": IntRange(32, 64)})
     assert cache_sizes(ranged) == []
+
+
+def _documented_keys() -> dict[str, set[str]]:
+    """docs/studies.md's table of study-file tables: ``[table]`` -> the keys its row names."""
+    import re
+
+    text = (STUDIES_DIR.parent / "docs" / "studies.md").read_text()
+    block = text.split("## Tables", 1)[1].split("```")[1]
+    rows: dict[str, str] = {}
+    current = None
+    for line in block.splitlines():
+        head = re.match(r"^(\[\[?[\w.]+\]\]?)\s*(.*)$", line)
+        if head:
+            current = head[1]
+            rows[current] = head[2]
+        elif current and line.strip():
+            rows[current] += " " + line.strip()
+    keys = {}
+    for table, row in rows.items():
+        row = re.sub(r"\([^)]*\)", "", row)  # "(tpe | random)", "(merged over ...)": values, not keys
+        keys[table] = {k.strip() for k in row.split(",") if re.fullmatch(r"[a-z_]+", k.strip())}
+    return keys
+
+
+def test_docs_studies_table_names_every_key_the_parser_takes() -> None:
+    from search.studyfile.parse import PROFILES, SAMPLERS, TABLE_KEYS
+    from search.studyfile.pruners import PRUNING_SIGNALS, list_pruners
+
+    documented = _documented_keys()
+    assert {t.strip("[]") for t in documented} >= (set(TABLE_KEYS[""]) - {"profiles"}) | {f"profiles.{p}" for p in PROFILES}
+    for table in ("study", "sampler", "pruner", "split"):
+        assert documented[f"[{table}]"] == set(TABLE_KEYS[table]), f"docs/studies.md's [{table}] row"
+    for profile in PROFILES:
+        shown = documented[f"[profiles.{profile}]"] | {"enqueue"}  # enqueue has its own row
+        assert shown == set(TABLE_KEYS["profiles.<profile>"]), f"docs/studies.md's [profiles.{profile}] row"
+    text = (STUDIES_DIR.parent / "docs" / "studies.md").read_text()
+    assert f"({' | '.join(SAMPLERS)})" in text and f"({' | '.join(PRUNING_SIGNALS)})" in text
+    assert f"({' | '.join(list_pruners())})" in " ".join(text.split()), "the pruner names of docs/studies.md"
