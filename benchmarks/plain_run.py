@@ -26,7 +26,7 @@ from torchvision import transforms
 from runners.classes import NUM_CLASSES
 from runners.weights import PACKAGED, create_backbone
 from search.data import load_eval, load_train, split_people
-from search.ensembling.selection import macro_f1
+from runners.metrics import macro_f1
 
 log = logging.getLogger("benchmarks.plain_run")
 

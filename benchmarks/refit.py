@@ -38,7 +38,8 @@ from search.deploy.graph import build_checkpoint, build_ensemble, torch_predict
 from search.ensembling.candidates import load_candidates
 from search.ensembling.evalscore import find_eval_labels, read_eval_labels
 from search.ensembling.procedure import run_procedure
-from search.ensembling.selection import Candidate, SelectionSettings, accuracy, macro_f1
+from runners.metrics import accuracy, macro_f1
+from search.ensembling.selection import Candidate, SelectionSettings
 from search.export import export_bundle, shipped_method
 from search.refitting.store import RefitStore
 from search.refitting.train import Budget, choose_trials, open_refit, refit_all, refit_folds

@@ -25,7 +25,8 @@ from search.data import (
 from search.benches.synth.default import default_data_root
 from search.studyfile.enqueue import enqueue_known_good
 from search.studyfile.pruners import make_pruner
-from search.storage.backends import StorageSettings, no_experimental_warnings, open_storage, redact
+from search.studyfile.samplers import SAMPLERS
+from search.storage.backends import StorageSettings, open_storage, redact
 from search.studyfile.parse import StudySpec
 from search.storage.study_attrs import StudyAttrs
 from search.storage.trialstore import TrialStore, Validation
@@ -80,16 +81,7 @@ def sampler_seed(seed: int | None, worker_index: int = 0, trials_so_far: int = 0
 
 def make_sampler(spec: StudySpec, worker_index: int = 0, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
     seed = sampler_seed(spec.sampler.seed, worker_index, trials_so_far)
-    if spec.sampler.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    with no_experimental_warnings():  # group is experimental in Optuna; chosen on purpose
-        return optuna.samplers.TPESampler(
-            seed=seed,
-            n_startup_trials=spec.sampler.n_startup_trials,
-            multivariate=True,
-            group=True,  # unfrozen depth is conditional on the backbone
-            constant_liar=True,  # parallel workers don't all sample the same point
-        )
+    return SAMPLERS.get(spec.sampler.name)(spec.sampler, seed)
 
 
 def trials_in(storage: optuna.storages.BaseStorage, study_name: str) -> int:

@@ -16,12 +16,11 @@ from search.ensembling.honest import (
     methods,
     person_halves,
 )
+from runners.metrics import accuracy, macro_f1
 from search.ensembling.selection import (
     Candidate,
     Selection,
     SelectionSettings,
-    accuracy,
-    macro_f1,
     rank_singles,
     select,
     top_k,

@@ -18,7 +18,8 @@ from search.data import image_cache, load_eval
 from search.deploy.graph import build_checkpoint, build_ensemble, torch_predict
 from search.ensembling.decision import apply_offsets
 from search.ensembling.honest import Choice
-from search.ensembling.selection import Candidate, accuracy, macro_f1
+from runners.metrics import accuracy, macro_f1
+from search.ensembling.selection import Candidate
 from search.ensembling.votes import combine
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from search.ensembling.honest import (
     honest_estimate,
     methods,
 )
-from search.ensembling.selection import Candidate, SelectionSettings, accuracy, macro_f1
+from runners.metrics import accuracy, macro_f1
+from search.ensembling.selection import Candidate, SelectionSettings
 from search.ensembling.votes import VoteSpec
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from runners.classes import NUM_CLASSES
-from runners.metrics import accuracy, macro_f1
+from runners.metrics import macro_f1
 from search.ensembling.votes import VOTES, resolve_ties, soft_vote
 
 log = logging.getLogger(__name__)

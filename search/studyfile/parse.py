@@ -21,6 +21,7 @@ from typing import Any
 from runners.config import TrialConfig
 from search.studyfile.enqueue import enqueue_params
 from search.studyfile.pruners import PrunerSpec, check_pruner
+from search.studyfile.samplers import SAMPLERS
 from search.studyfile.validate import StudyFileError, check_at_least, check_config_value, check_fields, type_problem
 from search.studyfile.spec import SamplerSpec, SplitSpec, StudySpec
 from spaces import Categorical, ParamSpec, list_spaces, parse_param
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
 PROFILES = ("cpu", "gpu")
-SAMPLERS = ("tpe", "random")
 # Every table of a study file and the keys it takes; the parser refuses any other key.
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "": ("study", "sampler", "pruner", "split", "fixed", "params", "profiles"),
@@ -133,7 +133,7 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     )
     _check_values(spec, path, chosen)
     if spec.sampler.name not in SAMPLERS:
-        raise StudyFileError(f"{path}: sampler.name must be one of {list(SAMPLERS)}, got {spec.sampler.name!r}.")
+        raise StudyFileError(f"{path}: sampler.name must be one of {SAMPLERS.names()}, got {spec.sampler.name!r}.")
     check_pruner(spec.pruner, path)
     if not 0.0 < spec.split.val_fraction < 1.0:
         raise StudyFileError(f"{path}: split.val_fraction must be in (0, 1), got {spec.split.val_fraction}.")

@@ -25,6 +25,7 @@ import optuna
 from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
+from runners.registry import Registry
 from search.studyfile.validate import StudyFileError, check_fields
 
 # What a trial reports after each epoch, for its pruner to compare: its validation macro-F1, or its
@@ -163,7 +164,7 @@ class PrunerEntry:
         return self.factory(spec, epochs)
 
 
-PRUNERS: dict[str, PrunerEntry] = {}
+PRUNERS: Registry[PrunerEntry] = Registry("pruner")
 
 
 def register_pruner(
@@ -172,12 +173,10 @@ def register_pruner(
     """Decorator adding a factory ``(spec, epochs) -> BasePruner`` under ``name``, reading ``arguments``."""
 
     def decorate(factory: Callable[[PrunerSpec, int], BasePruner]) -> Callable[[PrunerSpec, int], BasePruner]:
-        if name in PRUNERS:
-            raise ValueError(f"pruner {name!r} is already registered.")
         unknown = set(arguments) - set(ARGUMENT_RULES)
         if unknown:
             raise ValueError(f"pruner {name!r} reads {sorted(unknown)}, which are no [pruner] keys.")
-        PRUNERS[name] = PrunerEntry(name, factory, arguments)
+        PRUNERS.add(name, PrunerEntry(name, factory, arguments))
         return factory
 
     return decorate
@@ -185,7 +184,7 @@ def register_pruner(
 
 def list_pruners() -> list[str]:
     """Pruner names in the order they were registered (the order error messages list them in)."""
-    return list(PRUNERS)
+    return PRUNERS.names()
 
 
 def check_pruner(spec: PrunerSpec, source: Source) -> None:
@@ -214,7 +213,7 @@ def make_pruner(spec: PrunerSpec, epochs: int, source: Source = "[pruner]") -> B
 def _entry(spec: PrunerSpec, source: Source) -> PrunerEntry:
     if spec.name not in PRUNERS:
         raise StudyFileError(f"{source}: pruner.name must be one of {list_pruners()}, got {spec.name!r}.")
-    return PRUNERS[spec.name]
+    return PRUNERS.get(spec.name)
 
 
 def _check_argument(spec: PrunerSpec, key: str, source: Source) -> None:

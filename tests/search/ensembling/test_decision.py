@@ -9,7 +9,8 @@ import numpy as np
 from search.deploy import Bundle
 from search.ensembling.decision import apply_offsets, fit_offsets
 from search.ensembling.honest import DECISION_RULE, SELECTED, choice_probs, choose, honest_estimate
-from search.ensembling.selection import Candidate, SelectionSettings, macro_f1
+from runners.metrics import macro_f1
+from search.ensembling.selection import Candidate, SelectionSettings
 from search.export import main as export_main
 from tests.support.tiny_study import TinyStudy
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from search.ensembling.honest import METHODS, choice_probs, choose, format_table, honest_estimate, person_halves
-from search.ensembling.selection import Candidate, SelectionSettings, macro_f1
+from runners.metrics import macro_f1
+from search.ensembling.selection import Candidate, SelectionSettings
 
 
 def people_table(n_people: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

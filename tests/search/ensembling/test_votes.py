@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from search.ensembling.honest import BASELINES, choice_probs, choose, honest_estimate, methods, person_halves
-from search.ensembling.selection import Candidate, SelectionSettings, macro_f1, select
+from runners.metrics import macro_f1
+from search.ensembling.selection import Candidate, SelectionSettings, select
 from search.ensembling.votes import VoteSpec, hard_vote, parse_weights, soft_vote
 
 

@@ -184,7 +184,7 @@ def test_age_cutoff_ships_five_folds() -> None:
 def test_search_ensemble_scores_a_fold_group_on_eval_labels_with_its_k_models(refit_study) -> None:
     from search.data import load_eval
     from search.ensembling.evalscore import find_eval_labels, read_eval_labels, score_on_eval
-    from search.ensembling.selection import accuracy, macro_f1
+    from runners.metrics import accuracy, macro_f1
 
     ctx, trial = _trial(refit_study, 0)
     refit_folds(ctx, trial, 2)

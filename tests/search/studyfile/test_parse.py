@@ -257,7 +257,8 @@ def _documented_keys() -> dict[str, set[str]]:
 
 
 def test_docs_studies_table_names_every_key_the_parser_takes() -> None:
-    from search.studyfile.parse import PROFILES, SAMPLERS, TABLE_KEYS
+    from search.studyfile.parse import PROFILES, TABLE_KEYS
+    from search.studyfile.samplers import SAMPLERS
     from search.studyfile.pruners import PRUNING_SIGNALS, list_pruners
 
     documented = _documented_keys()
@@ -268,5 +269,5 @@ def test_docs_studies_table_names_every_key_the_parser_takes() -> None:
         shown = documented[f"[profiles.{profile}]"] | {"enqueue"}  # enqueue has its own row
         assert shown == set(TABLE_KEYS["profiles.<profile>"]), f"docs/studies.md's [profiles.{profile}] row"
     text = (STUDIES_DIR.parent / "docs" / "studies.md").read_text()
-    assert f"({' | '.join(SAMPLERS)})" in text and f"({' | '.join(PRUNING_SIGNALS)})" in text
+    assert f"({' | '.join(SAMPLERS.names())})" in text and f"({' | '.join(PRUNING_SIGNALS)})" in text
     assert f"({' | '.join(list_pruners())})" in " ".join(text.split()), "the pruner names of docs/studies.md"

@@ -106,7 +106,7 @@ def threshold_pruner() -> Iterator[str]:
         lambda spec, epochs: optuna.pruners.ThresholdPruner(lower=0.0, n_warmup_steps=spec.n_startup_trials)
     )
     yield "threshold_test"
-    del PRUNERS["threshold_test"]
+    PRUNERS.remove("threshold_test")
 
 
 def test_a_registered_pruner_is_usable_from_a_study_file_and_checked_there(

@@ -22,7 +22,8 @@ from search.deploy import Bundle, Manifest
 from search.ensembling import main as ensemble_main
 from search.ensembling.decision import apply_offsets
 from search.ensembling.honest import METHODS
-from search.ensembling.selection import macro_f1, soft_vote
+from runners.metrics import macro_f1
+from search.ensembling.selection import soft_vote
 from search.export import main as export_main
 from tests.support.tiny_study import TinyStudy
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from search.ensembling.selection import macro_f1
+from runners.metrics import macro_f1
 from search.refitting import main
 from search.refitting.store import RefitStore
 
