@@ -23,12 +23,11 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from runners.metrics import accuracy, macro_f1
 from search.ensembling.decision import apply_offsets, fit_offsets
 from search.ensembling.selection import (
     Candidate,
     SelectionSettings,
-    accuracy,
-    macro_f1,
     select,
     top_k,
 )
