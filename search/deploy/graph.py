@@ -4,8 +4,8 @@
       -> per member: its crop box and a bilinear resize to its own size (skipped when the member's
          size and crop are the input's), then (x / 255 - mean) / std and its checkpoints'
          softmax, averaged
-      -> the vote: soft (weighted mean) or hard (weighted argmax votes, ties broken by the soft
-         vote; the formula of search/ensembling/votes.py)
+      -> the vote: soft (weighted mean), hard (weighted argmax votes, ties broken by the soft
+         vote), or any other vote of the registry search/deploy/votes/
       -> with a decision rule: softmax(log(vote) + offsets)
 
 The resize is PIL's bilinear filter (what ``search.data.load_image`` applies) written as two
@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from runners.classes import NUM_CLASSES
+from search.deploy.votes import VOTES
 from search.data.cache import CROPS, DETECTED_CROPS
 from search.deploy.manifest import (
     INPUT_NAME,
@@ -40,8 +41,6 @@ from search.deploy.manifest import (
 
 BACKENDS = ("torch", "onnx")
 DECISION_EPS = 1e-7  # floor of a vote probability before its log, in torch and in the ONNX graph alike
-TIE_TOLERANCE = 1e-6  # search/ensembling/votes.py: vote totals closer than this are a tie
-TIE_SCALE = 1e-6  # search/ensembling/votes.py: the soft vote's weight in breaking a tie
 
 Resize = tuple[np.ndarray, np.ndarray]  # (rows (h, H), columns (w, W)): out = rows @ x @ columns.T
 
@@ -159,17 +158,17 @@ def _torch_classes() -> tuple[Any, Any]:
                     f"an ensemble needs as many weights as members (>= 1) but got {len(members)} "
                     f"and {len(weights)}."
                 )
-            if vote not in ("soft", "hard"):
-                raise ValueError(f"vote must be 'soft' or 'hard' but got {vote!r}.")
+            if vote not in VOTES:
+                raise ValueError(f"vote must be one of {VOTES.names()} but got {vote!r}.")
             w = torch.tensor(list(weights), dtype=torch.float32)
             self.members = nn.ModuleList(m if isinstance(m, MemberNet) else MemberNet([m]) for m in members)
             self.register_buffer("weights", w / w.sum(), persistent=False)
-            self.hard = vote == "hard"
+            self.vote = VOTES.get(vote)
             # The macro-F1 decision rule (search.ensembling.decision): softmax(log(vote) + offsets).
             values = [float(o) for o in offsets or ()]
             rule = any(v != 0.0 for v in values)
-            if rule and self.hard:
-                raise ValueError("a decision rule applies to a soft vote only.")
+            if rule and not self.vote.takes_decision_rule:
+                raise ValueError(f"a decision rule applies to a soft vote only, not to a {vote} vote.")
             if rule and len(values) != NUM_CLASSES:
                 raise ValueError(f"offsets must hold {NUM_CLASSES} numbers but got {len(values)}.")
             self.register_buffer(
@@ -177,19 +176,11 @@ def _torch_classes() -> tuple[Any, Any]:
             )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            soft, votes = None, None
+            sums = None  # the vote's weighted part sums (search.deploy.votes)
             for i, member in enumerate(self.members):
-                p = member(x)
-                soft = p * self.weights[i] if soft is None else soft + p * self.weights[i]
-                if self.hard:
-                    # the member's argmax class as a one-hot row (a comparison, which ONNX exports plainly)
-                    onehot = (p >= p.max(dim=1, keepdim=True).values).to(torch.float32) * self.weights[i]
-                    votes = onehot if votes is None else votes + onehot
-            if self.hard:
-                top = votes.max(dim=1, keepdim=True).values
-                tied = votes >= top - TIE_TOLERANCE
-                out = torch.where(tied, top + TIE_SCALE * soft, votes)
-                return out / out.sum(dim=1, keepdim=True)
+                parts = [part * self.weights[i] for part in self.vote.torch_parts(member(x))]
+                sums = parts if sums is None else [s + part for s, part in zip(sums, parts, strict=True)]
+            soft = self.vote.torch_decide(tuple(sums))
             if self.offsets is not None:
                 soft = torch.softmax(torch.log(soft.clamp_min(DECISION_EPS)) + self.offsets, dim=1)
             return soft

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from runners.classes import NUM_CLASSES, class_table
+from search.deploy.votes import VOTES
 from search.common.atomic import write_text
 from search.data.cache import CROPS, crop_problem
 
@@ -38,7 +39,6 @@ ONNX_FILE = "ensemble.onnx"
 MEMBERS_DIR = "members"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probs"
-VOTES = ("soft", "hard")  # the same as search.ensembling.votes.VOTES, which deploy does not import
 WEIGHTS_FROM = ("learned", "given")  # learned on the selection people, or given with --weights
 MAX_SIDE = 4096
 _REQUIRED = ("format_version", "members", "preprocessing", "vote", "classes", "files")
@@ -218,7 +218,7 @@ class Manifest:
         vote = raw["vote"]
         if not isinstance(vote, dict) or vote.get("kind") not in VOTES:
             kind = vote.get("kind") if isinstance(vote, dict) else vote
-            raise _field_error(path, "vote.kind", kind, f"one of {list(VOTES)}")
+            raise _field_error(path, "vote.kind", kind, f"one of {VOTES.names()}")
         if vote.get("weights") not in WEIGHTS_FROM:
             raise _field_error(path, "vote.weights", vote.get("weights"), f"one of {list(WEIGHTS_FROM)}")
         members = _members(raw["members"], files, spec, path)
@@ -226,7 +226,7 @@ class Manifest:
         if not isinstance(classes, list) or len(classes) != NUM_CLASSES:
             raise _field_error(path, "classes", classes, f"a list of the {NUM_CLASSES} classes")
         offsets = _decision_rule(raw.get("decision_rule"), path)
-        if offsets is not None and vote["kind"] != "soft":
+        if offsets is not None and not VOTES.get(vote["kind"]).takes_decision_rule:
             raise BundleError(
                 f"{path}: decision_rule is set with a {vote['kind']} vote; the rule shifts a soft vote's "
                 "probabilities only. The manifest was altered, export the bundle again."

@@ -25,7 +25,8 @@ import numpy as np
 
 from runners.classes import NUM_CLASSES
 from runners.metrics import macro_f1
-from search.ensembling.votes import VOTES, resolve_ties, soft_vote
+from search.deploy.votes import VOTES
+from search.ensembling.votes import soft_vote
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ def select(
     """
     settings = settings or SelectionSettings()
     if vote not in VOTES:
-        raise ValueError(f"vote must be one of {list(VOTES)} but got {vote!r}.")
+        raise ValueError(f"vote must be one of {VOTES.names()} but got {vote!r}.")
+    shipped = VOTES.get(vote)
     if not candidates:
         raise ValueError("ensemble selection needs at least one candidate trial but got none.")
     labels = np.asarray(labels, dtype=np.int64)
@@ -158,10 +160,10 @@ def select(
     order = rank_singles(candidates, labels, rows)
     probs = [_rows(candidates[i].probs, rows).astype(np.float64) for i in order]
     single_preds = [p.argmax(1) for p in probs]
-    onehots = [np.eye(NUM_CLASSES)[pred] for pred in single_preds] if vote == "hard" else []
+    parts = [shipped.parts(p) for p in probs]  # what each candidate adds to the vote per pick
     counts = np.zeros(len(order), dtype=np.int64)
-    total = np.zeros_like(probs[0])
-    votes = np.zeros_like(probs[0])  # the hard vote's pick-weighted class counts
+    total = np.zeros_like(probs[0])  # the soft vote so far (the disagreement bonus compares with it)
+    sums = tuple(np.zeros_like(part) for part in parts[0])  # the vote's pick-weighted part sums
     picks: list[int] = []
     history: list[float] = []
     best_score, best_len = -1.0, 0
@@ -170,10 +172,7 @@ def select(
         current = total.argmax(1) if counts.any() else None  # the classes the soft vote so far gives
         best_j, best_obj, best_f1 = -1, -np.inf, -1.0
         for j in allowed:
-            if vote == "hard":
-                f1 = macro_f1(y, resolve_ties(votes + onehots[j], total + probs[j]))
-            else:
-                f1 = macro_f1(y, total + probs[j])
+            f1 = macro_f1(y, shipped.decide(tuple(s + part for s, part in zip(sums, parts[j], strict=True))))
             bonus = 0.0
             if current is not None and counts[j] == 0 and settings.disagreement > 0:
                 bonus = settings.disagreement * float(np.mean(single_preds[j] != current))
@@ -181,8 +180,7 @@ def select(
                 best_j, best_obj, best_f1 = j, f1 + bonus, f1
         counts[best_j] += 1
         total += probs[best_j]
-        if vote == "hard":
-            votes += onehots[best_j]
+        sums = tuple(s + part for s, part in zip(sums, parts[best_j], strict=True))
         picks.append(order[best_j])
         history.append(best_f1)
         if best_f1 > best_score + 1e-12:  # strictly better: prefer the shorter prefix on ties

@@ -1,11 +1,7 @@
-"""How an ensemble's members are combined: a soft vote or a hard vote, with learned or given weights.
+"""The vote an ensemble ships, with learned or given weights.
 
-- soft: the weighted mean of the members' probabilities.
-- hard: each member votes for its argmax class with its weight; a tie between the top classes is
-  broken by the soft vote (the weighted mean of probabilities). The result is returned as
-  probabilities whose argmax is the decision: the vote shares, with the tied top classes lifted
-  to the top share plus ``TIE_SCALE`` x their soft vote, renormalised. search/deploy/graph.py
-  computes the very same formula in the exported graph.
+The votes themselves (soft, hard, geometric, ...) are the registry search.deploy.votes.VOTES,
+written once for numpy and torch, so that the exported graph computes the very same formula.
 
 Weights are learned (the greedy selection's pick counts on the selection half, each pick
 scored with the vote that ships, see search/ensembling/selection.py) unless the user gives them
@@ -19,9 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-VOTES = ("soft", "hard")
-TIE_TOLERANCE = 1e-6  # vote totals closer than this are a tie (weights are floats)
-TIE_SCALE = 1e-6  # lift of a tied class per unit of its soft-vote probability
+from search.deploy.votes import VOTES, combine
+
 
 
 @dataclass(frozen=True)
@@ -50,12 +45,13 @@ class VoteSpec:
     def method(self) -> str:
         """The name of the ensemble row in the comparison table."""
         base = "selected ensemble" if self.given is None else "given weights"
-        return base if self.vote == "soft" else f"{base}, hard vote"
+        label = VOTES.get(self.vote).label
+        return f"{base}, {label}" if label else base
 
     @property
     def rule_method(self) -> str | None:
-        """The name of its decision-rule row; None for a hard vote (the rule shifts probabilities)."""
-        if self.vote != "soft":
+        """The name of its decision-rule row; None for a vote the rule does not apply to."""
+        if not VOTES.get(self.vote).takes_decision_rule:
             return None
         return "selected + decision rule" if self.given is None else "given weights + decision rule"
 
@@ -92,43 +88,9 @@ def parse_weights(text: str, study: str) -> tuple[tuple[str, float], ...]:
 
 def soft_vote(probs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
     """Weighted average of probability matrices; weights are normalised to sum to 1."""
-    if len(probs) == 0:
-        raise ValueError("soft_vote needs at least one probability matrix but got none.")
-    w = _normalised(len(probs), weights)
-    out = np.zeros_like(np.asarray(probs[0], dtype=np.float64))
-    for p, wi in zip(probs, w, strict=True):
-        out += wi * np.asarray(p, dtype=np.float64)
-    return out
+    return combine(probs, weights, "soft")
 
 
 def hard_vote(probs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
-    """Weighted majority of the members' argmax classes, ties broken by the soft vote (module doc)."""
-    if len(probs) == 0:
-        raise ValueError("hard_vote needs at least one probability matrix but got none.")
-    w = _normalised(len(probs), weights)
-    first = np.asarray(probs[0])
-    votes = np.zeros(first.shape, dtype=np.float64)
-    rows = np.arange(first.shape[0])
-    for p, wi in zip(probs, w, strict=True):
-        votes[rows, np.asarray(p).argmax(1)] += wi
-    return resolve_ties(votes, soft_vote(probs, w))
-
-
-def resolve_ties(votes: np.ndarray, soft: np.ndarray) -> np.ndarray:
-    top = votes.max(axis=1, keepdims=True)
-    tied = votes >= top - TIE_TOLERANCE
-    out = np.where(tied, top + TIE_SCALE * soft, votes)
-    return out / out.sum(axis=1, keepdims=True)
-
-
-def combine(probs: Sequence[np.ndarray], weights: Sequence[float] | None, vote: str = "soft") -> np.ndarray:
-    if vote not in VOTES:
-        raise ValueError(f"vote must be one of {list(VOTES)} but got {vote!r}.")
-    return soft_vote(probs, weights) if vote == "soft" else hard_vote(probs, weights)
-
-
-def _normalised(n: int, weights: Sequence[float] | None) -> np.ndarray:
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(f"vote weights must be {n} finite values >= 0, not all 0, but got {weights!r}.")
-    return w / w.sum()
+    """Weighted majority of the members' argmax classes, ties broken by the soft vote."""
+    return combine(probs, weights, "hard")

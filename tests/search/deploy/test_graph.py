@@ -23,6 +23,7 @@ from search.deploy.graph import (
     torch_predict,
 )
 from search.deploy.manifest import InputSpec, MemberPreprocessing
+from search.deploy.votes import VOTES, combine
 from search.ensembling.votes import hard_vote, soft_vote
 
 
@@ -123,3 +124,18 @@ def test_a_detected_crop_shares_a_graph_only_at_its_own_crop_and_aspect_ratio() 
     for sizes in ([(32, 24, "face_detect"), (32, 24, "face")], [(32, 24, "face_detect"), (32, 32, "face_detect")]):
         with pytest.raises(ValueError, match="'face_detect' crop share a bundle only with members of the same"):
             input_for(sizes)
+
+
+@pytest.mark.parametrize("vote", VOTES.names())
+def test_every_vote_in_torch_and_onnx_is_its_numpy_vote(tmp_path: Path, vote: str) -> None:
+    spec = InputSpec(30, 20, "full")
+    members = [build_member([Fixed(s)], None) for s in range(3)]
+    weights = [0.5, 0.2, 0.3]
+    rng = np.random.default_rng(3)
+    images = (rng.integers(0, 200, (32, 1, 1, 3)) + rng.integers(0, 56, (32, 30, 20, 3))).astype(np.uint8)
+    each = [torch_predict(build_ensemble([m], [1.0]), images) for m in members]
+    net = build_ensemble(members, weights, vote=vote)
+    export_onnx(net, tmp_path / f"{vote}.onnx", spec.height, spec.width)
+    expected = combine(each, weights, vote)
+    np.testing.assert_allclose(torch_predict(net, images), expected, atol=1e-5)
+    np.testing.assert_allclose(onnx_predict(onnx_session(tmp_path / f"{vote}.onnx"), images), expected, atol=1e-5)

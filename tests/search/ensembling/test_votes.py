@@ -8,6 +8,7 @@ import pytest
 from search.ensembling.honest import BASELINES, choice_probs, choose, honest_estimate, methods, person_halves
 from runners.metrics import macro_f1
 from search.ensembling.selection import Candidate, SelectionSettings, select
+from search.deploy.votes import combine
 from search.ensembling.votes import VoteSpec, hard_vote, parse_weights, soft_vote
 
 
@@ -108,3 +109,27 @@ def test_hard_vote_weights_are_learned_for_the_hard_vote() -> None:
     assert sel.score >= best_single
     with pytest.raises(ValueError, match="vote must be one of"):
         select(cands, labels, vote="majority")
+
+
+def test_the_geometric_vote_is_the_renormalised_weighted_geometric_mean() -> None:
+    a = np.array([[0.7, 0.3] + [0.0] * 16, [0.5, 0.5] + [0.0] * 16])
+    b = np.array([[0.2, 0.8] + [0.0] * 16, [0.9, 0.1] + [0.0] * 16])
+    got = combine([a, b], [1, 3], "geometric")
+    raw = np.maximum(a, 1e-7) ** 0.25 * np.maximum(b, 1e-7) ** 0.75
+    np.testing.assert_allclose(got, raw / raw.sum(1, keepdims=True))
+    # a member sure a class is wrong vetoes it: the mean picks class 0, the geometric mean class 1
+    sure = np.array([[0.9, 0.1] + [0.0] * 16])
+    veto = np.array([[0.001, 0.6, 0.399] + [0.0] * 15])
+    assert combine([sure, veto], None, "soft").argmax(1).tolist() == [0]
+    assert combine([sure, veto], None, "geometric").argmax(1).tolist() == [1]
+
+
+def test_a_geometric_vote_is_selected_and_scored_as_it_ships() -> None:
+    cands, labels, people = _pool()
+    rows = np.arange(0, 240, 2)
+    sel = select(cands, labels, SelectionSettings(max_members=3), rows, vote="geometric")
+    shipped = combine([cands[m].probs[rows] for m in sel.members], sel.weights, "geometric")
+    assert sel.score == pytest.approx(macro_f1(labels[rows], shipped))
+    vote = VoteSpec("geometric")
+    report = honest_estimate(cands, labels, people, SelectionSettings(max_members=3), "split", 0, vote)
+    assert [s.method for s in report.scores] == [*BASELINES, "selected ensemble, geometric-mean vote"]
