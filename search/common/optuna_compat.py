@@ -10,6 +10,9 @@ of them moved. Every other module imports these names from here.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import optuna
@@ -21,7 +24,17 @@ from optuna.trial import FrozenTrial
 if TYPE_CHECKING:
     from optuna.study._frozen import FrozenStudy
 
-__all__ = ["ArtifactStore", "heartbeat_enabled", "stored_study_id", "study_storage", "trial_id"]
+__all__ = ["ArtifactStore", "heartbeat_enabled", "no_experimental_warnings", "stored_study_id", "study_storage",
+           "trial_id"]
+
+
+@contextlib.contextmanager
+def no_experimental_warnings() -> Iterator[None]:
+    """Silence Optuna's ExperimentalWarning for the features this harness chose on purpose
+    (heartbeats, their retry callback, TPE's ``group``, the gRPC proxy); other warnings still show."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def study_storage(study: optuna.Study) -> BaseStorage:

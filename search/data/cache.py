@@ -28,7 +28,6 @@ the temporary files no live builder holds the lock of (:func:`remove_stale_temps
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -36,8 +35,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +47,7 @@ from tqdm.auto import tqdm
 
 import search.data.faces as faces
 from search.common.atomic import atomic_path, write_json
+from search.common.locks import locked
 from search.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -206,20 +205,6 @@ def cache_name(paths: Sequence[str], height: int, width: int, crop: str, key: st
     return f"images-{crop}-{height}x{width}-n{len(paths)}-{h.hexdigest()[:24]}"
 
 
-@contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with open(lock_path, "a+") as fh:
-        t0 = time.monotonic()
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        waited = time.monotonic() - t0
-        if waited > 1.0:
-            log.info("waited %.1f s for %s", waited, lock_path)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def remove_stale_temps(cache_dir: Path | str) -> list[Path]:
     """Delete the temporary files of builds that died: a build holds the flock of its
     ``<name>.lock`` as long as its temporary file exists, so a temporary file whose lock can be
@@ -229,16 +214,11 @@ def remove_stale_temps(cache_dir: Path | str) -> list[Path]:
         match = _TEMP.match(tmp.name)
         if match is None:
             continue
-        with open(tmp.with_name(f"{match['name']}.lock"), "a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with locked(tmp.with_name(f"{match['name']}.lock"), wait=False) as mine:
+            if not mine:
                 continue  # a live build
-            try:
-                size = tmp.stat().st_size if tmp.exists() else 0
-                tmp.unlink(missing_ok=True)
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+            size = tmp.stat().st_size if tmp.exists() else 0
+            tmp.unlink(missing_ok=True)
         removed.append(tmp)
         log.info("removed %s (%.1f MB), left by a cache build that was killed", tmp, size / 1e6)
     return removed
@@ -365,7 +345,7 @@ def image_cache(
     found = _open_finished(npy, meta, shape)
     if found is not None:
         return found
-    with _locked(npy.with_suffix(".lock")):
+    with locked(npy.with_suffix(".lock")):
         found = _open_finished(npy, meta, shape)  # another process may have built it meanwhile
         if found is None:
             meta.unlink(missing_ok=True)
@@ -424,7 +404,7 @@ def face_boxes(
     found = _read_faces(path, len(paths))
     if found is not None:
         return found
-    with _locked(path.with_suffix(".lock")):
+    with locked(path.with_suffix(".lock")):
         found = _read_faces(path, len(paths))
         if found is not None:
             return found

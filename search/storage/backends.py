@@ -1,74 +1,34 @@
-"""Where a study lives: the Optuna storage URL, its artifact store and the work folder.
+"""Where a study lives: the Optuna storage a URL opens, its artifact store and the work folder.
 
-    (none)                         sqlite:///<workdir>/studies.db   one process at a time
-    sqlite:///path.db              plain SQLite
-    journal:///path/to/study.log   Optuna's journal file: several local processes at once
-    postgresql://user:pw@host/db   many machines; heartbeats fail a dead worker's trial
-
-RDB storages (SQLite, PostgreSQL) get a heartbeat, so a trial whose worker died is marked
-FAIL after ``grace_period`` seconds and re-queued once with the same parameters.
+Without ``--storage`` a study lives in ``sqlite:///<workdir>/studies.db``. The forms a URL may
+take (SQLite, journal file, PostgreSQL, gRPC proxy) are the registry search.storage.forms; this
+module opens any of them and answers what the verbs ask of a URL.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import importlib.util
 import shlex
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
-from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
-from optuna.storages.journal import JournalFileBackend
 
+from search.common.optuna_compat import no_experimental_warnings
+from search.storage.forms import RetryCallback, StorageSettings, check_storage_url, form_for
 from search.storage.secretfilter import scrub
-from search.storage.urls import check_storage_url, redact, url_secrets
+from search.storage.urls import redact, url_secrets
+
+__all__ = [  # StorageSettings, RetryCallback and no_experimental_warnings are used from here
+    "DEFAULT_WORKDIR", "RetryCallback", "StorageSettings", "artifact_store", "check_storage_url",
+    "dashboard_command", "default_storage_url", "no_experimental_warnings", "open_storage", "redact",
+    "storage_error", "storage_file", "takes_concurrent_writers",
+]
 
 DEFAULT_WORKDIR = Path("runs")
 
 
-@contextlib.contextmanager
-def no_experimental_warnings() -> Iterator[None]:
-    """Silence Optuna's ExperimentalWarning for the features this harness chose on purpose
-    (heartbeats, their retry callback, TPE's ``group``); other warnings still show."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
-
-
-@dataclass(frozen=True)
-class StorageSettings:
-    heartbeat_interval_s: int = 30
-    grace_period_s: int = 120
-    max_retry: int = 1  # a killed worker's trial is tried once more with the same parameters
-
-
-# Optuna 4.9 renamed the retry callback and its RDBStorage argument; the old names warn there.
-RetryCallback = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", RetryFailedTrialCallback)
-_RETRY_ARG = ("heartbeat_stale_trial_callback" if RetryCallback is not RetryFailedTrialCallback
-              else "failed_trial_callback")
-
-
 def default_storage_url(workdir: Path) -> str:
     return f"sqlite:///{(workdir / 'studies.db').as_posix()}"
-
-
-def with_driver(url: str) -> str:
-    """``postgresql://`` with the PostgreSQL driver that is installed made explicit.
-
-    SQLAlchemy 2.0 reads a bare ``postgresql://`` as psycopg2 and 2.1 as psycopg (3); naming
-    the installed one makes the same URL work with either driver and either SQLAlchemy.
-    """
-    if not url.startswith("postgresql://"):
-        return url
-    for module, driver in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
-        if importlib.util.find_spec(module) is not None:
-            return f"postgresql+{driver}://" + url.removeprefix("postgresql://")
-    return url
 
 
 def storage_error(url: str, exc: Exception) -> str:
@@ -80,41 +40,20 @@ def storage_error(url: str, exc: Exception) -> str:
 
 def open_storage(url: str, settings: StorageSettings = StorageSettings()) -> optuna.storages.BaseStorage:
     check_storage_url(url)
-    if url.startswith("journal://"):
-        path = Path(url.removeprefix("journal://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else None
-    with _creation_lock(url), no_experimental_warnings():
-        return RDBStorage(
-            with_driver(url),
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=settings.heartbeat_interval_s,
-            grace_period=settings.grace_period_s,
-            **{_RETRY_ARG: RetryCallback(max_retry=settings.max_retry)},
-        )
-
-
-@contextlib.contextmanager
-def _creation_lock(url: str) -> Iterator[None]:
-    """For SQLite, an exclusive ``flock`` on ``<db>.lock`` beside the file while the storage opens:
-    two processes creating the same new file would both write its schema version, and one died
-    with ``UNIQUE constraint failed: alembic_version``. Other storages need no lock."""
-    if not url.startswith("sqlite:///"):
-        yield
-        return
-    db = Path(url.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    form = form_for(url)
+    assert form is not None  # check_storage_url refused any URL that is no form's
+    return form.open(url, settings)
 
 
 def takes_concurrent_writers(url: str) -> bool:
-    return not url.startswith("sqlite:")
+    form = form_for(url)
+    return form is not None and form.concurrent
+
+
+def storage_file(url: str) -> Path | None:
+    """The file ``url``'s storage lives in (SQLite, journal), or None (a server)."""
+    form = form_for(url)
+    return form.file(url) if form is not None else None
 
 
 def artifact_store(workdir: Path) -> FileSystemArtifactStore:
@@ -124,7 +63,8 @@ def artifact_store(workdir: Path) -> FileSystemArtifactStore:
 
 
 def dashboard_command(url: str, workdir: Path) -> str:
-    target = url.removeprefix("journal://") if url.startswith("journal://") else with_driver(url)
+    form = form_for(url)
+    target = form.dashboard_target(url) if form is not None else url
     artifacts = (workdir / "artifacts").as_posix()
     return (f"optuna-dashboard {shlex.quote(redact(target))} --artifact-dir {shlex.quote(artifacts)} "
             "--host 127.0.0.1")

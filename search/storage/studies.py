@@ -8,7 +8,14 @@ from pathlib import Path
 import optuna
 import sqlalchemy.exc
 
-from search.storage.backends import DEFAULT_WORKDIR, default_storage_url, open_storage, redact, storage_error
+from search.storage.backends import (
+    DEFAULT_WORKDIR,
+    default_storage_url,
+    open_storage,
+    redact,
+    storage_error,
+    storage_file,
+)
 
 
 def resolve_storage(storage: str | None, workdir: Path | None) -> str:
@@ -39,10 +46,9 @@ def open_stored_study(name: str, storage_url: str) -> optuna.Study:
 
 def _require_storage_file(url: str) -> None:
     """A file storage (SQLite, journal) must exist already: opening one would create it empty."""
-    for scheme in ("sqlite:///", "journal://"):
-        path = url.removeprefix(scheme)
-        if url.startswith(scheme) and path not in ("", ":memory:") and not Path(path).exists():
-            raise ValueError(
-                f"the storage file {path} does not exist, so it holds no study; pass the --storage "
-                "(or --workdir) the study was run with."
-            )
+    path = storage_file(url)
+    if path is not None and not path.exists():
+        raise ValueError(
+            f"the storage file {path} does not exist, so it holds no study; pass the --storage "
+            "(or --workdir) the study was run with."
+        )

@@ -1,8 +1,5 @@
-"""Storage URLs: which forms are accepted, and the same URL without its password.
-
-    sqlite:///path/to/studies.db        a file (not ``sqlite:///`` or ``:memory:``: nothing would be saved)
-    journal:///path/to/study.journal    Optuna's journal file
-    postgresql://user@host[:port]/db    PostgreSQL (``postgresql+psycopg://`` etc. too)
+"""Storage URLs: their parts, and the same URL without its password (the forms a study may live
+in, and what each accepts, are the registry search.storage.forms).
 
 libpq takes a password in the user part (``user:pw@``, ``:pw@``) and as a query parameter
 (``?password=pw``, among others, its key or value percent-encoded). :func:`redact` leaves it
@@ -13,23 +10,17 @@ out entirely, so a printed URL still works when the password comes from ``~/.pgp
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from urllib.parse import unquote
 
-ACCEPTED = (
-    "sqlite:///path/to/studies.db, journal:///path/to/study.journal or "
-    "postgresql://user@host[:port]/database (password in ~/.pgpass or PGPASSWORD)"
-)
 PASSWORD_NOTE = "the password is left out of printed URLs: put it in ~/.pgpass or export PGPASSWORD"
 _SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
-_POSTGRES = re.compile(r"^postgresql(\+[a-z0-9_]+)?$")
 
 
 class StorageUrlError(ValueError):
     """A storage URL that cannot be used; the message names it (redacted) and the accepted forms."""
 
 
-def _split(url: str) -> tuple[str, str, str, str, str] | None:
+def split_url(url: str) -> tuple[str, str, str, str, str] | None:
     """``(scheme, userinfo, hostpath, query, fragment)`` of a ``scheme://`` URL, else None."""
     match = _SCHEME.match(url)
     if match is None:
@@ -48,7 +39,7 @@ def _is_password_key(item: str) -> bool:
 
 def url_secrets(url: str) -> list[str]:
     """Every password in ``url``, as written and URL-decoded, longest first (empty when none)."""
-    parts = _split(url)
+    parts = split_url(url)
     if parts is None:
         return []
     _, userinfo, _, query, _ = parts
@@ -62,7 +53,7 @@ def url_secrets(url: str) -> list[str]:
 
 def redact(url: str) -> str:
     """``url`` with any password left out (user part and query), safe to print and still usable."""
-    parts = _split(url)
+    parts = split_url(url)
     if parts is None:
         return url
     scheme, userinfo, hostpath, query, fragment = parts
@@ -74,47 +65,3 @@ def redact(url: str) -> str:
 
 def has_password(url: str) -> bool:
     return bool(url_secrets(url))
-
-
-def check_storage_url(url: str) -> None:
-    """Raise StorageUrlError for a URL the harness cannot store a study in."""
-    problem = _problem(url)
-    if problem:
-        raise StorageUrlError(f"storage {redact(url)!r} {problem}; use {ACCEPTED}.")
-
-
-def _problem(url: str) -> str | None:
-    parts = _split(url)
-    if parts is None:
-        return "is not a URL"
-    scheme = parts[0].lower()
-    rest = url[len(parts[0]) + 3:]
-    if scheme == "sqlite":  # sqlite:///relative.db, sqlite:////absolute.db
-        if not rest.startswith("/"):
-            return "needs three slashes and a file path (sqlite:///path)"
-        return _file_problem(rest[1:], "an SQLite")
-    if scheme == "journal":  # journal:///absolute.journal, journal://relative.journal (as open_storage reads it)
-        return _file_problem(rest, "a journal")
-    if _POSTGRES.match(scheme):
-        return _port_problem(parts[2].partition("/")[0])
-    return f"has the scheme {parts[0]}://, which this harness does not use"
-
-
-def _file_problem(path: str, what: str) -> str | None:
-    if what == "an SQLite" and (not path or path.startswith(":memory:")):
-        return f"is an in-memory database: nothing would be saved; name {what} file"
-    if not path or path == "/":
-        return f"names no file; name {what} file"
-    if Path(path).is_dir():
-        return f"names the folder {path}; name {what} file inside it"
-    return None
-
-
-def _port_problem(host: str) -> str | None:
-    port = host.rpartition("]")[2] if host.startswith("[") else host
-    if ":" not in port:
-        return None
-    text = port.rpartition(":")[2]
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        return f"has the port {text!r}; a port is a number from 1 to 65535"
-    return None

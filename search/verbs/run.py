@@ -35,7 +35,7 @@ from search.engine.signals import install_signal_handlers
 from search.storage.backends import DEFAULT_WORKDIR, storage_error
 from search.common.threads import set_torch_threads
 from search.engine.tracebackfilter import quiet_expected_tracebacks
-from search.storage.urls import check_storage_url
+from search.storage.forms import check_storage_url
 
 SUMMARY = "create or resume a study and run its trials"
 

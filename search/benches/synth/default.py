@@ -12,12 +12,12 @@ Earlier versions generated it into ``data/bench``; a complete one there is used 
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 from pathlib import Path
 
 from search.common.atomic import atomic_path
+from search.common.locks import locked
 from search.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -66,19 +66,15 @@ def ensure_synthetic_data(
         )
         return legacy
     cache_root.mkdir(parents=True, exist_ok=True)
-    with open(cache_root / f"{SYNTHETIC_NAME}.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if _complete(root):  # another process generated it while we waited
-                return root
-            if root.exists():
-                raise DataError(
-                    f"{root} exists but holds no train/train.csv and eval/info.csv; "
-                    "delete it so the synthetic data can be generated again."
-                )
-            _generate(root, people, seed)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with locked(cache_root / f"{SYNTHETIC_NAME}.lock"):
+        if _complete(root):  # another process generated it while we waited
+            return root
+        if root.exists():
+            raise DataError(
+                f"{root} exists but holds no train/train.csv and eval/info.csv; "
+                "delete it so the synthetic data can be generated again."
+            )
+        _generate(root, people, seed)
     return root
 
 

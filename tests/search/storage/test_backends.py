@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from search.ensembling import main as ensemble_main
+from search.ensemble import main as ensemble_main
 from search.export import main as export_main
 from search.report import main as report_main
 from tests.search.conftest import SmokeRun

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from search.storage.secretfilter import hide_secrets
-from search.storage.backends import dashboard_command, redact, url_secrets, with_driver
+from search.storage.backends import dashboard_command, redact, url_secrets
+from search.storage.forms._postgresql import with_driver
 
 URL = "postgresql://automl:s3cr%40t-pw@db.example:5432/studies"
 

@@ -11,9 +11,10 @@ from search.engine.options import RunOptions
 from search.run import main
 from search.storage.secretfilter import scrub
 from search.storage.backends import dashboard_command, open_storage, redact, url_secrets
-from search.storage.urls import StorageUrlError, check_storage_url
+from search.storage.forms import check_storage_url
+from search.storage.urls import StorageUrlError
 
-ACCEPTED = "sqlite:///path/to/studies.db, journal:///path/to/study.journal or postgresql://"
+ACCEPTED = "sqlite:///path/to/studies.db, journal:///path/to/study.journal, postgresql://"
 
 
 @pytest.mark.parametrize(

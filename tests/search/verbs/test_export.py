@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 from runners.config import TrialConfig
 from search.deploy import Bundle, Manifest
-from search.ensembling import main as ensemble_main
+from search.ensemble import main as ensemble_main
 from search.ensembling.decision import apply_offsets
 from search.ensembling.honest import METHODS
 from runners.metrics import macro_f1

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from runners.metrics import macro_f1
-from search.refitting import main
+from search.refit import main
 from search.refitting.store import RefitStore
 
 

@@ -1,0 +1,49 @@
+"""sqlite:///path/to/studies.db: a file, one process at a time (the default storage)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from search.common.locks import locked
+from search.storage.forms import FORMS, StorageForm, file_problem
+from search.storage.forms._rdb import StorageSettings, open_rdb
+
+
+def _problem(rest: str) -> str | None:  # sqlite:///relative.db, sqlite:////absolute.db
+    if not rest.startswith("/"):
+        return "needs three slashes and a file path (sqlite:///path)"
+    return file_problem(rest[1:], "an SQLite")
+
+
+def _file(url: str) -> Path | None:
+    path = url.removeprefix("sqlite:///")
+    return None if path in ("", ":memory:") else Path(path)
+
+
+@contextlib.contextmanager
+def _creation_lock(url: str) -> Iterator[None]:
+    """An exclusive ``flock`` on ``<db>.lock`` beside the file while the storage opens: two
+    processes creating the same new file would both write its schema version, and one died
+    with ``UNIQUE constraint failed: alembic_version``."""
+    db = Path(url.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with locked(db.with_name(db.name + ".lock")):
+        yield
+
+
+def _open(url: str, settings: StorageSettings):  # type: ignore[no-untyped-def]
+    return open_rdb(url, settings, lock=_creation_lock(url))
+
+
+FORMS.add("sqlite", StorageForm(
+    name="sqlite",
+    example="sqlite:///path/to/studies.db",
+    schemes=re.compile("sqlite"),
+    problem=_problem,
+    open=_open,
+    concurrent=False,
+    file=_file,
+))
