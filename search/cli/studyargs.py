@@ -10,10 +10,14 @@ with ``--name custom`` without naming its file.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.storage.backends import DEFAULT_WORKDIR, default_storage_url
+import optuna
+
+from search.storage.backends import DEFAULT_WORKDIR, resolve_storage
+from search.storage.studies import open_stored_study
 from search.studyfile.parse import study_path
 
 
@@ -74,7 +78,16 @@ def study_flags(name: str, study_arg: str | None = None) -> list[str]:
 
 def storage_url(args: argparse.Namespace, workdir: Path | None = None) -> str:
     """``--storage``, else the SQLite file in ``workdir`` (``--workdir``, else runs/)."""
-    if args.storage:
-        return str(args.storage)
-    folder = workdir if workdir is not None else args.workdir
-    return default_storage_url(Path(folder) if folder is not None else DEFAULT_WORKDIR)
+    return resolve_storage(args.storage and str(args.storage), workdir if workdir is not None else args.workdir)
+
+
+def open_study_arg(args: argparse.Namespace) -> tuple[StudyRef, optuna.Study] | None:
+    """The stored study that ``--study``/``--name`` and ``--storage`` name, for the verbs that read
+    one; None after one error line on stderr (no study named, no such study, a storage that
+    cannot be reached)."""
+    try:
+        ref = study_ref(args)
+        return ref, open_stored_study(ref.name, storage_url(args))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None

@@ -12,10 +12,10 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def temp_name(target: Path) -> Path:
@@ -52,11 +52,16 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
             _remove(tmp)
 
 
-def write_bytes(target: Path | str, data: bytes) -> Path:
+def write_with(target: Path | str, write: Callable[[BinaryIO], object]) -> Path:
+    """``write(f)`` on a new binary file that then becomes ``target`` (``np.save``, ``np.savez``)."""
     target = Path(target)
     with atomic_path(target) as tmp, open(tmp, "xb") as f:
-        f.write(data)
+        write(f)
     return target
+
+
+def write_bytes(target: Path | str, data: bytes) -> Path:
+    return write_with(target, lambda f: f.write(data))
 
 
 def write_text(target: Path | str, text: str, newline: str | None = None) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from runners import resolve_device
 from runners.devices import requested_augment_on
 from search.engine.checks import check_budget, check_threads
-from search.storage.backends import DEFAULT_WORKDIR, StorageSettings, default_storage_url
+from search.storage.backends import DEFAULT_WORKDIR, StorageSettings, resolve_storage
 from search.studyfile.parse import StudySpec, load_study_spec
 
 
@@ -54,7 +54,7 @@ class RunOptions:
 
     @property
     def storage_url(self) -> str:
-        return self.storage or default_storage_url(self.workdir)
+        return resolve_storage(self.storage, self.workdir)
 
     def storage_settings(self) -> StorageSettings:
         default = StorageSettings()

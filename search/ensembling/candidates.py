@@ -20,7 +20,8 @@ from runners.classes import NUM_CLASSES
 from search.ensembling.selection import Candidate
 from search.ensembling.refits import with_refits
 from search.storage.backends import DEFAULT_WORKDIR
-from search.storage.studies import open_stored_study, resolve_storage
+from search.storage.backends import resolve_storage
+from search.storage.studies import open_stored_study
 from search.storage.study_attrs import StudyAttrs
 from search.storage.trialstore import TrialStore, Validation
 

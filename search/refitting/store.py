@@ -18,17 +18,15 @@ leaves either a whole fold or none, and a rerun trains only the missing ones.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from search.storage.trialstore import TrialStore
+from search.common.atomic import write_text, write_with
+from search.storage.trialstore import TrialStore, write_model_dir
 
 ALL = "all"
 _REFIT_DIR = re.compile(r"^refit_(\d+)$")
@@ -119,7 +117,7 @@ class RefitStore:
                     f"Delete {path.parent} to refit with the new folds."
                 )
             return
-        _write_text(path, json.dumps(plan.to_dict(), indent=1))
+        write_text(path, json.dumps(plan.to_dict(), indent=1))
 
     def load_plan(self, k: int) -> FoldPlan:
         path = self.folds_dir(k) / "plan.json"
@@ -138,27 +136,11 @@ class RefitStore:
         held_out: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Path:
         """One trained model; ``held_out`` = (image rows, probabilities) of the people it never saw."""
-        from safetensors.torch import save_file
-
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in state_dict.items()},
-                str(tmp / "weights.safetensors"),
-            )
-            if held_out is not None:
-                np.save(tmp / "val_rows.npy", np.asarray(held_out[0], dtype=np.int64))
-                np.save(tmp / "val_probs.npy", np.asarray(held_out[1], dtype=np.float32))
-            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-            (tmp / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return folder
+        arrays = {} if held_out is None else {
+            "val_rows.npy": np.asarray(held_out[0], dtype=np.int64),
+            "val_probs.npy": np.asarray(held_out[1], dtype=np.float32),
+        }
+        return write_model_dir(folder, state_dict, config, summary, arrays)
 
     def load_model(self, folder: Path) -> SavedModel:
         return SavedModel(
@@ -175,8 +157,8 @@ class RefitStore:
         self, k: int, rows: np.ndarray, probs: np.ndarray, fold: np.ndarray, summary: dict[str, Any]
     ) -> None:
         folder = self.folds_dir(k)
-        _write_bytes(folder / "oof.npz", lambda f: np.savez(f, rows=rows, probs=probs, fold=fold))
-        _write_text(folder / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
+        write_with(folder / "oof.npz", lambda f: np.savez(f, rows=rows, probs=probs, fold=fold))
+        write_text(folder / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
 
     def load_oof(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with np.load(self.folds_dir(k) / "oof.npz", allow_pickle=False) as z:
@@ -192,19 +174,3 @@ def refit_numbers(trials: TrialStore) -> list[int]:
         return []
     found = (_REFIT_DIR.match(p.name) for p in trials.root.iterdir() if p.is_dir())
     return sorted(int(m.group(1)) for m in found if m)
-
-
-def _write_text(path: Path, text: str) -> None:
-    _write_bytes(path, lambda f: f.write(text.encode()))
-
-
-def _write_bytes(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -23,7 +23,8 @@ from optuna.trial import FrozenTrial, TrialState
 from runners import EpochRecord, ImageSet, fit
 from runners.config import TrialConfig
 from search.data import kfold_people, load_train
-from search.storage.studies import open_stored_study, resolve_storage
+from search.storage.backends import resolve_storage
+from search.storage.studies import open_stored_study
 from runners.metrics import accuracy, macro_f1
 from search.engine.prepare import StudyData
 from search.refitting.store import FoldPlan, RefitError, RefitStore

@@ -21,6 +21,7 @@ from search.storage.urls import redact, url_secrets
 __all__ = [  # StorageSettings, RetryCallback and no_experimental_warnings are used from here
     "DEFAULT_WORKDIR", "RetryCallback", "StorageSettings", "artifact_store", "check_storage_url",
     "dashboard_command", "default_storage_url", "no_experimental_warnings", "open_storage", "redact",
+    "resolve_storage",
     "storage_error", "storage_file", "takes_concurrent_writers",
 ]
 
@@ -29,6 +30,11 @@ DEFAULT_WORKDIR = Path("runs")
 
 def default_storage_url(workdir: Path) -> str:
     return f"sqlite:///{(workdir / 'studies.db').as_posix()}"
+
+
+def resolve_storage(storage: str | None, workdir: Path | str | None) -> str:
+    """``storage`` (--storage), else the SQLite file in ``workdir`` (--workdir, else runs/)."""
+    return storage or default_storage_url(Path(workdir) if workdir is not None else DEFAULT_WORKDIR)
 
 
 def storage_error(url: str, exc: Exception) -> str:

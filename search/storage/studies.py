@@ -3,23 +3,10 @@ export, refit, clean): nothing is created, and a wrong storage or name is one li
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import optuna
 import sqlalchemy.exc
 
-from search.storage.backends import (
-    DEFAULT_WORKDIR,
-    default_storage_url,
-    open_storage,
-    redact,
-    storage_error,
-    storage_file,
-)
-
-
-def resolve_storage(storage: str | None, workdir: Path | None) -> str:
-    return storage or default_storage_url(Path(workdir) if workdir is not None else DEFAULT_WORKDIR)
+from search.storage.backends import open_storage, redact, storage_error, storage_file
 
 
 def open_stored_study(name: str, storage_url: str) -> optuna.Study:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from search.common.atomic import atomic_path, swap_dir, temp_name
+from search.common.atomic import swap_dir, temp_name, write_with
 
 _TRIAL_DIR = re.compile(r"^trial_(\d+)$")
 
@@ -55,7 +55,7 @@ class TrialStore:
                     "one data set: use a new study name, or delete the study and this folder."
                 )
             return
-        _atomic_write(
+        write_with(
             path,
             lambda f: np.savez(
                 f,
@@ -85,23 +85,8 @@ class TrialStore:
         config: dict[str, Any],
         summary: dict[str, Any],
     ) -> Path:
-        from safetensors.torch import save_file
-
-        final = self.trial_dir(number)
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = temp_name(final)
-        tmp.mkdir()
-        try:
-            tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-            save_file(tensors, str(tmp / "weights.safetensors"))
-            np.save(tmp / "val_probs.npy", np.asarray(val_probs, dtype=np.float32))
-            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-            (tmp / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-            swap_dir(tmp, final)  # a retried trial number never repeats, but a rerun of a test may
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return final
+        return write_model_dir(self.trial_dir(number), state_dict, config, summary,
+                               {"val_probs.npy": np.asarray(val_probs, dtype=np.float32)})
 
     def trial_numbers(self) -> list[int]:
         if not self.root.exists():
@@ -126,6 +111,26 @@ class TrialStore:
         return deleted
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    with atomic_path(path) as tmp, open(tmp, "xb") as f:
-        write(f)
+def write_model_dir(
+    final: Path, state_dict: dict[str, Any], config: dict[str, Any], summary: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+) -> Path:
+    """A trained model's folder: weights.safetensors, config.json, result.json and ``arrays``
+    (file name -> array, saved with np.save), written under a temporary name and swapped in
+    whole, so a reader sees the old folder or the complete new one (trials and refits alike)."""
+    from safetensors.torch import save_file
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(final)
+    tmp.mkdir()
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(tmp / "weights.safetensors"))
+        for name, array in arrays.items():
+            np.save(tmp / name, array)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        (tmp / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        swap_dir(tmp, final)  # a retried trial number never repeats, but a rerun of a test may
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

@@ -29,9 +29,8 @@ from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from search.cli import setup_logging
-from search.cli.studyargs import add_study_args, storage_url, study_ref
+from search.cli.studyargs import add_study_args, open_study_arg
 from search.data.cache import remove_stale_temps
-from search.storage.studies import open_stored_study
 from search.common.optuna_compat import stored_study_id, study_storage
 from search.studyfile.parse import StudyFileError, StudySpec, cache_sizes, load_study_spec
 from search.storage.study_attrs import StudyAttrs
@@ -159,12 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(quiet_level=logging.INFO)
     if args.keep_top is not None and args.keep_top < 0:
         p.error(f"--keep-top must be >= 0 but got {args.keep_top}")
-    try:
-        ref = study_ref(args)
-        study = open_stored_study(ref.name, storage_url(args))
-    except ValueError as exc:  # no study named, no such study, or a storage that cannot be reached
-        print(f"error: {exc}", file=sys.stderr)
+    opened = open_study_arg(args)
+    if opened is None:
         return 2
+    ref, study = opened
     removals = plan(study, args.workdir, args.keep_top, ref.study_file)
     for item in removals:
         print(f"{'remove' if args.yes else 'would remove'} {item.path} ({item.size:,} bytes): {item.why}")

@@ -23,8 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from runners.classes import CLASS_NAMES, NUM_CLASSES
 from search.common.atomic import write_text
 from search.cli import setup_logging
-from search.cli.studyargs import add_study_args, storage_url, study_ref
-from search.storage.studies import open_stored_study
+from search.cli.studyargs import add_study_args, open_study_arg
 
 SUMMARY = "one HTML page of plotly figures about a study"
 
@@ -135,12 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="HTML file (default: <workdir>/reports/<name>.html)")
     args = p.parse_args(argv)
     setup_logging(quiet_level=logging.INFO)
-    try:
-        ref = study_ref(args)
-        study = open_stored_study(ref.name, storage_url(args))
-    except ValueError as exc:  # no study named, no such study, or a storage that cannot be reached
-        print(f"error: {exc}", file=sys.stderr)
+    opened = open_study_arg(args)
+    if opened is None:
         return 2
+    ref, study = opened
     out = write_report(study, args.out or args.workdir / "reports" / f"{ref.name}.html")
     print(f"report: {out}")
     return 0

@@ -27,6 +27,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from runners.classes import GENDER_NAMES, MASK_NAMES, age_band
+from search.common.atomic import swap_dir
 from search.data.labels import MASK_OF_PHOTO, PHOTOS
 from search.benches.synth.people import class_of, hashed_image_id
 
@@ -134,13 +135,7 @@ def build(faces_dir: Path | str, out: Path | str, *, n_train: int = 700, n_eval:
                 "note": "Faces from UTKFace (non-commercial research licence): never commit this folder.",
                 "people": _people_record(people)}
         (tmp / "bench.json").write_text(json.dumps(info, indent=1) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{tmp.name}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        swap_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

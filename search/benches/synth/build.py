@@ -30,6 +30,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from runners.classes import GENDER_NAMES, MASK_NAMES, age_band
+from search.common.atomic import swap_dir
 from search.data.labels import MASK_OF_PHOTO, PHOTOS
 
 from .faces import draw_photo, sample_look
@@ -215,13 +216,7 @@ def _counts(train: list[Person], evals: list[Person]) -> dict:
 
 def _move_into_place(tmp: Path, out: Path, params: dict, overwrite: bool) -> None:
     if out.exists() and overwrite:
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()
+        swap_dir(tmp, out)
         return
     if out.is_dir() and not any(out.iterdir()):
         out.rmdir()

@@ -152,3 +152,10 @@ def test_verbose_adds_the_traceback_to_the_one_line(
     assert rc == 2
     (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert error.getMessage().startswith("cannot use the storage") and error.exc_info
+
+
+def test_the_default_storage_is_the_work_folders_sqlite_file(tmp_path: Path) -> None:
+    from search.storage.backends import resolve_storage
+
+    assert resolve_storage(None, tmp_path) == f"sqlite:///{(tmp_path / 'studies.db').as_posix()}"
+    assert resolve_storage("journal:///x.journal", tmp_path) == "journal:///x.journal"

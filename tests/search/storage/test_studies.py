@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.storage.studies import open_stored_study, resolve_storage
+from search.storage.studies import open_stored_study
 
 
 def test_opens_a_stored_study_and_names_the_others_when_the_name_is_wrong(tmp_path: Path) -> None:
@@ -23,8 +23,3 @@ def test_a_missing_storage_file_is_refused_and_not_created(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="does not exist"):
         open_stored_study("any", f"sqlite:///{db}")
     assert not db.exists()
-
-
-def test_the_default_storage_is_the_work_folders_sqlite_file(tmp_path: Path) -> None:
-    assert resolve_storage(None, tmp_path) == f"sqlite:///{(tmp_path / 'studies.db').as_posix()}"
-    assert resolve_storage("journal:///x.journal", tmp_path) == "journal:///x.journal"
