@@ -36,6 +36,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +47,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 import search.data.faces as faces
+from runners.registry import Registry
 from search.common.atomic import atomic_path, write_json
 from search.common.locks import locked
 from search.data.errors import DataError
@@ -57,26 +59,31 @@ _TEMP = re.compile(r"^\.(?P<name>images-[^./]+)\.(?:npy|json)\..+\.tmp$")
 
 CACHE_VERSION = 2  # bump when load_image's output changes for the same inputs
 
-# (top, left, bottom, right) as fractions of the source photo
-CROPS: dict[str, tuple[float, float, float, float]] = {
-    "full": (0.0, 0.0, 1.0, 1.0),
-    # conservative box around where the face sits in a 384x512 portrait photo
-    "face": (0.08, 0.12, 0.82, 0.88),
-    # tighter, for models that should not see hair and clothes
-    "tight": (0.15, 0.2, 0.75, 0.8),
-    # the box is found in each photo (search.data.faces); this is the fallback, the "face" box
-    "face_detect": (0.08, 0.12, 0.82, 0.88),
-}
+@dataclass(frozen=True)
+class Crop:
+    box: tuple[float, float, float, float]  # (top, left, bottom, right) as fractions of the source photo
+    fallback: str | None = None  # a crop a detector finds per photo: the fixed crop where none is found
+
+
+# The named crops; a new one is one CROPS.add here (the study file, the cache, the manifest and the
+# ONNX graph take it from the registry).
+CROPS: Registry[Crop] = Registry("crop")
+CROPS.add("full", Crop((0.0, 0.0, 1.0, 1.0)))
+# conservative box around where the face sits in a 384x512 portrait photo
+CROPS.add("face", Crop((0.08, 0.12, 0.82, 0.88)))
+# tighter, for models that should not see hair and clothes
+CROPS.add("tight", Crop((0.15, 0.2, 0.75, 0.8)))
+# the box is found in each photo (search.data.faces); this is the fallback, the "face" box
+CROPS.add("face_detect", Crop((0.08, 0.12, 0.82, 0.88), fallback="face"))
 # crops whose box a detector finds per photo -> the fixed crop of a photo where none is found
-DETECTED_CROPS: dict[str, str] = {"face_detect": "face"}
+DETECTED_CROPS: dict[str, str] = {name: c.fallback for name, c in CROPS.items() if c.fallback}
 
 
 def crop_box(crop: str) -> tuple[float, float, float, float]:
     """The fractional box of a named crop; an unknown name lists the valid ones."""
-    try:
-        return CROPS[crop]
-    except KeyError:
-        raise ValueError(f"unknown crop {crop!r}; valid crops are {', '.join(sorted(CROPS))}.") from None
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r}; valid crops are {', '.join(sorted(CROPS))}.")
+    return CROPS.get(crop).box
 
 
 def crop_problem(crop: str) -> str | None:

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from runners.classes import NUM_CLASSES
 from search.deploy.votes import VOTES
-from search.data.cache import CROPS, DETECTED_CROPS
+from search.data.cache import DETECTED_CROPS, crop_box
 from search.deploy.manifest import (
     INPUT_NAME,
     MAX_SIDE,
@@ -82,10 +82,10 @@ def input_for(sizes: Sequence[tuple[int, int, str]]) -> InputSpec:
                 "(--weights), or members of fixed crops."
             )
     crop = crops.pop() if len(crops) == 1 else "full"
-    T, L, B, R = CROPS[crop]
+    T, L, B, R = crop_box(crop)
     height = width = 1
     for h, w, c in sizes:
-        t, l, b, r = CROPS[c]
+        t, l, b, r = crop_box(c)
         height = max(height, math.ceil(h * (B - T) / (b - t) - 1e-9))
         width = max(width, math.ceil(w * (R - L) / (r - l) - 1e-9))
     return InputSpec(min(height, MAX_SIDE), min(width, MAX_SIDE), crop)
@@ -95,8 +95,8 @@ def member_resize(pre: MemberPreprocessing, spec: InputSpec) -> Resize | None:
     """The matrices taking the input to the member's crop and size; None when they are the same."""
     if (pre.height, pre.width, pre.crop) == (spec.height, spec.width, spec.crop):
         return None
-    t, l, b, r = CROPS[pre.crop]
-    T, L, B, R = CROPS[spec.crop]
+    t, l, b, r = crop_box(pre.crop)
+    T, L, B, R = crop_box(spec.crop)
     rows = resize_matrix(
         spec.height, pre.height, (t - T) / (B - T) * spec.height, (b - T) / (B - T) * spec.height
     )

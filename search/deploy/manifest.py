@@ -31,7 +31,7 @@ from typing import Any
 from runners.classes import NUM_CLASSES, class_table
 from search.deploy.votes import VOTES
 from search.common.atomic import write_text
-from search.data.cache import CROPS, crop_problem
+from search.data.cache import CROPS, crop_box, crop_problem
 
 FORMAT_VERSION = 2  # 2: per-member preprocessing, the vote, members of several checkpoints
 MANIFEST = "manifest.json"
@@ -400,8 +400,8 @@ def _input(pre: Any, path: Path) -> InputSpec:
 
 def crop_inside(inner: str, outer: str) -> bool:
     """Whether crop box ``inner`` lies within crop box ``outer`` (both names in CROPS)."""
-    t, l, b, r = CROPS[inner]
-    T, L, B, R = CROPS[outer]
+    t, l, b, r = crop_box(inner)
+    T, L, B, R = crop_box(outer)
     return T <= t and L <= l and b <= B and r <= R
 
 

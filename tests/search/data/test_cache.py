@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.data import CROPS, DataError, cache, image_cache, load_image, load_train
+from search.data import DataError, cache, crop_box, image_cache, load_image, load_train
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_half_finished_cache_is_rebuilt(photos: list[str], tmp_path: Path) -> No
 def test_crop_and_resize_match_pil(tmp_path: Path, draw_image) -> None:
     src = tmp_path / "p.png"  # PNG: no JPEG draft scaling, so the result is exactly PIL's
     draw_image(src, seed=3, size=(384, 512))
-    top, left, bottom, right = CROPS["face"]
+    top, left, bottom, right = crop_box("face")
     with Image.open(src) as im:
         expected = im.convert("RGB").resize(
             (48, 64),
@@ -207,3 +207,13 @@ def test_a_temporary_file_of_a_live_build_is_left_alone(photos: list[str], tmp_p
         fcntl.flock(fh, fcntl.LOCK_EX)  # a build of this cache is running
         assert remove_stale_temps(tmp_path) == [dead]
     assert live.exists() and not dead.exists()
+
+
+def test_the_crops_are_one_registry_and_the_detected_ones_name_their_fallback() -> None:
+    from search.data.cache import CROPS, DETECTED_CROPS, crop_problem
+
+    assert CROPS.names() == ["full", "face", "tight", "face_detect"]
+    assert DETECTED_CROPS == {"face_detect": "face"} and crop_box("face_detect") == crop_box("face")
+    with pytest.raises(ValueError, match=r"unknown crop 'chin'; valid crops are face, face_detect, full, tight"):
+        crop_box("chin")
+    assert "names no crop: 'chin'" in str(crop_problem("chin"))

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from search.data.cache import CROPS
+from search.data.cache import crop_box
 from search.deploy.graph import (
     build_ensemble,
     build_member,
@@ -60,7 +60,7 @@ def test_member_resize_takes_the_members_crop_of_the_input() -> None:
     pre = MemberPreprocessing(40, 24, "face", (0.5,) * 3, (0.5,) * 3)
     rows, cols = member_resize(pre, spec)
     image = np.random.default_rng(1).uniform(0, 255, (55, 32))
-    top, left, bottom, right = CROPS["face"]
+    top, left, bottom, right = crop_box("face")
     expected = pil_resize(image, 40, 24, (left * 32, top * 55, right * 32, bottom * 55))
     np.testing.assert_allclose(rows @ image @ cols.T, expected, atol=1e-3)
     assert member_resize(MemberPreprocessing(55, 32, "full", (0.5,) * 3, (0.5,) * 3), spec) is None
