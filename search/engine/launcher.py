@@ -154,12 +154,13 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run_local_workers(opts: RunOptions, n_workers: int) -> int:
+def run_local_workers(opts: RunOptions, n_workers: int, spec: StudySpec | None = None) -> int:
     """Run ``n_workers`` processes on this machine on one study; 0 when all of them succeeded.
 
     Returns 130 when interrupted (every worker stopped cleanly), 1 when a worker failed or died.
+    ``spec`` is the study file ``opts`` resolved to, read once and handed to every worker.
     """
-    spec = resolve_spec(opts)
+    spec = spec or resolve_spec(opts)
     name = opts.name or spec.name
     url = opts.storage or default_journal_url(opts.workdir, name)
     if n_workers > 1:
@@ -200,7 +201,7 @@ def run_local_workers(opts: RunOptions, n_workers: int) -> int:
                                         progress="log")  # one terminal, N processes: log lines, no bars
             with _environment(slot.env):
                 proc = ctx.Process(
-                    target=_worker_process, args=(child, slot, level), name=f"worker-{slot.index}"
+                    target=_worker_process, args=(child, slot, level, spec), name=f"worker-{slot.index}"
                 )
                 proc.start()
             procs.append(proc)
@@ -219,7 +220,7 @@ def run_local_workers(opts: RunOptions, n_workers: int) -> int:
     if signals or any(c == 130 for c in codes.values()):
         log.warning("interrupted: run the same command to resume")
         return 130
-    print_summary(study, opts)
+    print_summary(study, opts, spec)
     return 0
 
 
@@ -237,7 +238,7 @@ def _wait(procs: list[multiprocessing.process.BaseProcess], study: optuna.Study)
     return codes
 
 
-def _worker_process(opts: RunOptions, slot: WorkerSlot, level: int) -> None:
+def _worker_process(opts: RunOptions, slot: WorkerSlot, level: int, spec: StudySpec | None = None) -> None:
     """Entry point of a spawned worker: run the study; exit 0, 130 (interrupted) or 1."""
     os.environ.update(slot.env)
     logging.basicConfig(
@@ -257,7 +258,7 @@ def _worker_process(opts: RunOptions, slot: WorkerSlot, level: int) -> None:
 
         torch.set_num_threads(slot.threads)
         log.info("worker %d (%s) on %s, %d threads", slot.index, worker_tag(), slot.device, slot.threads)
-        run_study(opts)
+        run_study(opts, spec)
     except KeyboardInterrupt:
         log.warning("worker %d interrupted: its running trial is marked failed", slot.index)
         code = 130

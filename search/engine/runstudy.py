@@ -20,6 +20,7 @@ from search.engine.checks import GaveUp
 from search.cli.studyargs import study_flags
 from search.engine.objective import Objective, TrialFailed
 from search.engine.options import RunOptions, resolve_spec
+from search.studyfile.spec import StudySpec
 from search.engine.prepare import open_study
 from search.engine.progress import run_watch
 from search.storage.reaper import WORKER_ATTR, reap_orphans, worker_tag
@@ -30,9 +31,11 @@ from search.storage.urls import PASSWORD_NOTE, has_password
 log = logging.getLogger("search")
 
 
-def run_study(opts: RunOptions) -> optuna.Study:
-    """Run trials until the study's budget of finished trials is reached, or its time budget (search/budget)."""
-    spec = resolve_spec(opts)
+def run_study(opts: RunOptions, spec: StudySpec | None = None) -> optuna.Study:
+    """Run trials until the study's budget of finished trials is reached, or its time budget
+    (search/engine/budget.py). ``spec`` is the study file ``opts`` resolved to (resolve_spec), read
+    once by the command and passed down; None reads it here."""
+    spec = spec or resolve_spec(opts)
     budget = run_time_budget(opts, spec)
     study, study_data = open_study(
         spec, opts.storage_url, opts.workdir, opts.data, opts.relabel, opts.name, opts.worker_index,
@@ -102,22 +105,22 @@ def _note(study: optuna.Study, trial: FrozenTrial) -> None:
     records.save_study_note(study)
 
 
-def print_summary(study: optuna.Study, opts: RunOptions) -> None:
+def print_summary(study: optuna.Study, opts: RunOptions, spec: StudySpec | None = None) -> None:
     print()
     print(records.study_note(study, top=10))
     for line in next_commands(study.study_name, opts):
         print(line)
-    ended = time_budget_message(study, opts)  # the time budget ended the run: how many trials fit, how to run more
+    ended = time_budget_message(study, opts, spec)  # the time budget ended the run: how many trials fit, how to run more
     if ended:
         print()
         print(ended)
 
 
-def time_budget_message(study: optuna.Study, opts: RunOptions) -> str | None:
+def time_budget_message(study: optuna.Study, opts: RunOptions, spec: StudySpec | None = None) -> str | None:
     """What ``print_summary`` adds when the time budget ended the run (None otherwise or without a start time)."""
     if opts.started_at is None:
         return None
-    spec = resolve_spec(opts)
+    spec = spec or resolve_spec(opts)
     budget = run_time_budget(opts, spec)
     return run_outcome(study, budget, spec.n_trials, TrialNeeds.of(spec)).message()
 

@@ -27,7 +27,7 @@ from runners.devices import AUGMENT_PLACES
 from search.engine.budget import process_started_at
 from search.engine.checks import GaveUp, check_workdir
 from search.engine.launcher import run_local_workers
-from search.engine.options import RunOptions
+from search.engine.options import RunOptions, resolve_spec
 from search.engine.prepare import StudyMismatchError
 from search.engine.runstudy import print_summary, run_study
 from search.storage.secretfilter import hide_secrets
@@ -109,10 +109,11 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
     try:
         check_workdir(opts.workdir)
         check_storage_url(opts.storage_url)
+        spec = resolve_spec(opts)  # the study file, read and validated once for the whole run
         if workers > 1:
-            return run_local_workers(opts, workers)
+            return run_local_workers(opts, workers, spec)
         log.debug("torch uses %d intra-op threads", set_torch_threads(opts.threads))
-        study = run_study(opts)
+        study = run_study(opts, spec)
     except KeyboardInterrupt:
         log.warning("interrupted: a running trial is marked failed; run the same command to resume")
         return 130
@@ -125,7 +126,7 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
     except sqlalchemy.exc.OperationalError as exc:
         log.error("%s", storage_error(opts.storage_url, exc))
         return 1
-    print_summary(study, opts)
+    print_summary(study, opts, spec)
     return 0
 
 
