@@ -46,8 +46,7 @@ def add_selection_args(p: argparse.ArgumentParser, max_members: int = 5) -> None
         "--vote",
         choices=VOTES,
         default="soft",
-        help="soft: weighted mean of the members' probabilities; hard: weighted majority of their "
-        "classes, ties broken by the soft vote",
+        help="; ".join(f"{name}: {VOTES.get(name).summary}" for name in VOTES),
     )
     p.add_argument(
         "--weights",

@@ -29,6 +29,7 @@ class Vote:
 
     name: str
     label: str  # what the comparison table adds to the ensemble's row: "" for the soft vote
+    summary: str  # one line for --vote's help
     parts: Any  # np (n, C) probabilities -> tuple of np arrays a member adds (times its weight)
     decide: Any  # tuple of np weighted sums -> np (n, C) probabilities
     torch_parts: Any  # the same two in torch, for the bundle's module and its ONNX graph

@@ -28,6 +28,7 @@ def _torch_decide(sums: tuple[Any]) -> Any:
 
 VOTES.add("geometric", Vote(
     name="geometric",
+    summary="weighted geometric mean of their probabilities, renormalised",
     label="geometric-mean vote",
     parts=lambda p: (np.log(np.maximum(p, EPS)),),
     decide=_decide,

@@ -41,6 +41,7 @@ def _torch_decide(sums: tuple[Any, Any]) -> Any:
 
 VOTES.add("hard", Vote(
     name="hard",
+    summary="weighted majority of their classes, ties broken by the soft vote",
     label="hard vote",
     parts=lambda p: (np.eye(NUM_CLASSES)[p.argmax(1)], p),
     decide=lambda sums: resolve_ties(*sums),

@@ -6,6 +6,7 @@ from search.deploy.votes import VOTES, Vote
 
 VOTES.add("soft", Vote(
     name="soft",
+    summary="weighted mean of the members' probabilities",
     label="",
     parts=lambda p: (p,),
     decide=lambda sums: sums[0],
