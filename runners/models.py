@@ -104,13 +104,15 @@ class TrialModel(nn.Module):
         self._groups = groups
         self._frozen_norms: list[str] = []
 
-    def forward(self, x: torch.Tensor, with_age: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Class scores; with ``with_age`` (the ordinal head only) also its cumulative age logits."""
-        raw = self.net(x)
-        if not with_age:
-            return self.combine(raw)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.combine(self.net(x))
+
+    def forward_with_age(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class scores and the ordinal head's cumulative age logits (what its age loss trains);
+        a method beside ``forward``, so that the graph an export traces never sees the choice."""
         if not isinstance(self.combine, OrdinalCombine):
-            raise ValueError(f"with_age needs the ordinal head but this model's head is {self.head!r}.")
+            raise ValueError(f"forward_with_age needs the ordinal head but this model's head is {self.head!r}.")
+        raw = self.net(x)
         return self.combine(raw), self.combine.age_logits(raw)
 
     def train(self, mode: bool = True) -> TrialModel:
@@ -135,12 +137,18 @@ class ClassifierWithPreprocess(nn.Module):
         self.register_buffer("scale", 1.0 / (255.0 * std_t), persistent=False)
         self.register_buffer("shift", mean_t / std_t, persistent=False)
 
-    def forward(self, x: torch.Tensor, with_age: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self._normalised(x))
+
+    def forward_with_age(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``TrialModel.forward_with_age`` of the normalised input (the ordinal head's training)."""
+        return self.model.forward_with_age(self._normalised(x))
+
+    def _normalised(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW view, channels_last in memory
         x = x.to(torch.float32, copy=True)  # always a new tensor: the in-place ops touch no caller's data
-        x = x.mul_(self.scale).sub_(self.shift)
-        return self.model(x, with_age=True) if with_age else self.model(x)
+        return x.mul_(self.scale).sub_(self.shift)
 
 
 def build_model(config: TrialConfig) -> TrialModel:

@@ -280,7 +280,7 @@ def _loss(run: _Run, x: torch.Tensor, y: torch.Tensor, batch: tuple[torch.Tensor
     if run.age_loss is None:
         return run.criterion(run.net(x), y)
     ages = next(t for t in batch[2:] if t.dtype != torch.bool)
-    scores, age_logits = run.net(x, with_age=True)
+    scores, age_logits = run.net.forward_with_age(x)
     return run.criterion(scores, y) + run.age_loss_weight * run.age_loss(age_logits, ages)
 
 
