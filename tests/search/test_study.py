@@ -34,6 +34,13 @@ def test_age_cutoff_study_searches_the_cutoffs() -> None:
     assert len(load_study_spec("age_cutoff", profile="gpu").choices("backbone")) >= 2
 
 
+def test_age_cutoff_study_searches_the_ordinal_age_head_on_both_profiles() -> None:
+    cpu, gpu = (load_study_spec("age_cutoff", profile=p) for p in ("cpu", "gpu"))
+    assert cpu.params["head"] == Categorical(("single", "ordinal"))
+    assert gpu.params["head"] == Categorical(("single", "multi", "ordinal"))
+    assert "age_loss_weight" in gpu.params and "age_loss_weight" not in cpu.params  # CPU: weight 1
+
+
 @pytest.mark.parametrize("name", sorted(REQUIRED - {"smoke"}))
 def test_shipped_studies_prune_from_epoch_2_on_the_validation_loss(name: str) -> None:
     pruner = load_study_spec(name).pruner
