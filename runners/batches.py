@@ -75,7 +75,9 @@ class ImageSet:
                 f"{self.labels.shape}."
             )
         if self.ages is not None and self.ages.shape != self.rows.shape:
-            raise ValueError(f"{name}.ages must hold one age per row ({len(self.rows)}) but has shape {self.ages.shape}.")
+            raise ValueError(
+                f"{name}.ages must hold one age per row ({len(self.rows)}) but has shape {self.ages.shape}."
+            )
         if len(self.rows) == 0:
             raise ValueError(f"{name} set is empty: it needs at least one image.")
         bad = np.flatnonzero((self.rows < 0) | (self.rows >= len(img)))

@@ -95,9 +95,11 @@ class TrialModel(nn.Module):
         self.net = net
         self.backbone = backbone
         self.head = head
-        self.combine: nn.Module = (
-            MultiHeadCombine() if head == "multi" else OrdinalCombine(age_cutoff) if head == "ordinal" else nn.Identity()
-        )
+        self.combine: nn.Module = nn.Identity()
+        if head == "multi":
+            self.combine = MultiHeadCombine()
+        elif head == "ordinal":
+            self.combine = OrdinalCombine(age_cutoff)
         groups = stage_groups(net)
         self.n_stages = len(groups) - 1
         self.head_names: frozenset[str] = frozenset(groups[-1])

@@ -437,7 +437,8 @@ def _decision_rule(rule: Any, path: Path) -> tuple[float, ...] | None:
     return tuple(float(o) for o in offsets)
 
 
-RULE_PARTS = ("tau", "old_band_offset")  # offsets = tau * (-log prior, centred) + old_band_offset on the old classes
+# offsets = tau * (-log prior, centred) + old_band_offset on the six old classes
+RULE_PARTS = ("tau", "old_band_offset")
 
 
 def _rule_parts(rule: dict[str, Any], path: Path) -> dict[str, float]:

@@ -81,7 +81,9 @@ def fit_rule(probs: np.ndarray, labels: np.ndarray, old_band: bool = True) -> De
     log_probs = np.log(np.clip(np.asarray(probs, dtype=np.float64), _EPS, None))
     direction = prior_direction(labels)
     grid = [(d, t) for d in (OLD_BAND_OFFSETS if old_band else (0.0,)) for t in TAUS]
-    scores = [_macro_f1(labels, np.argmax(log_probs + t * direction + d * OLD_CLASSES, axis=1)) for d, t in grid]
+    scores = [
+        _macro_f1(labels, np.argmax(log_probs + t * direction + d * OLD_CLASSES, axis=1)) for d, t in grid
+    ]
     delta, tau = grid[int(np.argmax(scores))]  # the first among ties
     return DecisionRule(float(tau), float(delta), tau * direction + delta * OLD_CLASSES)
 
