@@ -120,6 +120,7 @@ def export_bundle(
         vote=choice.vote,
         weights_from="learned" if outcome.vote.given is None else "given",
         offsets=tuple(choice.offsets) if choice.offsets else None,
+        rule={"tau": choice.tau, "old_band_offset": choice.old_band_offset} if choice.offsets else {},
         study=outcome.study,
         metrics=metrics,
         extra=dict(extra or {}),
@@ -149,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"validation macro-F1 {sel['macro_f1']:.4f} "
         f"(in-sample), honest estimate {honest.macro_f1:.4f} ({outcome.honest.mode})"
     )
+    if manifest.offsets is not None:
+        print(f"decision rule shipped: tau {manifest.rule.get('tau', 0.0):.2f}, "
+              f"old-band offset {manifest.rule.get('old_band_offset', 0.0):+.2f}")
     print(f"predict with: python -m search.predict --bundle {args.out} --data EVAL_DIR")
     return 0
 

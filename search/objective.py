@@ -108,7 +108,8 @@ class Objective:
     def _fit(self, trial: optuna.Trial, config: TrialConfig) -> TrialResult:
         sd = self.study_data
         images = sd.images(config.height, config.width, config.crop)
-        train = ImageSet(images, sd.train_rows, sd.data.training_labels(config.age_cutoff)[sd.train_rows])
+        train = ImageSet(images, sd.train_rows, sd.data.training_labels(config.age_cutoff)[sd.train_rows],
+                         sd.data.ages[sd.train_rows])
         val = ImageSet(images, sd.val_rows, sd.data.labels[sd.val_rows])
 
         signal = self.spec.pruner.signal

@@ -2,8 +2,9 @@
 
 Optimisation history, intermediate values (what the pruner saw: macro-F1, or the negated
 validation loss in a study whose ``[pruner] signal = "val_loss"``, then with each trial's
-macro-F1 per epoch beside it), parameter importances, macro-F1 by age cutoff and by backbone,
-and the best trial's per-class F1 and confusion matrix.
+macro-F1 per epoch beside it), parameter importances, macro-F1 and old-band F1 by age cutoff
+(and by head, where trials differ in it), macro-F1 by backbone, and the best trial's per-class F1
+and confusion matrix.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
-from runners.classes import CLASS_NAMES, NUM_CLASSES
+from runners.classes import CLASS_NAMES, NUM_CLASSES, OLD_BAND, decompose
 from search.atomic import write_text
 from search.cli import setup_logging
 from search.cli.studyargs import add_study_args, storage_url, study_ref
@@ -41,6 +42,44 @@ def by_config_value(trials: list[FrozenTrial], key: str, title: str) -> go.Figur
     for name in sorted(groups):
         fig.add_trace(go.Box(y=groups[name], name=name, boxpoints="all", jitter=0.3))
     fig.update_layout(title=title, yaxis_title="validation macro-F1", showlegend=False)
+    return fig
+
+
+def old_band_scores(confusion: Sequence[Sequence[int]] | np.ndarray | None) -> tuple[float, float, float] | None:
+    """The old band as one class (any old class predicted for an old person), from a trial's
+    validation confusion matrix (rows = truth): (F1, recall, precision), as benchmarks/realfaces.py
+    scores it; None without a matrix."""
+    if confusion is None:
+        return None
+    matrix = np.asarray(confusion, dtype=np.float64)
+    if matrix.shape != (NUM_CLASSES, NUM_CLASSES):
+        return None
+    old = decompose(np.arange(NUM_CLASSES))[2] == OLD_BAND
+    hits, truth, predicted = matrix[np.ix_(old, old)].sum(), matrix[old].sum(), matrix[:, old].sum()
+    recall = hits / truth if truth else 0.0
+    precision = hits / predicted if predicted else 0.0
+    f1 = 2 * hits / (truth + predicted) if truth + predicted else 0.0
+    return float(f1), float(recall), float(precision)
+
+
+def f1_and_old_band_by(trials: list[FrozenTrial], key: str, title: str) -> go.Figure:
+    """Side-by-side boxes per value of config ``key``: each trial's validation macro-F1 and its
+    old-band F1 (the six old classes as one, from its confusion matrix)."""
+    fig = go.Figure()
+    x_f1, f1, x_old, old = [], [], [], []
+    for t in trials:
+        value = str(t.user_attrs.get("config", {}).get(key))
+        x_f1.append(value)
+        f1.append(float(t.value))
+        scores = old_band_scores(t.user_attrs.get("confusion"))
+        if scores is not None:
+            x_old.append(value)
+            old.append(scores[0])
+    order = sorted(set(x_f1))
+    fig.add_trace(go.Box(x=x_f1, y=f1, name="macro-F1", boxpoints="all", jitter=0.3))
+    fig.add_trace(go.Box(x=x_old, y=old, name="old-band F1", boxpoints="all", jitter=0.3))
+    fig.update_layout(title=title, yaxis_title="validation F1", boxmode="group",
+                      xaxis={"categoryorder": "array", "categoryarray": order})
     return fig
 
 
@@ -101,7 +140,11 @@ def build_figures(study: optuna.Study) -> list[tuple[str, go.Figure]]:
         except (RuntimeError, ValueError) as exc:  # too few distinct trials for fANOVA
             log.warning("parameter importances skipped: %s", exc)
     if complete:
-        figures.append(("By age cutoff", by_config_value(complete, "age_cutoff", "Macro-F1 by training age cutoff")))
+        figures.append(("By age cutoff", f1_and_old_band_by(
+            complete, "age_cutoff", "Macro-F1 and old-band F1 by training age cutoff")))
+        if len({str(t.user_attrs.get("config", {}).get("head")) for t in complete}) > 1:
+            figures.append(("By head", f1_and_old_band_by(
+                complete, "head", "Macro-F1 and old-band F1 by head (ordinal: age from the real ages)")))
         figures.append(("By backbone", by_config_value(complete, "backbone", "Macro-F1 by backbone")))
         best = max(complete, key=lambda t: t.value)
         figures.append(("Per-class F1", per_class_figure(best)))

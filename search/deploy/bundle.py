@@ -82,6 +82,11 @@ class Bundle:
         """Per-class decision offsets on the vote's log-probabilities (None: plain argmax)."""
         return None if self.manifest.offsets is None else list(self.manifest.offsets)
 
+    @property
+    def old_band_offset(self) -> float | None:
+        """The decision rule's offset on the six old classes, inside ``offsets`` (None: not recorded)."""
+        return self.manifest.rule.get("old_band_offset")
+
     def _checked(self, rel: str) -> bytes:
         return read_checked(self.root, self.manifest, rel)
 

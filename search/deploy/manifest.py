@@ -152,6 +152,7 @@ class Manifest:
     vote: str = "soft"
     weights_from: str = "learned"  # "learned" (on the selection people) or "given" (--weights)
     offsets: tuple[float, ...] | None = None  # the macro-F1 decision rule; None: the vote's argmax
+    rule: dict[str, float] = field(default_factory=dict)  # the rule's tau and old_band_offset, when known
     study: str | None = None
     created: str = field(default_factory=now_iso)
     opset: int = 17
@@ -176,7 +177,7 @@ class Manifest:
             # argmax of softmax(log(vote) + offsets): the rule that maximises macro-F1, fitted on validation
             "decision_rule": None
             if self.offsets is None
-            else {"offsets": list(self.offsets), "applied": "inside the ONNX graph"},
+            else {"offsets": list(self.offsets), **self.rule, "applied": "inside the ONNX graph"},
             "onnx": {
                 "file": ONNX_FILE,
                 "opset": self.opset,
@@ -226,6 +227,7 @@ class Manifest:
         if not isinstance(classes, list) or len(classes) != NUM_CLASSES:
             raise _field_error(path, "classes", classes, f"a list of the {NUM_CLASSES} classes")
         offsets = _decision_rule(raw.get("decision_rule"), path)
+        rule = _rule_parts(raw.get("decision_rule"), path) if offsets is not None else {}
         if offsets is not None and vote["kind"] != "soft":
             raise BundleError(
                 f"{path}: decision_rule is set with a {vote['kind']} vote; the rule shifts a soft vote's "
@@ -239,6 +241,7 @@ class Manifest:
             vote=vote["kind"],
             weights_from=vote["weights"],
             offsets=offsets,
+            rule=rule,
             study=raw.get("study"),
             created=str(raw.get("created", "")),
             opset=int(onnx.get("opset", 17)) if _is_int(onnx.get("opset", 17)) else 17,
@@ -432,6 +435,21 @@ def _decision_rule(rule: Any, path: Path) -> tuple[float, ...] | None:
         if not _is_number(value):
             raise _field_error(path, f"decision_rule.offsets[{c}]", value, "a finite number")
     return tuple(float(o) for o in offsets)
+
+
+# offsets = tau * (-log prior, centred) + old_band_offset on the six old classes
+RULE_PARTS = ("tau", "old_band_offset")
+
+
+def _rule_parts(rule: dict[str, Any], path: Path) -> dict[str, float]:
+    """The decision rule's named parts; optional (a bundle may ship offsets alone), finite when given."""
+    parts = {}
+    for key in RULE_PARTS:
+        if key in rule:
+            if not _is_number(rule[key]):
+                raise _field_error(path, f"decision_rule.{key}", rule[key], "a finite number")
+            parts[key] = float(rule[key])
+    return parts
 
 
 def _members(members: Any, files: dict[str, str], spec: InputSpec, path: Path) -> list[Member]:

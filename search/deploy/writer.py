@@ -69,6 +69,7 @@ class BundleSpec:
     vote: str = "soft"
     weights_from: str = "learned"
     offsets: tuple[float, ...] | None = None
+    rule: dict[str, float] = field(default_factory=dict)  # the decision rule's tau and old_band_offset
     study: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -153,6 +154,7 @@ def write_bundle(
             vote=spec.vote,
             weights_from=spec.weights_from,
             offsets=spec.offsets,
+            rule=dict(spec.rule) if spec.offsets is not None else {},
             study=spec.study,
             opset=spec.opset,
             metrics=spec.metrics,

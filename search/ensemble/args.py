@@ -63,6 +63,13 @@ def add_selection_args(p: argparse.ArgumentParser, max_members: int = 5) -> None
         help="honest estimate: split (choose on one half of the people, score on the other) "
         "or cv (both ways)",
     )
+    p.add_argument(
+        "--old-band-offset",
+        choices=("on", "off"),
+        default="on",
+        help="on: the decision rule also chooses where the old line falls, an offset on the six old "
+        "classes fitted for macro-F1 with it; off: the prior's tau only",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the person halves")
     add_verbose(p)
 
@@ -79,7 +86,7 @@ def settings_from_args(args: argparse.Namespace) -> SelectionSettings:
 
 def vote_from_args(args: argparse.Namespace, study: str) -> VoteSpec:
     given = None if args.weights is None else parse_weights(args.weights, study)
-    return VoteSpec(args.vote, given)
+    return VoteSpec(args.vote, given, args.old_band_offset == "on")
 
 
 def outcome_from_args(args: argparse.Namespace) -> tuple[Outcome, Path, dict[str, Any], StudyRef]:

@@ -70,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(outcome.table())
     print("\nmembers listed: chosen on all validation people, as python -m search.export ships them")
+    if outcome.vote.rule_method is not None:
+        rule = outcome.choice(outcome.vote.rule_method)
+        print(
+            f"decision rule on all validation people: tau {rule.tau:.2f}, "
+            f"old-band offset {rule.old_band_offset:+.2f}"
+        )
     if len(outcome.candidates) < 5:
         print(
             f"only {len(outcome.candidates)} candidate trial(s): a top-k vote with k above that uses them all"

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from search.ensemble.decision import apply_offsets, fit_offsets
+from search.ensemble.decision import apply_offsets, fit_rule
 from search.ensemble.selection import (
     Candidate,
     SelectionSettings,
@@ -55,6 +55,8 @@ class Choice:
     weights: tuple[float, ...]
     offsets: tuple[float, ...] = ()  # per-class decision offsets on the vote's log-probabilities; () = argmax
     vote: str = "soft"  # search.ensemble.votes.VOTES
+    tau: float = 0.0  # the decision rule's parts (search.ensemble.decision.DecisionRule), when it has offsets
+    old_band_offset: float = 0.0
 
 
 @dataclass
@@ -145,8 +147,9 @@ def choose(
     choices.append(Choice(vote.method, members, weights, vote=vote.vote))
     if vote.rule_method is not None:
         fit_rows = np.arange(len(labels)) if rows is None else rows
-        offsets = fit_offsets(choice_probs(candidates, choices[-1])[fit_rows], labels[fit_rows])
-        choices.append(Choice(vote.rule_method, members, weights, tuple(float(o) for o in offsets)))
+        rule = fit_rule(choice_probs(candidates, choices[-1])[fit_rows], labels[fit_rows], vote.old_band)
+        choices.append(Choice(vote.rule_method, members, weights, tuple(float(o) for o in rule.offsets),
+                              tau=rule.tau, old_band_offset=rule.old_band_offset))
     return choices
 
 

@@ -96,6 +96,7 @@ class Outcome:
                     "weights": list(c.weights),
                     "validation_macro_f1": self.in_sample[c.method][0],
                     "validation_accuracy": self.in_sample[c.method][1],
+                    "decision_rule": {"tau": c.tau, "old_band_offset": c.old_band_offset} if c.offsets else None,
                 }
                 for c in self.final
             ],

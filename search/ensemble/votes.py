@@ -30,6 +30,7 @@ class VoteSpec:
 
     vote: str = "soft"
     given: tuple[tuple[str, float], ...] | None = None  # (candidate name "study#N", weight); None = learned
+    old_band: bool = True  # the decision rule also fits an old-band offset (search.ensemble.decision)
 
     def __post_init__(self) -> None:
         if self.vote not in VOTES:
@@ -63,6 +64,7 @@ class VoteSpec:
         return {
             "vote": self.vote,
             "weights": "learned on the selection people" if self.given is None else dict(self.given),
+            "old_band_offset": "fitted with the decision rule" if self.old_band else "off",
         }
 
 

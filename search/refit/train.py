@@ -158,7 +158,8 @@ def train_model(
     (TrialResult or None when stopped at the budget, seconds)."""
     sd = ctx.data
     images = sd.images(config.height, config.width, config.crop)
-    train = ImageSet(images, train_rows, sd.data.training_labels(config.age_cutoff)[train_rows])
+    train = ImageSet(images, train_rows, sd.data.training_labels(config.age_cutoff)[train_rows],
+                     sd.data.ages[train_rows])
     val = ImageSet(images, val_rows, sd.data.labels[val_rows])
     start = time.monotonic()
 

@@ -109,6 +109,9 @@ def test_ensemble_cli_prints_the_table_and_saves_json(
     final = {f["method"]: f for f in saved["final"]}
     assert len(final["top-3 soft vote"]["members"]) == 3
     assert final["selected ensemble"]["validation_macro_f1"] >= final["best single"]["validation_macro_f1"]
+    rule = final["selected + decision rule"]["decision_rule"]
+    assert set(rule) == {"tau", "old_band_offset"} and final["selected ensemble"]["decision_rule"] is None
+    assert f"tau {rule['tau']:.2f}, old-band offset {rule['old_band_offset']:+.2f}" in out
 
 
 def test_ensemble_cli_unknown_study_is_a_clear_error(

@@ -5,14 +5,14 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from search.report import main, write_report
+from search.report import main, old_band_scores, write_report
 from tests.search.conftest import SmokeRun
 
 TITLES = ("Optimisation history", "Intermediate values (pruning)", "Parameter importances",
           "By age cutoff", "By backbone", "Per-class F1", "Confusion matrix")
 
 
-def _recorded_study(storage: str, signal: str | None = None) -> optuna.Study:
+def _recorded_study(storage: str, signal: str | None = None, heads: tuple[str, ...] = ()) -> optuna.Study:
     """A study with the records the objective writes, from a cheap stand-in objective."""
     study = optuna.create_study(study_name="fake", storage=storage, direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=0))
@@ -29,7 +29,10 @@ def _recorded_study(storage: str, signal: str | None = None) -> optuna.Study:
         trial.set_user_attr("history", history)
         if signal is not None:
             trial.set_user_attr("pruning_signal", signal)
-        trial.set_user_attr("config", {"backbone": backbone, "age_cutoff": cutoff, "focal_gamma": gamma})
+        config = {"backbone": backbone, "age_cutoff": cutoff, "focal_gamma": gamma}
+        if heads:
+            config["head"] = heads[trial.number % len(heads)]
+        trial.set_user_attr("config", config)
         trial.set_user_attr("per_class_f1", rng.random(18).round(3).tolist())
         trial.set_user_attr("confusion", rng.integers(0, 9, (18, 18)).tolist())
         return value
@@ -74,3 +77,22 @@ def test_report_needs_a_study_file_or_a_stored_name(smoke_run: SmokeRun, tmp_pat
     assert main(["--storage", smoke_run.storage, "--out", str(tmp_path / "x.html")]) == 2
     assert "--study FILE" in capsys.readouterr().err and not (tmp_path / "x.html").exists()
     assert main(["--name", "smoke", "--storage", smoke_run.storage, "--out", str(tmp_path / "x.html")]) == 0
+
+
+def test_old_band_scores_count_the_six_old_classes_as_one() -> None:
+    confusion = np.zeros((18, 18), dtype=int)
+    confusion[2, 5] = 3  # old male predicted old female: still an old hit
+    confusion[5, 4] = 1  # an old person predicted 30-59: a miss
+    confusion[1, 8] = 2  # a 30-59 person predicted old: a false alarm
+    confusion[0, 0] = 10
+    f1, recall, precision = old_band_scores(confusion)
+    assert (recall, precision) == (0.75, 0.6)
+    assert f1 == 2 * 3 / (4 + 5)
+    assert old_band_scores(None) is None and old_band_scores(np.zeros((18, 18))) == (0.0, 0.0, 0.0)
+
+
+def test_the_cutoff_panel_shows_old_band_f1_and_a_head_panel_appears_when_heads_differ(tmp_path: Path) -> None:
+    study = _recorded_study(f"sqlite:///{tmp_path / 'fake.db'}", heads=("single", "ordinal"))
+    page = write_report(study, tmp_path / "report.html").read_text()
+    assert "Macro-F1 and old-band F1 by training age cutoff" in page and '"name":"old-band F1"' in page
+    assert "<h2>By head</h2>" in page and page.count("Plotly.newPlot") == len(TITLES) + 1

@@ -34,6 +34,13 @@ def test_age_cutoff_study_searches_the_cutoffs() -> None:
     assert len(load_study_spec("age_cutoff", profile="gpu").choices("backbone")) >= 2
 
 
+def test_age_cutoff_study_searches_the_ordinal_age_head_on_both_profiles() -> None:
+    cpu, gpu = (load_study_spec("age_cutoff", profile=p) for p in ("cpu", "gpu"))
+    assert cpu.params["head"] == Categorical(("single", "ordinal"))
+    assert gpu.params["head"] == Categorical(("single", "multi", "ordinal"))
+    assert "age_loss_weight" in gpu.params and "age_loss_weight" not in cpu.params  # CPU: weight 1
+
+
 @pytest.mark.parametrize("name", sorted(REQUIRED - {"smoke"}))
 def test_shipped_studies_prune_from_epoch_2_on_the_validation_loss(name: str) -> None:
     pruner = load_study_spec(name).pruner
@@ -232,3 +239,26 @@ def test_cache_sizes_cover_every_resolution_a_trial_can_ask_for() -> None:
     assert cache_sizes(two) == [(32, 24, "face"), (40, 24, "face")]
     ranged = dataclasses.replace(spec, params={**spec.params, "height": IntRange(32, 64)})
     assert cache_sizes(ranged) == []
+
+
+@pytest.mark.parametrize("cutoff", [58, 59, 60])
+@pytest.mark.parametrize("head", ["single", "ordinal"])
+def test_a_variant_of_age_cutoff_fixes_the_cutoff_and_the_head(tmp_path: Path, cutoff: int, head: str) -> None:
+    # What a measurement of the cutoff runs: the shipped file with age_cutoff and head moved from the
+    # searched params to [fixed] (a key left in params would still be searched), the GPU's enqueued
+    # recipe (cutoff 58, three heads) taken out.
+    text = (Path(__file__).resolve().parents[2] / "studies" / "age_cutoff.toml").read_text()
+    for old, new in (("age_cutoff = [58, 59, 60]\n", ""),
+                     ('head = ["single", "multi", "ordinal"]\n', ""),
+                     ('head = ["single", "ordinal"]\n', ""),
+                     ('head = "single"\n', f'head = "{head}"\nage_cutoff = {cutoff}\n')):
+        assert old in text, old
+        text = text.replace(old, new)
+    text = text[: text.index("[[profiles.gpu.enqueue]]")] + text[text.index("# CPU: the one ImageNet"):]
+    path = tmp_path / f"cutoff{cutoff}_{head}.toml"
+    path.write_text(text)
+    for profile in ("cpu", "gpu"):
+        spec = load_study_spec(str(path), profile=profile)
+        assert (spec.fixed["age_cutoff"], spec.fixed["head"]) == (cutoff, head)
+        assert "age_cutoff" not in spec.params and "head" not in spec.params
+        assert ("age_loss_weight" in spec.params) == (profile == "gpu")

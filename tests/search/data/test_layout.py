@@ -34,6 +34,10 @@ def test_loads_real_layout(layout) -> None:
     ]
     assert row["label"].item() == 2 * 6 + 1 * 3 + 2
     assert data.labels.dtype == np.int64 and data.labels.max() < 18
+    # the real age per image row, the person's (what the ordinal head learns)
+    assert data.ages.dtype == np.int64 and data.ages[row.index[0]] == 60
+    people_ages = data.people["age"].to_numpy()[data.images["person_index"].to_numpy()]
+    assert np.array_equal(data.ages, people_ages)
 
 
 def test_train_folder_itself_and_csv_order_give_the_same_data(layout) -> None:

@@ -97,3 +97,21 @@ def test_where_the_weights_came_from_is_validated(tmp_path: Path) -> None:
     )
     with pytest.raises(BundleError, match=r"vote\.weights must be one of \['learned', 'given'\]"):
         Manifest.read(tmp_path)
+
+
+def test_the_decision_rule_keeps_its_old_band_offset_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    offsets = tuple([0.1, -0.2, 1.4] * 6)
+    written = a_bundle(tmp_path, vote="soft", offsets=offsets, rule={"tau": 0.3, "old_band_offset": 1.25})
+    read = Manifest.read(tmp_path)
+    assert read == written and read.rule == {"tau": 0.3, "old_band_offset": 1.25} and read.offsets == offsets
+    path = tmp_path / MANIFEST
+    raw = json.loads(path.read_text())
+    assert raw["decision_rule"] == {"offsets": list(offsets), "tau": 0.3, "old_band_offset": 1.25,
+                                    "applied": "inside the ONNX graph"}
+    raw["decision_rule"]["old_band_offset"] = "a lot"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match=r"decision_rule\.old_band_offset"):
+        Manifest.read(tmp_path)
+    del raw["decision_rule"]["old_band_offset"], raw["decision_rule"]["tau"]  # offsets alone still read
+    path.write_text(json.dumps(raw))
+    assert Manifest.read(tmp_path).rule == {}

@@ -76,7 +76,8 @@ def test_given_weights_ship_those_members_and_are_scored_on_held_out_people_only
         macro_f1(labels[score_rows], given[score_rows])
     )
     assert [s.method for s in report.scores] == list(methods(vote))
-    assert report.vote == {"vote": "soft", "weights": {"s#0": 1.0, "s#2": 3.0}}
+    assert report.vote == {"vote": "soft", "weights": {"s#0": 1.0, "s#2": 3.0},
+                           "old_band_offset": "fitted with the decision rule"}
     with pytest.raises(ValueError, match=r"s#9.*not candidates"):
         choose(cands, labels, SelectionSettings(), None, VoteSpec("soft", (("s#9", 1.0),)))
 
