@@ -70,11 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(outcome.table())
     print("\nmembers listed: chosen on all validation people, as python -m search.export ships them")
+    estimate, on = outcome.estimate(outcome.shipped)
+    print(f"python -m search.export ships {outcome.shipped!r}: {outcome.why}; estimate {estimate:.4f} ({on})")
     if len(outcome.candidates) < 5:
         print(
             f"only {len(outcome.candidates)} candidate trial(s): a top-k vote with k above that uses them all"
         )
     for note in outcome.notes:
-        log.info("left out %s", note)
+        log.info("note: %s", note)
     print(f"saved {out}")
     return 0
