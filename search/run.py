@@ -9,6 +9,8 @@ machines join with ``python -m search.worker`` (see search/worker.py).
 A study file's profile may also give each run a time budget, counted from the command's start
 (the shipped studies: 8 minutes on a CPU); ``--timeout`` replaces it, ``--n-trials`` alone lifts
 it (search/budget.py). On a terminal a bar shows the study's progress (search/progress.py).
+When the study file's [refit] table is enabled, the best trials are then refitted on person folds
+in the same time budget (search/refit/phase.py; --no-refit skips it).
 """
 
 from __future__ import annotations

@@ -88,10 +88,11 @@ def _run(
     hand = _by_hand(opts, name, plans, k)
     if not chosen:
         trial, work = plans[0]
+        time_left, need = format_duration(max(0.0, left or 0.0)), format_duration(work.seconds)
         print(
-            f"\nrefit: no fold group fits in the {format_duration(max(0.0, left or 0.0))} left of the time budget "
-            f"(trial {trial.number}'s {work.models} missing fold model(s) need about {format_duration(work.seconds)}); "
-            f"the export ships the search's best. Refit without a time limit: {hand}"
+            f"\nrefit: no fold group fits in the {time_left} left of the time budget (trial {trial.number}'s "
+            f"{work.models} missing fold model(s) need about {need}); the export ships the search's best. "
+            f"Refit without a time limit: {hand}"
         )
         return 0
     todo = [w for _, w in chosen]
@@ -99,7 +100,7 @@ def _run(
     limit = "" if left is None else f" in the {format_duration(left)} left of the time budget"
     print(
         f"\nrefit: {len(chosen)} trial(s) on {k} person folds{limit} "
-        f"(about {format_duration(spent)} at the trials' pace; {sum(w.models for w in todo)} model(s) to train)"
+        f"(about {format_duration(spent)} at the trials' pace; {progress.models} model(s) to train)"
     )
     reports = []
     with progress.showing():
@@ -109,9 +110,9 @@ def _run(
     unfinished = [r["trial"] for r in reports if not r["complete"]]
     if unfinished:
         print(
-            f"refit: the time budget ended before the fold groups of trial(s) {unfinished} were complete; the "
-            "same command trains only their missing models, after its search. Or now, without a time limit: "
-            f"{hand}"
+            f"refit: the time budget ended before the fold groups of trial(s) {unfinished} were complete; "
+            "the same command trains only their missing models, after its search. Or now, without a time "
+            f"limit: {hand}"
         )
     skipped = [t.number for t, _ in plans if all(t.number != c.number for c, _ in chosen)]
     if skipped:

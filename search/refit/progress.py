@@ -81,7 +81,8 @@ class RefitProgress:
     def model_done(self, name: str, trained: bool) -> None:
         """One model ended: trained, or stopped at the time budget (its epochs are not coming back)."""
         if not self.wants_bar:
-            log.info("refit: %s %s | %s", name, "done" if trained else "stopped at the time budget", self.text())
+            what = "done" if trained else "stopped at the time budget"
+            log.info("refit: %s %s | %s", name, what, self.text())
 
     def skipped(self, epochs: int) -> None:
         """Epochs that will not be trained after all (their model did not fit in the time left)."""
@@ -112,7 +113,9 @@ class RefitProgress:
                 self._bar = None
 
 
-def refit_progress(models: int, epochs: int, expected_s: float = 0.0, stream: TextIO | None = None) -> RefitProgress:
+def refit_progress(
+    models: int, epochs: int, expected_s: float = 0.0, stream: TextIO | None = None
+) -> RefitProgress:
     """A bar when ``stream`` (stderr) is a terminal, log lines otherwise."""
     stream = stream or sys.stderr
     return RefitProgress(models, epochs, expected_s, bar=is_terminal(stream), stream=stream)
