@@ -68,6 +68,15 @@ def test_a_fold_group_better_held_out_wins_most_of_the_vote() -> None:
     assert outcome.honest.score(outcome.shipped).macro_f1 == max(s.macro_f1 for s in outcome.honest.scores)
 
 
+def test_a_fold_group_far_ahead_ships_as_the_fold_groups_vote_with_its_out_of_fold_estimate() -> None:
+    outcome = run_procedure(_pool((0.97,), trial_hit_rate=0.4))
+    group = next(i for i, c in enumerate(outcome.candidates) if c.is_fold_group)
+    assert outcome.choice("best single").members == (group,)
+    assert outcome.honest.score("best single").macro_f1 == outcome.honest.score(FOLD_GROUPS).macro_f1
+    assert outcome.shipped == FOLD_GROUPS  # it wins the tie: its estimate rests on every person
+    assert outcome.estimate(FOLD_GROUPS)[1].startswith("out-of-fold, all people")
+
+
 def test_trials_better_than_the_fold_group_keep_the_vote() -> None:
     outcome = run_procedure(_pool((0.3,), trial_hit_rate=0.8))
     group = next(i for i, c in enumerate(outcome.candidates) if c.is_fold_group)
