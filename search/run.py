@@ -114,7 +114,7 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
         check_workdir(opts.workdir)
         check_storage_url(opts.storage_url)
         if workers > 1:
-            return run_local_workers(opts, workers) or refit_phase(opts, verbose)
+            return run_local_workers(opts, workers) or refit_phase(opts, verbose, workers=workers)
         log.debug("torch uses %d intra-op threads", set_torch_threads(opts.threads))
         study = run_study(opts)
     except KeyboardInterrupt:

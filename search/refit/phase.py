@@ -16,6 +16,7 @@ skips the phase; ``python -m search.refit`` refits by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
 import time
@@ -26,6 +27,7 @@ from optuna.trial import FrozenTrial
 
 from search.budget import format_duration, run_time_budget
 from search.cli.studyargs import study_flags
+from search.launcher import default_journal_url
 from search.options import RunOptions, resolve_spec
 from search.refit.cli import table
 from search.refit.progress import refit_progress
@@ -41,9 +43,11 @@ def refit_phase(
     verbose: bool = False,
     stream: TextIO | None = None,
     clock: Callable[[], float] = time.time,
+    workers: int = 1,
 ) -> int:
     """Refit the study's best trials on person folds in the time the run has left; the exit code
-    (0 also when nothing fit: the search's best ships; 130 when interrupted)."""
+    (0 also when nothing fit: the search's best ships; 130 when interrupted). ``workers``: the
+    search's local worker processes, whose default storage is a journal file (search/launcher.py)."""
     if not opts.refit:
         return 0
     spec = resolve_spec(opts)
@@ -52,6 +56,8 @@ def refit_phase(
     budget = run_time_budget(opts, spec, now=clock(), search_only=False)
     left = budget.left(clock())
     name = opts.name or spec.name
+    if workers > 1 and opts.storage is None:
+        opts = dataclasses.replace(opts, storage=default_journal_url(opts.workdir, name))
     k = spec.refit_folds
     try:
         ctx = open_refit(name, opts.storage_url, opts.workdir)

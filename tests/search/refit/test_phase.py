@@ -146,3 +146,18 @@ def test_search_run_searches_then_refits(tiny_bench: Path, tmp_path: Path, capsy
     study = optuna.load_study(study_name="smokefolds", storage=f"sqlite:///{workdir / 'studies.db'}")
     store = RefitStore(train_module.TrialStore(workdir, "smokefolds"), study.best_trial.number)
     assert store.fold_groups() == [2]
+
+
+def test_after_local_workers_the_phase_finds_the_study_in_their_journal(refit_study, tmp_path: Path, capsys) -> None:
+    from dataclasses import replace
+
+    from search.launcher import default_journal_url
+    from search.storage import open_storage
+
+    journal = default_journal_url(refit_study.workdir, refit_study.name)
+    optuna.copy_study(from_study_name=refit_study.name, from_storage=refit_study.storage,
+                      to_storage=open_storage(journal))
+    opts = replace(_options(refit_study, tmp_path, timeout_s=1.0), storage=None)  # --workers N, no --storage
+    assert refit_phase(opts, workers=2) == 0
+    out = capsys.readouterr().out
+    assert out.strip().startswith("refit: no fold group fits") and f"--storage {journal}" in out
