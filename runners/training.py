@@ -193,7 +193,11 @@ def _train_trial(
             return
         if best.bad_epochs > 0 and best.bad_epochs >= config.patience:
             result.reason = f"early_stopping at epoch {epoch}"
-            return
+            break
+    if result.history and result.best_epoch != result.history[-1].epoch:
+        result.last_val_probs = probs
+        kept = run.evaluated.model.state_dict()
+        result.last_state_dict = {k: v.detach().to("cpu", copy=True) for k, v in kept.items()}
 
 
 def _setup(

@@ -53,11 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def shipped_method(outcome: Outcome, decision_rule: str = "auto") -> str:
-    """The method a bundle ships: the ensemble with its vote, with the decision rule when
-    ``decision_rule`` is "on", or "auto" and its held-out score is at least the plain vote's.
-    A hard vote has no decision rule: "on" is an error, "auto" ships the plain vote."""
+    """The method a bundle ships. By default (``decision_rule`` "auto", no ``--weights``) the row of
+    the comparison with the highest held-out macro-F1 (``Outcome.shipped``: best single, a top-k
+    vote, the selected ensemble with or without the decision rule, or the fold groups' vote).
+    With ``--weights`` the given ensemble, and with "on" or "off" the ensemble with or without the
+    rule; with given weights, "auto" adds the rule when its held-out score is at least the plain
+    vote's. A hard vote has no decision rule: "on" is an error, "auto" ships the plain vote."""
     if decision_rule not in RULE_CHOICES:
         raise ValueError(f"decision_rule must be one of {list(RULE_CHOICES)} but got {decision_rule!r}.")
+    if decision_rule == "auto" and outcome.vote.given is None and outcome.shipped:
+        return outcome.shipped
     plain, rule = outcome.vote.method, outcome.vote.rule_method
     if rule is None:
         if decision_rule == "on":
@@ -115,6 +120,8 @@ def export_bundle(
             m: {"macro_f1": v[0], "accuracy": v[1]} for m, v in outcome.in_sample.items()
         },
         "honest": outcome.honest.to_dict(),
+        "shipped": {"method": method, "why": outcome.why if method == outcome.shipped else "asked for",
+                    "estimate": dict(zip(("macro_f1", "on"), outcome.estimate(method), strict=True))},
     }
     spec = BundleSpec(
         vote=choice.vote,
@@ -142,13 +149,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         return report_error(log, exc, args.verbose)
     sel = manifest.metrics["selection"]
-    honest = outcome.honest.score(shipped_method(outcome, args.decision_rule))
+    method = shipped_method(outcome, args.decision_rule)
+    estimate, on = outcome.estimate(method)
     print(outcome.table())
+    why = outcome.why if method == outcome.shipped else "asked for with --weights or --decision-rule"
     print(
-        f"\nexported {len(manifest.members)} member(s), {manifest.vote} vote, input "
+        f"\nexported {method!r} ({why}): {len(manifest.members)} member(s), {manifest.vote} vote, input "
         f"{manifest.input.height}x{manifest.input.width} {manifest.input.crop}, to {args.out}: "
         f"validation macro-F1 {sel['macro_f1']:.4f} "
-        f"(in-sample), honest estimate {honest.macro_f1:.4f} ({outcome.honest.mode})"
+        f"(in-sample), honest estimate {estimate:.4f} ({on})"
     )
     if manifest.offsets is not None:
         print(f"decision rule shipped: tau {manifest.rule.get('tau', 0.0):.2f}, "

@@ -140,7 +140,10 @@ class Objective:
         finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         better = sum(1 for t in finished if t.value is not None and t.value > result.best_macro_f1)
         if better < self.spec.keep_top:
-            store.save_trial(trial.number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary())
+            last = (None if result.last_state_dict is None or result.last_val_probs is None
+                    else (result.last_state_dict, result.last_val_probs))
+            store.save_trial(trial.number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary(),
+                             last)
         retain_top(trial.study, store, self.spec.keep_top, current=(trial.number, result.best_macro_f1))
 
 

@@ -37,6 +37,7 @@ class RunOptions:
     heartbeat_s: int | None = None  # RDB storages: heartbeat interval (default StorageSettings')
     grace_s: int | None = None  # RDB storages: a trial silent this long is failed and retried
     threads: int | None = None  # torch intra-op threads (default: search.threads.default_threads)
+    refit: bool = False  # search.run: its study file's [refit] phase follows the search (search/refit/phase.py)
 
     def __post_init__(self) -> None:
         requested_augment_on(self.augment_on)  # a bad MASK_AUTOML_AUGMENT_ON fails here, not in every trial

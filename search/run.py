@@ -9,6 +9,8 @@ machines join with ``python -m search.worker`` (see search/worker.py).
 A study file's profile may also give each run a time budget, counted from the command's start
 (the shipped studies: 8 minutes on a CPU); ``--timeout`` replaces it, ``--n-trials`` alone lifts
 it (search/budget.py). On a terminal a bar shows the study's progress (search/progress.py).
+When the study file's [refit] table is enabled, the best trials are then refitted on person folds
+in the same time budget (search/refit/phase.py; --no-refit skips it).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from search.checks import GaveUp, check_workdir
 from search.launcher import run_local_workers
 from search.options import RunOptions
 from search.prepare import StudyMismatchError
+from search.refit.phase import refit_phase
 from search.runstudy import print_summary, run_study
 from search.secretfilter import hide_secrets
 from search.signals import install_signal_handlers
@@ -72,6 +75,9 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int,
                    help="torch intra-op threads (default: the cores the loader's worker processes leave free, "
                         "at least 1)")
+    p.add_argument("--no-refit", dest="refit", action="store_false",
+                   help="skip the study file's [refit] phase: the search gets the whole time budget "
+                        "(python -m search.refit refits by hand)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -108,7 +114,7 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
         check_workdir(opts.workdir)
         check_storage_url(opts.storage_url)
         if workers > 1:
-            return run_local_workers(opts, workers)
+            return run_local_workers(opts, workers) or refit_phase(opts, verbose, workers=workers)
         log.debug("torch uses %d intra-op threads", set_torch_threads(opts.threads))
         study = run_study(opts)
     except KeyboardInterrupt:
@@ -124,7 +130,7 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
         log.error("%s", storage_error(opts.storage_url, exc))
         return 1
     print_summary(study, opts)
-    return 0
+    return refit_phase(opts, verbose)  # the study file's [refit]: fold groups of the best trials
 
 
 def main(argv: Sequence[str] | None = None) -> int:

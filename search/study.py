@@ -12,10 +12,12 @@ run's time budget in seconds, counted from the command's start (search/budget.py
                       (macro_f1 | val_loss), min_resource, reduction_factor, n_startup_trials, percentile,
                       min_complete (the pruner registry, search/pruners.py, checks these)
     [split]           val_fraction, seed, folds (K person folds for search.refit; 0 = none)
+    [refit]           enabled, top, folds, time_share: search.run refits the top trials on person
+                      folds after the search, within that share of its time budget (search/refit/phase.py)
     [fixed]           TrialConfig fields held constant
     [params]          searched TrialConfig fields: a list = categorical, {low, high, log, step} = range
-    [profiles.cpu]    n_trials, timeout_s, fixed, params   (merged over the tables above)
-    [profiles.gpu]    n_trials, timeout_s, fixed, params
+    [profiles.cpu]    n_trials, timeout_s, fixed, params, refit   (merged over the tables above)
+    [profiles.gpu]    n_trials, timeout_s, fixed, params, refit
     [[profiles.gpu.enqueue]]  a known-good trial run before sampling, on this profile only
                       (TrialConfig names; see search/enqueue.py)
 """
@@ -33,7 +35,7 @@ from runners.config import TrialConfig
 from search.enqueue import enqueue_params
 from search.pruners import PrunerSpec, check_pruner
 from search.studycheck import StudyFileError, check_at_least, check_config_value, check_fields, type_problem
-from search.studyspec import SamplerSpec, SplitSpec, StudySpec
+from search.studyspec import RefitSpec, SamplerSpec, SplitSpec, StudySpec
 from spaces import Categorical, ParamSpec, list_spaces, parse_param
 
 __all__ = ["StudyFileError", "StudySpec", "cache_sizes", "list_studies", "load_study_spec", "study_path"]
@@ -79,13 +81,14 @@ def load_study_spec(name_or_path: str | Path, profile: str = "cpu") -> StudySpec
 
 
 def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
-    _reject_unknown(raw, {"study", "sampler", "pruner", "split", "fixed", "params", "profiles"}, path, "")
+    _reject_unknown(raw, {"study", "sampler", "pruner", "split", "refit", "fixed", "params", "profiles"}, path, "")
     study = dict(raw.get("study", {}))
     _reject_unknown(study, {"description", "space", "n_trials", "timeout_s", "keep_top"}, path, "study")
     profiles = raw.get("profiles", {})
     _reject_unknown(profiles, set(PROFILES), path, "profiles")
     for pname, ptable in profiles.items():
-        _reject_unknown(ptable, {"n_trials", "timeout_s", "fixed", "params", "enqueue"}, path, f"profiles.{pname}")
+        _reject_unknown(ptable, {"n_trials", "timeout_s", "fixed", "params", "refit", "enqueue"}, path,
+                        f"profiles.{pname}")
     chosen = profiles.get(profile, {})
 
     fixed = {**raw.get("fixed", {}), **chosen.get("fixed", {})}
@@ -128,6 +131,7 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
         sampler=_dataclass_from(SamplerSpec, raw.get("sampler", {}), path, "sampler"),
         pruner=_dataclass_from(PrunerSpec, raw.get("pruner", {}), path, "pruner"),
         split=_dataclass_from(SplitSpec, raw.get("split", {}), path, "split"),
+        refit=_refit(raw, chosen, path, profile),
         fixed=fixed,
         params=params,
         profile=profile,
@@ -136,6 +140,9 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     if spec.sampler.name not in SAMPLERS:
         raise StudyFileError(f"{path}: sampler.name must be one of {list(SAMPLERS)}, got {spec.sampler.name!r}.")
     check_pruner(spec.pruner, path)
+    if spec.refit.enabled and spec.refit_folds < 2:
+        raise StudyFileError(f"{path}: [refit] is enabled but names no folds: set refit.folds (or split.folds) "
+                             "to K >= 2, or enabled = false.")
     if not 0.0 < spec.split.val_fraction < 1.0:
         raise StudyFileError(f"{path}: split.val_fraction must be in (0, 1), got {spec.split.val_fraction}.")
     try:
@@ -143,6 +150,34 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     except (TypeError, ValueError) as exc:
         raise StudyFileError(f"{path}: [fixed] does not make a valid trial config: {exc}") from exc
     return dataclasses.replace(spec, enqueue=_enqueue(chosen.get("enqueue", []), spec, path))
+
+
+def _refit(raw: dict[str, Any], chosen: dict[str, Any], path: Path, profile: str) -> RefitSpec:
+    """``[refit]`` with the profile's ``[profiles.<profile>.refit]`` merged over it, checked."""
+    base, over = raw.get("refit", {}), chosen.get("refit", {})
+    where = f"profiles.{profile}.refit"
+    _reject_unknown(base, {f.name for f in dataclasses.fields(RefitSpec)}, path, "refit")
+    _reject_unknown(over, {f.name for f in dataclasses.fields(RefitSpec)}, path, where)
+    spec = RefitSpec(**{**base, **over})
+    for f in dataclasses.fields(RefitSpec):
+        key = f"{where if f.name in over else 'refit'}.{f.name}"
+        problem = type_problem(getattr(spec, f.name), str(f.type))
+        if problem:
+            raise StudyFileError(f"{path}: {key} {problem}.")
+
+    def key(name: str) -> str:
+        return f"{where if name in over else 'refit'}.{name}"
+
+    if spec.top < 1:
+        raise StudyFileError(f"{path}: {key('top')} must be at least 1 (trials to refit), got {spec.top!r}.")
+    if spec.folds < 0 or spec.folds == 1:
+        raise StudyFileError(f"{path}: {key('folds')} must be 0 ([split] folds) or >= 2, got {spec.folds!r}.")
+    if not 0.0 < spec.time_share < 1.0:
+        raise StudyFileError(
+            f"{path}: {key('time_share')} must be a share of the run's time budget between 0 and 1 "
+            f"(0.4: 40 % for the refit), got {spec.time_share!r}."
+        )
+    return spec
 
 
 def _enqueue(tables: Any, spec: StudySpec, path: Path) -> tuple[dict[str, Any], ...]:

@@ -5,6 +5,9 @@
         trial_00012/
             weights.safetensors   best-epoch weights (CPU tensors, never pickle)
             val_probs.npy         (N_val, NUM_CLASSES) float32 softmax, aligned with validation.npz rows
+            last_weights.safetensors, last_val_probs.npy
+                                  the last epoch's, only when it was not the best: the ensemble scores
+                                  and ships a trial at its last epoch (search/ensemble/candidates.py)
             config.json           the TrialConfig dict
             result.json           the TrialResult summary
 
@@ -25,6 +28,7 @@ import numpy as np
 
 from search.atomic import atomic_path, swap_dir, temp_name
 
+LAST = "last_"  # prefix of the last epoch's files
 _TRIAL_DIR = re.compile(r"^trial_(\d+)$")
 
 
@@ -84,7 +88,9 @@ class TrialStore:
         val_probs: np.ndarray,
         config: dict[str, Any],
         summary: dict[str, Any],
+        last: tuple[dict[str, Any], np.ndarray] | None = None,
     ) -> Path:
+        """The trial's folder; ``last``: the last epoch's weights and probabilities, when not the best's."""
         from safetensors.torch import save_file
 
         final = self.trial_dir(number)
@@ -95,6 +101,10 @@ class TrialStore:
             tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
             save_file(tensors, str(tmp / "weights.safetensors"))
             np.save(tmp / "val_probs.npy", np.asarray(val_probs, dtype=np.float32))
+            if last is not None:
+                last_tensors = {k: v.detach().cpu().contiguous() for k, v in last[0].items()}
+                save_file(last_tensors, str(tmp / f"{LAST}weights.safetensors"))
+                np.save(tmp / f"{LAST}val_probs.npy", np.asarray(last[1], dtype=np.float32))
             (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
             (tmp / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
             swap_dir(tmp, final)  # a retried trial number never repeats, but a rerun of a test may
@@ -109,14 +119,24 @@ class TrialStore:
         found = (_TRIAL_DIR.match(p.name) for p in self.root.iterdir() if p.is_dir())
         return sorted(int(m.group(1)) for m in found if m)
 
-    def load_probs(self, number: int) -> np.ndarray:
-        return np.load(self.trial_dir(number) / "val_probs.npy", allow_pickle=False)
+    def load_probs(self, number: int, last: bool = False) -> np.ndarray:
+        """Validation probabilities of the best epoch, or (``last``) of the last one."""
+        return np.load(self._file(number, "val_probs.npy", last), allow_pickle=False)
+
+    def has_last(self, number: int) -> bool:
+        """Whether the trial kept its last epoch apart (it was not the best); else both are the same
+        epoch, or the trial was stored before trials kept their last epoch."""
+        return (self.trial_dir(number) / f"{LAST}val_probs.npy").is_file()
 
     def load_config(self, number: int) -> dict[str, Any]:
         return json.loads((self.trial_dir(number) / "config.json").read_text())
 
-    def weights_path(self, number: int) -> Path:
-        return self.trial_dir(number) / "weights.safetensors"
+    def weights_path(self, number: int, last: bool = False) -> Path:
+        return self._file(number, "weights.safetensors", last)
+
+    def _file(self, number: int, name: str, last: bool) -> Path:
+        path = self.trial_dir(number) / f"{LAST}{name}"
+        return path if last and path.is_file() else self.trial_dir(number) / name
 
     def retain(self, keep: set[int]) -> list[int]:
         """Delete every trial folder not in ``keep``; returns the numbers deleted."""

@@ -29,7 +29,6 @@ COVERED_BY = {
     "search/ensemble/candidates.py": "tests/search/test_export.py",
     "search/ensemble/cli.py": "tests/search/test_storage.py",
     "search/ensemble/evalscore.py": "tests/search/refit/test_train.py",
-    "search/ensemble/procedure.py": "tests/search/ensemble/test_decision.py",
     "search/enqueue.py": "tests/search/test_study.py",
     "search/options.py": "tests/search/test_budget.py",
     "search/predict.py": "tests/search/deploy/test_predict.py",

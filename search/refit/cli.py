@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from search.cli.studyargs import add_study_args, study_ref
+from search.refit.progress import refit_progress
 from search.refit.store import RefitError
 from search.refit.train import (
     EPOCH_RULES,
     Budget,
     RefitContext,
+    all_work,
     choose_trials,
+    fold_work,
     open_refit,
     refit_all,
     refit_folds,
@@ -100,12 +103,20 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise RefitError(f"--folds must be at least 2 but got {k}.")
     trials = choose_trials(ctx.study, args.trials or (), args.top)
     budget = Budget(args.timeout_s)
+    work = [fold_work(ctx, t, k, args.epochs) for t in trials if k is not None]
+    work += [all_work(ctx, t, args.epochs) for t in trials if args.all_people]
+    progress = refit_progress(
+        sum(w.models for w in work), sum(w.epochs for w in work), sum(w.seconds for w in work)
+    )
     reports = []
-    for trial in trials:
-        if k is not None:
-            reports.append(refit_folds(ctx, trial, k, args.epochs, budget, args.device, args.augment_on))
-        if args.all_people:
-            reports.append(refit_all(ctx, trial, args.epochs, budget, args.device, args.augment_on))
+    with progress.showing():
+        for trial in trials:
+            if k is not None:
+                reports.append(
+                    refit_folds(ctx, trial, k, args.epochs, budget, args.device, args.augment_on, progress)
+                )
+            if args.all_people:
+                reports.append(refit_all(ctx, trial, args.epochs, budget, args.device, args.augment_on, progress))
     return reports
 
 
@@ -135,7 +146,7 @@ def table(reports: Sequence[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )

@@ -103,19 +103,31 @@ def test_a_bundle_ships_the_offsets_and_torch_and_onnx_apply_them_alike(tiny_stu
     assert Bundle.load(unruled).manifest.offsets is None and Bundle.load(unruled).offsets is None
 
 
-def test_auto_ships_the_rule_only_when_the_held_out_half_says_it_helps(tiny_study: TinyStudy) -> None:
+def test_auto_ships_the_row_with_the_best_held_out_score(tiny_study: TinyStudy) -> None:
     from search.ensemble.candidates import load_candidates
-    from search.ensemble.procedure import run_procedure
+    from search.ensemble.procedure import pick_method, run_procedure
+    from search.ensemble.votes import VoteSpec
     from search.export import shipped_method
 
     outcome = run_procedure(load_candidates(tiny_study.name, tiny_study.storage))
-    rule, plain = outcome.honest.score(DECISION_RULE).macro_f1, outcome.honest.score(SELECTED).macro_f1
-    assert shipped_method(outcome, "auto") == (DECISION_RULE if rule >= plain else SELECTED)
+    scores = {s.method: s.macro_f1 for s in outcome.honest.scores}
+    first_best = next(m for m in outcome.methods if scores[m] == max(scores.values()))
+    assert shipped_method(outcome, "auto") == outcome.shipped == first_best
+    assert outcome.why.startswith(f"highest held-out macro-F1, {scores[first_best]:.4f} (next: ")
     assert (shipped_method(outcome, "on"), shipped_method(outcome, "off")) == (DECISION_RULE, SELECTED)
-    for score in outcome.honest.scores:  # pretend the rule lost on the held-out half
-        if score.method == DECISION_RULE:
-            score.macro_f1 = plain - 0.01
-    assert shipped_method(outcome, "auto") == SELECTED
+    for score in outcome.honest.scores:  # pretend the rule won on the held-out half, then lost
+        score.macro_f1 = 0.5 if score.method == DECISION_RULE else 0.4
+    assert pick_method(outcome)[0] == DECISION_RULE
+    for score in outcome.honest.scores:
+        score.macro_f1 = 0.4 if score.method == DECISION_RULE else 0.45
+    assert pick_method(outcome)[0] == "best single"  # a tie goes to the simpler, earlier row
+    # given weights: the given vote ships, with the rule only when it held up on the held-out half
+    given = run_procedure(
+        load_candidates(tiny_study.name, tiny_study.storage), vote=VoteSpec("soft", ((f"{tiny_study.name}#0", 1.0),))
+    )
+    plain, rule = given.vote.method, str(given.vote.rule_method)
+    helps = given.honest.score(rule).macro_f1 >= given.honest.score(plain).macro_f1
+    assert shipped_method(given, "auto") == (rule if helps else plain)
 
 
 def _shy_of_the_old_band(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
