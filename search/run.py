@@ -35,6 +35,7 @@ from search.signals import install_signal_handlers
 from search.storage import DEFAULT_WORKDIR, storage_error
 from search.threads import set_torch_threads
 from search.tracebackfilter import quiet_expected_tracebacks
+from search.track import add_track_args
 from search.urls import check_storage_url
 
 # The command line only (its docstring is the --help text): the run itself is search/runstudy.py,
@@ -72,6 +73,7 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int,
                    help="torch intra-op threads (default: the cores the loader's worker processes leave free, "
                         "at least 1)")
+    add_track_args(p)
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 

@@ -24,6 +24,7 @@ from search.prepare import open_study
 from search.progress import run_watch
 from search.reaper import WORKER_ATTR, reap_orphans, worker_tag
 from search.storage import DEFAULT_WORKDIR, dashboard_command, redact
+from search.track import TrackCallback, open_tracker
 from search.trialbudget import StopAtBudget, count_trials
 from search.urls import PASSWORD_NOTE, has_password
 
@@ -53,12 +54,15 @@ def run_study(opts: RunOptions) -> optuna.Study:
     log.info("study %s (%s profile): running up to %d more trials%s", study.study_name, spec.profile, remaining,
              "" if left is None else f" for up to {left:.0f} s" if left > 0 else ": none, the time budget is spent")
     trial_budget = StopAtBudget(spec.n_trials)
+    callbacks = [trial_budget, _note, watch]
+    if opts.track:
+        callbacks.append(TrackCallback(open_tracker(opts.track, opts.workdir, study.study_name, opts.track_to)))
     with watch.progress.showing(verbose=log.isEnabledFor(logging.DEBUG)):
         if left is None or left > 0:
             study.optimize(
                 objective,
                 timeout=left,
-                callbacks=[trial_budget, _note, watch],
+                callbacks=callbacks,
                 catch=(TrialFailed,),
                 gc_after_trial=True,
             )

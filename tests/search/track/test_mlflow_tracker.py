@@ -1,0 +1,91 @@
+"""A two-trial smoke study and its ensemble logged to a real local MLflow store, read back through
+MLflow's own client."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+pytest.importorskip("mlflow", reason='the track extra is not installed: pip install -e ".[track]"')
+
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from search.ensemble.cli import main as ensemble_main  # noqa: E402
+from search.run import main as run_main  # noqa: E402
+from search.track.mlflow_tracker import default_uri  # noqa: E402
+from search.trialstore import TrialStore  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tracked(tiny_bench: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    workdir = tmp_path_factory.mktemp("tracked")
+    storage = f"sqlite:///{workdir / 'studies.db'}"
+    common = ["--study", "smoke", "--storage", storage, "--workdir", str(workdir)]
+    assert run_main([*common, "--data", str(tiny_bench), "--n-trials", "2", "--device", "cpu",
+                     "--track", "mlflow"]) == 0
+    assert ensemble_main([*common, "--no-eval", "--track", "mlflow"]) == 0
+    return workdir, storage
+
+
+def test_each_trial_is_a_run_with_its_config_epochs_per_class_f1_and_confusion(tracked: tuple[Path, str]) -> None:
+    workdir, storage = tracked
+    study = optuna.load_study(study_name="smoke", storage=storage)
+    client = MlflowClient(tracking_uri=default_uri(workdir))
+    experiment = client.get_experiment_by_name("smoke")
+    assert experiment is not None and experiment.artifact_location.startswith((workdir / "mlartifacts").as_uri())
+    runs = {r.data.tags["optuna.trial"]: r for r in client.search_runs([experiment.experiment_id],
+                                                                      "tags.kind = 'trial'")}
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == 2 and sorted(runs) == sorted(str(t.number) for t in finished)
+    for trial in finished:
+        run = runs[str(trial.number)]
+        config = trial.user_attrs["config"]
+        assert run.data.params["backbone"] == config["backbone"]
+        assert float(run.data.params["lr"]) == pytest.approx(config["lr"])
+        assert run.data.params["age_cutoff"] == str(config["age_cutoff"])
+        assert run.data.tags["state"] == trial.state.name.lower()
+        history = trial.user_attrs["history"]
+        f1 = client.get_metric_history(run.info.run_id, "val_macro_f1")
+        loss = client.get_metric_history(run.info.run_id, "val_loss")
+        f1 = sorted(f1, key=lambda m: m.step)
+        assert [m.step for m in f1] == [h["epoch"] for h in history]
+        assert [m.value for m in f1] == pytest.approx([h["val_macro_f1"] for h in history])
+        assert [m.value for m in sorted(loss, key=lambda m: m.step)] == pytest.approx([h["val_loss"] for h in history])
+        per_class = trial.user_attrs["per_class_f1"]
+        assert [run.data.metrics[f"f1_class_{i:02d}"] for i in range(18)] == pytest.approx(per_class)
+        confusion = json.loads(Path(client.download_artifacts(run.info.run_id, "confusion.json",
+                                                              str(workdir / f"dl{trial.number}"))).read_text())
+        assert confusion["matrix"] == trial.user_attrs["confusion"]
+        if trial.state == TrialState.COMPLETE:
+            assert run.info.status == "FINISHED" and run.data.metrics["macro_f1"] == pytest.approx(trial.value)
+        else:
+            assert run.info.status == "KILLED" and "macro_f1" not in run.data.metrics
+
+
+def test_the_ensemble_is_one_more_run_with_the_scores_search_ensemble_saved(tracked: tuple[Path, str]) -> None:
+    workdir, _ = tracked
+    saved = json.loads((TrialStore(workdir, "smoke").root / "ensemble.json").read_text())
+    client = MlflowClient(tracking_uri=default_uri(workdir))
+    experiment = client.get_experiment_by_name("smoke")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.kind = 'ensemble'")
+    assert run.data.tags["source"] == "search.ensemble" and run.info.status == "FINISHED"
+    assert run.data.params["candidates"] == str(len(saved["candidates"]))
+    for score in saved["honest"]["scores"]:
+        key = "heldout_macro_f1/" + score["method"].replace(" ", "_").replace("+", "_")
+        assert run.data.metrics[key.replace("__", "_")] == pytest.approx(score["macro_f1"])
+    assert any(k.startswith("insample_macro_f1/") for k in run.data.metrics)
+
+
+def test_a_tracker_that_is_not_installed_is_one_line_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from search.track import check_installed
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(ValueError, match=r'--track mlflow needs the mlflow package.*pip install -e "\.\[track\]"'):
+        check_installed("mlflow")
