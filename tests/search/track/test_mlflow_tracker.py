@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from search.ensemble.cli import main as ensemble_main  # noqa: E402
 from search.run import main as run_main  # noqa: E402
 from search.track.mlflow_tracker import default_uri  # noqa: E402
+from search.track.records import metric_name  # noqa: E402
 from search.trialstore import TrialStore  # noqa: E402
 
 
@@ -75,8 +76,8 @@ def test_the_ensemble_is_one_more_run_with_the_scores_search_ensemble_saved(trac
     assert run.data.tags["source"] == "search.ensemble" and run.info.status == "FINISHED"
     assert run.data.params["candidates"] == str(len(saved["candidates"]))
     for score in saved["honest"]["scores"]:
-        key = "heldout_macro_f1/" + score["method"].replace(" ", "_").replace("+", "_")
-        assert run.data.metrics[key.replace("__", "_")] == pytest.approx(score["macro_f1"])
+        key = metric_name(f"heldout_macro_f1/{score['method']}")  # "selected + decision rule" -> selected_decision_rule
+        assert run.data.metrics[key] == pytest.approx(score["macro_f1"])
     assert any(k.startswith("insample_macro_f1/") for k in run.data.metrics)
 
 
