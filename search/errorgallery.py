@@ -150,9 +150,10 @@ def bundle_gallery(photos: ValidationPhotos, bundle_dir: Path, study: str, max_p
     return gallery
 
 
-def gallery_html(gallery: Gallery) -> str:
-    """One section of the report: heading, counts, and a row of pictures per confusion pair."""
-    parts = [f"<h2>Wrong validation photos: {html.escape(gallery.title)}</h2>"]
+def gallery_html(gallery: Gallery, anchor: str | None = None) -> str:
+    """One section of the report: heading (with id ``anchor``), counts, and a row of pictures per confusion pair."""
+    ident = f" id='{html.escape(anchor)}'" if anchor else ""
+    parts = [f"<h2{ident}>Wrong validation photos: {html.escape(gallery.title)}</h2>"]
     if gallery.note:
         parts.append(f"<p>No pictures: {html.escape(gallery.note)}.</p>")
         return "\n".join(parts)

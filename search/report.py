@@ -47,6 +47,7 @@ from search.trialstore import TrialStore
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPORTS = Path("exports")
+ERRORS_ANCHOR = "errors"  # report.html#errors opens at the wrong photos
 
 
 # Panel titles: each says what its figure plots.
@@ -224,7 +225,7 @@ def write_report(study: optuna.Study, out: Path, galleries: Sequence[Gallery] = 
     for i, (title, fig) in enumerate(figures):
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False))
-    parts += [gallery_html(g) for g in galleries]
+    parts += [gallery_html(g, ERRORS_ANCHOR if i == 0 else None) for i, g in enumerate(galleries)]
     parts.append("</body></html>")
     return write_text(out, "\n".join(parts))
 

@@ -72,7 +72,7 @@ def test_report_of_the_smoke_study(smoke_run: SmokeRun, tmp_path: Path) -> None:
     for title in (HISTORY, F1_BY_EPOCH, BY_CUTOFF, "Validation confusion matrix of the best trial"):
         assert f"<h2>{title}</h2>" in page
     best = smoke_run.study.best_trial.number
-    assert f"<h2>Wrong validation photos: best trial #{best} (" in page
+    assert f"<h2 id='errors'>Wrong validation photos: best trial #{best} (" in page
     assert page.count("<img src='data:image/jpeg;base64,") <= 6 * 4  # the default bound
 
 
