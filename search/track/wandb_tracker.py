@@ -28,9 +28,11 @@ class WandbTracker:
         log.info("tracking to %s", self.where)
 
     def _init(self, name: str, group: str, config: dict, tags: list[str]) -> wandb.Run:
+        # No run metadata: W&B would record the command line, which may hold a storage URL's password.
+        settings = wandb.Settings(silent=True, console="off", x_disable_stats=True, x_disable_meta=True,
+                                  x_disable_machine_info=True, disable_git=True, disable_code=True, save_code=False)
         return wandb.init(project=self.study, name=name, group=group, job_type=group, config=config, tags=tags,
-                          dir=str(self.dir), mode=self.mode, reinit="create_new",
-                          settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
+                          dir=str(self.dir), mode=self.mode, reinit="create_new", settings=settings)
 
     def log_trial(self, record: TrialLog) -> None:
         run = self._init(record.run_name, "trials", record.params, [record.state])

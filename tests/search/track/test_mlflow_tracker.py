@@ -42,6 +42,8 @@ def test_each_trial_is_a_run_with_its_config_epochs_per_class_f1_and_confusion(t
                                                                       "tags.kind = 'trial'")}
     finished = [t for t in study.trials if t.state.is_finished()]
     assert len(finished) == 2 and sorted(runs) == sorted(str(t.number) for t in finished)
+    logged = [v for r in runs.values() for v in (*r.data.params.values(), *r.data.tags.values())]
+    assert not [v for v in logged if "studies.db" in v]  # the storage URL (and so any password) is never logged
     for trial in finished:
         run = runs[str(trial.number)]
         config = trial.user_attrs["config"]

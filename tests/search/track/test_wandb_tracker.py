@@ -65,7 +65,10 @@ def offline_runs(folder: Path) -> dict[str, dict]:
     return runs
 
 
-def test_trials_and_the_ensemble_are_offline_runs(smoke_run: SmokeRun, tmp_path: Path) -> None:
+def test_trials_and_the_ensemble_are_offline_runs(smoke_run: SmokeRun, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # W&B records the command line unless told not to; a storage password must not reach its files
+    monkeypatch.setattr("sys.argv", ["search.run", "--storage", "postgresql://automl:Pa55word@db/automl"])
     study = smoke_run.study
     callback = TrackCallback(open_tracker("wandb", smoke_run.workdir, study.study_name, str(tmp_path)))
     finished = [t for t in study.trials if t.state.is_finished()][:2]
@@ -90,3 +93,4 @@ def test_trials_and_the_ensemble_are_offline_runs(smoke_run: SmokeRun, tmp_path:
     assert ensemble["group"] == "ensemble" and ensemble["config"]["candidates"] == len(saved["candidates"])
     best = next(s for s in saved["honest"]["scores"] if s["method"] == "best single")
     assert ensemble["summary"]["heldout_macro_f1/best_single"] == pytest.approx(best["macro_f1"])
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"Pa55word" in p.read_bytes()]
