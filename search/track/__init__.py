@@ -25,6 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from search.track.records import EnsembleLog, TrialLog, trial_log
+from search.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ def open_tracker(kind: str, workdir: Path, study: str, target: str | None = None
         return WandbTracker(Path(workdir), study, target)
     except ImportError as exc:
         raise ValueError(f"--track {kind} needs the {kind} package ({exc.name} is missing): {INSTALL_HINT}") from None
+    except Exception as exc:  # a bad --track-to, a store that cannot be opened: one line, before any trial
+        where = "" if target is None else f" at --track-to {redact(target)}"
+        raise ValueError(f"--track {kind}: cannot open the tracker{where} ({type(exc).__name__}: "
+                         f"{redact(str(exc))[:300]}).") from exc
 
 
 class TrackCallback:

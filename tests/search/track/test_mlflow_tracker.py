@@ -83,6 +83,13 @@ def test_the_ensemble_is_one_more_run_with_the_scores_search_ensemble_saved(trac
     assert any(k.startswith("insample_macro_f1/") for k in run.data.metrics)
 
 
+def test_a_tracking_uri_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
+    from search.track import open_tracker
+
+    with pytest.raises(ValueError, match=r"--track mlflow: cannot open the tracker at --track-to nosuch://"):
+        open_tracker("mlflow", tmp_path, "smoke", "nosuch://somewhere")
+
+
 def test_a_tracker_that_is_not_installed_is_one_line_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
