@@ -24,7 +24,7 @@ from search.prepare import open_study
 from search.progress import run_watch
 from search.reaper import WORKER_ATTR, reap_orphans, worker_tag
 from search.storage import DEFAULT_WORKDIR, dashboard_command, redact
-from search.track import TrackCallback, open_tracker
+from search.track import TrackCallback, open_tracker, view_command
 from search.trialbudget import StopAtBudget, count_trials
 from search.urls import PASSWORD_NOTE, has_password
 
@@ -138,6 +138,8 @@ def next_commands(name: str, opts: RunOptions) -> list[str]:
         f"  ensemble:  python -m search.ensemble {study}",
         f"  export:    python -m search.export {study} --out {shlex.quote(f'exports/{name}')}",
     ]
+    if opts.track:
+        lines.append(f"  tracker:   {view_command(opts.track, opts.workdir, opts.track_to)}")
     if has_password(opts.storage_url):
         lines.append(f"  ({PASSWORD_NOTE})")
     return lines

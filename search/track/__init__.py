@@ -97,6 +97,16 @@ class TrackCallback:
                         type(exc).__name__, exc)
 
 
+def view_command(kind: str, workdir: Path, target: str | None = None) -> str:
+    """How to look at what ``--track kind`` logged (a URI's password left out)."""
+    if kind == "mlflow":
+        from search.track.records import mlflow_uri
+
+        return f"mlflow ui --backend-store-uri {redact(mlflow_uri(workdir, target))}"
+    folder = Path(target) if target else Path(workdir)
+    return f"wandb sync {folder / 'wandb'}/offline-run-*   (offline runs; WANDB_MODE=online logs directly)"
+
+
 def track_ensemble(kind: str, workdir: Path, record: EnsembleLog, target: str | None = None) -> str:
     """Log an ensemble run; returns where it went."""
     tracker = open_tracker(kind, workdir, record.study, target)

@@ -19,7 +19,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from search.track.records import EnsembleLog, TrialLog
+from search.track.records import EnsembleLog, TrialLog, mlflow_uri
 from search.urls import redact
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ MAX_PARAM = 6000  # MLflow's limit on a parameter value
 
 
 def default_uri(workdir: Path) -> str:
-    return f"sqlite:///{(Path(workdir) / 'mlflow.db').resolve()}"
+    return mlflow_uri(workdir)
 
 
 @contextmanager
@@ -49,7 +49,7 @@ def _params(values: dict[str, Any]) -> list[Param]:
 
 class MlflowTracker:
     def __init__(self, workdir: Path, study: str, uri: str | None = None) -> None:
-        self.uri = uri or default_uri(workdir)
+        self.uri = mlflow_uri(workdir, uri)
         self.where = f"MLflow {redact(self.uri)}, experiment {study!r}"
         with _locked(Path(workdir) / ".mlflow.lock"):
             self.client = MlflowClient(tracking_uri=self.uri)

@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 EPOCH_KEYS = ("val_macro_f1", "val_loss", "train_loss", "val_accuracy")  # per-epoch metrics, step = epoch
 
 
+def mlflow_uri(workdir: Path, target: str | None = None) -> str:
+    """The MLflow tracking URI of a run: ``target``, else a SQLite store in the work folder (MLflow 3
+    refuses its plain file store unless MLFLOW_ALLOW_FILE_STORE is set)."""
+    return target or f"sqlite:///{(Path(workdir) / 'mlflow.db').resolve()}"
+
+
 def metric_name(text: str) -> str:
     """``text`` as a metric key both trackers take (MLflow allows letters, digits, _ - . / and space)."""
     return re.sub(r"[^A-Za-z0-9_./-]+", "_", text).strip("_")

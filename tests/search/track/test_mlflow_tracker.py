@@ -83,6 +83,16 @@ def test_the_ensemble_is_one_more_run_with_the_scores_search_ensemble_saved(trac
     assert any(k.startswith("insample_macro_f1/") for k in run.data.metrics)
 
 
+def test_the_next_lines_say_how_to_view_the_runs(tmp_path: Path) -> None:
+    from search.options import RunOptions
+    from search.runstudy import next_commands
+
+    lines = next_commands("smoke", RunOptions(study="smoke", workdir=tmp_path, track="mlflow"))
+    assert f"  tracker:   mlflow ui --backend-store-uri {default_uri(tmp_path)}" in lines
+    lines = next_commands("smoke", RunOptions(study="smoke", workdir=tmp_path, track="wandb"))
+    assert any(line.startswith(f"  tracker:   wandb sync {tmp_path / 'wandb'}/offline-run-*") for line in lines)
+
+
 def test_a_tracking_uri_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
     from search.track import open_tracker
 
