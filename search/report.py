@@ -187,9 +187,10 @@ def default_bundle(name: str) -> Path | None:
 
 
 def error_galleries(study: optuna.Study, workdir: Path, bundle: Path | None,
-                    max_pairs: int = MAX_PAIRS, per_pair: int = PER_PAIR) -> list[Gallery]:
+                    max_pairs: int = MAX_PAIRS, per_pair: int = PER_PAIR, strict: bool = True) -> list[Gallery]:
     """The best trial's wrong validation photos, and ``bundle``'s; a gallery that cannot be drawn
-    says why in its note (a ``bundle`` of another study or other data is a ValueError)."""
+    says why in its note. ``strict``: a ``bundle`` of another study or other data is a ValueError
+    (the user named it), else a note (the default exports/<name> was found)."""
     complete = _complete(study)
     if not complete or max_pairs < 1:
         return []
@@ -209,7 +210,12 @@ def error_galleries(study: optuna.Study, workdir: Path, bundle: Path | None,
     else:
         galleries = [Gallery(titles[0], "", 0, 0, note=f"its checkpoint is not kept under {store.root}")]
     if bundle is not None:
-        galleries.append(bundle_gallery(photos, bundle, study.study_name, max_pairs, per_pair))
+        try:
+            galleries.append(bundle_gallery(photos, bundle, study.study_name, max_pairs, per_pair))
+        except ValueError as exc:
+            if strict:
+                raise
+            galleries.append(Gallery(titles[1], "", 0, 0, note=str(exc)))
     return galleries
 
 
@@ -251,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ref = study_ref(args)
         study = open_stored_study(ref.name, storage_url(args))
         bundle = args.bundle if args.bundle is not None else default_bundle(ref.name)
-        galleries = error_galleries(study, args.workdir, bundle, args.error_pairs, args.per_pair)
+        galleries = error_galleries(study, args.workdir, bundle, args.error_pairs, args.per_pair,
+                                    strict=args.bundle is not None)
     except (ValueError, FileNotFoundError) as exc:  # no study, no storage; a --bundle of another study
         print(f"error: {exc}", file=sys.stderr)
         return 2
