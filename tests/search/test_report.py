@@ -111,3 +111,20 @@ def test_a_bundle_of_another_study_is_one_line_and_no_report(smoke_run: SmokeRun
     assert main(["--study", "smoke", "--storage", smoke_run.storage, "--workdir", str(smoke_run.workdir),
                  "--bundle", str(bundle_dir), "--out", str(out)]) == 2
     assert "exported from study 'tiny', not 'smoke'" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_bundle_in_exports_is_found_by_default(tiny_study: TinyStudy, bundle_dir: Path, tmp_path: Path,
+                                                   monkeypatch) -> None:
+    import shutil
+
+    from search.report import default_bundle
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(bundle_dir, tmp_path / "exports" / "tiny")
+    shutil.copytree(bundle_dir, tmp_path / "exports" / "other")  # a bundle of study tiny under another name
+    assert default_bundle("tiny") == Path("exports/tiny") and default_bundle("other") is None
+    assert default_bundle("absent") is None
+    out = tmp_path / "tiny.html"
+    assert main(["--name", "tiny", "--storage", tiny_study.storage, "--workdir", str(tiny_study.workdir),
+                 "--error-pairs", "1", "--per-pair", "1", "--out", str(out)]) == 0
+    assert "Wrong validation photos: exported ensemble exports/tiny" in out.read_text()
