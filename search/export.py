@@ -21,6 +21,8 @@ from search.deploy.manifest import Manifest
 from search.deploy.writer import BundleSpec, MemberSource, check_out, write_bundle
 from search.ensemble.args import add_selection_args, outcome_from_args
 from search.ensemble.procedure import Outcome
+from search.track import check_installed, track_ensemble
+from search.track.records import ensemble_log
 
 log = logging.getLogger("search.export")
 
@@ -141,11 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         check_out(args.out, args.overwrite)  # before the selection: a refusal costs nothing
-        outcome, _, attrs, _ = outcome_from_args(args)
+        check_installed(args.track)
+        outcome, workdir, attrs, _ = outcome_from_args(args)
         extra = {
             "source": {"data_fingerprint": attrs.data_fingerprint, "data_root": attrs.data_root}
         }
         manifest = export_bundle(outcome, args.out, args.opset, args.overwrite, extra, args.decision_rule)
+        if args.track:
+            record = ensemble_log(outcome, "search.export", Path(args.out).resolve())
+            print(f"ensemble logged to {track_ensemble(args.track, workdir, record, args.track_to)}")
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         return report_error(log, exc, args.verbose)
     sel = manifest.metrics["selection"]

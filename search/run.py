@@ -38,6 +38,7 @@ from search.signals import install_signal_handlers
 from search.storage import DEFAULT_WORKDIR, storage_error
 from search.threads import set_torch_threads
 from search.tracebackfilter import quiet_expected_tracebacks
+from search.track import add_track_args
 from search.urls import check_storage_url
 
 # The command line only (its docstring is the --help text): the run itself is search/runstudy.py,
@@ -78,6 +79,7 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
     p.add_argument("--no-refit", dest="refit", action="store_false",
                    help="skip the study file's [refit] phase: the search gets the whole time budget "
                         "(python -m search.refit refits by hand)")
+    add_track_args(p)
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 

@@ -24,6 +24,7 @@ from search.prepare import open_study
 from search.progress import run_watch
 from search.reaper import WORKER_ATTR, reap_orphans, worker_tag
 from search.storage import DEFAULT_WORKDIR, dashboard_command, redact
+from search.track import TrackCallback, open_tracker, view_command
 from search.trialbudget import StopAtBudget, count_trials
 from search.urls import PASSWORD_NOTE, has_password
 
@@ -53,12 +54,15 @@ def run_study(opts: RunOptions) -> optuna.Study:
     log.info("study %s (%s profile): running up to %d more trials%s", study.study_name, spec.profile, remaining,
              "" if left is None else f" for up to {left:.0f} s" if left > 0 else ": none, the time budget is spent")
     trial_budget = StopAtBudget(spec.n_trials)
+    callbacks = [trial_budget, _note, watch]
+    if opts.track:
+        callbacks.append(TrackCallback(open_tracker(opts.track, opts.workdir, study.study_name, opts.track_to)))
     with watch.progress.showing(verbose=log.isEnabledFor(logging.DEBUG)):
         if left is None or left > 0:
             study.optimize(
                 objective,
                 timeout=left,
-                callbacks=[trial_budget, _note, watch],
+                callbacks=callbacks,
                 catch=(TrialFailed,),
                 gc_after_trial=True,
             )
@@ -134,6 +138,8 @@ def next_commands(name: str, opts: RunOptions) -> list[str]:
         f"  ensemble:  python -m search.ensemble {study}",
         f"  export:    python -m search.export {study} --out {shlex.quote(f'exports/{name}')}",
     ]
+    if opts.track:
+        lines.append(f"  tracker:   {view_command(opts.track, opts.workdir, opts.track_to)}")
     if has_password(opts.storage_url):
         lines.append(f"  ({PASSWORD_NOTE})")
     return lines

@@ -43,6 +43,7 @@ COVERED_BY = {
     "search/synth/sheet.py": "tests/search/synth/test_build.py",
     "search/threads.py": "tests/search/test_checks.py",
     "search/trialbudget.py": "tests/search/test_checks.py",
+    "search/track/records.py": "tests/search/track/test_mlflow_tracker.py",
     "spaces/_params.py": "tests/spaces/test_standard.py",
     "spaces/_spec.py": "tests/spaces/test_standard.py",
 }

@@ -14,6 +14,7 @@ from search.ensemble.honest import MODES
 from search.ensemble.procedure import Outcome, run_procedure
 from search.ensemble.selection import SelectionSettings
 from search.ensemble.votes import VOTES, VoteSpec, parse_weights
+from search.track import add_track_args
 
 
 def add_selection_args(p: argparse.ArgumentParser, max_members: int = 5) -> None:
@@ -71,6 +72,7 @@ def add_selection_args(p: argparse.ArgumentParser, max_members: int = 5) -> None
         "classes fitted for macro-F1 with it; off: the prior's tau only",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the person halves")
+    add_track_args(p)
     add_verbose(p)
 
 

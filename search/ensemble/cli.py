@@ -20,6 +20,8 @@ from search.atomic import write_json
 from search.cli import report_error, setup_logging
 from search.ensemble.args import add_selection_args, outcome_from_args
 from search.ensemble.evalscore import find_eval_labels, score_on_eval
+from search.track import check_installed, track_ensemble
+from search.track.records import ensemble_log
 from search.trialstore import TrialStore
 
 log = logging.getLogger("search.ensemble")
@@ -44,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
+        check_installed(args.track)
         outcome, workdir, attrs, ref = outcome_from_args(args)
         data_root = attrs.data_root
         if not args.no_eval and find_eval_labels(data_root) is not None:
@@ -57,10 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.batch_size,
                 inference_device(args.device),
             )
+        out = TrialStore(workdir, ref.name).root / "ensemble.json"
+        write_json(out, outcome.to_dict())
+        if args.track:
+            where = track_ensemble(args.track, workdir, ensemble_log(outcome, "search.ensemble"), args.track_to)
+            log.info("ensemble logged to %s", where)
     except (ValueError, FileNotFoundError) as exc:
         return report_error(log, exc, args.verbose)
-    out = TrialStore(workdir, ref.name).root / "ensemble.json"
-    write_json(out, outcome.to_dict())
     h = outcome.honest
     print(
         f"study {ref.name}: {len(outcome.candidates)} candidate trial(s) at {outcome.sizes_text()}; "
