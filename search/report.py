@@ -25,8 +25,18 @@ from search.atomic import write_text
 from search.cli import setup_logging
 from search.cli.studyargs import add_study_args, storage_url, study_ref
 from search.ensemble.candidates import open_stored_study
+from search.outputs import Output, OutputExistsError, claim, marked_file
 
 log = logging.getLogger(__name__)
+
+GENERATOR = "<meta name='generator' content='python -m search.report'>"  # how a rerun knows its own page
+
+
+def _not_a_report(path: Path) -> str | None:
+    return marked_file(path, lambda data: GENERATOR.encode() in data[:1024])
+
+
+OUTPUT = Output("a report", "python -m search.report", _not_a_report, flag=None, folder=False)
 
 
 def _complete(study: optuna.Study) -> list[FrozenTrial]:
@@ -112,10 +122,12 @@ def build_figures(study: optuna.Study) -> list[tuple[str, go.Figure]]:
 
 
 def write_report(study: optuna.Study, out: Path) -> Path:
+    """The page for ``study`` at ``out``, which may be missing or an earlier report (else OutputExistsError)."""
+    claim(out, OUTPUT)
     figures = build_figures(study)
     counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<!doctype html><html><head><meta charset='utf-8'>{GENERATOR}",
         f"<title>{html.escape(study.study_name)}</title></head><body style='font-family:sans-serif'>",
         f"<h1>Study {html.escape(study.study_name)}</h1>",
         "<p>" + html.escape(", ".join(f"{v} {k}" for k, v in counts.items() if v)) + "</p>",
@@ -139,7 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # no study named, no such study, or a storage that cannot be reached
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = write_report(study, args.out or args.workdir / "reports" / f"{ref.name}.html")
+    try:
+        out = write_report(study, args.out or args.workdir / "reports" / f"{ref.name}.html")
+    except OutputExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"report: {out}")
     return 0
 

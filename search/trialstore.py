@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from search.atomic import atomic_path, swap_dir, temp_name
+from search.atomic import atomic_path, swap_dir, temp_dir
 
 _TRIAL_DIR = re.compile(r"^trial_(\d+)$")
 
@@ -89,18 +89,13 @@ class TrialStore:
 
         final = self.trial_dir(number)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = temp_name(final)
-        tmp.mkdir()
-        try:
+        with temp_dir(final) as tmp:  # locked, so search.clean never takes it for a leftover
             tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
             save_file(tensors, str(tmp / "weights.safetensors"))
             np.save(tmp / "val_probs.npy", np.asarray(val_probs, dtype=np.float32))
             (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
             (tmp / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
             swap_dir(tmp, final)  # a retried trial number never repeats, but a rerun of a test may
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return final
 
     def trial_numbers(self) -> list[int]:
