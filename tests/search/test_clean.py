@@ -91,3 +91,40 @@ def test_clean_reads_the_stored_study_of_a_study_file(tmp_path: Path, capsys: py
     assert [n for n in range(6) if str(store.trial_dir(n)) in out] == [1, 5]
     assert main(["--storage", url, "--workdir", str(tmp_path)]) == 2
     assert "--name NAME" in capsys.readouterr().err
+
+
+def _killed_build(target: Path) -> Path:
+    """What ``kill -9`` during an export, refit or synth leaves: its temporary folder beside ``target``."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    code = ("import os, signal, sys\nfrom search.atomic import temp_dir\nwith temp_dir(sys.argv[1]) as tmp:\n"
+            "    (tmp / 'weights.safetensors').write_bytes(b'w' * 100)\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(target)], env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == -signal.SIGKILL
+    (left,) = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.tmp-")]
+    return left
+
+
+def test_clean_lists_and_removes_the_folders_of_killed_builds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.clean import main
+
+    monkeypatch.chdir(tmp_path)
+    workdir = tmp_path / "runs"
+    url, _ = _study(workdir, [0.5])
+    refit = _killed_build(TrialStore(workdir, "s").root / "refit_00000" / "folds-5" / "fold_1")
+    export = _killed_build(tmp_path / "exports" / "s")
+    synth = _killed_build(tmp_path / "data" / "synthetic")
+    args = ["--name", "s", "--storage", url, "--workdir", str(workdir)]
+    assert main(args) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if "left by a killed build" in line]
+    assert len(listed) == 3 and all(line.startswith("would remove ") for line in listed)
+    assert all(p.exists() for p in (refit, export, synth)), "a dry run deletes nothing"
+    assert main([*args, "--yes"]) == 0
+    assert not any(p.exists() for p in (refit, export, synth))
+    assert (TrialStore(workdir, "s").trial_dir(0)).is_dir()

@@ -17,7 +17,9 @@ from search.atomic import remove_stale_temp_dirs, stale_temp_dirs, swap_dir, tem
 from search.outputs import Output, OutputExistsError, claim, marked_file, marked_folder
 
 REPO = Path(__file__).resolve().parents[2]
-FOLDER = Output("a test bench", "python -m test", lambda p: marked_folder(p, "m.json", lambda m: m == 1, {"m.json"}))
+FOLDER = Output(
+    "a test bench", "python -m test", lambda p: marked_folder(p, "m.json", lambda m: m == 1, {"m.json"})
+)
 FILE = Output("a note", "python -m note", lambda p: marked_file(p, lambda b: b.startswith(b"NOTE")), None,
               folder=False)
 
@@ -34,7 +36,7 @@ def test_own_output_needs_the_flag_and_foreign_output_is_refused_even_with_it(tm
     own = tmp_path / "own"
     own.mkdir()
     (own / "m.json").write_text("1")
-    with pytest.raises(OutputExistsError, match=f"--out {own} already exists .*pass --overwrite to replace it"):
+    with pytest.raises(OutputExistsError, match=f"--out {own} already exists .*pass --overwrite to replace"):
         claim(own, FOLDER)
     claim(own, FOLDER, overwrite=True)
     (own / "notes.txt").write_text("mine")
@@ -66,7 +68,8 @@ def test_a_file_output_replaces_its_own_file_without_a_flag_and_nothing_else(tmp
 
 
 def _dead_pid() -> int:
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", "print(__import__('os').getpid())"], capture_output=True,
+                          text=True)
     return int(done.stdout)
 
 
@@ -86,7 +89,8 @@ def test_a_killed_build_leaves_a_folder_the_next_build_removes(tmp_path: Path) -
         "    (tmp / 'weights').write_bytes(b'x' * 1000)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(target)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code, str(target)], cwd=REPO, env=env)
     assert done.returncode == -signal.SIGKILL
     (left,) = tmp_path.iterdir()
     assert left.name.startswith(".bundle.tmp-") and stale_temp_dirs(tmp_path) == [left]
@@ -126,7 +130,8 @@ def test_an_interrupted_build_leaves_nothing(tmp_path: Path) -> None:
 
 def test_marker_that_is_not_json_is_named(tmp_path: Path) -> None:
     (tmp_path / "m.json").write_bytes(b"\xff\xfe")
-    assert marked_folder(tmp_path, "m.json", lambda m: True, {"m.json"}) == "its m.json cannot be read (UnicodeDecodeError)"
+    reason = marked_folder(tmp_path, "m.json", lambda m: True, {"m.json"})
+    assert reason == "its m.json cannot be read (UnicodeDecodeError)"
     (tmp_path / "m.json").write_text(json.dumps([1]))
     assert marked_folder(tmp_path, "m.json", lambda m: isinstance(m, dict), {"m.json"}) == (
         "its m.json was not written by this verb"

@@ -74,3 +74,19 @@ def test_report_needs_a_study_file_or_a_stored_name(smoke_run: SmokeRun, tmp_pat
     assert main(["--storage", smoke_run.storage, "--out", str(tmp_path / "x.html")]) == 2
     assert "--study FILE" in capsys.readouterr().err and not (tmp_path / "x.html").exists()
     assert main(["--name", "smoke", "--storage", smoke_run.storage, "--out", str(tmp_path / "x.html")]) == 0
+
+
+def test_report_out_replaces_an_earlier_report_and_nothing_else(tmp_path: Path, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'fake.db'}"
+    _recorded_study(url)
+    args = ["--name", "fake", "--storage", url, "--workdir", str(tmp_path)]
+    readme = tmp_path / "README.md"
+    readme.write_text("# my notes\n")
+    assert main([*args, "--out", str(readme)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (f"error: --out {readme} is not a report written by python -m search.report (its contents are "
+                    "not this verb's), so nothing was deleted or overwritten. Choose another --out.")
+    assert readme.read_text() == "# my notes\n"
+    page = tmp_path / "page.html"
+    assert main([*args, "--out", str(page)]) == 0 and main([*args, "--out", str(page)]) == 0  # its own page
+    assert main([*args, "--out", str(tmp_path)]) == 2 and "it is a folder, not a file" in capsys.readouterr().err

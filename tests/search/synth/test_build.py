@@ -182,12 +182,16 @@ def test_overwrite_refuses_what_synth_did_not_write_and_deletes_nothing(
     make, reason = FOREIGN[case]
     out = tmp_path / "target"
     make(out)
-    before = sorted((p.relative_to(tmp_path), p.is_file() and p.read_bytes()) for p in tmp_path.rglob("*"))
+    before = _snapshot(tmp_path)
     assert main(["--out", str(out), "--people", "12", "--size", "32x48", "--overwrite", "--quiet"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert f"--out {out} is not a synthetic bench written by python -m search.synth ({reason})" in line
     assert "nothing was deleted" in line and "Choose another --out" in line
-    assert sorted((p.relative_to(tmp_path), p.is_file() and p.read_bytes()) for p in tmp_path.rglob("*")) == before
+    assert _snapshot(tmp_path) == before
+
+
+def _snapshot(root: Path) -> list:
+    return sorted((p.relative_to(root), p.is_file() and p.read_bytes()) for p in root.rglob("*"))
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
