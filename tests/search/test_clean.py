@@ -94,15 +94,18 @@ def test_clean_reads_the_stored_study_of_a_study_file(tmp_path: Path, capsys: py
 
 
 def _killed_build(target: Path) -> Path:
-    """What ``kill -9`` during an export, refit or synth leaves: its temporary folder beside ``target``."""
+    """What ``kill -9`` during an export, refit or synth leaves: its temporary folder beside
+    ``target``, named by search.atomic.temp_name, with a copy of the weights in it."""
     import os
     import signal
     import subprocess
     import sys
 
     repo = Path(__file__).resolve().parents[2]
-    code = ("import os, signal, sys\nfrom search.atomic import temp_dir\nwith temp_dir(sys.argv[1]) as tmp:\n"
-            "    (tmp / 'weights.safetensors').write_bytes(b'w' * 100)\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = ("import os, signal, sys\nfrom pathlib import Path\nfrom search.atomic import temp_name\n"
+            "target = Path(sys.argv[1])\ntarget.parent.mkdir(parents=True, exist_ok=True)\n"
+            "tmp = temp_name(target)\ntmp.mkdir()\n(tmp / 'weights.safetensors').write_bytes(b'w' * 100)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
     done = subprocess.run([sys.executable, "-c", code, str(target)], env={**os.environ, "PYTHONPATH": str(repo)})
     assert done.returncode == -signal.SIGKILL
     (left,) = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.tmp-")]

@@ -154,6 +154,14 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["bench"]  # no temporary or old folder left
 
 
+def test_the_next_run_removes_what_a_killed_run_left(tmp_path: Path) -> None:
+    from tests.search.test_clean import _killed_build
+
+    left = _killed_build(tmp_path / "bench")
+    generate(tmp_path / "bench", people=12, size=(32, 48), progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["bench"] and not left.exists()
+
+
 def _notes(out: Path) -> None:
     out.mkdir()
     (out / "keep.txt").write_text("mine")
