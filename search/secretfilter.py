@@ -49,7 +49,8 @@ def scrub(text: str, secrets: list[str]) -> str:
 def _redacted(match: re.Match[str]) -> str:
     if match.string.startswith(NOT_SHOWN, match.end()):  # already redacted: "postgresql:<URL not shown>"
         return match[0]
-    return redact(match[0])
+    url = match[0].rstrip(".,;:)")  # the sentence's punctuation after a URL: "storage postgresql://...: reason"
+    return redact(url) + match[0][len(url):]
 
 
 def hide_secrets(url: str) -> None:

@@ -106,7 +106,8 @@ def _killed_build(target: Path) -> Path:
             "target = Path(sys.argv[1])\ntarget.parent.mkdir(parents=True, exist_ok=True)\n"
             "tmp = temp_name(target)\ntmp.mkdir()\n(tmp / 'weights.safetensors').write_bytes(b'w' * 100)\n"
             "os.kill(os.getpid(), signal.SIGKILL)\n")
-    done = subprocess.run([sys.executable, "-c", code, str(target)], env={**os.environ, "PYTHONPATH": str(repo)})
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run([sys.executable, "-c", code, str(target)], env=env)
     assert done.returncode == -signal.SIGKILL
     (left,) = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.tmp-")]
     return left

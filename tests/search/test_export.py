@@ -288,7 +288,8 @@ def test_the_next_export_removes_what_a_killed_export_left(
     out = tmp_path / "bundle"
     left = _killed_build(out)  # kill -9 during the build: a hidden folder with copies of the weights
     caplog.set_level(logging.INFO, logger="search.atomic")
-    argv = ["--name", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out), "--max-members", "1"]
+    argv = ["--name", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out),
+            "--max-members", "1"]
     assert export_main(argv) == 0
     assert not left.exists() and [p.name for p in tmp_path.iterdir()] == ["bundle"]
     assert f"removed {left}, left by a build that was killed" in caplog.text

@@ -84,9 +84,11 @@ def test_report_out_replaces_an_earlier_report_and_nothing_else(tmp_path: Path, 
     readme.write_text("# my notes\n")
     assert main([*args, "--out", str(readme)]) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert line == (f"error: --out {readme} is not a report written by python -m search.report (its contents are "
-                    "not this verb's), so nothing was deleted or overwritten. Choose another --out.")
+    assert line == (f"error: --out {readme} is not a report written by python -m search.report (its "
+                    "contents are not this verb's), so nothing was deleted or overwritten. "
+                    "Choose another --out.")
     assert readme.read_text() == "# my notes\n"
     page = tmp_path / "page.html"
     assert main([*args, "--out", str(page)]) == 0 and main([*args, "--out", str(page)]) == 0  # its own page
-    assert main([*args, "--out", str(tmp_path)]) == 2 and "it is a folder, not a file" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    assert "it is a folder, not a file" in capsys.readouterr().err

@@ -310,7 +310,8 @@ def test_out_never_writes_over_or_into_what_predict_did_not_write(
     shutil.copytree(bundle_dir, bundle)
     notes = tmp_path / "notes.csv"
     notes.write_text("id,comment\n1,keep me\n")
-    out = {"the bundle's manifest": bundle / "manifest.json", "the bundle folder": bundle, "a user's csv": notes}
+    out = {"the bundle's manifest": bundle / "manifest.json", "the bundle folder": bundle,
+           "a user's csv": notes}
     before = sorted((p, p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
     argv = ["--bundle", str(bundle), "--data", str(tiny_study.data_root / "eval"), "--out", str(out[target]),
             "--device", "cpu"]
