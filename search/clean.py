@@ -23,7 +23,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +39,7 @@ from search.ensemble.candidates import open_stored_study
 from search.optuna_compat import stored_study_id, study_storage
 from search.study import StudyFileError, StudySpec, cache_sizes, load_study_spec
 from search.study_attrs import StudyAttrs
-from search.trialstore import TrialStore
+from search.trialstore import TrialStore, not_a_trial_folder
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class Removal:
     path: Path
     size: int  # bytes
     why: str
+    not_own: Callable[[Path], str | None] | None = None  # checked again before deleting (search/outputs.py)
 
 
 def disk_size(path: Path) -> int:
@@ -69,7 +70,8 @@ def kept_trials(study: optuna.Study, keep_top: int) -> set[int]:
 
 
 def trial_folders(store: TrialStore, keep: set[int]) -> list[Removal]:
-    return [Removal(store.trial_dir(n), disk_size(store.trial_dir(n)), f"trial {n} is not kept")
+    return [Removal(store.trial_dir(n), disk_size(store.trial_dir(n)), f"trial {n} is not kept",
+                    not_a_trial_folder)
             for n in store.trial_numbers() if n not in keep]
 
 
@@ -167,6 +169,10 @@ def remove(removals: Sequence[Removal]) -> int:
     """Delete what ``plan`` listed; returns the bytes freed."""
     freed = 0
     for item in removals:
+        reason = item.not_own(item.path) if item.not_own is not None else None
+        if reason is not None:
+            log.warning("kept %s: it is not what this harness wrote there (%s)", item.path, reason)
+            continue
         if item.path.is_dir() and not item.path.is_symlink():
             shutil.rmtree(item.path)
         else:

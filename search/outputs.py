@@ -60,12 +60,15 @@ def claim(target: Path | str, output: Output, overwrite: bool = False) -> None:
 
 
 def marked_folder(
-    folder: Path, marker: str, is_ours: Callable[[Any], bool], entries: Collection[str]
+    folder: Path, marker: str | None, is_ours: Callable[[Any], bool], entries: Collection[str]
 ) -> str | None:
     """Why ``folder`` is not a folder a verb wrote, or None: it must hold the JSON ``marker`` the
-    verb writes (``is_ours`` of its contents is true) and nothing at its top but ``entries``."""
+    verb writes (``is_ours`` of its contents is true; no marker: nothing to check) and nothing at
+    its top but ``entries``."""
     if folder.is_symlink() or not folder.is_dir():
         return "it is a symbolic link" if folder.is_symlink() else "it is not a folder"
+    if marker is None:
+        return _only(folder, entries)
     try:
         contents = json.loads((folder / marker).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -74,10 +77,12 @@ def marked_folder(
         return f"its {marker} cannot be read ({type(exc).__name__})"
     if not is_ours(contents):
         return f"its {marker} was not written by this verb"
+    return _only(folder, entries)
+
+
+def _only(folder: Path, entries: Collection[str]) -> str | None:
     foreign = sorted(p.name for p in folder.iterdir() if p.name not in entries)
-    if foreign:
-        return f"it holds {foreign[0]}, which this verb does not write"
-    return None
+    return f"it holds {foreign[0]}, which this verb does not write" if foreign else None
 
 
 def marked_file(path: Path, is_ours: Callable[[bytes], bool], limit: int = 1 << 26) -> str | None:

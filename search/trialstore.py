@@ -24,8 +24,16 @@ from typing import Any
 import numpy as np
 
 from search.atomic import atomic_path, swap_dir, temp_dir
+from search.outputs import marked_folder
 
 _TRIAL_DIR = re.compile(r"^trial_(\d+)$")
+TRIAL_FILES = {"weights.safetensors", "val_probs.npy", "config.json", "result.json"}
+
+
+def not_a_trial_folder(folder: Path) -> str | None:
+    """Why ``folder`` is not one :meth:`TrialStore.save_trial` wrote (search/outputs.py), or None:
+    a folder holding only the files a trial saves (older ones may lack some)."""
+    return marked_folder(folder, None, lambda _: True, TRIAL_FILES)
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,8 @@ class TrialStore:
 
     def retain(self, keep: set[int]) -> list[int]:
         """Delete every trial folder not in ``keep``; returns the numbers deleted."""
-        deleted = [n for n in self.trial_numbers() if n not in keep]
+        deleted = [n for n in self.trial_numbers()  # never a folder a user made or added to
+                   if n not in keep and not_a_trial_folder(self.trial_dir(n)) is None]
         for number in deleted:
             shutil.rmtree(self.trial_dir(number), ignore_errors=True)
         return deleted

@@ -132,3 +132,15 @@ def test_clean_lists_and_removes_the_folders_of_killed_builds(
     assert main([*args, "--yes"]) == 0
     assert not any(p.exists() for p in (refit, export, synth))
     assert (TrialStore(workdir, "s").trial_dir(0)).is_dir()
+
+
+def test_clean_keeps_a_trial_folder_a_user_added_to(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from search.clean import main
+
+    url, _ = _study(tmp_path, [0.9, 0.5])
+    store = TrialStore(tmp_path, "s")
+    (store.trial_dir(1) / "notes.txt").write_text("mine")
+    assert main(["--name", "s", "--storage", url, "--workdir", str(tmp_path), "--keep-top", "1", "--yes"]) == 0
+    assert (store.trial_dir(1) / "notes.txt").read_text() == "mine"
+    assert f"kept {store.trial_dir(1)}: it is not what this harness wrote there (it holds notes.txt" in caplog.text
+    assert store.retain({0}) == [] and store.trial_dir(1).is_dir()
