@@ -120,8 +120,8 @@ def _port_text(host: str) -> str:
 def url_secrets(url: str) -> list[str]:
     """Every password in ``url``, as written and URL-decoded, longest first (empty when none).
 
-    Of a URL that reads two ways, every piece between its delimiters counts as one: any of them
-    could be the password.
+    Of a URL that reads two ways, every piece that could be the password counts (the text
+    from the first : to the last @, each piece after a : or =, before an @, or in the query).
     """
     parts = _split(url)
     if isinstance(parts, str):
