@@ -9,8 +9,10 @@ What goes:
   its ``keep_top`` best complete trials (the ones an ensemble can use) and unfinished trials;
 - the dashboard artifacts (validation probabilities, confusion PNG) of the same trials;
 - image caches (``<workdir>/cache/images-*``) at a size and crop that no trial of any study in
-  the storage used and that the study file cannot ask for, and temporary files of killed builds.
-Nothing else in the work folder is touched.
+  the storage used and that the study file cannot ask for, and temporary files of killed builds;
+- temporary folders (``.<name>.tmp-<pid>-<hex>.tmp``) that a killed export, refit, synth or
+  trial save left in the work folder, ``exports/`` or ``data/``: only those no live process holds.
+Nothing else is touched.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,7 @@ import optuna
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
+from search.atomic import stale_temp_dirs
 from search.cli import setup_logging
 from search.cli.studyargs import add_study_args, storage_url, study_ref
 from search.data.cache import remove_stale_temps
@@ -35,7 +39,7 @@ from search.ensemble.candidates import open_stored_study
 from search.optuna_compat import stored_study_id, study_storage
 from search.study import StudyFileError, StudySpec, cache_sizes, load_study_spec
 from search.study_attrs import StudyAttrs
-from search.trialstore import TrialStore
+from search.trialstore import TrialStore, not_a_trial_folder
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ class Removal:
     path: Path
     size: int  # bytes
     why: str
+    not_own: Callable[[Path], str | None] | None = None  # checked again before deleting (search/outputs.py)
 
 
 def disk_size(path: Path) -> int:
@@ -65,7 +70,8 @@ def kept_trials(study: optuna.Study, keep_top: int) -> set[int]:
 
 
 def trial_folders(store: TrialStore, keep: set[int]) -> list[Removal]:
-    return [Removal(store.trial_dir(n), disk_size(store.trial_dir(n)), f"trial {n} is not kept")
+    return [Removal(store.trial_dir(n), disk_size(store.trial_dir(n)), f"trial {n} is not kept",
+                    not_a_trial_folder)
             for n in store.trial_numbers() if n not in keep]
 
 
@@ -124,22 +130,50 @@ def study_spec(study: optuna.Study, profile: str | None, study_file: Path | None
         return None
 
 
+TEMP_ROOTS = (Path("exports"), Path("data"))  # where export and synth write by default
+_WALK_DEPTH = 4  # <workdir>/trials/<study>/refit_<n>/folds-<k>: where the deepest temporary folder sits
+
+
+def stale_temps(workdir: Path, also: Sequence[Path] = ()) -> list[Removal]:
+    """Temporary folders of killed builds in ``workdir`` (to a depth of 4, not inside the image
+    cache or the artifacts) and directly in each folder of ``also``."""
+    folders = [p for p in also if p.is_dir()]
+    for root, dirs, _ in os.walk(workdir):
+        depth = len(Path(root).relative_to(workdir).parts)
+        folders.append(Path(root))
+        dirs[:] = [] if depth >= _WALK_DEPTH else [
+            d for d in dirs if d not in ("cache", "artifacts") and not d.startswith(".")
+        ]
+    found: dict[Path, Removal] = {}
+    for folder in folders:
+        for path in stale_temp_dirs(folder):
+            why = "left by a killed build; no process holds it"
+            found.setdefault(path.resolve(), Removal(path, disk_size(path), why))
+    return list(found.values())
+
+
 def plan(
-    study: optuna.Study, workdir: Path, keep_top: int | None = None, study_file: Path | None = None
+    study: optuna.Study, workdir: Path, keep_top: int | None = None, study_file: Path | None = None,
+    temp_roots: Sequence[Path] = (),
 ) -> list[Removal]:
     spec = study_spec(study, None, study_file)
     default = spec.keep_top if spec else StudySpec.__dataclass_fields__["keep_top"].default
     keep = kept_trials(study, default if keep_top is None else keep_top)
     return (trial_folders(TrialStore(workdir, study.study_name), keep)
             + trial_artifacts(study, workdir, keep)
-            + unused_caches(workdir / "cache", used_cache_sizes(study_storage(study), spec)))
+            + unused_caches(workdir / "cache", used_cache_sizes(study_storage(study), spec))
+            + stale_temps(workdir, temp_roots))
 
 
 def remove(removals: Sequence[Removal]) -> int:
     """Delete what ``plan`` listed; returns the bytes freed."""
     freed = 0
     for item in removals:
-        if item.path.is_dir():
+        reason = item.not_own(item.path) if item.not_own is not None else None
+        if reason is not None:
+            log.warning("kept %s: it is not what this harness wrote there (%s)", item.path, reason)
+            continue
+        if item.path.is_dir() and not item.path.is_symlink():
             shutil.rmtree(item.path)
         else:
             item.path.unlink(missing_ok=True)
@@ -163,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # no study named, no such study, or a storage that cannot be reached
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    removals = plan(study, args.workdir, args.keep_top, ref.study_file)
+    removals = plan(study, args.workdir, args.keep_top, ref.study_file, TEMP_ROOTS)
     for item in removals:
         print(f"{'remove' if args.yes else 'would remove'} {item.path} ({item.size:,} bytes): {item.why}")
     total = sum(item.size for item in removals)

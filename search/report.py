@@ -41,9 +41,11 @@ from search.errorgallery import (
     gallery_html,
     trial_gallery,
 )
+from search.outputs import Output, OutputExistsError, claim, marked_file
 from search.pruners import CURVE_ATTR
 from search.study_attrs import StudyAttrs
 from search.trialstore import TrialStore
+
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,15 @@ IMPORTANCES = "Parameter importances for validation macro-F1 (fANOVA)"
 BY_CUTOFF = "Validation macro-F1 and old-band F1 by training age cutoff (complete trials)"
 BY_HEAD = "Validation macro-F1 and old-band F1 by head (ordinal: age from the real ages; complete trials)"
 BY_BACKBONE = "Validation macro-F1 by backbone (complete trials)"
+
+GENERATOR = "<meta name='generator' content='python -m search.report'>"  # how a rerun knows its own page
+
+
+def _not_a_report(path: Path) -> str | None:
+    return marked_file(path, lambda data: GENERATOR.encode() in data[:1024])
+
+
+OUTPUT = Output("a report", "python -m search.report", _not_a_report, flag=None, folder=False)
 
 
 def _complete(study: optuna.Study) -> list[FrozenTrial]:
@@ -262,10 +273,12 @@ def error_galleries(study: optuna.Study, workdir: Path, bundle: Path | None,
 
 
 def write_report(study: optuna.Study, out: Path, galleries: Sequence[Gallery] = ()) -> Path:
+    """The page for ``study`` at ``out``, which may be missing or an earlier report (else OutputExistsError)."""
+    claim(out, OUTPUT)
     figures = build_figures(study)
     counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'>{GALLERY_CSS}",
+        f"<!doctype html><html><head><meta charset='utf-8'>{GENERATOR}{GALLERY_CSS}",
         f"<title>{html.escape(study.study_name)}</title></head><body style='font-family:sans-serif'>",
         f"<h1>Study {html.escape(study.study_name)}</h1>",
         "<p>" + html.escape(", ".join(f"{v} {k}" for k, v in counts.items() if v)) + "</p>",
@@ -304,7 +317,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:  # no study, no storage; a --bundle of another study
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = write_report(study, args.out or args.workdir / "reports" / f"{ref.name}.html", galleries)
+    try:
+        out = write_report(study, args.out or args.workdir / "reports" / f"{ref.name}.html", galleries)
+    except OutputExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"report: {out}")
     return 0
 

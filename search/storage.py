@@ -26,7 +26,7 @@ from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
 from optuna.storages.journal import JournalFileBackend
 
 from search.secretfilter import scrub
-from search.urls import check_storage_url, redact, url_secrets
+from search.urls import check_storage_url, file_path, redact, url_secrets
 
 DEFAULT_WORKDIR = Path("runs")
 
@@ -103,7 +103,7 @@ def _creation_lock(url: str) -> Iterator[None]:
     if not url.startswith("sqlite:///"):
         yield
         return
-    db = Path(url.removeprefix("sqlite:///"))
+    db = Path(file_path(url)[1:])  # without a ?query: the lock file's name shows no parameter
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(db.name + ".lock"), "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -126,5 +126,6 @@ def artifact_store(workdir: Path) -> FileSystemArtifactStore:
 def dashboard_command(url: str, workdir: Path) -> str:
     target = url.removeprefix("journal://") if url.startswith("journal://") else with_driver(url)
     artifacts = (workdir / "artifacts").as_posix()
-    return (f"optuna-dashboard {shlex.quote(redact(target))} --artifact-dir {shlex.quote(artifacts)} "
+    shown = target if url.startswith("journal://") else redact(target)  # a journal is a plain path
+    return (f"optuna-dashboard {shlex.quote(shown)} --artifact-dir {shlex.quote(artifacts)} "
             "--host 127.0.0.1")

@@ -26,10 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from search.atomic import atomic_path, swap_dir, temp_name
+from search.atomic import atomic_path, swap_dir, temp_dir
+from search.outputs import marked_folder
 
 LAST = "last_"  # prefix of the last epoch's files
 _TRIAL_DIR = re.compile(r"^trial_(\d+)$")
+TRIAL_FILES = {"weights.safetensors", "val_probs.npy", "config.json", "result.json"}
+
+
+def not_a_trial_folder(folder: Path) -> str | None:
+    """Why ``folder`` is not one :meth:`TrialStore.save_trial` wrote (search/outputs.py), or None:
+    a folder holding only the files a trial saves (older ones may lack some)."""
+    return marked_folder(folder, None, lambda _: True, TRIAL_FILES)
 
 
 @dataclass(frozen=True)
@@ -95,9 +103,7 @@ class TrialStore:
 
         final = self.trial_dir(number)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = temp_name(final)
-        tmp.mkdir()
-        try:
+        with temp_dir(final) as tmp:  # locked, so search.clean never takes it for a leftover
             tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
             save_file(tensors, str(tmp / "weights.safetensors"))
             np.save(tmp / "val_probs.npy", np.asarray(val_probs, dtype=np.float32))
@@ -108,9 +114,6 @@ class TrialStore:
             (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
             (tmp / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
             swap_dir(tmp, final)  # a retried trial number never repeats, but a rerun of a test may
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return final
 
     def trial_numbers(self) -> list[int]:
@@ -140,7 +143,8 @@ class TrialStore:
 
     def retain(self, keep: set[int]) -> list[int]:
         """Delete every trial folder not in ``keep``; returns the numbers deleted."""
-        deleted = [n for n in self.trial_numbers() if n not in keep]
+        deleted = [n for n in self.trial_numbers()  # never a folder a user made or added to
+                   if n not in keep and not_a_trial_folder(self.trial_dir(n)) is None]
         for number in deleted:
             shutil.rmtree(self.trial_dir(number), ignore_errors=True)
         return deleted

@@ -36,7 +36,6 @@ COVERED_BY = {
     "search/realfaces/draw.py": "tests/search/realfaces/test_build.py",
     "search/realfaces/plan.py": "tests/search/realfaces/test_build.py",
     "search/refit/members.py": "tests/search/refit/test_train.py",
-    "search/refit/store.py": "tests/search/refit/test_train.py",
     "search/studycheck.py": "tests/search/test_study.py",
     "search/studyspec.py": "tests/search/test_study.py",
     "search/synth/faces.py": "tests/search/synth/test_people.py",

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from search.atomic import swap_dir, temp_name
+from search.atomic import swap_dir, temp_dir
 from search.deploy.graph import (
     build_checkpoint,
     build_ensemble,
@@ -39,6 +39,7 @@ from search.deploy.manifest import (
     MemberPreprocessing,
     not_a_bundle,
 )
+from search.outputs import Output, claim
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +77,13 @@ class BundleSpec:
     opset: int = 17
 
 
+OUTPUT = Output("a bundle", "python -m search.export", not_a_bundle)
+
+
 def check_out(out: Path, overwrite: bool) -> None:
     """Refuse an ``out`` that exists, unless ``overwrite`` and it is a bundle of this project:
-    --overwrite never deletes a folder or file that a user owns."""
-    if not (out.exists() or out.is_symlink()):
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"{out} already exists; pass --overwrite to replace it, or choose another --out."
-        )
-    reason = not_a_bundle(out)
-    if reason is not None:
-        raise FileExistsError(
-            f"--out {out} is not a bundle written by python -m search.export ({reason}); --overwrite "
-            "replaces only such bundles, so nothing was deleted. Choose another --out."
-        )
+    --overwrite never deletes a folder or file that a user owns (search/outputs.py)."""
+    claim(out, OUTPUT, overwrite)
 
 
 def write_bundle(
@@ -110,10 +103,7 @@ def write_bundle(
                     "them or --workdir points elsewhere."
                 )
     spec_input = input_for([s.size for s in sources])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(out)
-    tmp.mkdir()  # an ordinary folder: its mode follows the umask
-    try:
+    with temp_dir(out) as tmp:  # also removes what a killed export left beside out
         (tmp / MEMBERS_DIR).mkdir()
         nets, members = [], []
         for k, source in enumerate(sources):
@@ -163,9 +153,6 @@ def write_bundle(
         Manifest.read(tmp, verify=True)
         check_out(out, overwrite)  # again: something may have appeared at out during the export
         swap_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -18,21 +18,30 @@ leaves either a whole fold or none, and a rerun trains only the missing ones.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from search.atomic import atomic_path, swap_dir, temp_dir
+from search.outputs import Output, claim, marked_folder
 from search.trialstore import TrialStore
 
 ALL = "all"
 _REFIT_DIR = re.compile(r"^refit_(\d+)$")
 _FOLDS_DIR = re.compile(r"^folds-(\d+)$")
+
+
+MODEL_FILES = {"weights.safetensors", "config.json", "result.json", "val_rows.npy", "val_probs.npy"}
+MODEL_OUTPUT = Output(
+    "a refit model folder",
+    "python -m search.refit",
+    lambda folder: marked_folder(folder, "result.json", lambda r: isinstance(r, dict), MODEL_FILES),
+    flag=None,
+    option="the model folder",
+)
 
 
 class RefitError(ValueError):
@@ -140,9 +149,7 @@ class RefitStore:
         """One trained model; ``held_out`` = (image rows, probabilities) of the people it never saw."""
         from safetensors.torch import save_file
 
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
+        with temp_dir(folder) as tmp:  # also removes what a killed refit left beside folder
             save_file(
                 {k: v.detach().cpu().contiguous() for k, v in state_dict.items()},
                 str(tmp / "weights.safetensors"),
@@ -152,12 +159,8 @@ class RefitStore:
                 np.save(tmp / "val_probs.npy", np.asarray(held_out[1], dtype=np.float32))
             (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
             (tmp / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            claim(folder, MODEL_OUTPUT)  # an earlier model of this refit, or nothing
+            swap_dir(tmp, folder)
         return folder
 
     def load_model(self, folder: Path) -> SavedModel:
@@ -213,12 +216,5 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_bytes(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
+        write(f)

@@ -281,3 +281,18 @@ def test_overwrite_refuses_what_is_not_a_bundle_and_deletes_nothing(
     assert f"--out {out} is not a bundle" in message and "nothing was deleted" in message
     assert "Choose another --out" in message and "\n" not in message and not error.exc_info
     assert {p.name: snapshot(p) for p in tmp_path.iterdir()} == before  # nothing deleted, nothing left
+
+
+def test_the_next_export_removes_what_a_killed_export_left(
+    tiny_study: TinyStudy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.search.test_clean import _killed_build
+
+    out = tmp_path / "bundle"
+    left = _killed_build(out)  # kill -9 during the build: a hidden folder with copies of the weights
+    caplog.set_level(logging.INFO, logger="search.atomic")
+    argv = ["--name", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out),
+            "--max-members", "1"]
+    assert export_main(argv) == 0
+    assert not left.exists() and [p.name for p in tmp_path.iterdir()] == ["bundle"]
+    assert f"removed {left}, left by a build that was killed" in caplog.text

@@ -151,3 +151,21 @@ def test_the_bundle_in_exports_is_found_by_default(tiny_study: TinyStudy, bundle
     assert main(["--name", "tiny", "--storage", tiny_study.storage, "--workdir", str(tiny_study.workdir),
                  "--error-pairs", "1", "--per-pair", "1", "--out", str(out)]) == 0
     assert "Wrong validation photos: exported ensemble exports/tiny" in out.read_text()
+
+
+def test_report_out_replaces_an_earlier_report_and_nothing_else(tmp_path: Path, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'fake.db'}"
+    _recorded_study(url)
+    args = ["--name", "fake", "--storage", url, "--workdir", str(tmp_path)]
+    readme = tmp_path / "README.md"
+    readme.write_text("# my notes\n")
+    assert main([*args, "--out", str(readme)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (f"error: --out {readme} is not a report written by python -m search.report (its "
+                    "contents are not this verb's), so nothing was deleted or overwritten. "
+                    "Choose another --out.")
+    assert readme.read_text() == "# my notes\n"
+    page = tmp_path / "page.html"
+    assert main([*args, "--out", str(page)]) == 0 and main([*args, "--out", str(page)]) == 0  # its own page
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    assert "it is a folder, not a file" in capsys.readouterr().err
