@@ -32,7 +32,7 @@ def test_manifest_describes_members_preprocessing_classes_metrics(
 ) -> None:
     Manifest.read(bundle_dir)  # validates
     m = json.loads((bundle_dir / "manifest.json").read_text())
-    assert m["format_version"] == 2 and m["study"] == tiny_study.name
+    assert m["format_version"] == 3 and m["study"] == tiny_study.name
     assert 1 <= len(m["members"]) <= 3
     assert sum(x["weight"] for x in m["members"]) == pytest.approx(1.0)
     assert m["vote"] == {"kind": "soft", "weights": "learned"}
