@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from search.cli import report_error, setup_logging
+from search.cli import os_error_line, report_error, setup_logging
 from search.deploy.manifest import Manifest
 from search.deploy.writer import BundleSpec, MemberSource, check_out, write_bundle
 from search.ensemble.args import add_selection_args, outcome_from_args
@@ -140,6 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         manifest = export_bundle(outcome, args.out, args.opset, args.overwrite, extra, args.decision_rule)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         return report_error(log, exc, args.verbose)
+    except OSError as exc:  # a full disk, a read-only place: the writer removed its temporary folder
+        log.error("%s; nothing was written to %s", os_error_line(exc, "writing the bundle"), args.out,
+                  exc_info=args.verbose)
+        return 1
+    except KeyboardInterrupt:
+        log.warning("interrupted: nothing was written to %s (the temporary folder was removed)", args.out)
+        return 130
     sel = manifest.metrics["selection"]
     honest = outcome.honest.score(shipped_method(outcome, args.decision_rule))
     print(outcome.table())

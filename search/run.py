@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
-import sqlalchemy.exc
 
 from runners.devices import AUGMENT_PLACES
 from search.budget import process_started_at
@@ -32,7 +31,7 @@ from search.prepare import StudyMismatchError
 from search.runstudy import print_summary, run_study
 from search.secretfilter import hide_secrets
 from search.signals import install_signal_handlers
-from search.storage import DEFAULT_WORKDIR, storage_error
+from search.storage import DEFAULT_WORKDIR, STORAGE_ERRORS, storage_error
 from search.threads import set_torch_threads
 from search.tracebackfilter import quiet_expected_tracebacks
 from search.urls import check_storage_url
@@ -120,7 +119,7 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
     except GaveUp as exc:
         log.error("%s", exc)
         return 1
-    except sqlalchemy.exc.OperationalError as exc:
+    except STORAGE_ERRORS as exc:  # unreachable, or a user without rights on the tables
         log.error("%s", storage_error(opts.storage_url, exc))
         return 1
     print_summary(study, opts)

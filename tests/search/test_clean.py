@@ -91,3 +91,23 @@ def test_clean_reads_the_stored_study_of_a_study_file(tmp_path: Path, capsys: py
     assert [n for n in range(6) if str(store.trial_dir(n)) in out] == [1, 5]
     assert main(["--storage", url, "--workdir", str(tmp_path)]) == 2
     assert "--name NAME" in capsys.readouterr().err
+
+
+def test_clean_leaves_a_hand_made_trial_folder_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23: trial_0099 (four digits, no trial 99) was listed as trial_00099 and left while
+    --yes said it was removed; a folder the store did not write is neither listed nor removed."""
+    from search.clean import main
+
+    url, _ = _study(tmp_path, [0.9, 0.5])
+    store = TrialStore(tmp_path, "s")
+    notes = store.root / "trial_0099"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    stray = store.trial_dir(99)  # the store's name, but no trial 99 in the study
+    stray.mkdir()
+    args = ["--name", "s", "--storage", url, "--workdir", str(tmp_path), "--keep-top", "1", "--yes"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "trial_0099" not in out and "trial_00099" not in out
+    assert str(store.trial_dir(1)) in out and not store.trial_dir(1).exists()
+    assert (notes / "notes.txt").read_text() == "mine" and stray.is_dir()

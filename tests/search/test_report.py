@@ -74,3 +74,27 @@ def test_report_needs_a_study_file_or_a_stored_name(smoke_run: SmokeRun, tmp_pat
     assert main(["--storage", smoke_run.storage, "--out", str(tmp_path / "x.html")]) == 2
     assert "--study FILE" in capsys.readouterr().err and not (tmp_path / "x.html").exists()
     assert main(["--name", "smoke", "--storage", smoke_run.storage, "--out", str(tmp_path / "x.html")]) == 0
+
+
+def test_report_out_naming_a_folder_is_one_line(tmp_path: Path, capsys) -> None:
+    """Issue 23: --out naming a folder was a traceback from the final rename."""
+    _recorded_study(f"sqlite:///{tmp_path / 'fake.db'}")
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    code = main(["--name", "fake", "--storage", f"sqlite:///{tmp_path / 'fake.db'}", "--out", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--out {folder} is a folder; name an HTML file" in err
+    assert len(err.strip().splitlines()) == 1 and list(folder.iterdir()) == []
+
+
+def test_report_on_a_full_disk_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    import search.atomic
+    from tests.support.diskfull import fill_disk
+
+    study = _recorded_study(f"sqlite:///{tmp_path / 'fake.db'}")
+    fill_disk(monkeypatch, search.atomic)
+    out = tmp_path / "r.html"
+    code = main(["--name", "fake", "--storage", f"sqlite:///{tmp_path / 'fake.db'}", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "No space left on device" in err and "free some disk space" in err
+    assert study.trials and not out.exists() and not list(tmp_path.glob(".r.html*")), "no partial file left"

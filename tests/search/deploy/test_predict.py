@@ -299,3 +299,21 @@ def test_a_face_detect_bundle_without_the_extra_says_what_to_install(
     with pytest.raises(BundleError) as info:
         Bundle.load(face_bundle_dir)
     assert "preprocessing.crop 'face_detect'" in str(info.value) and 'pip install -e ".[face]"' in str(info.value)
+
+
+def test_a_full_disk_during_predict_is_one_line_and_writes_nothing(
+    bundle_dir: Path, tiny_study: TinyStudy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 23: ENOSPC while writing the submission was a traceback."""
+    import search.atomic
+    from tests.support.diskfull import fill_disk
+
+    fill_disk(monkeypatch, search.atomic)
+    out = tmp_path / "submission.csv"
+    argv = ["--bundle", str(bundle_dir), "--data", str(tiny_study.data_root / "eval"), "--out", str(out),
+            "--device", "cpu"]
+    assert main(argv) == 1
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "No space left on device" in error.getMessage() and "no submission was written" in error.getMessage()
+    assert not error.exc_info and os.listdir(tmp_path) == []
