@@ -23,6 +23,7 @@ from pathlib import Path
 import optuna
 
 from runners.devices import AUGMENT_PLACES
+from search.cli import positive_int
 from search.budget import process_started_at
 from search.checks import GaveUp, check_workdir
 from search.launcher import run_local_workers
@@ -73,17 +74,6 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
                         "at least 1)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 but got {text!r}")
-    return value
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:

@@ -58,7 +58,7 @@ def study_path(name_or_path: str | Path) -> Path:
     if path.suffix != ".toml":
         raise StudyFileError(f"No study named {str(name_or_path)!r}: expected {STUDIES_DIR / f'{name_or_path}.toml'}. "
                              f"{available}")
-    if path.is_file():
+    if path.exists():  # a file, or a device such as /dev/null (then it reads as empty)
         return path
     if path.parent == Path(".") and (STUDIES_DIR / path.name).is_file():
         return STUDIES_DIR / path.name

@@ -23,6 +23,17 @@ def setup_logging(verbose: bool = False, quiet_level: int = logging.WARNING) -> 
     logging.basicConfig(level=logging.INFO if verbose else quiet_level, format=LOG_FORMAT)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 but got {text!r}")
+    return value
+
+
 def report_error(log: logging.Logger, exc: BaseException, verbose: bool = False) -> int:
     """Log ``exc`` as one line (with its traceback under ``--verbose``) and return exit code 2."""
     log.error("%s", exc, exc_info=verbose)

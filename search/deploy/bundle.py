@@ -137,7 +137,7 @@ class Bundle:
         """The onnxruntime session of the bundle's graph on ``device`` (created on first use, its
         input and output checked against the manifest and its output against the probe)."""
         if device not in self._sessions:
-            session = onnx_session(self._checked(ONNX_FILE), device)
+            session = onnx_session(self._checked(ONNX_FILE), device, str(self.root / ONNX_FILE))
             problem = session_problem(session, self.height, self.width)
             if problem:
                 raise BundleError(

@@ -268,16 +268,22 @@ def export_onnx(net: Any, path: Path, height: int, width: int, opset: int = 17) 
     # per tiny model and fails its opset-17 down-conversion; its deprecation notice is expected.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            net.cpu().eval(),
-            (example,),
-            str(path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
-        )
+        try:
+            torch.onnx.export(
+                net.cpu().eval(),
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        except (RuntimeError, ValueError, TypeError) as exc:  # torch's text names neither the flag nor the fix
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"--opset {opset}: torch cannot export the ensemble at this opset ({first}); use the default 17."
+            ) from exc
 
 
 def probe_images(height: int, width: int, n: int = PROBE_IMAGES) -> np.ndarray:
@@ -287,9 +293,9 @@ def probe_images(height: int, width: int, n: int = PROBE_IMAGES) -> np.ndarray:
     return ((index * np.uint64(2654435761)) >> np.uint64(11)).astype(np.uint8).reshape(n, height, width, 3)
 
 
-def onnx_session(path: Path | bytes, device: str = "cpu") -> Any:
-    """An onnxruntime session of a graph file, or of its checked bytes; a file onnxruntime cannot
-    load is a BundleError."""
+def onnx_session(path: Path | bytes, device: str = "cpu", name: str | None = None) -> Any:
+    """An onnxruntime session of a graph file, or of its checked bytes (from the file ``name``); a
+    graph onnxruntime cannot load is a BundleError."""
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
@@ -301,7 +307,7 @@ def onnx_session(path: Path | bytes, device: str = "cpu") -> Any:
     try:
         return ort.InferenceSession(model, sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime's own exception classes (InvalidGraph, Fail, ...) are not exported
-        name = "the graph" if isinstance(path, bytes) else str(path)
+        name = name or ("the graph" if isinstance(path, bytes) else str(path))
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BundleError(f"onnxruntime cannot load {name} ({first[:200]}); export the bundle again.") from exc
 

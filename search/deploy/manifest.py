@@ -294,7 +294,7 @@ def bundle_file(root: Path, rel: str, manifest_path: Path) -> Path:
     """``root / rel`` after refusing a path that leaves the bundle folder (``..``, absolute, a
     symlink pointing elsewhere): a bundle reads nothing outside its own folder."""
     inside = Path(os.path.realpath(root))
-    if not isinstance(rel, str) or not rel or Path(rel).is_absolute():
+    if not isinstance(rel, str) or not rel or "\x00" in rel or Path(rel).is_absolute():
         raise BundleError(
             f"{manifest_path}: file entry {rel!r} is not a relative path inside the bundle; "
             "export the bundle again."

@@ -114,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = write_submission(table, args.out)
     except (ValueError, FileNotFoundError, DataError) as exc:
         return report_error(log, exc, args.verbose)
+    except KeyboardInterrupt:
+        log.warning("interrupted: no submission was written")
+        return 130
     except OSError as exc:  # a full disk, a read-only place: the atomic write left no partial file
         log.error("%s; no submission was written", os_error_line(exc, f"writing {args.out}"), exc_info=args.verbose)
         return 1
