@@ -776,7 +776,7 @@ def _same_size_graph(world: World, tmp: Path) -> None:
     refused(_predict_bundle(world, tmp, bundle, "onnx"), "recorded at export")
 
 
-def _other_bundle(world: World, tmp: Path, height: int, width: int, crop: str = "full") -> Path:
+def _other_bundle(world: World | None, tmp: Path, height: int, width: int, crop: str = "full", seed: int = 1) -> Path:
     """A one-member bundle of an untrained test model (timm, pretrained=False) at this size."""
     import torch
     from safetensors.torch import save_file
@@ -785,7 +785,7 @@ def _other_bundle(world: World, tmp: Path, height: int, width: int, crop: str = 
     from runners.models import build_model
     from search.deploy.writer import MemberSource, write_bundle
 
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     config = TrialConfig(backbone="test_resnet", height=height, width=width, crop=crop)
     weights = tmp / "other.safetensors"
     save_file({k: v.contiguous() for k, v in build_model(config).state_dict().items()}, str(weights))

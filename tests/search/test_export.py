@@ -336,3 +336,12 @@ def test_export_weights_of_1e308_name_the_entry(
     assert export_main(_export_argv(tiny_study, out, "--weights", "0=1e308,1=1e308")) == 2
     assert "--weights entry '0=1e308': the weight must be from 0 to 1e+06" in _one_error(caplog)
     assert not out.exists()
+
+
+def test_an_opset_torch_cannot_export_is_one_line(
+    tiny_study: TinyStudy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "bundle"
+    assert export_main(_export_argv(tiny_study, out, "--max-members", "1", "--opset", "3")) == 2
+    assert "--opset 3: torch cannot export the ensemble at this opset" in _one_error(caplog)
+    assert os.listdir(tmp_path) == []

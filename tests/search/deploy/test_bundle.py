@@ -405,6 +405,12 @@ BAD_MANIFESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         lambda m: m["members"][0]["config"].__setitem__("layers", 9),
         r"members\[0\]\.config\.layers must be absent: it is no TrialConfig field",
     ),
+    # issue 23: a NUL byte in a path was a plain ValueError ("embedded null byte") naming no file
+    "NUL byte in a file path": (
+        lambda m: (m["files"].__setitem__("members/0\x00.safetensors", m["files"]["members/0.safetensors"]),
+                   m["members"][0].__setitem__("checkpoints", ["members/0\x00.safetensors"])),
+        r"file entry 'members/0\\x00\.safetensors' is not a relative path inside the bundle",
+    ),
     "probe missing": (lambda m: m.pop("probe"), r"lacks the keys \['probe'\]"),
     "probe a NaN": (lambda m: m["probe"]["probs"][1].__setitem__(3, float("nan")), r"probe\.probs\[1\] must be 18"),
 }
@@ -480,7 +486,7 @@ def test_a_garbage_graph_is_one_line_from_predict(
             "--backend", "onnx", "--device", "cpu"]
     assert predict_main(argv) == 2
     (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert re.search(r"onnxruntime cannot load the graph .*export the bundle again", error.getMessage())
+    assert re.search(r"onnxruntime cannot load .*bundle/ensemble\.onnx .*export the bundle again", error.getMessage())
     assert "\n" not in error.getMessage() and not error.exc_info and not out.exists()
 
 

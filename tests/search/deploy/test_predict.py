@@ -317,3 +317,17 @@ def test_a_full_disk_during_predict_is_one_line_and_writes_nothing(
     (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "No space left on device" in error.getMessage() and "no submission was written" in error.getMessage()
     assert not error.exc_info and os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_during_predict_exits_130_and_writes_nothing(
+    bundle_dir: Path, tiny_study: TinyStudy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search.deploy.predict as cli
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "predict_eval", interrupted)
+    argv = ["--bundle", str(bundle_dir), "--data", str(tiny_study.data_root / "eval"), "--out",
+            str(tmp_path / "s.csv"), "--device", "cpu"]
+    assert main(argv) == 130 and os.listdir(tmp_path) == []
