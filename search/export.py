@@ -25,6 +25,18 @@ from search.ensemble.procedure import Outcome
 log = logging.getLogger("search.export")
 
 RULE_CHOICES = ("auto", "on", "off")
+MIN_OPSET = 7  # the oldest opset torch's TorchScript exporter writes
+
+
+def opset_arg(text: str) -> int:
+    """argparse type: an ONNX opset torch can write (a newer one than it knows fails at export)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < MIN_OPSET:
+        raise argparse.ArgumentTypeError(f"expected an ONNX opset >= {MIN_OPSET} (default 17) but got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_selection_args(p, max_members=5)
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    p.add_argument("--opset", type=opset_arg, default=17, help=f"ONNX opset (default 17; from {MIN_OPSET})")
     p.add_argument(
         "--overwrite",
         action="store_true",
