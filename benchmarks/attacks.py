@@ -583,6 +583,7 @@ URLS = {  # none may reach a server or a file that exists: every one is refused
     "port not a number": f"postgresql://user:{SECRET}@127.0.0.1:port/db",
     "no host": f"postgresql://user:{SECRET}@/db",
     "spaces": f"postgresql://user:{SECRET}@127.0.0.1:1/my db",
+    "malformed IPv6 host": f"postgresql://user:{SECRET}@[::1:5432/db",
 }
 for _name, _url in URLS.items():
     if not _url.startswith("sqlite"):  # search.run creates a SQLite file: that one is for the readers only
@@ -1109,6 +1110,29 @@ def _signal_subprocess(world: World, tmp: Path, sig: int) -> None:
         raise Failed(f"left in the output folder: {[p.name for p in out.iterdir()]}")
     if b"Traceback" in err:
         raise Failed("a traceback on the signal")
+
+
+@case("signals", "kill -9 during export: the next export leaves no temporary folder")
+def _kill_export(world: World, tmp: Path) -> None:
+    out = tmp / "bundle"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "search.export", "--name", world.name, "--storage", world.storage, "--workdir",
+         str(world.workdir), "--out", str(out), "--max-members", "1"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and not list(tmp.glob(".bundle.tmp-*/members/*")):
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise Failed("no temporary folder within 120 s")
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    if out.exists():
+        return  # it finished first: nothing to clean
+    succeeded(_export(world, out))
+    no_leftovers(tmp, "bundle")
 
 
 # ------------------------------------------------------------------------------------------------
