@@ -144,7 +144,9 @@ def _warn_repeated_ids(rows: Sequence[dict[str, object]], csv_path: Path) -> Non
         lines.setdefault(row["id"], []).append(row["csv_line"])
     repeated = {pid: where for pid, where in lines.items() if len(where) > 1}
     if repeated:
-        shown = "; ".join(f"id {pid!r} on lines {', '.join(map(str, where))}" for pid, where in list(repeated.items())[:5])
+        shown = "; ".join(
+            f"id {pid!r} on lines {', '.join(map(str, where))}" for pid, where in list(repeated.items())[:5]
+        )
         log.warning(
             "%s: %d id(s) appear on several rows (%s%s); each row's folder is split as a person of its own; "
             "if two rows are one person, merge their folders into one row.",

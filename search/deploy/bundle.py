@@ -115,23 +115,26 @@ class Bundle:
         if self._torch is None:
             members = []
             for member in self.manifest.members:
-                models = []
-                for rel in member.checkpoints:
-                    try:
-                        models.append(build_checkpoint(member.config, self._state(rel), str(self.root / rel))[0])
-                    except (RuntimeError, ValueError, TypeError, KeyError, MemoryError) as exc:
-                        if isinstance(exc, BundleError):
-                            raise
-                        raise BundleError(
-                            f"{self.root / MANIFEST}: member {member.name!r} cannot be built from its config "
-                            f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); "
-                            "export the bundle again."
-                        ) from exc
+                models = [self._model(member, rel) for rel in member.checkpoints]
                 members.append(build_member(models, member_resize(member.preprocessing, self.manifest.input)))
             net = build_ensemble(members, self.weights, self.offsets, self.vote)
             self._check_probe(torch_predict(net, probe_images(self.height, self.width)), "the torch ensemble")
             self._torch = net
         return self._torch
+
+    def _model(self, member: Member, rel: str) -> Any:
+        """One checkpoint's model; a config timm or the model code cannot build is a BundleError."""
+        state = self._state(rel)
+        try:
+            return build_checkpoint(member.config, state, str(self.root / rel))[0]
+        except BundleError:
+            raise
+        except (RuntimeError, ValueError, TypeError, KeyError, MemoryError) as exc:
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise BundleError(
+                f"{self.root / MANIFEST}: member {member.name!r} cannot be built from its config ({reason}); "
+                "export the bundle again."
+            ) from exc
 
     def onnx(self, device: str = "cpu") -> Any:
         """The onnxruntime session of the bundle's graph on ``device`` (created on first use, its
@@ -144,7 +147,8 @@ class Bundle:
                     f"{self.root / ONNX_FILE} is not this bundle's graph: {problem}; the file was replaced, "
                     "export the bundle again."
                 )
-            self._check_probe(onnx_predict(session, probe_images(self.height, self.width)), str(self.root / ONNX_FILE))
+            probe = onnx_predict(session, probe_images(self.height, self.width))
+            self._check_probe(probe, str(self.root / ONNX_FILE))
             self._sessions[device] = session
         return self._sessions[device]
 

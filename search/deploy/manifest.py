@@ -442,7 +442,8 @@ def _decision_rule(rule: Any, path: Path) -> tuple[float, ...] | None:
         raise _field_error(path, "decision_rule.offsets", offsets, f"a list of {NUM_CLASSES} numbers")
     for c, value in enumerate(offsets):
         if not _is_number(value) or abs(value) > MAX_OFFSET:
-            raise _field_error(path, f"decision_rule.offsets[{c}]", value, f"a number from -{MAX_OFFSET:g} to {MAX_OFFSET:g}")
+            expected = f"a number from -{MAX_OFFSET:g} to {MAX_OFFSET:g}"
+            raise _field_error(path, f"decision_rule.offsets[{c}]", value, expected)
     return tuple(float(o) for o in offsets)
 
 
@@ -451,7 +452,8 @@ def _probe(probe: Any, path: Path) -> tuple[tuple[float, ...], ...]:
     if not (isinstance(rows, list) and len(rows) == PROBE_IMAGES):
         raise _field_error(path, "probe.probs", rows, f"{PROBE_IMAGES} rows of {NUM_CLASSES} probabilities")
     for i, row in enumerate(rows):
-        if not (isinstance(row, list) and len(row) == NUM_CLASSES and all(_is_number(v) and 0 <= v <= 1 for v in row)):
+        probabilities = isinstance(row, list) and all(_is_number(v) and 0 <= v <= 1 for v in row)
+        if not (probabilities and len(row) == NUM_CLASSES):
             raise _field_error(path, f"probe.probs[{i}]", row, f"{NUM_CLASSES} probabilities in [0, 1]")
     return tuple(tuple(float(v) for v in row) for row in rows)
 
@@ -467,14 +469,19 @@ def _config(config: Any, path: Path, where: str) -> dict[str, Any]:
     fields = {f.name: str(f.type) for f in dataclasses.fields(TrialConfig)}
     for key, value in config.items():
         if key not in fields:
-            raise _field_error(path, f"{where}.{key}", value, f"absent: it is no TrialConfig field ({', '.join(sorted(fields))})")
+            known = ", ".join(sorted(fields))
+            raise _field_error(path, f"{where}.{key}", value, f"absent: it is no TrialConfig field ({known})")
         problem = type_problem(value, fields[key])
         if problem:
-            raise BundleError(f"{path}: {where}.{key} {problem}; the manifest was altered, export the bundle again.")
+            raise BundleError(
+                f"{path}: {where}.{key} {problem}; the manifest was altered, export the bundle again."
+            )
     try:
         TrialConfig.from_dict(config)
     except (TypeError, ValueError) as exc:
-        raise BundleError(f"{path}: {where} is not a usable trial config ({exc}); export the bundle again.") from exc
+        raise BundleError(
+            f"{path}: {where} is not a usable trial config ({exc}); export the bundle again."
+        ) from exc
     return dict(config)
 
 

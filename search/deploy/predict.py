@@ -118,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("interrupted: no submission was written")
         return 130
     except OSError as exc:  # a full disk, a read-only place: the atomic write left no partial file
-        log.error("%s; no submission was written", os_error_line(exc, f"writing {args.out}"), exc_info=args.verbose)
+        line = os_error_line(exc, f"writing {args.out}")
+        log.error("%s; no submission was written", line, exc_info=args.verbose)
         return 1
     counts = table["ans"].value_counts().sort_index()
     print(
