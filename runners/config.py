@@ -22,6 +22,7 @@ SCHEDULES = ("cosine", "cosine_restarts", "step", "plateau", "constant")
 AUGMENT_SCOPES = ("all", "oversampled")  # oversampled: only the extra copies of oversampled rows
 CLASS_WEIGHTINGS = ("none", "inverse", "sqrt_inverse")
 OVERSAMPLING = ("none", "rare", "old")  # rare: classes below median size; old: age band 2
+MAX_HEAD_HIDDEN = 1 << 16  # an mlp head wider than this is a typo (its weights alone would take gigabytes)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class TrialConfig:
         for name in ("height", "width", "batch_size", "epochs", "head_hidden", "restart_epochs", "step_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1 but got {getattr(self, name)}.")
+        if self.head_hidden > MAX_HEAD_HIDDEN:
+            raise ValueError(f"head_hidden must be at most {MAX_HEAD_HIDDEN} but got {self.head_hidden}.")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0 but got {self.patience}.")
         if not 0.0 <= self.label_smoothing < 1.0:

@@ -69,10 +69,20 @@ def kept_trials(study: optuna.Study, keep_top: int) -> set[int]:
     return {n for _, n in scored[:keep_top]} | {t.number for t in trials if not t.state.is_finished()}
 
 
-def trial_folders(store: TrialStore, keep: set[int]) -> list[Removal]:
-    return [Removal(store.trial_dir(n), disk_size(store.trial_dir(n)), f"trial {n} is not kept",
-                    not_a_trial_folder)
-            for n in store.trial_numbers() if n not in keep]
+def trial_folders(store: TrialStore, keep: set[int], trials: set[int] | None = None) -> list[Removal]:
+    """The folders of the study's trials outside ``keep``. A folder the store did not name (a
+    hand-made ``trial_0099`` beside ``trial_00099``) or of no trial in ``trials`` was not written
+    for this study: it is left alone, and logged as such."""
+    found = []
+    ours = {store.trial_dir(n).name for n in store.trial_numbers() if trials is None or n in trials}
+    for path in sorted(store.root.glob("trial_*")) if store.root.is_dir() else []:
+        if path.name not in ours:
+            log.info("left alone: %s is not the folder of a trial of this study", path)
+    for n in store.trial_numbers():
+        path = store.trial_dir(n)
+        if path.name in ours and path.is_dir() and n not in keep:
+            found.append(Removal(path, disk_size(path), f"trial {n} is not kept", not_a_trial_folder))
+    return found
 
 
 def trial_artifacts(study: optuna.Study, workdir: Path, keep: set[int]) -> list[Removal]:
@@ -159,7 +169,8 @@ def plan(
     spec = study_spec(study, None, study_file)
     default = spec.keep_top if spec else StudySpec.__dataclass_fields__["keep_top"].default
     keep = kept_trials(study, default if keep_top is None else keep_top)
-    return (trial_folders(TrialStore(workdir, study.study_name), keep)
+    trials = {t.number for t in study.get_trials(deepcopy=False)}
+    return (trial_folders(TrialStore(workdir, study.study_name), keep, trials)
             + trial_artifacts(study, workdir, keep)
             + unused_caches(workdir / "cache", used_cache_sizes(study_storage(study), spec))
             + stale_temps(workdir, temp_roots))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from search.cli import report_error, setup_logging
+from search.cli import os_error_line, report_error, setup_logging
 from search.deploy.manifest import Manifest
 from search.deploy.writer import BundleSpec, MemberSource, check_out, write_bundle
 from search.ensemble.args import add_selection_args, outcome_from_args
@@ -27,6 +27,18 @@ from search.track.records import ensemble_log
 log = logging.getLogger("search.export")
 
 RULE_CHOICES = ("auto", "on", "off")
+MIN_OPSET = 7  # the oldest opset torch's TorchScript exporter writes
+
+
+def opset_arg(text: str) -> int:
+    """argparse type: an ONNX opset torch can write (a newer one than it knows fails at export)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < MIN_OPSET:
+        raise argparse.ArgumentTypeError(f"expected an ONNX opset >= {MIN_OPSET} (default 17) but got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_selection_args(p, max_members=5)
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    p.add_argument("--opset", type=opset_arg, default=17, help=f"ONNX opset (default 17; from {MIN_OPSET})")
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -154,6 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ensemble logged to {track_ensemble(args.track, workdir, record, args.track_to)}")
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         return report_error(log, exc, args.verbose)
+    except OSError as exc:  # a full disk, a read-only place: the writer removed its temporary folder
+        log.error("%s; nothing was written to %s", os_error_line(exc, "writing the bundle"), args.out,
+                  exc_info=args.verbose)
+        return 1
+    except KeyboardInterrupt:
+        log.warning("interrupted: nothing was written to %s (the temporary folder was removed)", args.out)
+        return 130
     sel = manifest.metrics["selection"]
     method = shipped_method(outcome, args.decision_rule)
     estimate, on = outcome.estimate(method)

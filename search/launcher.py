@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-import sqlalchemy.exc
 
 from runners.devices import NUM_WORKERS_ENV
 from search.checks import GaveUp
@@ -42,7 +41,7 @@ from search.reaper import reap_orphans, worker_tag
 from search.runstudy import print_summary, run_study
 from search.secretfilter import hide_secrets
 from search.signals import install_interrupt_handlers
-from search.storage import redact, storage_error, takes_concurrent_writers
+from search.storage import STORAGE_ERRORS, redact, storage_error, takes_concurrent_writers
 from search.study import StudySpec, cache_sizes
 from search.tracebackfilter import quiet_expected_tracebacks
 from search.trialbudget import count_trials
@@ -264,7 +263,7 @@ def _worker_process(opts: RunOptions, slot: WorkerSlot, level: int) -> None:
     except GaveUp as exc:
         log.error("worker %d: %s", slot.index, exc)
         code = 1
-    except sqlalchemy.exc.OperationalError as exc:
+    except STORAGE_ERRORS as exc:
         log.error("worker %d: %s", slot.index, storage_error(opts.storage_url, exc))
         code = 1
     except Exception:

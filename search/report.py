@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from runners.classes import CLASS_NAMES, NUM_CLASSES, OLD_BAND, decompose
 from search.atomic import write_text
-from search.cli import setup_logging
+from search.cli import os_error_line, setup_logging
 from search.cli.studyargs import add_study_args, storage_url, study_ref
 from search.data.errors import DataError
 from search.ensemble.candidates import open_stored_study
@@ -317,11 +317,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:  # no study, no storage; a --bundle of another study
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    out = args.out or args.workdir / "reports" / f"{ref.name}.html"
+    if out.is_dir():
+        print(f"error: --out {out} is a folder; name an HTML file, e.g. --out {out / (ref.name + '.html')}",
+              file=sys.stderr)
+        return 2
     try:
-        out = write_report(study, args.out or args.workdir / "reports" / f"{ref.name}.html", galleries)
+        out = write_report(study, out, galleries)
     except OutputExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the atomic write left no partial file
+        print(f"error: {os_error_line(exc, f'writing the report {out}')}", file=sys.stderr)
+        return 1
     print(f"report: {out}")
     return 0
 

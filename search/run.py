@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
-import sqlalchemy.exc
 
 from runners.devices import AUGMENT_PLACES
+from search.cli import positive_int
 from search.budget import process_started_at
 from search.checks import GaveUp, check_workdir
 from search.launcher import run_local_workers
@@ -35,7 +35,7 @@ from search.refit.phase import refit_phase
 from search.runstudy import print_summary, run_study
 from search.secretfilter import hide_secrets
 from search.signals import install_signal_handlers
-from search.storage import DEFAULT_WORKDIR, storage_error
+from search.storage import DEFAULT_WORKDIR, STORAGE_ERRORS, storage_error
 from search.threads import set_torch_threads
 from search.tracebackfilter import quiet_expected_tracebacks
 from search.track import add_track_args
@@ -84,17 +84,6 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
     return p
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 but got {text!r}")
-    return value
-
-
 def options_from_args(args: argparse.Namespace) -> RunOptions:
     fields = {f.name for f in dataclasses.fields(RunOptions)}
     return RunOptions(**{k: v for k, v in vars(args).items() if k in fields}, started_at=process_started_at())
@@ -128,7 +117,7 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
     except GaveUp as exc:
         log.error("%s", exc)
         return 1
-    except sqlalchemy.exc.OperationalError as exc:
+    except STORAGE_ERRORS as exc:  # unreachable, or a user without rights on the tables
         log.error("%s", storage_error(opts.storage_url, exc))
         return 1
     print_summary(study, opts)

@@ -25,7 +25,7 @@ from search.progress import run_watch
 from search.reaper import WORKER_ATTR, reap_orphans, worker_tag
 from search.storage import DEFAULT_WORKDIR, dashboard_command, redact
 from search.track import TrackCallback, open_tracker, view_command
-from search.trialbudget import StopAtBudget, count_trials
+from search.trialbudget import StopAtBudget, count_trials, fail_stale
 from search.urls import PASSWORD_NOTE, has_password
 
 log = logging.getLogger("search")
@@ -44,6 +44,12 @@ def run_study(opts: RunOptions) -> optuna.Study:
     if remaining <= 0:
         log.info("study %s already has %d finished trials (budget %d); pass --n-trials to run more",
                  study.study_name, count_trials(study), spec.n_trials)
+        return study
+    fail_stale(study)  # a dead remote worker's trial is not on its way
+    running = count_trials(study, (TrialState.RUNNING,))
+    if running >= remaining:  # other workers' trials take the rest: starting one would only record a FAIL
+        log.info("study %s: the budget of %d trials is taken by %d finished and %d running trials; nothing to "
+                 "start (pass --n-trials to run more)", study.study_name, spec.n_trials, count_trials(study), running)
         return study
     watch = run_watch(study, spec.n_trials, budget, TrialNeeds.of(spec), opts.progress)
     objective = worker_objective(

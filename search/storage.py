@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
 from optuna.storages.journal import JournalFileBackend
@@ -71,11 +72,22 @@ def with_driver(url: str) -> str:
     return url
 
 
+STORAGE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
+
+
 def storage_error(url: str, exc: Exception) -> str:
-    """One line for a storage that cannot be reached (down, wrong host, database or password)."""
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    return (f"cannot use the storage {redact(url)}: {scrub(reason, url_secrets(url))}. "
-            "Check that the server runs and that the host, port, database, user and password are right.")
+    """One line for a storage that cannot be reached (down, wrong host, database or password) or
+    that refuses this user (no rights on its tables)."""
+    if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ is not None:
+        exc = exc.__cause__  # Optuna's text guesses "exceeding max length"; the database's says why
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    reason = lines[0] if lines else type(exc).__name__
+    if "permission denied" in reason.lower():
+        fix = ("The user lacks rights on the database's tables: run search.run as the database's owner, or "
+               "have the owner GRANT ALL ON ALL TABLES IN SCHEMA public (and ON ALL SEQUENCES) TO that user.")
+    else:
+        fix = "Check that the server runs and that the host, port, database, user and password are right."
+    return f"cannot use the storage {redact(url)}: {scrub(reason, url_secrets(url))}. {fix}"
 
 
 def open_storage(url: str, settings: StorageSettings = StorageSettings()) -> optuna.storages.BaseStorage:

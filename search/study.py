@@ -48,16 +48,23 @@ SAMPLERS = ("tpe", "random")
 
 
 def study_path(name_or_path: str | Path) -> Path:
+    """The file of a study name (``studies/<name>.toml``) or of a .toml path; StudyFileError naming
+    what was given when there is none (a .toml path is never looked up with .toml added again)."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" and path.exists():
+    available = f"Available studies: {', '.join(list_studies())}."
+    if path.suffix != ".toml" and (STUDIES_DIR / f"{name_or_path}.toml").is_file():
+        return STUDIES_DIR / f"{name_or_path}.toml"
+    if path.is_dir():
+        raise StudyFileError(f"--study {str(name_or_path)!r} is a folder; name a study file (.toml) or a study "
+                             f"of {STUDIES_DIR}. {available}")
+    if path.suffix != ".toml":
+        raise StudyFileError(f"No study named {str(name_or_path)!r}: expected {STUDIES_DIR / f'{name_or_path}.toml'}. "
+                             f"{available}")
+    if path.exists():  # a file, or a device such as /dev/null (then it reads as empty)
         return path
-    candidate = STUDIES_DIR / f"{name_or_path}.toml"
-    if candidate.exists():
-        return candidate
-    raise StudyFileError(
-        f"No study named {str(name_or_path)!r}: expected {candidate}. "
-        f"Available studies: {', '.join(list_studies())}."
-    )
+    if path.parent == Path(".") and (STUDIES_DIR / path.name).is_file():
+        return STUDIES_DIR / path.name
+    raise StudyFileError(f"No study file {str(name_or_path)!r}: {path.absolute()} does not exist. {available}")
 
 
 def list_studies() -> list[str]:
@@ -70,9 +77,18 @@ def load_study_spec(name_or_path: str | Path, profile: str = "cpu") -> StudySpec
         raise StudyFileError(f"profile must be one of {list(PROFILES)} but got {profile!r}.")
     path = study_path(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+        raw = tomllib.loads(text)
+    except UnicodeDecodeError as exc:
+        raise StudyFileError(f"{path}: not a text study file (byte {exc.start} is not UTF-8); "
+                             "pass a TOML study file such as studies/smoke.toml.") from exc
     except tomllib.TOMLDecodeError as exc:
         raise StudyFileError(f"{path}: not valid TOML ({exc}).") from exc
+    except OSError as exc:
+        raise StudyFileError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
+    if not raw:
+        raise StudyFileError(f"{path} is empty (no table, no key); a study file needs at least [study] and "
+                             "[params] (see studies/smoke.toml).")
     spec = _parse(raw, path, profile)
     for other in PROFILES:  # a mistake in another profile's known-good trials shows on any load
         if other != profile and "enqueue" in raw.get("profiles", {}).get(other, {}):
@@ -91,8 +107,14 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
                         f"profiles.{pname}")
     chosen = profiles.get(profile, {})
 
-    fixed = {**raw.get("fixed", {}), **chosen.get("fixed", {})}
-    raw_params = {**raw.get("params", {}), **chosen.get("params", {})}
+    _reject_both(raw, path, "")
+    _reject_both(chosen, path, f"profiles.{profile}.")
+    # a profile's table overrides the base tables: its params search what [fixed] holds, its fixed
+    # holds what [params] searches
+    base_fixed = {k: v for k, v in raw.get("fixed", {}).items() if k not in chosen.get("params", {})}
+    base_params = {k: v for k, v in raw.get("params", {}).items() if k not in chosen.get("fixed", {})}
+    fixed = {**base_fixed, **chosen.get("fixed", {})}
+    raw_params = {**base_params, **chosen.get("params", {})}
     config_keys = {f.name for f in dataclasses.fields(TrialConfig)}
     for section, table in (("fixed", fixed), ("params", raw_params)):
         for key in table:
@@ -107,8 +129,6 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
             params[key] = parse_param(key, value)
         except ValueError as exc:
             raise StudyFileError(f"{path}: params.{key}: {exc}") from exc
-    for key in set(params) & set(fixed):
-        del fixed[key]  # a profile may search what the base table fixes
 
     for key, annotation in (("description", "str"), ("space", "str"), ("timeout_s", "float | None")):
         problem = type_problem(study.get(key), annotation if key == "timeout_s" else f"{annotation} | None")
@@ -178,6 +198,19 @@ def _refit(raw: dict[str, Any], chosen: dict[str, Any], path: Path, profile: str
             f"(0.4: 40 % for the refit), got {spec.time_share!r}."
         )
     return spec
+
+
+def _reject_both(table: dict[str, Any], path: Path, where: str) -> None:
+    """A key in both [fixed] and [params] of one table: which one was meant cannot be told."""
+    fixed, params = table.get("fixed", {}), table.get("params", {})
+    if not isinstance(fixed, dict) or not isinstance(params, dict):
+        return  # _reject_unknown names the table that is not a table
+    both = sorted(set(fixed) & set(params))
+    if both:
+        raise StudyFileError(
+            f"{path}: {', '.join(both)} is in both [{where}fixed] and [{where}params]; keep it in one of them "
+            "(fixed to hold it constant, params to search it)."
+        )
 
 
 def _enqueue(tables: Any, spec: StudySpec, path: Path) -> tuple[dict[str, Any], ...]:

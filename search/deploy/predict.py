@@ -25,7 +25,7 @@ import pandas as pd
 from PIL import Image
 
 from search.atomic import write_text
-from search.cli import add_verbose, report_error, setup_logging
+from search.cli import add_verbose, os_error_line, report_error, setup_logging
 from search.data import DataError, load_eval
 from search.deploy.bundle import Bundle
 from search.deploy.graph import BACKENDS
@@ -145,6 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = write_submission(table, args.out, args.bundle)
     except (ValueError, FileNotFoundError, OutputExistsError, DataError) as exc:
         return report_error(log, exc, args.verbose)
+    except KeyboardInterrupt:
+        log.warning("interrupted: no submission was written")
+        return 130
+    except OSError as exc:  # a full disk, a read-only place: the atomic write left no partial file
+        line = os_error_line(exc, f"writing {args.out}")
+        log.error("%s; no submission was written", line, exc_info=args.verbose)
+        return 1
     counts = table["ans"].value_counts().sort_index()
     print(
         f"wrote {len(table)} predictions to {out.resolve()} "

@@ -28,6 +28,7 @@ from search.deploy.graph import (
     member_resize,
     onnx_predict,
     onnx_session,
+    probe_images,
     torch_predict,
 )
 from search.deploy.manifest import (
@@ -137,7 +138,7 @@ def write_bundle(
             )
         net = build_ensemble(nets, [m.weight for m in members], spec.offsets, spec.vote)
         export_onnx(net, tmp / ONNX_FILE, spec_input.height, spec_input.width, spec.opset)
-        check_onnx(net, tmp / ONNX_FILE, spec_input.height, spec_input.width)
+        probe = check_onnx(net, tmp / ONNX_FILE, spec_input.height, spec_input.width)
         manifest = Manifest(
             members=members,
             input=spec_input,
@@ -149,6 +150,7 @@ def write_bundle(
             opset=spec.opset,
             metrics=spec.metrics,
             extra=spec.extra,
+            probe=tuple(tuple(float(v) for v in row) for row in probe),
         ).write(tmp)
         Manifest.read(tmp, verify=True)
         check_out(out, overwrite)  # again: something may have appeared at out during the export
@@ -156,18 +158,26 @@ def write_bundle(
     return manifest
 
 
-def check_onnx(net: Any, path: Path, height: int, width: int) -> None:
-    """onnx.checker on the file, then onnxruntime against torch on a batch of another size."""
+def check_onnx(net: Any, path: Path, height: int, width: int) -> np.ndarray:
+    """onnx.checker on the file, then onnxruntime against torch on a random batch of another size
+    and on the probe batch; returns torch's probabilities on the probe (recorded in the manifest)."""
     import onnx
 
     onnx.checker.check_model(str(path), full_check=True)
-    images = np.random.default_rng(0).integers(0, 256, (3, height, width, 3), dtype=np.uint8)
+    random = np.random.default_rng(0).integers(0, 256, (3, height, width, 3), dtype=np.uint8)
+    images = np.concatenate([random, probe_images(height, width)])
     expected = torch_predict(net, images)
     got = onnx_predict(onnx_session(path), images)
     diff = float(np.abs(expected - got).max())
+    if not np.isfinite(expected).all():
+        raise BundleError(
+            f"the ensemble gives non-finite probabilities on a test batch (weights {net.weights.tolist()}); "
+            "choose finite, moderate --weights."
+        )
     if got.shape != expected.shape or diff > ONNX_TOLERANCE:
         raise BundleError(
             f"the exported {path.name} disagrees with torch by {diff:.2e} (> {ONNX_TOLERANCE}) on a test "
             "batch; try another --opset."
         )
     log.info("ONNX check passed: max |torch - onnxruntime| = %.2e", diff)
+    return expected[len(random):]

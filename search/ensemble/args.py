@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from search.cli import add_verbose
+from search.cli import add_verbose, positive_int
 from search.cli.studyargs import StudyRef, add_study_args, study_ref
 from search.ensemble.candidates import load_candidates
 from search.ensemble.honest import MODES
@@ -27,9 +27,9 @@ def add_selection_args(p: argparse.ArgumentParser, max_members: int = 5) -> None
         metavar="NAME",
         help="another stored study on the same data and split whose trials also compete (repeatable)",
     )
-    p.add_argument("--max-members", type=int, default=max_members, help="distinct trials in the ensemble")
+    p.add_argument("--max-members", type=positive_int, default=max_members, help="distinct trials in the ensemble")
     p.add_argument(
-        "--max-picks", type=int, default=20, help="greedy rounds (with replacement); weights = picks/total"
+        "--max-picks", type=positive_int, default=20, help="greedy rounds (with replacement); weights = picks/total"
     )
     p.add_argument(
         "--max-per-backbone", type=int, default=2, help="distinct members per backbone (0 = no cap)"

@@ -26,7 +26,14 @@ from optuna.trial import FrozenTrial, TrialState
 from runners.classes import NUM_CLASSES
 from search.ensemble.selection import Candidate
 from search.refit.members import with_refits
-from search.storage import DEFAULT_WORKDIR, default_storage_url, open_storage, redact, storage_error
+from search.storage import (
+    DEFAULT_WORKDIR,
+    STORAGE_ERRORS,
+    default_storage_url,
+    open_storage,
+    redact,
+    storage_error,
+)
 from search.study_attrs import StudyAttrs
 from search.trialstore import TrialStore, Validation
 
@@ -57,7 +64,7 @@ def open_stored_study(name: str, storage_url: str) -> optuna.Study:
     try:
         storage = open_storage(storage_url)
         return optuna.load_study(study_name=name, storage=storage)
-    except sqlalchemy.exc.SQLAlchemyError as exc:
+    except STORAGE_ERRORS as exc:
         raise ValueError(storage_error(storage_url, exc)) from exc
     except KeyError:
         names = sorted(

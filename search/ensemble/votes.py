@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 VOTES = ("soft", "hard")
+MAX_WEIGHT = 1e6  # a member's vote weight; the bundle manifest refuses more (search.deploy.manifest.MAX_WEIGHT)
 TIE_TOLERANCE = 1e-6  # vote totals closer than this are a tie (weights are floats)
 TIE_SCALE = 1e-6  # lift of a tied class per unit of its soft-vote probability
 
@@ -86,6 +87,11 @@ def parse_weights(text: str, study: str) -> tuple[tuple[str, float], ...]:
                 f"--weights entry {part!r} must be TRIAL=WEIGHT (e.g. 3=2 or {study}#3=2), the weight "
                 "a number."
             )
+        if not 0 <= weight <= MAX_WEIGHT:
+            raise ValueError(
+                f"--weights entry {part!r}: the weight must be from 0 to {MAX_WEIGHT:g} (only their ratios "
+                f"matter, e.g. 3=2,7=1), but is {weight:g}."
+            )
         out.append((name if "#" in name else f"{study}#{name}", weight))
     if not out:
         raise ValueError(f"--weights {text!r} names no member; give TRIAL=WEIGHT pairs such as 3=2,7=1.")
@@ -131,6 +137,10 @@ def combine(probs: Sequence[np.ndarray], weights: Sequence[float] | None, vote: 
 
 def _normalised(n: int, weights: Sequence[float] | None) -> np.ndarray:
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+    with np.errstate(over="ignore"):
+        total = w.sum() if w.shape == (n,) else 0.0
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or total <= 0:
         raise ValueError(f"vote weights must be {n} finite values >= 0, not all 0, but got {weights!r}.")
+    if not np.isfinite(total):  # each finite, their sum not: scale down before normalising
+        w = w / w.max()
     return w / w.sum()

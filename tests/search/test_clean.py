@@ -144,3 +144,23 @@ def test_clean_keeps_a_trial_folder_a_user_added_to(tmp_path: Path, caplog: pyte
     assert (store.trial_dir(1) / "notes.txt").read_text() == "mine"
     assert f"kept {store.trial_dir(1)}: it is not what this harness wrote there (it holds notes.txt" in caplog.text
     assert store.retain({0}) == [] and store.trial_dir(1).is_dir()
+
+
+def test_clean_leaves_a_hand_made_trial_folder_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23: trial_0099 (four digits, no trial 99) was listed as trial_00099 and left while
+    --yes said it was removed; a folder the store did not write is neither listed nor removed."""
+    from search.clean import main
+
+    url, _ = _study(tmp_path, [0.9, 0.5])
+    store = TrialStore(tmp_path, "s")
+    notes = store.root / "trial_0099"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    stray = store.trial_dir(99)  # the store's name, but no trial 99 in the study
+    stray.mkdir()
+    args = ["--name", "s", "--storage", url, "--workdir", str(tmp_path), "--keep-top", "1", "--yes"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "trial_0099" not in out and "trial_00099" not in out
+    assert str(store.trial_dir(1)) in out and not store.trial_dir(1).exists()
+    assert (notes / "notes.txt").read_text() == "mine" and stray.is_dir()

@@ -168,4 +168,28 @@ def test_report_out_replaces_an_earlier_report_and_nothing_else(tmp_path: Path, 
     page = tmp_path / "page.html"
     assert main([*args, "--out", str(page)]) == 0 and main([*args, "--out", str(page)]) == 0  # its own page
     assert main([*args, "--out", str(tmp_path)]) == 2
-    assert "it is a folder, not a file" in capsys.readouterr().err
+    assert "is a folder; name an HTML file" in capsys.readouterr().err
+
+
+def test_report_out_naming_a_folder_is_one_line(tmp_path: Path, capsys) -> None:
+    """Issue 23: --out naming a folder was a traceback from the final rename."""
+    _recorded_study(f"sqlite:///{tmp_path / 'fake.db'}")
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    code = main(["--name", "fake", "--storage", f"sqlite:///{tmp_path / 'fake.db'}", "--out", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--out {folder} is a folder; name an HTML file" in err
+    assert len(err.strip().splitlines()) == 1 and list(folder.iterdir()) == []
+
+
+def test_report_on_a_full_disk_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    import search.atomic
+    from tests.support.diskfull import fill_disk
+
+    study = _recorded_study(f"sqlite:///{tmp_path / 'fake.db'}")
+    fill_disk(monkeypatch, search.atomic)
+    out = tmp_path / "r.html"
+    code = main(["--name", "fake", "--storage", f"sqlite:///{tmp_path / 'fake.db'}", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "No space left on device" in err and "free some disk space" in err
+    assert study.trials and not out.exists() and not list(tmp_path.glob(".r.html*")), "no partial file left"

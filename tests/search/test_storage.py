@@ -152,3 +152,34 @@ def test_verbose_adds_the_traceback_to_the_one_line(
     assert rc == 2
     (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert error.getMessage().startswith("cannot use the storage") and error.exc_info
+
+
+def test_a_postgresql_user_without_table_rights_is_told_so(
+    pg_url: str, bench: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 23: a role that may log in but not use the tables got Optuna's guess, "exceeding max
+    length", as a traceback; now one line with the database's reason, the fix and no password."""
+    import secrets
+
+    import sqlalchemy
+
+    from search.options import RunOptions
+    from search.run import execute
+    from search.storage import open_storage, with_driver
+
+    open_storage(pg_url)  # the owner creates Optuna's tables
+    password, role = "pw" + secrets.token_hex(8), "reader_" + secrets.token_hex(4)  # roles are server-wide
+    engine = sqlalchemy.create_engine(with_driver(pg_url))
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+    engine.dispose()
+    owner = pg_url.split("//", 1)[1].split("@", 1)[0]
+    url = pg_url.replace(owner, f"{role}:{password}")
+    opts = RunOptions(study="smoke", data=bench, storage=url, workdir=tmp_path / "runs", device="cpu", n_trials=1)
+    with caplog.at_level(logging.INFO):
+        assert execute(opts) == 1
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    message = error.getMessage()
+    assert "permission denied for table" in message and "GRANT ALL ON ALL TABLES" in message
+    assert "max length" not in message and password not in message and "\n" not in message
+    assert not error.exc_info

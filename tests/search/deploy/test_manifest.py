@@ -43,7 +43,8 @@ def a_bundle(root: Path, **changes: object) -> Manifest:
             MemberPreprocessing(48, 48, "full", (0.4, 0.4, 0.4), (0.2, 0.2, 0.2)),
         ),
     ]
-    fields = {"members": members, "input": InputSpec(48, 48, "full"), "vote": "hard", "weights_from": "given"}
+    fields = {"members": members, "input": InputSpec(48, 48, "full"), "vote": "hard", "weights_from": "given",
+              "probe": ((1 / 18,) * 18,) * 2}
     return Manifest(**{**fields, **changes}).write(root)  # type: ignore[arg-type]
 
 
@@ -74,9 +75,9 @@ def test_a_written_manifest_reads_back_equal(tmp_path: Path) -> None:
 def test_a_bundle_of_the_previous_format_asks_for_a_new_export(tmp_path: Path) -> None:
     a_bundle(tmp_path)
     path = tmp_path / MANIFEST
-    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 1}))
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 2}))
     with pytest.raises(
-        BundleError, match=r"format_version 1, .*reads format 2 only; export the bundle again"
+        BundleError, match=r"format_version 2, .*reads format 3 only; export the bundle again"
     ):
         Manifest.read(tmp_path)
 

@@ -335,3 +335,35 @@ def test_a_rerun_replaces_its_own_submission(tmp_path: Path) -> None:
     out.write_text("ImageID,ans,notes\na.jpg,0,mine\n")
     with pytest.raises(OutputExistsError, match="is not a submission"):
         write_submission(table, out)
+
+
+def test_a_full_disk_during_predict_is_one_line_and_writes_nothing(
+    bundle_dir: Path, tiny_study: TinyStudy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 23: ENOSPC while writing the submission was a traceback."""
+    import search.atomic
+    from tests.support.diskfull import fill_disk
+
+    fill_disk(monkeypatch, search.atomic)
+    out = tmp_path / "submission.csv"
+    argv = ["--bundle", str(bundle_dir), "--data", str(tiny_study.data_root / "eval"), "--out", str(out),
+            "--device", "cpu"]
+    assert main(argv) == 1
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "No space left on device" in error.getMessage() and "no submission was written" in error.getMessage()
+    assert not error.exc_info and os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_during_predict_exits_130_and_writes_nothing(
+    bundle_dir: Path, tiny_study: TinyStudy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search.deploy.predict as cli
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "predict_eval", interrupted)
+    argv = ["--bundle", str(bundle_dir), "--data", str(tiny_study.data_root / "eval"), "--out",
+            str(tmp_path / "s.csv"), "--device", "cpu"]
+    assert main(argv) == 130 and os.listdir(tmp_path) == []

@@ -108,3 +108,15 @@ def test_hard_vote_weights_are_learned_for_the_hard_vote() -> None:
     assert sel.score >= best_single
     with pytest.raises(ValueError, match="vote must be one of"):
         select(cands, labels, vote="majority")
+
+
+def test_weights_whose_sum_overflows_are_refused_or_scaled() -> None:
+    """Issue 23: --weights 0=1e308,1=1e308 was reported as "got (0.0, 0.0)"."""
+    from search.ensemble.votes import parse_weights
+
+    with pytest.raises(ValueError, match=r"--weights entry '0=1e308': the weight must be from 0 to 1e\+06"):
+        parse_weights("0=1e308,1=1e308", "s")
+    with pytest.raises(ValueError, match=r"--weights entry '3=-1': the weight must be from 0"):
+        parse_weights("3=-1", "s")
+    probs = [np.full((2, 18), 1 / 18), np.eye(18)[:2]]
+    np.testing.assert_allclose(soft_vote(probs, [1.7e308, 1.7e308]), soft_vote(probs, [1, 1]))
