@@ -128,7 +128,7 @@ def harness(args: Any, bench: Path, timeout_s: float, seed: int) -> dict[str, An
     submission = pd.read_csv(workdir / "submission.csv", dtype={"ImageID": str})
     return {"workdir": str(workdir), "seconds": seconds, "trials": counts, "honest": honest,
             "members": len(manifest["members"]), "decision_rule": manifest.get("decision_rule"),
-            "submission": submission}
+            "shipped": manifest["metrics"].get("shipped"), "submission": submission}
 
 
 def one_seed(args: Any, seed: int) -> dict[str, Any]:
@@ -143,11 +143,13 @@ def one_seed(args: Any, seed: int) -> dict[str, Any]:
     side = harness(args, bench, budget * args.study_share, seed)
     sub = side.pop("submission")
     ours = score(labels.loc[sub["ImageID"]], sub["ans"].to_numpy())
-    exported = "selected + decision rule" if side["decision_rule"] else "selected ensemble"
+    shipped = side["shipped"]  # the row export chose, with its estimate (out-of-fold for the fold groups' vote)
+    exported = shipped["method"] if shipped else "selected + decision rule" if side["decision_rule"] else "selected ensemble"
+    estimate = shipped["estimate"]["macro_f1"] if shipped else side["honest"][exported]
     return {"bench": str(bench), "seed": seed, "plain": {"scores": plain_scores, "seconds": plain["seconds"],
                                                           "best_val_macro_f1": plain["best_val_macro_f1"],
                                                           "history": plain["history"], "reused": plain["reused"]},
-            "harness": {"scores": ours, "honest_estimate": side["honest"][exported], "exported_method": exported,
+            "harness": {"scores": ours, "honest_estimate": estimate, "exported_method": exported,
                         "seconds_total": sum(side["seconds"].values()), "budget_seconds": budget, **side}}
 
 

@@ -9,6 +9,8 @@ Pieces (each usable alone, e.g. by a loader benchmark):
   vectorised gather; with augmentation each image goes through the albumentations pipeline.
   Given ``augmented`` flags (one per position), only the flagged images are augmented and the
   batch carries the flags third, for a set that runs on the device.
+  When the set carries the people's real ages (the ordinal head learns from them), the batch
+  ends with them as int64, after the flags if any.
 - ``make_loader``: a DataLoader over ``BatchGather`` (seeded order, optional weighted sampler
   for oversampling, worker processes, pinned memory).
 - ``device_batches``: iterates a loader one batch ahead, in a background thread when the loader
@@ -38,7 +40,7 @@ from torch.utils.data import (
 
 from runners.classes import NUM_CLASSES
 
-Batch = tuple[torch.Tensor, ...]  # images, labels[, bool flags of the images to augment]
+Batch = tuple[torch.Tensor, ...]  # images, labels[, bool flags of the images to augment][, int64 ages]
 
 
 @dataclass
@@ -46,10 +48,13 @@ class ImageSet:
     images: np.ndarray  # (N_all, H, W, 3) uint8 RGB; may be a shared read-only memmap
     rows: np.ndarray  # int64 indices into images used by this set
     labels: np.ndarray  # int64 class ids 0..17 aligned with rows
+    ages: np.ndarray | None = None  # int64 real ages aligned with rows (what the ordinal head learns)
 
     def __post_init__(self) -> None:
         self.rows = np.asarray(self.rows, dtype=np.int64)
         self.labels = np.asarray(self.labels, dtype=np.int64)
+        if self.ages is not None:
+            self.ages = np.asarray(self.ages, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -68,6 +73,10 @@ class ImageSet:
             raise ValueError(
                 f"{name}.rows and {name}.labels must be 1-D of equal length but got {self.rows.shape} and "
                 f"{self.labels.shape}."
+            )
+        if self.ages is not None and self.ages.shape != self.rows.shape:
+            raise ValueError(
+                f"{name}.ages must hold one age per row ({len(self.rows)}) but has shape {self.ages.shape}."
             )
         if len(self.rows) == 0:
             raise ValueError(f"{name} set is empty: it needs at least one image.")
@@ -102,7 +111,8 @@ class BatchGather(Dataset[Batch]):
         labels = torch.from_numpy(self.data.labels[pos])
         flags = None if self.augmented is None else self.augmented[pos]
         images = self._images(rows, flags)
-        return (images, labels) if flags is None else (images, labels, torch.from_numpy(flags))
+        batch = (images, labels) if flags is None else (images, labels, torch.from_numpy(flags))
+        return batch if self.data.ages is None else (*batch, torch.from_numpy(self.data.ages[pos]))
 
     def _images(self, rows: np.ndarray, flags: np.ndarray | None) -> torch.Tensor:
         if self.transform is None or (flags is not None and not flags.any()):
@@ -194,8 +204,9 @@ def _cuda_ahead(it: Iterator[Batch], device: torch.device) -> Iterator[Batch]:
     while ahead is not None:
         torch.cuda.current_stream(device).wait_stream(stream)
         current = ahead
-        for t in current[:2]:
-            t.record_stream(torch.cuda.current_stream(device))  # memory made on `stream`, used here
+        for t in current:
+            if t.device.type == "cuda":
+                t.record_stream(torch.cuda.current_stream(device))  # memory made on `stream`, used here
         pending = next(it, None)
         ahead = send(pending) if pending is not None else None
         yield current

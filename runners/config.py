@@ -11,7 +11,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-HEADS = ("single", "multi")  # one 18-way head, or mask(3)+gender(2)+age(3) heads combined
+# one 18-way head; mask(3)+gender(2)+age(3) heads combined; or mask(3)+gender(2)+ordinal age, which learns
+# the real ages as cumulative logits per year (runners/ordinal.py) and gives the same 18 classes
+HEADS = ("single", "multi", "ordinal")
 HEAD_TYPES = ("linear", "mlp")  # timm's classifier, or Linear-BatchNorm1d-ReLU-Dropout-Linear
 OPTIMIZERS = ("adamw", "adam", "sgd")  # sgd: momentum 0.9, nesterov
 # cosine: warm-up then cosine to 0; cosine_restarts: cycles of restart_epochs; step: x lr_decay every
@@ -20,6 +22,7 @@ SCHEDULES = ("cosine", "cosine_restarts", "step", "plateau", "constant")
 AUGMENT_SCOPES = ("all", "oversampled")  # oversampled: only the extra copies of oversampled rows
 CLASS_WEIGHTINGS = ("none", "inverse", "sqrt_inverse")
 OVERSAMPLING = ("none", "rare", "old")  # rare: classes below median size; old: age band 2
+MAX_HEAD_HIDDEN = 1 << 16  # an mlp head wider than this is a typo (its weights alone would take gigabytes)
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,8 @@ class TrialConfig:
     head_dropout: float = 0.0  # mlp head: dropout after its hidden layer
     drop_rate: float = 0.0  # timm's dropout before the classifier
     # labels and loss
-    age_cutoff: int = 60  # training labels only; validation always uses >= 60
+    age_cutoff: int = 60  # training labels only (ordinal head: its old line); validation always uses >= 60
+    age_loss_weight: float = 1.0  # ordinal head: weight of the age-threshold loss beside the class loss
     focal_gamma: float = 0.0  # 0 = cross-entropy
     label_smoothing: float = 0.0
     class_weighting: str = "none"
@@ -77,10 +81,14 @@ class TrialConfig:
         for name in ("height", "width", "batch_size", "epochs", "head_hidden", "restart_epochs", "step_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1 but got {getattr(self, name)}.")
+        if self.head_hidden > MAX_HEAD_HIDDEN:
+            raise ValueError(f"head_hidden must be at most {MAX_HEAD_HIDDEN} but got {self.head_hidden}.")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0 but got {self.patience}.")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1) but got {self.label_smoothing}.")
+        if self.age_loss_weight < 0:
+            raise ValueError(f"age_loss_weight must be >= 0 but got {self.age_loss_weight}.")
         if self.focal_gamma < 0:
             raise ValueError(f"focal_gamma must be >= 0 but got {self.focal_gamma}.")
         if not 0.0 <= self.ema_decay < 1.0:

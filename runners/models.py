@@ -1,4 +1,5 @@
-"""The trial's classifier: a timm backbone, one or three heads, stages for unfrozen depth.
+"""The trial's classifier: a timm backbone, one or three heads (the age one may be ordinal,
+runners/ordinal.py), stages for unfrozen depth.
 
 Stages come from timm's own metadata so any backbone works: ``group_matcher(coarse=True)``
 (stem, one group per block stage, then the unmatched rest = head), or, for the few families
@@ -22,12 +23,14 @@ from torch import nn
 
 from runners.classes import NUM_AGE_BANDS, NUM_CLASSES, NUM_GENDERS, NUM_MASKS, decompose
 from runners.config import TrialConfig
+from runners.ordinal import NUM_ORDINAL_OUTPUTS, OrdinalCombine
 from runners.weights import check_backbone_name, create_backbone
 
 logger = logging.getLogger(__name__)
 
 # the 3-head variant's logits are laid out [mask | gender | age]
 _MASK, _GENDER, _AGE = NUM_MASKS, NUM_GENDERS, NUM_AGE_BANDS
+_OUTPUTS = {"single": NUM_CLASSES, "multi": _MASK + _GENDER + _AGE, "ordinal": NUM_ORDINAL_OUTPUTS}
 
 
 class MultiHeadCombine(nn.Module):
@@ -87,12 +90,16 @@ class TrialModel(nn.Module):
     statistics stay the pretrained ones.
     """
 
-    def __init__(self, net: nn.Module, backbone: str, head: str = "single") -> None:
+    def __init__(self, net: nn.Module, backbone: str, head: str = "single", age_cutoff: int = 60) -> None:
         super().__init__()
         self.net = net
         self.backbone = backbone
         self.head = head
-        self.combine: nn.Module = MultiHeadCombine() if head == "multi" else nn.Identity()
+        self.combine: nn.Module = nn.Identity()
+        if head == "multi":
+            self.combine = MultiHeadCombine()
+        elif head == "ordinal":
+            self.combine = OrdinalCombine(age_cutoff)
         groups = stage_groups(net)
         self.n_stages = len(groups) - 1
         self.head_names: frozenset[str] = frozenset(groups[-1])
@@ -101,6 +108,14 @@ class TrialModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.combine(self.net(x))
+
+    def forward_with_age(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class scores and the ordinal head's cumulative age logits (what its age loss trains);
+        a method beside ``forward``, so that the graph an export traces never sees the choice."""
+        if not isinstance(self.combine, OrdinalCombine):
+            raise ValueError(f"forward_with_age needs the ordinal head but this model's head is {self.head!r}.")
+        raw = self.net(x)
+        return self.combine(raw), self.combine.age_logits(raw)
 
     def train(self, mode: bool = True) -> TrialModel:
         super().train(mode)
@@ -125,10 +140,17 @@ class ClassifierWithPreprocess(nn.Module):
         self.register_buffer("shift", mean_t / std_t, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self._normalised(x))
+
+    def forward_with_age(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``TrialModel.forward_with_age`` of the normalised input (the ordinal head's training)."""
+        return self.model.forward_with_age(self._normalised(x))
+
+    def _normalised(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW view, channels_last in memory
         x = x.to(torch.float32, copy=True)  # always a new tensor: the in-place ops touch no caller's data
-        return self.model(x.mul_(self.scale).sub_(self.shift))
+        return x.mul_(self.scale).sub_(self.shift)
 
 
 def build_model(config: TrialConfig) -> TrialModel:
@@ -138,14 +160,14 @@ def build_model(config: TrialConfig) -> TrialModel:
         kwargs["img_size"] = (config.height, config.width)
     net = create_backbone(
         config.backbone,
-        num_classes=NUM_CLASSES if config.head == "single" else _MASK + _GENDER + _AGE,
+        num_classes=_OUTPUTS[config.head],
         pretrained=config.pretrained,
         weights_dir=config.weights_dir,
         **kwargs,
     )
     if config.head_type == "mlp":
         install_mlp_head(net, config.head_hidden, config.head_dropout)
-    model = TrialModel(net, config.backbone, config.head)
+    model = TrialModel(net, config.backbone, config.head, config.age_cutoff)
     apply_unfrozen_depth(model, config.unfrozen_depth)
     return model
 

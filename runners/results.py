@@ -41,6 +41,10 @@ class TrialResult:
     confusion: np.ndarray = field(default_factory=lambda: np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64))
     val_probs: np.ndarray | None = None  # (N_val, classes) float32 softmax of the best epoch, aligned with val.rows
     state_dict: dict[str, torch.Tensor] | None = None  # best epoch, CPU tensors (TrialModel keys)
+    # The last epoch's, kept (by keep="best") only when it is not the best epoch: validation people chose
+    # nothing about it, so the ensemble scores a trial on these (search.ensembling.candidates).
+    last_val_probs: np.ndarray | None = None
+    last_state_dict: dict[str, torch.Tensor] | None = None
     device: str = "cpu"
     augment_on: str = "none"  # where the augmentation set ran: "none" (no set), "loader" or "device"
     n_params: int = 0

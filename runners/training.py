@@ -38,6 +38,7 @@ from runners.models import (
     count_parameters,
     model_data_config,
 )
+from runners.ordinal import OrdinalAgeLoss
 from runners.results import EpochRecord, TrialResult
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,11 @@ def fit(
     placement = requested_augment_on(augment_on)
     train.check("train", config.height, config.width)
     val.check("val", config.height, config.width)
+    if config.head == "ordinal" and train.ages is None:
+        raise ValueError(
+            "head 'ordinal' learns age from the people's real ages, but the training set has none: "
+            "build its ImageSet with ages (TrainData.ages), or use head 'single' or 'multi'."
+        )
     workers = default_num_workers(config.augment) if num_workers is None else num_workers
     if workers < 0:
         raise ValueError(f"num_workers must be >= 0 but got {workers}.")
@@ -122,6 +128,8 @@ class _Run:
     train_loader: torch.utils.data.DataLoader
     val_loader: torch.utils.data.DataLoader
     criterion: FocalLoss
+    age_loss: OrdinalAgeLoss | None  # the ordinal head's loss on the real ages; None for other heads
+    age_loss_weight: float
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler | None
@@ -185,7 +193,11 @@ def _train_trial(
             return
         if best.bad_epochs > 0 and best.bad_epochs >= config.patience:
             result.reason = f"early_stopping at epoch {epoch}"
-            return
+            break
+    if result.history and result.best_epoch != result.history[-1].epoch:
+        result.last_val_probs = probs
+        kept = run.evaluated.model.state_dict()
+        result.last_state_dict = {k: v.detach().to("cpu", copy=True) for k, v in kept.items()}
 
 
 def _setup(
@@ -232,8 +244,9 @@ def _setup(
     # Validated and kept instead of the raw weights when on: early epochs at a high lr then score
     # what the run is heading for, not its noise, which is what pruning compares.
     ema = ModelEmaV3(net, decay=config.ema_decay, use_warmup=True) if config.ema_decay > 0 else None
-    return _Run(net, dev, amp, on_device, train_loader, val_loader, criterion, optimizer, scheduler, scaler,
-                plateau, ema)
+    age_loss = OrdinalAgeLoss().to(dev) if config.head == "ordinal" else None
+    return _Run(net, dev, amp, on_device, train_loader, val_loader, criterion, age_loss, config.age_loss_weight,
+                optimizer, scheduler, scaler, plateau, ema)
 
 
 def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
@@ -246,10 +259,11 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
         steps = tqdm(batches, total=run.steps_per_epoch, desc=f"epoch {epoch}", leave=False, disable=not progress)
         for step, batch in enumerate(steps, start=1):
             x, y = batch[0], batch[1]
+            flags = next((t for t in batch[2:] if t.dtype == torch.bool), None)
             if run.on_device is not None:
-                x = run.on_device(x, batch[2] if len(batch) > 2 else None)
+                x = run.on_device(x, flags)
             with _autocast(run.dev, run.amp):
-                loss = run.criterion(run.net(x), y)
+                loss = _loss(run, x, y, batch)
             window.append(loss.detach())
             if run.dev.type != "cuda" or step % _CUDA_CHECK_EVERY == 0 or step == run.steps_per_epoch:
                 _check_finite(window, epoch, step)
@@ -263,6 +277,15 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
             seen += len(y)
     _check_finite(window, epoch, run.steps_per_epoch)
     return float(total.item()) / max(seen, 1), seen
+
+
+def _loss(run: _Run, x: torch.Tensor, y: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The class loss, plus the weighted age-threshold loss on the real ages for the ordinal head."""
+    if run.age_loss is None:
+        return run.criterion(run.net(x), y)
+    ages = next(t for t in batch[2:] if t.dtype != torch.bool)
+    scores, age_logits = run.net.forward_with_age(x)
+    return run.criterion(scores, y) + run.age_loss_weight * run.age_loss(age_logits, ages)
 
 
 def _validate(run: _Run, val: ImageSet, epoch: int) -> tuple[ClassificationMetrics, np.ndarray, float]:
@@ -302,10 +325,13 @@ def _epoch_set(
     """What one epoch draws from, with the sampler's weights. Scope "all": the training rows,
     weighted by ``oversample``, every drawn image augmented. Scope "oversampled": every training
     row once, plain, plus explicit copies of the oversampled rows, the only images augmented."""
+    ages = train.ages if config.head == "ordinal" else None  # batches carry ages only where they are learned
     if config.augment_scope == "all":
-        return BatchGather(train, transform), oversample_weights(train.labels, config.oversample)
+        plain = ImageSet(train.images, train.rows, train.labels, ages)
+        return BatchGather(plain, transform), oversample_weights(train.labels, config.oversample)
     positions = np.concatenate([np.arange(len(train)), oversample_copies(train.labels, config.oversample, config.seed)])
-    expanded = ImageSet(train.images, train.rows[positions], train.labels[positions])
+    expanded = ImageSet(train.images, train.rows[positions], train.labels[positions],
+                        None if ages is None else ages[positions])
     return BatchGather(expanded, transform, augmented=np.arange(len(positions)) >= len(train)), None
 
 
@@ -403,7 +429,8 @@ def _evaluate(
     net.eval()
     loss_sum, count, probs = torch.zeros((), device=dev, dtype=torch.float64), 0, []
     with contextlib.closing(device_batches(loader, dev, threaded=True)) as batches:
-        for x, y in batches:
+        for batch in batches:
+            x, y = batch[0], batch[1]
             with _autocast(dev, amp):
                 logits = net(x).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum").double()

@@ -33,6 +33,7 @@ CONDITIONS: dict[str, Condition] = {
     "plateau_patience": lambda v: v("schedule") == "plateau",
     "lr_decay": lambda v: v("schedule") in ("step", "plateau"),
     "augment_scope": lambda v: v("oversample") != "none" and v("augment") != "none",
+    "age_loss_weight": lambda v: v("head") == "ordinal",
 }
 
 

@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("search.engine",),      # the run: options, objective, budgets, workers, progress
     ("search.refitting",),   # chosen trials retrained on person folds
     ("search.ensembling",),  # candidates, selection, votes, honest estimate
+    ("search.reporting",),   # the report's pictures: wrong validation photos, Grad-CAM
     ("search",),             # the verbs
 )
 

@@ -32,7 +32,6 @@ COVERED_BY = {
     "search/ensembling/candidates.py": "tests/search/verbs/test_export.py",
     "search/verbs/ensemble.py": "tests/search/storage/test_backends.py",
     "search/ensembling/evalscore.py": "tests/search/refitting/test_train.py",
-    "search/ensembling/procedure.py": "tests/search/ensembling/test_decision.py",
     "search/storage/forms/_journal.py": "tests/search/storage/test_urls.py",
     "search/storage/forms/_postgresql.py": "tests/search/storage/test_secretfilter.py",
     "search/storage/forms/_rdb.py": "tests/search/storage/test_backends.py",
@@ -44,7 +43,6 @@ COVERED_BY = {
     "search/benches/realfaces/draw.py": "tests/search/benches/realfaces/test_build.py",
     "search/benches/realfaces/plan.py": "tests/search/benches/realfaces/test_build.py",
     "search/ensembling/refits.py": "tests/search/refitting/test_train.py",
-    "search/refitting/store.py": "tests/search/refitting/test_train.py",
     "search/studyfile/validate.py": "tests/search/studyfile/test_parse.py",
     "search/studyfile/spec.py": "tests/search/studyfile/test_parse.py",
     "search/verbs/realfaces.py": "tests/search/benches/realfaces/test_build.py",
@@ -53,6 +51,7 @@ COVERED_BY = {
     "search/benches/synth/sheet.py": "tests/search/benches/synth/test_build.py",
     "search/common/threads.py": "tests/search/engine/test_checks.py",
     "search/engine/trialbudget.py": "tests/search/engine/test_checks.py",
+    "search/engine/track/records.py": "tests/search/engine/track/test_mlflow_tracker.py",
     "spaces/_params.py": "tests/spaces/test_standard.py",
     "spaces/_spec.py": "tests/spaces/test_standard.py",
 }

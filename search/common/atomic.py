@@ -8,14 +8,19 @@ allows (0666 & ~umask), not the private 0600 of ``tempfile.mkstemp``.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
+
+log = logging.getLogger(__name__)
 
 
 def temp_name(target: Path) -> Path:
@@ -95,3 +100,95 @@ def swap_dir(new: Path, target: Path) -> None:
         os.replace(old, target)
         raise
     _remove(old)
+
+
+# ------------------------------------------------------------------------------------------------
+# folders built under a temporary name, and the ones a killed build left behind
+
+_TEMP_DIR = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]{12}\.tmp$")
+
+
+@contextmanager
+def temp_dir(target: Path | str) -> Iterator[Path]:
+    """A new empty folder beside ``target`` (named as :func:`temp_name`), for the caller to fill
+    and rename onto ``target`` (:func:`swap_dir`); removed on any error, Ctrl-C included.
+
+    The folder is ``flock``-ed while the block runs; a process killed outright (``kill -9``) loses
+    the lock, so :func:`stale_temp_dirs` knows its leftovers from a live build's folder. Such
+    leftovers of ``target`` are removed first.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(target.parent, target.name)
+    while True:
+        tmp = temp_name(target)
+        tmp.mkdir()  # an ordinary folder: its mode follows the umask
+        fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # a concurrent clean-up took it for a leftover in the instant before the lock
+    try:
+        yield tmp
+    finally:
+        try:
+            if tmp.exists() or tmp.is_symlink():
+                _remove(tmp)
+        finally:
+            os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def stale_temp_dirs(folder: Path | str, name: str | None = None) -> list[Path]:
+    """Temporary folders in ``folder`` (of ``name`` only, when given) that no live build holds:
+    its lock can be taken and the process named in it is gone. Folders that cannot be locked
+    (a file system without ``flock``) count as live: nothing is removed on a guess."""
+    found = []
+    try:
+        entries = sorted(Path(folder).iterdir())
+    except OSError:
+        return []
+    for path in entries:
+        match = _TEMP_DIR.match(path.name)
+        if match is None or (name is not None and match["name"] != name):
+            continue
+        if path.is_symlink() or not path.is_dir() or _pid_alive(int(match["pid"])):
+            continue
+        if _lockable(path):
+            found.append(path)
+    return found
+
+
+def _lockable(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def remove_stale_temp_dirs(folder: Path | str, name: str | None = None) -> list[Path]:
+    """Delete :func:`stale_temp_dirs`; returns what was removed."""
+    removed = stale_temp_dirs(folder, name)
+    for path in removed:
+        log.info("removed %s, left by a build that was killed", path)
+        _remove(path)
+    return removed

@@ -49,7 +49,12 @@ def read_csv_strict(path: Path, what: str) -> pd.DataFrame:
         )
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{what} {path} is empty; it needs a header row and one row per entry.") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{what} {path} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r}, e.g. "
+            "Latin-1 or a spreadsheet's export); save it as UTF-8 (CSV UTF-8) and run again."
+        ) from exc
+    except (pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"{what} {path} is not a readable CSV: {exc}") from exc
     table.columns = [str(c).strip() for c in table.columns]
     table["line"] = range(2, len(table) + 2)  # header is line 1
@@ -123,11 +128,30 @@ def parse_people(csv_path: Path) -> pd.DataFrame:
         )
     if problems:
         raise data_error(f"{csv_path}", problems, "Fix these rows of train.csv and run again.")
+    _warn_repeated_ids(rows, csv_path)
     people = pd.DataFrame(rows).sort_values("person", kind="stable").reset_index(drop=True)
     people["gender"] = people["gender"].astype("int64")
     people["age"] = people["age"].astype("int64")
     people["relabeled"] = False
     return people
+
+
+def _warn_repeated_ids(rows: Sequence[dict[str, object]], csv_path: Path) -> None:
+    """One warning for ids on several rows: the real data has one such id (two folders, two ages);
+    each folder stays a person of its own in the split, which leaks if they are one person."""
+    lines: dict[object, list[object]] = {}
+    for row in rows:
+        lines.setdefault(row["id"], []).append(row["csv_line"])
+    repeated = {pid: where for pid, where in lines.items() if len(where) > 1}
+    if repeated:
+        shown = "; ".join(
+            f"id {pid!r} on lines {', '.join(map(str, where))}" for pid, where in list(repeated.items())[:5]
+        )
+        log.warning(
+            "%s: %d id(s) appear on several rows (%s%s); each row's folder is split as a person of its own; "
+            "if two rows are one person, merge their folders into one row.",
+            csv_path, len(repeated), shown, "; ..." if len(repeated) > 5 else "",
+        )
 
 
 def list_folders(images_dir: Path) -> list[str]:

@@ -61,6 +61,11 @@ class TrainData:
     def paths(self) -> list[str]:
         return self.images["path"].tolist()
 
+    @property
+    def ages(self) -> npt.NDArray[np.int64]:
+        """The person's real age per image row (train.csv, after relabel fixes): the ordinal head learns it."""
+        return self.images["age"].to_numpy(dtype=np.int64)
+
     def training_labels(self, cutoff: int = CANONICAL_CUTOFF) -> npt.NDArray[np.int64]:
         """Class per image row with the old band starting at ``cutoff``; only the age band moves."""
         band = age_band(self.images["age"].to_numpy(dtype=np.int64), cutoff)

@@ -1,7 +1,11 @@
 """A checked bundle folder: ``Bundle.load(dir)``, then ``predict_proba(images)``.
 
 The layout and its checks are in search/deploy/manifest.py, the torch module and the ONNX
-graph in search/deploy/graph.py.
+graph in search/deploy/graph.py. ``load`` reads and checks the manifest and every file's
+sha256; each backend is checked when first built (the torch ensemble, an onnxruntime session
+per device): its output on the probe batch must be the probabilities recorded at export, and
+the ONNX graph's input and output must be the manifest's. A graph or weight file swapped in
+with its checksum updated, or weights and offsets that make NaN, is then one BundleError.
 """
 
 from __future__ import annotations
@@ -25,9 +29,13 @@ from search.deploy.graph import (
     member_resize,
     onnx_predict,
     onnx_session,
+    probe_images,
+    session_problem,
     torch_predict,
 )
-from search.deploy.manifest import ONNX_FILE, BundleError, Manifest, Member, read_checked
+from search.deploy.manifest import MANIFEST, ONNX_FILE, BundleError, Manifest, Member, read_checked
+
+PROBE_TOLERANCE = 1e-3  # max |backend - recorded| of a probe probability (devices differ by ~1e-5)
 
 
 def _require_files(paths: Sequence[str | Path]) -> None:
@@ -82,6 +90,11 @@ class Bundle:
         """Per-class decision offsets on the vote's log-probabilities (None: plain argmax)."""
         return None if self.manifest.offsets is None else list(self.manifest.offsets)
 
+    @property
+    def old_band_offset(self) -> float | None:
+        """The decision rule's offset on the six old classes, inside ``offsets`` (None: not recorded)."""
+        return self.manifest.rule.get("old_band_offset")
+
     def _checked(self, rel: str) -> bytes:
         return read_checked(self.root, self.manifest, rel)
 
@@ -102,17 +115,57 @@ class Bundle:
         return load_photos(paths, self.height, self.width, self.crop, n_jobs)
 
     def torch_net(self) -> Any:
-        """The whole ensemble as one torch module (built on first use, on the CPU)."""
+        """The whole ensemble as one torch module (built on first use, on the CPU, and checked
+        against the probe recorded at export)."""
         if self._torch is None:
             members = []
             for member in self.manifest.members:
-                models = [
-                    build_checkpoint(member.config, self._state(rel), str(self.root / rel))[0]
-                    for rel in member.checkpoints
-                ]
+                models = [self._model(member, rel) for rel in member.checkpoints]
                 members.append(build_member(models, member_resize(member.preprocessing, self.manifest.input)))
-            self._torch = build_ensemble(members, self.weights, self.offsets, self.vote)
+            net = build_ensemble(members, self.weights, self.offsets, self.vote)
+            self._check_probe(torch_predict(net, probe_images(self.height, self.width)), "the torch ensemble")
+            self._torch = net
         return self._torch
+
+    def _model(self, member: Member, rel: str) -> Any:
+        """One checkpoint's model; a config timm or the model code cannot build is a BundleError."""
+        state = self._state(rel)
+        try:
+            return build_checkpoint(member.config, state, str(self.root / rel))[0]
+        except BundleError:
+            raise
+        except (RuntimeError, ValueError, TypeError, KeyError, MemoryError) as exc:
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise BundleError(
+                f"{self.root / MANIFEST}: member {member.name!r} cannot be built from its config ({reason}); "
+                "export the bundle again."
+            ) from exc
+
+    def onnx(self, device: str = "cpu") -> Any:
+        """The onnxruntime session of the bundle's graph on ``device`` (created on first use, its
+        input and output checked against the manifest and its output against the probe)."""
+        if device not in self._sessions:
+            session = onnx_session(self._checked(ONNX_FILE), device, str(self.root / ONNX_FILE))
+            problem = session_problem(session, self.height, self.width)
+            if problem:
+                raise BundleError(
+                    f"{self.root / ONNX_FILE} is not this bundle's graph: {problem}; the file was replaced, "
+                    "export the bundle again."
+                )
+            probe = onnx_predict(session, probe_images(self.height, self.width))
+            self._check_probe(probe, str(self.root / ONNX_FILE))
+            self._sessions[device] = session
+        return self._sessions[device]
+
+    def _check_probe(self, got: np.ndarray, what: str) -> None:
+        expected = np.asarray(self.manifest.probe, dtype=np.float32)
+        diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+        if not diff <= PROBE_TOLERANCE:  # NaN fails too
+            raise BundleError(
+                f"{what} of bundle {self.root} does not give the probabilities recorded at export on the "
+                f"probe batch (max difference {diff:.3g} > {PROBE_TOLERANCE}); a file or the manifest was "
+                "altered (its checksum updated with it). Export the bundle again."
+            )
 
     def predict_proba(
         self,
@@ -166,7 +219,5 @@ class Bundle:
             if backend == "torch":
                 probs.append(torch_predict(self.torch_net(), view, batch_size, device, progress))
             else:
-                if device not in self._sessions:
-                    self._sessions[device] = onnx_session(self._checked(ONNX_FILE), device)
-                probs.append(onnx_predict(self._sessions[device], view, batch_size, progress))
+                probs.append(onnx_predict(self.onnx(device), view, batch_size, progress))
         return (sum(probs) / len(probs)).astype(np.float32)

@@ -34,6 +34,7 @@ from search.deploy.manifest import (
     INPUT_NAME,
     MAX_SIDE,
     OUTPUT_NAME,
+    PROBE_IMAGES,
     BundleError,
     InputSpec,
     MemberPreprocessing,
@@ -258,20 +259,34 @@ def export_onnx(net: Any, path: Path, height: int, width: int, opset: int = 17) 
     # per tiny model and fails its opset-17 down-conversion; its deprecation notice is expected.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            net.cpu().eval(),
-            (example,),
-            str(path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
-        )
+        try:
+            torch.onnx.export(
+                net.cpu().eval(),
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        except (RuntimeError, ValueError, TypeError) as exc:  # torch's text names neither the flag nor the fix
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"--opset {opset}: torch cannot export the ensemble at this opset ({first}); use the default 17."
+            ) from exc
 
 
-def onnx_session(path: Path | bytes, device: str = "cpu") -> Any:
-    """An onnxruntime session of a graph file, or of its checked bytes."""
+def probe_images(height: int, width: int, n: int = PROBE_IMAGES) -> np.ndarray:
+    """A fixed uint8 (n, height, width, 3) batch, the same on every machine and NumPy version
+    (integer arithmetic, no random generator): the probe whose outputs a bundle records."""
+    index = np.arange(n * height * width * 3, dtype=np.uint64)
+    return ((index * np.uint64(2654435761)) >> np.uint64(11)).astype(np.uint8).reshape(n, height, width, 3)
+
+
+def onnx_session(path: Path | bytes, device: str = "cpu", name: str | None = None) -> Any:
+    """An onnxruntime session of a graph file, or of its checked bytes (from the file ``name``); a
+    graph onnxruntime cannot load is a BundleError."""
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
@@ -280,7 +295,28 @@ def onnx_session(path: Path | bytes, device: str = "cpu") -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     model = path if isinstance(path, bytes) else str(path)
-    return ort.InferenceSession(model, sess_options=options, providers=providers)
+    try:
+        return ort.InferenceSession(model, sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime's own exception classes (InvalidGraph, Fail, ...) are not exported
+        name = name or ("the graph" if isinstance(path, bytes) else str(path))
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"onnxruntime cannot load {name} ({first[:200]}); export the bundle again.") from exc
+
+
+def session_problem(session: Any, height: int, width: int) -> str | None:
+    """Why ``session`` is not this bundle's graph (names, dtype and shapes of its input and output),
+    or None when they match: uint8 (N, height, width, 3) in, float (N, 18) out."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
+        return (f"its inputs {[i.name for i in inputs]} and outputs {[o.name for o in outputs]} are not "
+                f"[{INPUT_NAME!r}] and [{OUTPUT_NAME!r}]")
+    shape, kind = list(inputs[0].shape), inputs[0].type
+    if kind != "tensor(uint8)" or len(shape) != 4 or shape[1:] != [height, width, 3]:
+        return f"its input is {kind} {shape}, not tensor(uint8) [batch, {height}, {width}, 3] as the manifest says"
+    out = list(outputs[0].shape)
+    if len(out) != 2 or (isinstance(out[1], int) and out[1] != NUM_CLASSES):  # a symbolic one: the probe tells
+        return f"its output has shape {out}, not [batch, {NUM_CLASSES}] (one probability per class)"
+    return None
 
 
 def onnx_predict(

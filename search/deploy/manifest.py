@@ -14,11 +14,14 @@ graph (search/deploy/graph.py), so members of different input sizes and crops sh
 
 Reading checks the format version, every field's type and value (one BundleError naming the
 file and the field), that no file entry leaves the bundle folder, and (``verify``) every file's
-sha256. Only json, hashlib and the crop table are needed here.
+sha256. Only json, hashlib, the crop table and runners/config.py (plain data) are needed here.
+The probe (the ensemble's output on a fixed batch at export) is checked by search/deploy/bundle.py
+when a backend is first built, not here, so reading stays as cheap as a JSON parse.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -33,7 +36,7 @@ from search.deploy.votes import VOTES
 from search.common.atomic import write_text
 from search.data.cache import CROPS, crop_box, crop_problem
 
-FORMAT_VERSION = 2  # 2: per-member preprocessing, the vote, members of several checkpoints
+FORMAT_VERSION = 3  # 2: per-member preprocessing, the vote, fold groups; 3: the probe
 MANIFEST = "manifest.json"
 ONNX_FILE = "ensemble.onnx"
 MEMBERS_DIR = "members"
@@ -41,7 +44,10 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "probs"
 WEIGHTS_FROM = ("learned", "given")  # learned on the selection people, or given with --weights
 MAX_SIDE = 4096
-_REQUIRED = ("format_version", "members", "preprocessing", "vote", "classes", "files")
+MAX_WEIGHT = 1e6  # a member's vote weight (the same as search.ensembling.votes.MAX_WEIGHT)
+MAX_OFFSET = 100.0  # |decision offset|: fitted ones are a few units (log-prior shifts); beyond this only NaN
+PROBE_IMAGES = 2  # rows of the probe batch (search.deploy.graph.probe_images) recorded at export
+_REQUIRED = ("format_version", "members", "preprocessing", "vote", "classes", "probe", "files")
 _SHA256_HEX = frozenset("0123456789abcdef")
 DECODE = "search.data.load_image: crop the named box of the photo, then PIL bilinear resize"
 
@@ -152,12 +158,16 @@ class Manifest:
     vote: str = "soft"
     weights_from: str = "learned"  # "learned" (on the selection people) or "given" (--weights)
     offsets: tuple[float, ...] | None = None  # the macro-F1 decision rule; None: the vote's argmax
+    rule: dict[str, float] = field(default_factory=dict)  # the rule's tau and old_band_offset, when known
     study: str | None = None
     created: str = field(default_factory=now_iso)
     opset: int = 17
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the data the study was run on
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256; filled by write
+    # the ensemble's probabilities on graph.probe_images at export; each backend is checked against
+    # them on first use, so a swapped graph or weight file with its checksum updated is caught
+    probe: tuple[tuple[float, ...], ...] = ()
     format_version: int = FORMAT_VERSION
 
     @property
@@ -176,7 +186,7 @@ class Manifest:
             # argmax of softmax(log(vote) + offsets): the rule that maximises macro-F1, fitted on validation
             "decision_rule": None
             if self.offsets is None
-            else {"offsets": list(self.offsets), "applied": "inside the ONNX graph"},
+            else {"offsets": list(self.offsets), **self.rule, "applied": "inside the ONNX graph"},
             "onnx": {
                 "file": ONNX_FILE,
                 "opset": self.opset,
@@ -184,6 +194,7 @@ class Manifest:
                 "output": OUTPUT_NAME,
                 "batch": "dynamic",
             },
+            "probe": {"images": "search.deploy.graph.probe_images", "probs": [list(r) for r in self.probe]},
             "metrics": self.metrics,
             **self.extra,
             "files": self.files,
@@ -211,7 +222,7 @@ class Manifest:
         missing = [k for k in _REQUIRED if k not in raw]
         if missing:
             raise BundleError(
-                f"{path} lacks the keys {missing}; the file was altered or truncated, export again."
+                f"{path}: lacks the keys {missing}; the file was altered or truncated, export the bundle again."
             )
         files = _files(raw["files"], path)
         spec = _input(raw["preprocessing"], path)
@@ -226,11 +237,13 @@ class Manifest:
         if not isinstance(classes, list) or len(classes) != NUM_CLASSES:
             raise _field_error(path, "classes", classes, f"a list of the {NUM_CLASSES} classes")
         offsets = _decision_rule(raw.get("decision_rule"), path)
+        rule = _rule_parts(raw.get("decision_rule"), path) if offsets is not None else {}
         if offsets is not None and not VOTES.get(vote["kind"]).takes_decision_rule:
             raise BundleError(
                 f"{path}: decision_rule is set with a {vote['kind']} vote; the rule shifts a soft vote's "
                 "probabilities only. The manifest was altered, export the bundle again."
             )
+        probe = _probe(raw["probe"], path)
         known = {*_REQUIRED, "created", "study", "decision_rule", "onnx", "metrics"}
         onnx = raw.get("onnx") if isinstance(raw.get("onnx"), dict) else {}
         return cls(
@@ -239,12 +252,14 @@ class Manifest:
             vote=vote["kind"],
             weights_from=vote["weights"],
             offsets=offsets,
+            rule=rule,
             study=raw.get("study"),
             created=str(raw.get("created", "")),
             opset=int(onnx.get("opset", 17)) if _is_int(onnx.get("opset", 17)) else 17,
             metrics=raw.get("metrics") if isinstance(raw.get("metrics"), dict) else {},
             extra={k: v for k, v in raw.items() if k not in known},
             files=files,
+            probe=probe,
             format_version=version,
         )
 
@@ -282,7 +297,7 @@ def bundle_file(root: Path, rel: str, manifest_path: Path) -> Path:
     """``root / rel`` after refusing a path that leaves the bundle folder (``..``, absolute, a
     symlink pointing elsewhere): a bundle reads nothing outside its own folder."""
     inside = Path(os.path.realpath(root))
-    if not isinstance(rel, str) or not rel or Path(rel).is_absolute():
+    if not isinstance(rel, str) or not rel or "\x00" in rel or Path(rel).is_absolute():
         raise BundleError(
             f"{manifest_path}: file entry {rel!r} is not a relative path inside the bundle; "
             "export the bundle again."
@@ -429,9 +444,63 @@ def _decision_rule(rule: Any, path: Path) -> tuple[float, ...] | None:
     if not isinstance(offsets, list) or len(offsets) != NUM_CLASSES:
         raise _field_error(path, "decision_rule.offsets", offsets, f"a list of {NUM_CLASSES} numbers")
     for c, value in enumerate(offsets):
-        if not _is_number(value):
-            raise _field_error(path, f"decision_rule.offsets[{c}]", value, "a finite number")
+        if not _is_number(value) or abs(value) > MAX_OFFSET:
+            expected = f"a number from -{MAX_OFFSET:g} to {MAX_OFFSET:g}"
+            raise _field_error(path, f"decision_rule.offsets[{c}]", value, expected)
     return tuple(float(o) for o in offsets)
+
+
+# offsets = tau * (-log prior, centred) + old_band_offset on the six old classes
+RULE_PARTS = ("tau", "old_band_offset")
+
+
+def _rule_parts(rule: dict[str, Any], path: Path) -> dict[str, float]:
+    """The decision rule's named parts; optional (a bundle may ship offsets alone), finite when given."""
+    parts = {}
+    for key in RULE_PARTS:
+        if key in rule:
+            if not _is_number(rule[key]):
+                raise _field_error(path, f"decision_rule.{key}", rule[key], "a finite number")
+            parts[key] = float(rule[key])
+    return parts
+
+
+def _probe(probe: Any, path: Path) -> tuple[tuple[float, ...], ...]:
+    rows = probe.get("probs") if isinstance(probe, dict) else None
+    if not (isinstance(rows, list) and len(rows) == PROBE_IMAGES):
+        raise _field_error(path, "probe.probs", rows, f"{PROBE_IMAGES} rows of {NUM_CLASSES} probabilities")
+    for i, row in enumerate(rows):
+        probabilities = isinstance(row, list) and all(_is_number(v) and 0 <= v <= 1 for v in row)
+        if not (probabilities and len(row) == NUM_CLASSES):
+            raise _field_error(path, f"probe.probs[{i}]", row, f"{NUM_CLASSES} probabilities in [0, 1]")
+    return tuple(tuple(float(v) for v in row) for row in rows)
+
+
+def _config(config: Any, path: Path, where: str) -> dict[str, Any]:
+    """The member's TrialConfig dict, every value of its field's type and range: torch builds the
+    member from it, so an absurd size must stop here rather than as an allocation failure."""
+    from runners.config import TrialConfig
+    from search.studyfile.validate import type_problem
+
+    if not isinstance(config, dict):
+        raise _field_error(path, where, config, "a mapping (the trial's config)")
+    fields = {f.name: str(f.type) for f in dataclasses.fields(TrialConfig)}
+    for key, value in config.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise _field_error(path, f"{where}.{key}", value, f"absent: it is no TrialConfig field ({known})")
+        problem = type_problem(value, fields[key])
+        if problem:
+            raise BundleError(
+                f"{path}: {where}.{key} {problem}; the manifest was altered, export the bundle again."
+            )
+    try:
+        TrialConfig.from_dict(config)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(
+            f"{path}: {where} is not a usable trial config ({exc}); export the bundle again."
+        ) from exc
+    return dict(config)
 
 
 def _members(members: Any, files: dict[str, str], spec: InputSpec, path: Path) -> list[Member]:
@@ -452,11 +521,9 @@ def _members(members: Any, files: dict[str, str], spec: InputSpec, path: Path) -
                     "export the bundle again."
                 )
         weight = member.get("weight")
-        if not _is_number(weight) or weight < 0:
-            raise _field_error(path, f"{where}.weight", weight, "a finite number >= 0")
-        config = member.get("config")
-        if not isinstance(config, dict):
-            raise _field_error(path, f"{where}.config", config, "a mapping (the trial's config)")
+        if not _is_number(weight) or not 0 <= weight <= MAX_WEIGHT:
+            raise _field_error(path, f"{where}.weight", weight, f"a number from 0 to {MAX_WEIGHT:g}")
+        config = _config(member.get("config"), path, f"{where}.config")
         pre = _member_preprocessing(member.get("preprocessing"), spec, path, f"{where}.preprocessing")
         for key in ("height", "width", "crop"):
             # torch builds the member from its config: it must be the size its graph was traced at

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,14 +25,27 @@ import pandas as pd
 from PIL import Image
 
 from search.common.atomic import write_text
-from search.cli import add_verbose, report_error, setup_logging
+from search.cli import add_verbose, os_error_line, report_error, setup_logging
 from search.data import DataError, load_eval
 from search.deploy.bundle import Bundle
 from search.deploy.graph import BACKENDS
+from search.deploy.manifest import not_a_bundle
+from search.common.outputs import Output, OutputExistsError, claim, marked_file
 
 log = logging.getLogger("search.predict")
 
 DEFAULT_OUT = Path("submission.csv")
+HEADER = b"ImageID,ans"
+_ROW = re.compile(rb"[^,\r\n]+,[0-9]{1,2}")
+
+
+def _is_submission(data: bytes) -> bool:
+    lines = data.splitlines()
+    return bool(lines) and lines[0] == HEADER and all(_ROW.fullmatch(line) for line in lines[1:])
+
+
+OUTPUT = Output("a submission", "python -m search.predict", lambda p: marked_file(p, _is_submission),
+                flag=None, folder=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,11 +103,27 @@ def predict_eval(
     return table, probs
 
 
-def write_submission(table: pd.DataFrame, out: Path) -> Path:
-    """Write ``table`` atomically to ``out`` (``out/submission.csv`` when ``out`` is a folder)."""
+def submission_path(out: Path, bundle: Path | None = None) -> Path:
+    """Where ``--out`` writes (``out/submission.csv`` when ``out`` is a folder), refused with
+    OutputExistsError when that is inside a bundle (``bundle``, or any bundle folder) or holds
+    anything but an earlier submission (search/common/outputs.py)."""
     out = Path(out)
-    if out.is_dir():
+    if out.is_dir() and not out.is_symlink():
         out = out / DEFAULT_OUT.name
+    folder = out.parent.resolve()
+    inside = bundle is not None and folder.is_relative_to(Path(bundle).resolve())
+    if inside or not_a_bundle(folder) is None:
+        raise OutputExistsError(
+            f"--out {out} is inside the bundle {folder}, which must hold only what export wrote "
+            "(export --overwrite would refuse it after); write the submission outside the bundle."
+        )
+    claim(out, OUTPUT)
+    return out
+
+
+def write_submission(table: pd.DataFrame, out: Path, bundle: Path | None = None) -> Path:
+    """Write ``table`` atomically to :func:`submission_path`."""
+    out = submission_path(out, bundle)
     text = io.StringIO(newline="")
     table.to_csv(text, index=False)
     return write_text(out, text.getvalue(), newline="")
@@ -108,12 +138,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             # warning would be a second, noisier line
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             bundle = Bundle.load(args.bundle)
+            submission_path(args.out, args.bundle)  # before predicting: a refusal costs nothing
             table, _ = predict_eval(
                 bundle, args.data, args.backend, args.tta_flip, args.batch_size, args.device
             )
-        out = write_submission(table, args.out)
-    except (ValueError, FileNotFoundError, DataError) as exc:
+        out = write_submission(table, args.out, args.bundle)
+    except (ValueError, FileNotFoundError, OutputExistsError, DataError) as exc:
         return report_error(log, exc, args.verbose)
+    except KeyboardInterrupt:
+        log.warning("interrupted: no submission was written")
+        return 130
+    except OSError as exc:  # a full disk, a read-only place: the atomic write left no partial file
+        line = os_error_line(exc, f"writing {args.out}")
+        log.error("%s; no submission was written", line, exc_info=args.verbose)
+        return 1
     counts = table["ans"].value_counts().sort_index()
     print(
         f"wrote {len(table)} predictions to {out.resolve()} "

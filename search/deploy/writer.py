@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from search.common.atomic import swap_dir, temp_name
+from search.common.atomic import swap_dir, temp_dir
 from search.deploy.graph import (
     build_checkpoint,
     build_ensemble,
@@ -28,6 +28,7 @@ from search.deploy.graph import (
     member_resize,
     onnx_predict,
     onnx_session,
+    probe_images,
     torch_predict,
 )
 from search.deploy.manifest import (
@@ -39,6 +40,7 @@ from search.deploy.manifest import (
     MemberPreprocessing,
     not_a_bundle,
 )
+from search.common.outputs import Output, claim
 
 log = logging.getLogger(__name__)
 
@@ -69,27 +71,20 @@ class BundleSpec:
     vote: str = "soft"
     weights_from: str = "learned"
     offsets: tuple[float, ...] | None = None
+    rule: dict[str, float] = field(default_factory=dict)  # the decision rule's tau and old_band_offset
     study: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     opset: int = 17
 
 
+OUTPUT = Output("a bundle", "python -m search.export", not_a_bundle)
+
+
 def check_out(out: Path, overwrite: bool) -> None:
     """Refuse an ``out`` that exists, unless ``overwrite`` and it is a bundle of this project:
-    --overwrite never deletes a folder or file that a user owns."""
-    if not (out.exists() or out.is_symlink()):
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"{out} already exists; pass --overwrite to replace it, or choose another --out."
-        )
-    reason = not_a_bundle(out)
-    if reason is not None:
-        raise FileExistsError(
-            f"--out {out} is not a bundle written by python -m search.export ({reason}); --overwrite "
-            "replaces only such bundles, so nothing was deleted. Choose another --out."
-        )
+    --overwrite never deletes a folder or file that a user owns (search/common/outputs.py)."""
+    claim(out, OUTPUT, overwrite)
 
 
 def write_bundle(
@@ -109,10 +104,7 @@ def write_bundle(
                     "them or --workdir points elsewhere."
                 )
     spec_input = input_for([s.size for s in sources])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(out)
-    tmp.mkdir()  # an ordinary folder: its mode follows the umask
-    try:
+    with temp_dir(out) as tmp:  # also removes what a killed export left beside out
         (tmp / MEMBERS_DIR).mkdir()
         nets, members = [], []
         for k, source in enumerate(sources):
@@ -146,39 +138,46 @@ def write_bundle(
             )
         net = build_ensemble(nets, [m.weight for m in members], spec.offsets, spec.vote)
         export_onnx(net, tmp / ONNX_FILE, spec_input.height, spec_input.width, spec.opset)
-        check_onnx(net, tmp / ONNX_FILE, spec_input.height, spec_input.width)
+        probe = check_onnx(net, tmp / ONNX_FILE, spec_input.height, spec_input.width)
         manifest = Manifest(
             members=members,
             input=spec_input,
             vote=spec.vote,
             weights_from=spec.weights_from,
             offsets=spec.offsets,
+            rule=dict(spec.rule) if spec.offsets is not None else {},
             study=spec.study,
             opset=spec.opset,
             metrics=spec.metrics,
             extra=spec.extra,
+            probe=tuple(tuple(float(v) for v in row) for row in probe),
         ).write(tmp)
         Manifest.read(tmp, verify=True)
         check_out(out, overwrite)  # again: something may have appeared at out during the export
         swap_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 
-def check_onnx(net: Any, path: Path, height: int, width: int) -> None:
-    """onnx.checker on the file, then onnxruntime against torch on a batch of another size."""
+def check_onnx(net: Any, path: Path, height: int, width: int) -> np.ndarray:
+    """onnx.checker on the file, then onnxruntime against torch on a random batch of another size
+    and on the probe batch; returns torch's probabilities on the probe (recorded in the manifest)."""
     import onnx
 
     onnx.checker.check_model(str(path), full_check=True)
-    images = np.random.default_rng(0).integers(0, 256, (3, height, width, 3), dtype=np.uint8)
+    random = np.random.default_rng(0).integers(0, 256, (3, height, width, 3), dtype=np.uint8)
+    images = np.concatenate([random, probe_images(height, width)])
     expected = torch_predict(net, images)
     got = onnx_predict(onnx_session(path), images)
     diff = float(np.abs(expected - got).max())
+    if not np.isfinite(expected).all():
+        raise BundleError(
+            f"the ensemble gives non-finite probabilities on a test batch (weights {net.weights.tolist()}); "
+            "choose finite, moderate --weights."
+        )
     if got.shape != expected.shape or diff > ONNX_TOLERANCE:
         raise BundleError(
             f"the exported {path.name} disagrees with torch by {diff:.2e} (> {ONNX_TOLERANCE}) on a test "
             "batch; try another --opset."
         )
     log.info("ONNX check passed: max |torch - onnxruntime| = %.2e", diff)
+    return expected[len(random):]

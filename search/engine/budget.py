@@ -104,10 +104,22 @@ def time_budget(
     return TimeBudget(float(spec.timeout_s), started_at, f"{spec.path.name}, {spec.profile} profile")
 
 
-def run_time_budget(opts: RunOptions, spec: StudySpec, now: float | None = None) -> TimeBudget:
-    """``time_budget`` for a run's options; a run without a start time (a library call) starts ``now``."""
+def run_time_budget(
+    opts: RunOptions, spec: StudySpec, now: float | None = None, search_only: bool = True
+) -> TimeBudget:
+    """``time_budget`` for a run's options; a run without a start time (a library call) starts ``now``.
+
+    When the study file's ``[refit]`` phase follows the search (``opts.refit``), the search gets
+    ``1 - time_share`` of a time budget (``search_only``) and the refit what it leaves.
+    """
     started = opts.started_at if opts.started_at is not None else (time.time() if now is None else now)
-    return time_budget(spec, opts.timeout_s, opts.n_trials, started)
+    budget = time_budget(spec, opts.timeout_s, opts.n_trials, started)
+    if not (search_only and opts.refit and spec.refit.enabled) or budget.seconds is None:
+        return budget
+    share = 1.0 - spec.refit.time_share
+    return TimeBudget(budget.seconds * share, started,
+                      f"{budget.source}: the search's {share:.0%} of {format_duration(budget.seconds)}, "
+                      "the rest is the fold refit's")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-import sqlalchemy.exc
 
 from runners.devices import NUM_WORKERS_ENV
 from search.engine.checks import GaveUp
@@ -42,7 +41,7 @@ from search.storage.reaper import reap_orphans, worker_tag
 from search.engine.runstudy import print_summary, run_study
 from search.storage.secretfilter import hide_secrets
 from search.engine.signals import install_interrupt_handlers
-from search.storage.backends import redact, storage_error, takes_concurrent_writers
+from search.storage.backends import STORAGE_ERRORS, redact, storage_error, takes_concurrent_writers
 from search.studyfile.parse import StudySpec, cache_sizes
 from search.engine.tracebackfilter import quiet_expected_tracebacks
 from search.engine.trialbudget import count_trials
@@ -265,7 +264,7 @@ def _worker_process(opts: RunOptions, slot: WorkerSlot, level: int, spec: StudyS
     except GaveUp as exc:
         log.error("worker %d: %s", slot.index, exc)
         code = 1
-    except sqlalchemy.exc.OperationalError as exc:
+    except STORAGE_ERRORS as exc:
         log.error("worker %d: %s", slot.index, storage_error(opts.storage_url, exc))
         code = 1
     except Exception:

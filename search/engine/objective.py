@@ -108,7 +108,8 @@ class Objective:
     def _fit(self, trial: optuna.Trial, config: TrialConfig) -> TrialResult:
         sd = self.study_data
         images = sd.images(config.height, config.width, config.crop)
-        train = ImageSet(images, sd.train_rows, sd.data.training_labels(config.age_cutoff)[sd.train_rows])
+        train = ImageSet(images, sd.train_rows, sd.data.training_labels(config.age_cutoff)[sd.train_rows],
+                         sd.data.ages[sd.train_rows])
         val = ImageSet(images, sd.val_rows, sd.data.labels[sd.val_rows])
 
         signal = self.spec.pruner.signal
@@ -139,7 +140,10 @@ class Objective:
         finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         better = sum(1 for t in finished if t.value is not None and t.value > result.best_macro_f1)
         if better < self.spec.keep_top:
-            store.save_trial(trial.number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary())
+            last = (None if result.last_state_dict is None or result.last_val_probs is None
+                    else (result.last_state_dict, result.last_val_probs))
+            store.save_trial(trial.number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary(),
+                             last)
         retain_top(trial.study, store, self.spec.keep_top, current=(trial.number, result.best_macro_f1))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from runners import resolve_device
 from runners.devices import requested_augment_on
 from search.engine.checks import check_budget, check_threads
+from search.engine.track import check_installed
 from search.storage.backends import DEFAULT_WORKDIR, StorageSettings, resolve_storage
 from search.studyfile.parse import StudySpec, load_study_spec
 
@@ -37,11 +38,15 @@ class RunOptions:
     heartbeat_s: int | None = None  # RDB storages: heartbeat interval (default StorageSettings')
     grace_s: int | None = None  # RDB storages: a trial silent this long is failed and retried
     threads: int | None = None  # torch intra-op threads (default: search.common.threads.default_threads)
+    refit: bool = False  # search.run: its study file's [refit] phase follows the search (search/refitting/phase.py)
+    track: str | None = None  # experiment tracker of finished trials: mlflow or wandb (search/engine/track/)
+    track_to: str | None = None  # its tracking URI (mlflow) or run folder (wandb); default under workdir
 
     def __post_init__(self) -> None:
         requested_augment_on(self.augment_on)  # a bad MASK_AUTOML_AUGMENT_ON fails here, not in every trial
         check_budget(self.n_trials, self.timeout_s)
         check_threads(self.threads)
+        check_installed(self.track)
         for flag, value in (("--heartbeat", self.heartbeat_s), ("--grace", self.grace_s)):
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be a whole number of seconds >= 1 but got {value}.")

@@ -25,7 +25,8 @@ from search.engine.prepare import open_study
 from search.engine.progress import run_watch
 from search.storage.reaper import WORKER_ATTR, reap_orphans, worker_tag
 from search.storage.backends import DEFAULT_WORKDIR, dashboard_command, redact
-from search.engine.trialbudget import StopAtBudget, count_trials
+from search.engine.track import TrackCallback, open_tracker, view_command
+from search.engine.trialbudget import StopAtBudget, count_trials, fail_stale
 from search.storage.urls import PASSWORD_NOTE, has_password
 
 log = logging.getLogger("search")
@@ -47,6 +48,12 @@ def run_study(opts: RunOptions, spec: StudySpec | None = None) -> optuna.Study:
         log.info("study %s already has %d finished trials (budget %d); pass --n-trials to run more",
                  study.study_name, count_trials(study), spec.n_trials)
         return study
+    fail_stale(study)  # a dead remote worker's trial is not on its way
+    running = count_trials(study, (TrialState.RUNNING,))
+    if running >= remaining:  # other workers' trials take the rest: starting one would only record a FAIL
+        log.info("study %s: the budget of %d trials is taken by %d finished and %d running trials; nothing to "
+                 "start (pass --n-trials to run more)", study.study_name, spec.n_trials, count_trials(study), running)
+        return study
     watch = run_watch(study, spec.n_trials, budget, TrialNeeds.of(spec), opts.progress)
     objective = worker_objective(
         Objective(spec, study_data, opts.workdir, device=opts.device, augment_on=opts.augment_on, watch=watch),
@@ -56,12 +63,15 @@ def run_study(opts: RunOptions, spec: StudySpec | None = None) -> optuna.Study:
     log.info("study %s (%s profile): running up to %d more trials%s", study.study_name, spec.profile, remaining,
              "" if left is None else f" for up to {left:.0f} s" if left > 0 else ": none, the time budget is spent")
     trial_budget = StopAtBudget(spec.n_trials)
+    callbacks = [trial_budget, _note, watch]
+    if opts.track:
+        callbacks.append(TrackCallback(open_tracker(opts.track, opts.workdir, study.study_name, opts.track_to)))
     with watch.progress.showing(verbose=log.isEnabledFor(logging.DEBUG)):
         if left is None or left > 0:
             study.optimize(
                 objective,
                 timeout=left,
-                callbacks=[trial_budget, _note, watch],
+                callbacks=callbacks,
                 catch=(TrialFailed,),
                 gc_after_trial=True,
             )
@@ -137,6 +147,8 @@ def next_commands(name: str, opts: RunOptions) -> list[str]:
         f"  ensemble:  python -m search.ensemble {study}",
         f"  export:    python -m search.export {study} --out {shlex.quote(f'exports/{name}')}",
     ]
+    if opts.track:
+        lines.append(f"  tracker:   {view_command(opts.track, opts.workdir, opts.track_to)}")
     if has_password(opts.storage_url):
         lines.append(f"  ({PASSWORD_NOTE})")
     return lines

@@ -27,6 +27,13 @@ def count_trials(study: optuna.Study, states: tuple[TrialState, ...] = FINISHED)
     return len(study.get_trials(deepcopy=False, states=states))
 
 
+def fail_stale(study: optuna.Study) -> None:
+    """Mark FAIL the trials whose worker stopped beating (heartbeat storages): not on their way."""
+    if heartbeat_enabled(study):
+        with no_experimental_warnings():
+            optuna.storages.fail_stale_trials(study)
+
+
 class StopAtBudget:
     """Optuna callback: stop when the study (all workers together) has enough finished trials, or
     this worker has seen too many failures (then ``gave_up``).
@@ -43,9 +50,7 @@ class StopAtBudget:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.failures += trial.state == TrialState.FAIL
         reap_orphans(study)
-        if heartbeat_enabled(study):
-            with no_experimental_warnings():
-                optuna.storages.fail_stale_trials(study)  # a dead worker's trial is not on its way
+        fail_stale(study)
         if count_trials(study) + count_trials(study, (TrialState.RUNNING,)) >= self.n_trials:
             study.stop()
         elif self.failures > max(10, 2 * self.n_trials):

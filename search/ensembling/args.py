@@ -7,8 +7,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from search.cli import add_verbose
+from search.cli import add_verbose, positive_int
 from search.cli.studyargs import StudyRef, add_study_args, study_ref
+from search.engine.track import add_track_args
 from search.ensembling.candidates import load_candidates
 from search.ensembling.honest import MODES
 from search.ensembling.procedure import Outcome, run_procedure
@@ -26,9 +27,9 @@ def add_selection_args(p: argparse.ArgumentParser, max_members: int = 5) -> None
         metavar="NAME",
         help="another stored study on the same data and split whose trials also compete (repeatable)",
     )
-    p.add_argument("--max-members", type=int, default=max_members, help="distinct trials in the ensemble")
+    p.add_argument("--max-members", type=positive_int, default=max_members, help="distinct trials in the ensemble")
     p.add_argument(
-        "--max-picks", type=int, default=20, help="greedy rounds (with replacement); weights = picks/total"
+        "--max-picks", type=positive_int, default=20, help="greedy rounds (with replacement); weights = picks/total"
     )
     p.add_argument(
         "--max-per-backbone", type=int, default=2, help="distinct members per backbone (0 = no cap)"
@@ -62,7 +63,15 @@ def add_selection_args(p: argparse.ArgumentParser, max_members: int = 5) -> None
         help="honest estimate: split (choose on one half of the people, score on the other) "
         "or cv (both ways)",
     )
+    p.add_argument(
+        "--old-band-offset",
+        choices=("on", "off"),
+        default="on",
+        help="on: the decision rule also chooses where the old line falls, an offset on the six old "
+        "classes fitted for macro-F1 with it; off: the prior's tau only",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the person halves")
+    add_track_args(p)
     add_verbose(p)
 
 
@@ -78,7 +87,7 @@ def settings_from_args(args: argparse.Namespace) -> SelectionSettings:
 
 def vote_from_args(args: argparse.Namespace, study: str) -> VoteSpec:
     given = None if args.weights is None else parse_weights(args.weights, study)
-    return VoteSpec(args.vote, given)
+    return VoteSpec(args.vote, given, args.old_band_offset == "on")
 
 
 def outcome_from_args(args: argparse.Namespace) -> tuple[Outcome, Path, dict[str, Any], StudyRef]:

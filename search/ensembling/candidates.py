@@ -1,5 +1,11 @@
 """Ensemble candidates: the completed trials of one or more studies whose checkpoints are on disk.
 
+Every candidate is scored on validation probabilities its validation people chose nothing about,
+so that trials and fold groups (search.refit) compete on one footing: a trial at its last epoch
+(weights and probabilities; a best epoch chosen on the same people scores it too high), a fold
+group on its out-of-fold probabilities. A trial stored before trials kept their last epoch is
+scored at its best epoch, and a note says so.
+
 A study's trials live in its Optuna storage (value, config) and in its TrialStore folder
 (validation probabilities and weights). Extra studies may join only when they were scored on
 the very same validation rows of the same data.
@@ -14,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from runners.classes import NUM_CLASSES
 from search.ensembling.selection import Candidate
 from search.ensembling.refits import with_refits
-from search.storage.backends import DEFAULT_WORKDIR
-from search.storage.backends import resolve_storage
+from search.storage.backends import DEFAULT_WORKDIR, resolve_storage
 from search.storage.studies import open_stored_study
 from search.storage.study_attrs import StudyAttrs
 from search.storage.trialstore import TrialStore, Validation
@@ -53,7 +58,9 @@ def _study_candidates(
         if trial.number not in on_disk:
             notes.append(f"{name}#{trial.number}: checkpoint not kept (outside the study's top-N retention)")
             continue
-        probs = store.load_probs(trial.number)
+        probs = store.load_probs(trial.number, last=True)
+        if not store.has_last(trial.number) and _best_before_last(trial):
+            notes.append(f"{name}#{trial.number}: scored at its best epoch, not its last (stored without it)")
         if probs.shape != (len(validation.labels), NUM_CLASSES):
             raise ValueError(
                 f"{store.trial_dir(trial.number)}/val_probs.npy has shape {probs.shape} but the study's "
@@ -62,10 +69,15 @@ def _study_candidates(
             )
         config = trial.user_attrs.get("config") or store.load_config(trial.number)
         candidates.append(
-            Candidate(name, trial.number, probs, dict(config), trial.value, store.weights_path(trial.number))
+            Candidate(name, trial.number, probs, dict(config), trial.value, store.weights_path(trial.number, last=True))
         )
     candidates, refit_notes = with_refits(store, name, validation, candidates)
     return study, root, validation, candidates, notes + refit_notes
+
+
+def _best_before_last(trial: FrozenTrial) -> bool:
+    best, ran = trial.user_attrs.get("best_epoch"), trial.user_attrs.get("epochs_run")
+    return isinstance(best, int) and isinstance(ran, int) and best < ran
 
 
 def load_candidates(
@@ -96,5 +108,5 @@ def load_candidates(
             "run more trials (python -m search.run) or pass the --workdir the study used."
         )
     for note in notes:
-        log.info("left out %s", note)
+        log.info("note: %s", note)
     return CandidatePool(study, root, StudyAttrs.read(main), validation, candidates, notes)

@@ -6,12 +6,13 @@ scored on the other; in ``cv`` mode that is done both ways and the two scores ar
 Beside the selected ensemble the report shows, on the same held-out people, the best single
 trial and the plain top-3 and top-5 soft votes (each chosen on the selection half too), and the
 selected ensemble with the macro-F1 decision rule (``search.ensembling.decision``), whose offsets
-are fitted on the selection half as well: never on the people it is scored on.
+are fitted on the selection half as well: never on the people it is scored on. When the pool
+holds fold groups (search.refit), the equal-weight vote of all of them is one more row.
 
-The ensemble row is the vote that ships (``search.ensembling.votes.VoteSpec``): a soft or hard
-vote of the members the greedy selection chose on the selection half with the weights it
-learned there, or of the members and weights the user gave (nothing is chosen then; the score
-is still on the held-out people only).
+The ensemble row is the vote that ships (``search.ensembling.votes.VoteSpec``): a vote of the
+registry search.deploy.votes (soft, hard, geometric, ...) of the members the greedy selection
+chose on the selection half with the weights it learned there, or of the members and weights
+the user gave (nothing is chosen then; the score is still on the held-out people only).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from runners.metrics import accuracy, macro_f1
-from search.ensembling.decision import apply_offsets, fit_offsets
+from search.ensembling.decision import apply_offsets, fit_rule
 from search.ensembling.selection import (
     Candidate,
     SelectionSettings,
@@ -37,12 +38,19 @@ MODES = ("split", "cv")
 BASELINES = ("best single", "top-3 soft vote", "top-5 soft vote")
 METHODS = (*BASELINES, VoteSpec().method, str(VoteSpec().rule_method))  # the default: learned soft vote
 SELECTED, DECISION_RULE = METHODS[3], METHODS[4]
+FOLD_GROUPS = "fold group vote"  # every fold group (search.refit), equal weights: nothing chosen on people
 
 
-def methods(vote: VoteSpec | None = None) -> tuple[str, ...]:
-    """The rows of the comparison for ``vote``: the baselines, the ensemble, its decision rule."""
+def methods(vote: VoteSpec | None = None, fold_groups: bool = False) -> tuple[str, ...]:
+    """The rows of the comparison for ``vote``: the baselines, the ensemble, its decision rule, and
+    the fold groups' vote when there are fold groups."""
     vote = vote or VoteSpec()
-    return (*BASELINES, vote.method) + (() if vote.rule_method is None else (vote.rule_method,))
+    rows = (*BASELINES, vote.method) + (() if vote.rule_method is None else (vote.rule_method,))
+    return rows + ((FOLD_GROUPS,) if fold_groups else ())
+
+
+def has_fold_groups(candidates: Sequence[Candidate]) -> bool:
+    return any(c.is_fold_group for c in candidates)
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class Choice:
     weights: tuple[float, ...]
     offsets: tuple[float, ...] = ()  # per-class decision offsets on the vote's log-probabilities; () = argmax
     vote: str = "soft"  # search.ensembling.votes.VOTES
+    tau: float = 0.0  # the decision rule's parts (search.ensembling.decision.DecisionRule), when it has offsets
+    old_band_offset: float = 0.0
 
 
 @dataclass
@@ -144,8 +154,12 @@ def choose(
     choices.append(Choice(vote.method, members, weights, vote=vote.vote))
     if vote.rule_method is not None:
         fit_rows = np.arange(len(labels)) if rows is None else rows
-        offsets = fit_offsets(choice_probs(candidates, choices[-1])[fit_rows], labels[fit_rows])
-        choices.append(Choice(vote.rule_method, members, weights, tuple(float(o) for o in offsets)))
+        rule = fit_rule(choice_probs(candidates, choices[-1])[fit_rows], labels[fit_rows], vote.old_band)
+        choices.append(Choice(vote.rule_method, members, weights, tuple(float(o) for o in rule.offsets),
+                              tau=rule.tau, old_band_offset=rule.old_band_offset))
+    groups = tuple(i for i, c in enumerate(candidates) if c.is_fold_group)
+    if groups:
+        choices.append(Choice(FOLD_GROUPS, groups, tuple([1.0 / len(groups)] * len(groups))))
     return choices
 
 
@@ -180,7 +194,7 @@ def honest_estimate(
     """Choose on one half of the validation people, score on the other (both ways in ``cv``)."""
     settings = settings or SelectionSettings()
     vote = vote or VoteSpec()
-    names = methods(vote)
+    names = methods(vote, has_fold_groups(candidates))
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)} but got {mode!r}.")
     labels = np.asarray(labels, dtype=np.int64)

@@ -4,6 +4,14 @@ Both ``python -m search.ensemble`` (which reports) and ``python -m search.export
 ships the final choice) run it, so the estimate printed is the estimate of what is exported.
 Candidates of every input size and crop compete: an exported graph gives each member its own
 preprocessing (search/deploy/graph.py).
+
+Which procedure ships is decided by the held-out column, the one every row is scored on alike
+(people that chose nothing about it): the row with the highest held-out macro-F1, the simpler
+(earlier) row on a tie, except that the fold groups' vote wins its ties (with one fold group,
+"best single" is often that same group). Its estimate is that held-out score, or, for the fold
+groups' vote, its out-of-fold macro-F1 over every person of the data (a fold group predicts each
+person with the model that never saw them, and the vote chooses nothing): every person rather
+than half of the validation people.
 """
 
 from __future__ import annotations
@@ -13,19 +21,21 @@ from typing import Any
 
 import numpy as np
 
+from runners.metrics import accuracy, macro_f1
 from search.ensembling.candidates import CandidatePool
 from search.ensembling.honest import (
+    FOLD_GROUPS,
     Choice,
     HonestReport,
     choice_probs,
     choose,
     format_table,
+    has_fold_groups,
     honest_estimate,
     methods,
 )
-from runners.metrics import accuracy, macro_f1
 from search.ensembling.selection import Candidate, SelectionSettings
-from search.ensembling.votes import VoteSpec
+from search.ensembling.votes import VoteSpec, combine
 
 
 @dataclass
@@ -38,10 +48,20 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     eval_scores: dict[str, tuple[float, float]] | None = None  # bench eval labels, when known
     vote: VoteSpec = field(default_factory=VoteSpec)
+    all_people: dict[str, tuple[float, float]] = field(default_factory=dict)  # out-of-fold, every person
+    oof_images: int = 0  # image rows (of every person) the all_people scores are over
+    shipped: str = ""  # the method the held-out column chose (pick_method); "" before it is chosen
+    why: str = ""
 
     @property
     def methods(self) -> tuple[str, ...]:
-        return methods(self.vote)
+        return methods(self.vote, has_fold_groups(self.candidates))
+
+    def estimate(self, method: str) -> tuple[float, str]:
+        """The honest macro-F1 of ``method`` and what it rests on."""
+        if method in self.all_people:
+            return self.all_people[method][0], f"out-of-fold, all people ({self.oof_images} images)"
+        return self.honest.score(method).macro_f1, f"held-out, {self.honest.mode}"
 
     def choice(self, method: str | None = None) -> Choice:
         """The final choice of ``method`` (default: the ensemble with the chosen vote)."""
@@ -68,8 +88,10 @@ class Outcome:
         honest_title = f"held-out ({self.honest.mode})"
         columns = {
             honest_title: {s.method: (s.macro_f1, s.accuracy) for s in self.honest.scores},
-            "all validation (in-sample)": self.in_sample,
         }
+        if self.all_people:
+            columns[f"out-of-fold, all people ({self.oof_images} images)"] = self.all_people
+        columns["all validation (in-sample)"] = self.in_sample
         if self.eval_scores is not None:
             columns["bench eval labels"] = self.eval_scores
         return format_table(columns, {c.method: self.members_text(c) for c in self.final})
@@ -97,6 +119,7 @@ class Outcome:
                     "weights": list(c.weights),
                     "validation_macro_f1": self.in_sample[c.method][0],
                     "validation_accuracy": self.in_sample[c.method][1],
+                    "decision_rule": {"tau": c.tau, "old_band_offset": c.old_band_offset} if c.offsets else None,
                 }
                 for c in self.final
             ],
@@ -104,6 +127,10 @@ class Outcome:
             if self.eval_scores is None
             else {m: {"macro_f1": v[0], "accuracy": v[1]} for m, v in self.eval_scores.items()},
             "notes": list(self.notes),
+            "out_of_fold_all_people": {m: {"macro_f1": v[0], "accuracy": v[1]} for m, v in self.all_people.items()},
+            "out_of_fold_images": self.oof_images,
+            "shipped": self.shipped,
+            "why": self.why,
         }
 
 
@@ -124,4 +151,45 @@ def run_procedure(
     for c in final:
         probs = choice_probs(candidates, c)
         in_sample[c.method] = (macro_f1(labels, probs), accuracy(labels, probs))
-    return Outcome(pool.study, candidates, honest, final, in_sample, list(pool.notes), vote=vote)
+    all_people, images = out_of_fold_scores(candidates, final)
+    outcome = Outcome(
+        pool.study, candidates, honest, final, in_sample, list(pool.notes), vote=vote, all_people=all_people,
+        oof_images=images,
+    )
+    outcome.shipped, outcome.why = pick_method(outcome)
+    return outcome
+
+
+def out_of_fold_scores(
+    candidates: list[Candidate], final: list[Choice]
+) -> tuple[dict[str, tuple[float, float]], int]:
+    """({method: (macro-F1, accuracy)}, images) over every image row, for the choices made of fold
+    groups only whose out-of-fold predictions cover every row (today: the fold groups' vote)."""
+    scores: dict[str, tuple[float, float]] = {}
+    rows = 0
+    for choice in final:
+        members = [candidates[m] for m in choice.members]
+        if choice.method != FOLD_GROUPS or not all(c.all_people is not None for c in members):
+            continue
+        parts = [c.all_people for c in members if c.all_people is not None]
+        labels = parts[0][1]
+        if any(p[0].shape != parts[0][0].shape or not np.array_equal(p[1], labels) for p in parts):
+            continue  # fold groups of other data: no common rows to vote on
+        probs = combine([p[0] for p in parts], choice.weights, choice.vote)
+        scores[choice.method] = (macro_f1(labels, probs), accuracy(labels, probs))
+        rows = len(labels)
+    return scores, rows
+
+
+def pick_method(outcome: Outcome) -> tuple[str, str]:
+    """The method to ship and why: the highest held-out macro-F1; on a tie the fold groups' vote
+    (its estimate rests on every person), else the earlier, simpler row."""
+    scores = [(outcome.honest.score(m).macro_f1, m) for m in outcome.methods]
+    top = max(score for score, _ in scores)
+    tied = [sm for sm in scores if sm[0] >= top - 1e-12]
+    best = next((sm for sm in tied if sm[1] == FOLD_GROUPS), tied[0])
+    others = sorted((sm for sm in scores if sm[1] != best[1]), key=lambda sm: -sm[0])
+    why = f"highest held-out macro-F1, {best[0]:.4f}"
+    if others:
+        why += f" (next: {others[0][1]}, {others[0][0]:.4f})"
+    return best[1], why

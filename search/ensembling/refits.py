@@ -55,6 +55,7 @@ def with_refits(
             folds = [store.fold_dir(k, i) for i in range(k)]
             config = store.load_model(folds[0]).config
             summary = store.load_summary(k)
+            labels = store.load_oof_labels(k)
             out.append(
                 Candidate(
                     study,
@@ -65,6 +66,7 @@ def with_refits(
                     None,
                     refit=f"folds-{k}",
                     checkpoints=tuple(f / "weights.safetensors" for f in folds),
+                    all_people=None if labels is None else (probs, labels),
                 )
             )
     return out, notes

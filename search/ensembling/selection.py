@@ -44,6 +44,13 @@ class Candidate:
     weights: Path | None = None  # the trial's weights.safetensors, when kept on disk
     refit: str = ""  # search.refit: "" the trial as run, "all" refitted on all people, "folds-K" its fold group
     checkpoints: tuple[Path, ...] = ()  # a fold group's K weight files, averaged at predict time
+    # A fold group's out-of-fold (probabilities, labels) over every image row of the data: its estimate
+    # over every person, not only the validation people (search.ensembling.procedure)
+    all_people: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def is_fold_group(self) -> bool:
+        return self.refit.startswith("folds-")
 
     @property
     def name(self) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 
 from search.deploy.votes import VOTES, combine
 
+MAX_WEIGHT = 1e6  # a member's vote weight; the bundle manifest refuses more (search.deploy.manifest.MAX_WEIGHT)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class VoteSpec:
 
     vote: str = "soft"
     given: tuple[tuple[str, float], ...] | None = None  # (candidate name "study#N", weight); None = learned
+    # the decision rule also fits an old-band offset (search.ensembling.decision); only for a vote
+    # of the registry that takes the rule (VOTES[vote].takes_decision_rule), else unused
+    old_band: bool = True
 
     def __post_init__(self) -> None:
         if self.vote not in VOTES:
@@ -56,9 +60,14 @@ class VoteSpec:
         return "selected + decision rule" if self.given is None else "given weights + decision rule"
 
     def to_dict(self) -> dict[str, object]:
+        if self.rule_method is None:
+            old_band = f"none: a {self.vote} vote takes no decision rule"
+        else:
+            old_band = "fitted with the decision rule" if self.old_band else "off"
         return {
             "vote": self.vote,
             "weights": "learned on the selection people" if self.given is None else dict(self.given),
+            "old_band_offset": old_band,
         }
 
 
@@ -79,6 +88,11 @@ def parse_weights(text: str, study: str) -> tuple[tuple[str, float], ...]:
             raise ValueError(
                 f"--weights entry {part!r} must be TRIAL=WEIGHT (e.g. 3=2 or {study}#3=2), the weight "
                 "a number."
+            )
+        if not 0 <= weight <= MAX_WEIGHT:
+            raise ValueError(
+                f"--weights entry {part!r}: the weight must be from 0 to {MAX_WEIGHT:g} (only their ratios "
+                f"matter, e.g. 3=2,7=1), but is {weight:g}."
             )
         out.append((name if "#" in name else f"{study}#{name}", weight))
     if not out:

@@ -8,7 +8,7 @@
         folds-5/
             plan.json             the K folds: held-out people of each, seed, data fingerprint
             fold_0/ .. fold_4/    as all/, plus val_rows.npy and val_probs.npy (its held-out fold)
-            oof.npz               out-of-fold probabilities of every image row, once each
+            oof.npz               out-of-fold probabilities of every image row, once each, and its labels
             summary.json          out-of-fold macro-F1 over every person and on the study's validation people
 
 A model folder is written under a temporary name and renamed when complete, so a killed refit
@@ -26,11 +26,22 @@ from typing import Any
 import numpy as np
 
 from search.common.atomic import write_text, write_with
+from search.common.outputs import Output, marked_folder
 from search.storage.trialstore import TrialStore, write_model_dir
 
 ALL = "all"
 _REFIT_DIR = re.compile(r"^refit_(\d+)$")
 _FOLDS_DIR = re.compile(r"^folds-(\d+)$")
+
+
+MODEL_FILES = {"weights.safetensors", "config.json", "result.json", "val_rows.npy", "val_probs.npy"}
+MODEL_OUTPUT = Output(
+    "a refit model folder",
+    "python -m search.refit",
+    lambda folder: marked_folder(folder, "result.json", lambda r: isinstance(r, dict), MODEL_FILES),
+    flag=None,
+    option="the model folder",
+)
 
 
 class RefitError(ValueError):
@@ -140,7 +151,9 @@ class RefitStore:
             "val_rows.npy": np.asarray(held_out[0], dtype=np.int64),
             "val_probs.npy": np.asarray(held_out[1], dtype=np.float32),
         }
-        return write_model_dir(folder, state_dict, config, summary, arrays)
+        # temp_dir inside also removes what a killed refit left beside folder; the folder replaced
+        # is an earlier model of this refit, or nothing
+        return write_model_dir(folder, state_dict, config, summary, arrays, output=MODEL_OUTPUT)
 
     def load_model(self, folder: Path) -> SavedModel:
         return SavedModel(
@@ -154,15 +167,29 @@ class RefitStore:
 
     # out-of-fold ----------------------------------------------------------------------------
     def save_oof(
-        self, k: int, rows: np.ndarray, probs: np.ndarray, fold: np.ndarray, summary: dict[str, Any]
+        self,
+        k: int,
+        rows: np.ndarray,
+        probs: np.ndarray,
+        fold: np.ndarray,
+        summary: dict[str, Any],
+        labels: np.ndarray | None = None,
     ) -> None:
+        """The out-of-fold predictions; ``labels``: the rows' canonical classes, which score a vote of
+        fold groups over every person (search.ensembling.procedure)."""
         folder = self.folds_dir(k)
-        write_with(folder / "oof.npz", lambda f: np.savez(f, rows=rows, probs=probs, fold=fold))
+        extra = {} if labels is None else {"labels": np.asarray(labels, dtype=np.int64)}
+        write_with(folder / "oof.npz", lambda f: np.savez(f, rows=rows, probs=probs, fold=fold, **extra))
         write_text(folder / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
 
     def load_oof(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with np.load(self.folds_dir(k) / "oof.npz", allow_pickle=False) as z:
             return z["rows"], z["probs"], z["fold"]
+
+    def load_oof_labels(self, k: int) -> np.ndarray | None:
+        """The canonical class of each out-of-fold row; None for a group saved before they were kept."""
+        with np.load(self.folds_dir(k) / "oof.npz", allow_pickle=False) as z:
+            return z["labels"] if "labels" in z.files else None
 
     def load_summary(self, k: int) -> dict[str, Any]:
         return json.loads((self.folds_dir(k) / "summary.json").read_text())

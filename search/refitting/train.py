@@ -27,6 +27,7 @@ from search.storage.backends import resolve_storage
 from search.storage.studies import open_stored_study
 from runners.metrics import accuracy, macro_f1
 from search.engine.prepare import StudyData
+from search.refitting.progress import RefitProgress
 from search.refitting.store import FoldPlan, RefitError, RefitStore
 from search.storage.backends import DEFAULT_WORKDIR
 from search.storage.study_attrs import StudyAttrs
@@ -154,19 +155,23 @@ def train_model(
     budget: Budget,
     device: str | None = None,
     augment_on: str | None = None,
+    progress: RefitProgress | None = None,
 ) -> tuple[Any, float]:
     """Fit ``config`` on ``train_rows`` (its training labels), keeping the last epoch; returns
     (TrialResult or None when stopped at the budget, seconds)."""
     sd = ctx.data
     images = sd.images(config.height, config.width, config.crop)
-    train = ImageSet(images, train_rows, sd.data.training_labels(config.age_cutoff)[train_rows])
+    train = ImageSet(images, train_rows, sd.data.training_labels(config.age_cutoff)[train_rows],
+                     sd.data.ages[train_rows])
     val = ImageSet(images, val_rows, sd.data.labels[val_rows])
     start = time.monotonic()
 
     def report(record: EpochRecord) -> bool:
         left_epochs = config.epochs - record.epoch
         per_epoch = (time.monotonic() - start) / record.epoch
-        log.info(
+        if progress is not None:
+            progress.epoch_done()
+        log.debug(
             "epoch %d/%d: %.0f s, macro-F1 %.4f on %d images",
             record.epoch,
             config.epochs,
@@ -185,6 +190,37 @@ def train_model(
     return result, seconds
 
 
+@dataclass(frozen=True)
+class Work:
+    """What a refit of one trial still has to train: models, their epochs, and seconds at the trial's pace."""
+
+    models: int
+    epochs: int
+    seconds: float
+
+
+def fold_work(ctx: RefitContext, trial: FrozenTrial, k: int, epochs: str = "best") -> Work:
+    """The fold models of ``trial`` not trained yet, and their cost at the trial's own pace."""
+    config = refit_config(trial, epochs)
+    store = RefitStore(ctx.trials, trial.number)
+    plan = fold_plan(ctx, k)
+    person = ctx.data.data.images["person"].to_numpy().astype(str)
+    pace = expected_seconds_per_image(trial, len(ctx.data.train_rows))
+    missing = [held for i, held in enumerate(plan.folds) if not store.has_model(store.fold_dir(k, i))]
+    images = sum(int(np.sum(~np.isin(person, held))) for held in missing)
+    return Work(len(missing), len(missing) * config.epochs, pace * images * config.epochs)
+
+
+def all_work(ctx: RefitContext, trial: FrozenTrial, epochs: str = "best") -> Work:
+    """The all-people model of ``trial``, when not trained yet, and its cost."""
+    config = refit_config(trial, epochs)
+    store = RefitStore(ctx.trials, trial.number)
+    if store.has_model(store.all_dir()):
+        return Work(0, 0, 0.0)
+    pace = expected_seconds_per_image(trial, len(ctx.data.train_rows))
+    return Work(1, config.epochs, pace * len(ctx.data.data.images) * config.epochs)
+
+
 def refit_folds(
     ctx: RefitContext,
     trial: FrozenTrial,
@@ -193,6 +229,7 @@ def refit_folds(
     budget: Budget | None = None,
     device: str | None = None,
     augment_on: str | None = None,
+    progress: RefitProgress | None = None,
 ) -> dict[str, Any]:
     """Train the missing fold models of ``trial``; with all K done, its out-of-fold score."""
     budget = budget or Budget(None)
@@ -220,8 +257,10 @@ def refit_folds(
                 budget.left(),
             )
             runs.append(ModelRun(f"fold {i}", 0.0, False))
+            if progress is not None:
+                progress.skipped(config.epochs)
             continue
-        log.info(
+        log.debug(
             "trial %d: training fold %d/%d (%d images, %d held out)",
             trial.number,
             i,
@@ -229,8 +268,13 @@ def refit_folds(
             len(train_rows),
             len(val_rows),
         )
-        result, seconds = train_model(ctx, config, train_rows, val_rows, budget, device, augment_on)
+        name = f"trial {trial.number} fold {i + 1}/{k}"
+        if progress is not None:
+            progress.model_started(name)
+        result, seconds = train_model(ctx, config, train_rows, val_rows, budget, device, augment_on, progress)
         runs.append(ModelRun(f"fold {i}", seconds, result is not None))
+        if progress is not None:
+            progress.model_done(name, result is not None)
         if result is None:
             continue
         summary = result.to_summary() | {"fold": i, "k": k, "epochs_rule": epochs, "trial": trial.number}
@@ -283,7 +327,7 @@ def out_of_fold(ctx: RefitContext, store: RefitStore, plan: FoldPlan, trial: Fro
         "fold_macro_f1": fold_f1,
         "trial_validation_macro_f1": trial.value,
     }
-    store.save_oof(plan.k, np.arange(n, dtype=np.int64), probs, fold, summary)
+    store.save_oof(plan.k, np.arange(n, dtype=np.int64), probs, fold, summary, labels)
     ctx.study.set_user_attr(
         f"refit_{trial.number:05d}_folds{plan.k}",
         {k: summary[k] for k in ("oof_macro_f1", "oof_accuracy", "oof_macro_f1_validation_people")}
@@ -299,6 +343,7 @@ def refit_all(
     budget: Budget | None = None,
     device: str | None = None,
     augment_on: str | None = None,
+    progress: RefitProgress | None = None,
 ) -> dict[str, Any]:
     """Train ``trial`` on every person. It has no held-out people: its validation figures are
     in-sample, and the trial's own validation score stands for it."""
@@ -318,9 +363,16 @@ def refit_all(
     rows = np.arange(len(ctx.data.data.images), dtype=np.int64)
     need = expected_seconds_per_image(trial, len(ctx.data.train_rows)) * len(rows) * config.epochs
     if not budget.fits(need):
+        if progress is not None:
+            progress.skipped(config.epochs)
         return report | {"complete": False, "runs": [vars(ModelRun("all", 0.0, False))]}
-    log.info("trial %d: training on all %d images", trial.number, len(rows))
-    result, seconds = train_model(ctx, config, rows, ctx.data.val_rows, budget, device, augment_on)
+    log.debug("trial %d: training on all %d images", trial.number, len(rows))
+    name = f"trial {trial.number} all people"
+    if progress is not None:
+        progress.model_started(name)
+    result, seconds = train_model(ctx, config, rows, ctx.data.val_rows, budget, device, augment_on, progress)
+    if progress is not None:
+        progress.model_done(name, result is not None)
     if result is None:
         return report | {"complete": False, "runs": [vars(ModelRun("all", seconds, False))]}
     summary = result.to_summary() | {
@@ -331,3 +383,27 @@ def refit_all(
     }
     store.save_model(folder, result.state_dict, config.to_dict(), summary)
     return report | {"complete": True, "runs": [vars(ModelRun("all", seconds, True))]}
+
+
+def refit_table(reports: Sequence[dict[str, Any]]) -> str:
+    """The refit reports as a markdown table: one row per trial and kind of refit."""
+    lines = [
+        "| trial | refit | epochs | models trained now | out-of-fold macro-F1, all people | on validation people "
+        "| trial's validation macro-F1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        trained = sum(1 for run in r["runs"] if run["trained"])
+        if r["mode"] == "folds":
+            what = f"{r['k']} folds ({r['folds_done']}/{r['k']} done)"
+            oof = f"{r['oof_macro_f1']:.4f}" if r["complete"] else "-"
+            val = f"{r['oof_macro_f1_validation_people']:.4f}" if r["complete"] else "-"
+        else:
+            what = "all people" + ("" if r["complete"] else " (not done)")
+            oof, val = "none: no held-out people", "-"
+        own = r.get("trial_validation_macro_f1")
+        lines.append(
+            f"| {r['trial']} | {what} | {r['epochs']} ({r['epochs_rule']}) | {trained} | {oof} | {val} "
+            f"| {'-' if own is None else f'{own:.4f}'} |"
+        )
+    return "\n".join(lines)

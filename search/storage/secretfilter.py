@@ -9,12 +9,17 @@ import sys
 import traceback
 from types import TracebackType
 
-from search.storage.urls import url_secrets
+from search.storage.urls import NOT_SHOWN, redact, url_secrets
 
-# a URL's password in free text (log lines, tracebacks), where a URL ends at whitespace:
-# user:pw@ or :pw@ (left out, as redact does), and password=pw among query parameters
-_PASSWORD_IN_TEXT = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
-_QUERY_PASSWORD_IN_TEXT = re.compile(r"(?P<sep>[?&])(?:password|%70assword)=[^&\s'\"]*&?", re.IGNORECASE)
+# a URL in free text (log lines, tracebacks) ends at whitespace, a quote or an angle bracket; a
+# token that looks like one (scheme:/..., user:...@..., a storage scheme and a colon, anything
+# with password=) is printed the way redact prints it
+_URL_IN_TEXT = re.compile(
+    r"(?:[a-zA-Z][a-zA-Z0-9+.-]*:/|[^\s'\"<>]*:[^\s'\"<>]*@"
+    r"|(?:postgres|sqlite|journal|mysql|grpc)[a-z0-9+]*[:/]"
+    r"|[^\s'\"<>]*(?:password|%70assword)=)[^\s'\"<>]*",
+    re.IGNORECASE,
+)
 
 
 class RedactingFormatter(logging.Formatter):
@@ -34,17 +39,19 @@ MIN_SCRUBBED = 4  # shorter passwords are only hidden inside URLs: blanking ever
 
 
 def scrub(text: str, secrets: list[str]) -> str:
-    """``text`` with URL passwords redacted, and the given secrets blanked wherever they appear."""
-    text = _PASSWORD_IN_TEXT.sub(_without_password, text)
-    text = _QUERY_PASSWORD_IN_TEXT.sub(lambda m: m["sep"] if m[0].endswith("&") else "", text)
-    for secret in secrets:
+    """``text`` with every URL in it as :func:`search.storage.urls.redact` prints it (no password; not
+    shown at all when it reads two ways), and the given secrets blanked wherever they appear."""
+    for secret in secrets:  # first: a URL token ends at a quote or space that a password may hold
         if len(secret) >= MIN_SCRUBBED:
             text = text.replace(secret, "***")
-    return text
+    return _URL_IN_TEXT.sub(_redacted, text)
 
 
-def _without_password(match: re.Match[str]) -> str:
-    return f"{match['head']}{match['user'] + '@' if match['user'] else ''}"
+def _redacted(match: re.Match[str]) -> str:
+    if match.string.startswith(NOT_SHOWN, match.end()):  # already redacted: "postgresql:<URL not shown>"
+        return match[0]
+    url = match[0].rstrip(".,;:)")  # the sentence's punctuation after a URL: "storage postgresql://...: reason"
+    return redact(url) + match[0][len(url):]
 
 
 def hide_secrets(url: str) -> None:

@@ -4,9 +4,8 @@ export, refit, clean): nothing is created, and a wrong storage or name is one li
 from __future__ import annotations
 
 import optuna
-import sqlalchemy.exc
 
-from search.storage.backends import open_storage, redact, storage_error, storage_file
+from search.storage.backends import STORAGE_ERRORS, open_storage, redact, storage_error, storage_file
 
 
 def open_stored_study(name: str, storage_url: str) -> optuna.Study:
@@ -19,7 +18,7 @@ def open_stored_study(name: str, storage_url: str) -> optuna.Study:
     try:
         storage = open_storage(storage_url)
         return optuna.load_study(study_name=name, storage=storage)
-    except sqlalchemy.exc.SQLAlchemyError as exc:
+    except STORAGE_ERRORS as exc:
         raise ValueError(storage_error(storage_url, exc)) from exc
     except KeyError:
         names = sorted(

@@ -5,6 +5,9 @@
         trial_00012/
             weights.safetensors   best-epoch weights (CPU tensors, never pickle)
             val_probs.npy         (N_val, NUM_CLASSES) float32 softmax, aligned with validation.npz rows
+            last_weights.safetensors, last_val_probs.npy
+                                  the last epoch's, only when it was not the best: the ensemble scores
+                                  and ships a trial at its last epoch (search/ensembling/candidates.py)
             config.json           the TrialConfig dict
             result.json           the TrialResult summary
 
@@ -23,9 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from search.common.atomic import swap_dir, temp_name, write_with
+from search.common.atomic import swap_dir, temp_dir, write_with
+from search.common.outputs import Output, claim, marked_folder
 
+LAST = "last_"  # prefix of the last epoch's files
 _TRIAL_DIR = re.compile(r"^trial_(\d+)$")
+TRIAL_FILES = {"weights.safetensors", "val_probs.npy", "config.json", "result.json",
+               f"{LAST}weights.safetensors", f"{LAST}val_probs.npy"}
+
+
+def not_a_trial_folder(folder: Path) -> str | None:
+    """Why ``folder`` is not one :meth:`TrialStore.save_trial` wrote (search/common/outputs.py), or None:
+    a folder holding only the files a trial saves (older ones may lack some)."""
+    return marked_folder(folder, None, lambda _: True, TRIAL_FILES)
 
 
 @dataclass(frozen=True)
@@ -84,28 +97,45 @@ class TrialStore:
         val_probs: np.ndarray,
         config: dict[str, Any],
         summary: dict[str, Any],
+        last: tuple[dict[str, Any], np.ndarray] | None = None,
     ) -> Path:
-        return write_model_dir(self.trial_dir(number), state_dict, config, summary,
-                               {"val_probs.npy": np.asarray(val_probs, dtype=np.float32)})
+        """The trial's folder; ``last``: the last epoch's weights and probabilities, when not the best's."""
+        arrays = {"val_probs.npy": np.asarray(val_probs, dtype=np.float32)}
+        weights = {}
+        if last is not None:
+            weights[f"{LAST}weights.safetensors"] = last[0]
+            arrays[f"{LAST}val_probs.npy"] = np.asarray(last[1], dtype=np.float32)
+        return write_model_dir(self.trial_dir(number), state_dict, config, summary, arrays, weights)
 
     def trial_numbers(self) -> list[int]:
         if not self.root.exists():
             return []
         found = (_TRIAL_DIR.match(p.name) for p in self.root.iterdir() if p.is_dir())
-        return sorted(int(m.group(1)) for m in found if m)
+        return sorted({int(m.group(1)) for m in found if m})  # once each: trial_0099 and trial_00099 are 99
 
-    def load_probs(self, number: int) -> np.ndarray:
-        return np.load(self.trial_dir(number) / "val_probs.npy", allow_pickle=False)
+    def load_probs(self, number: int, last: bool = False) -> np.ndarray:
+        """Validation probabilities of the best epoch, or (``last``) of the last one."""
+        return np.load(self._file(number, "val_probs.npy", last), allow_pickle=False)
+
+    def has_last(self, number: int) -> bool:
+        """Whether the trial kept its last epoch apart (it was not the best); else both are the same
+        epoch, or the trial was stored before trials kept their last epoch."""
+        return (self.trial_dir(number) / f"{LAST}val_probs.npy").is_file()
 
     def load_config(self, number: int) -> dict[str, Any]:
         return json.loads((self.trial_dir(number) / "config.json").read_text())
 
-    def weights_path(self, number: int) -> Path:
-        return self.trial_dir(number) / "weights.safetensors"
+    def weights_path(self, number: int, last: bool = False) -> Path:
+        return self._file(number, "weights.safetensors", last)
+
+    def _file(self, number: int, name: str, last: bool) -> Path:
+        path = self.trial_dir(number) / f"{LAST}{name}"
+        return path if last and path.is_file() else self.trial_dir(number) / name
 
     def retain(self, keep: set[int]) -> list[int]:
         """Delete every trial folder not in ``keep``; returns the numbers deleted."""
-        deleted = [n for n in self.trial_numbers() if n not in keep]
+        deleted = [n for n in self.trial_numbers()  # never a folder a user made or added to
+                   if n not in keep and not_a_trial_folder(self.trial_dir(n)) is None]
         for number in deleted:
             shutil.rmtree(self.trial_dir(number), ignore_errors=True)
         return deleted
@@ -113,24 +143,33 @@ class TrialStore:
 
 def write_model_dir(
     final: Path, state_dict: dict[str, Any], config: dict[str, Any], summary: dict[str, Any],
-    arrays: dict[str, np.ndarray],
+    arrays: dict[str, np.ndarray], weights: dict[str, dict[str, Any]] | None = None,
+    output: Output | None = None,
 ) -> Path:
-    """A trained model's folder: weights.safetensors, config.json, result.json and ``arrays``
-    (file name -> array, saved with np.save), written under a temporary name and swapped in
-    whole, so a reader sees the old folder or the complete new one (trials and refits alike)."""
+    """A trained model's folder: weights.safetensors, config.json, result.json, ``arrays`` (file
+    name -> array, saved with np.save) and ``weights`` (file name -> more state dicts, such as a
+    trial's last epoch), written in a temporary folder and swapped in whole, so a reader sees the
+    old folder or the complete new one (trials and refits alike).
+
+    The temporary folder is locked while it is written (search.common.atomic.temp_dir), so
+    search.clean never takes it for a leftover, and what a killed writer left beside ``final`` is
+    removed first. With ``output``, ``final`` is replaced only when it is that writer's own
+    (search.common.outputs.claim, checked just before the swap).
+    """
     from safetensors.torch import save_file
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(final)
-    tmp.mkdir()
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(tmp / "weights.safetensors"))
+    def cpu(tensors: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+
+    with temp_dir(final) as tmp:
+        save_file(cpu(state_dict), str(tmp / "weights.safetensors"))
+        for name, more in (weights or {}).items():
+            save_file(cpu(more), str(tmp / name))
         for name, array in arrays.items():
             np.save(tmp / name, array)
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         (tmp / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        if output is not None:
+            claim(final, output)
         swap_dir(tmp, final)  # a retried trial number never repeats, but a rerun of a test may
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final

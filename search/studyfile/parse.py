@@ -23,7 +23,7 @@ from search.studyfile.enqueue import enqueue_params
 from search.studyfile.pruners import PrunerSpec, check_pruner
 from search.studyfile.samplers import SAMPLERS
 from search.studyfile.validate import StudyFileError, check_at_least, check_config_value, check_fields, type_problem
-from search.studyfile.spec import SamplerSpec, SplitSpec, StudySpec
+from search.studyfile.spec import RefitSpec, SamplerSpec, SplitSpec, StudySpec
 from spaces import Categorical, ParamSpec, list_spaces, parse_param
 
 __all__ = ["StudyFileError", "StudySpec", "cache_sizes", "list_studies", "load_study_spec", "study_path"]
@@ -34,27 +34,35 @@ STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
 PROFILES = ("cpu", "gpu")
 # Every table of a study file and the keys it takes; the parser refuses any other key.
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
-    "": ("study", "sampler", "pruner", "split", "fixed", "params", "profiles"),
+    "": ("study", "sampler", "pruner", "split", "refit", "fixed", "params", "profiles"),
     "study": ("description", "space", "n_trials", "timeout_s", "keep_top"),
     "sampler": tuple(f.name for f in dataclasses.fields(SamplerSpec)),
     "pruner": tuple(f.name for f in dataclasses.fields(PrunerSpec)),
     "split": tuple(f.name for f in dataclasses.fields(SplitSpec)),
+    "refit": tuple(f.name for f in dataclasses.fields(RefitSpec)),
     "profiles": PROFILES,
-    "profiles.<profile>": ("n_trials", "timeout_s", "fixed", "params", "enqueue"),
+    "profiles.<profile>": ("n_trials", "timeout_s", "fixed", "params", "refit", "enqueue"),
 }
 
 
 def study_path(name_or_path: str | Path) -> Path:
+    """The file of a study name (``studies/<name>.toml``) or of a .toml path; StudyFileError naming
+    what was given when there is none (a .toml path is never looked up with .toml added again)."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" and path.exists():
+    available = f"Available studies: {', '.join(list_studies())}."
+    if path.suffix != ".toml" and (STUDIES_DIR / f"{name_or_path}.toml").is_file():
+        return STUDIES_DIR / f"{name_or_path}.toml"
+    if path.is_dir():
+        raise StudyFileError(f"--study {str(name_or_path)!r} is a folder; name a study file (.toml) or a study "
+                             f"of {STUDIES_DIR}. {available}")
+    if path.suffix != ".toml":
+        raise StudyFileError(f"No study named {str(name_or_path)!r}: expected {STUDIES_DIR / f'{name_or_path}.toml'}. "
+                             f"{available}")
+    if path.exists():  # a file, or a device such as /dev/null (then it reads as empty)
         return path
-    candidate = STUDIES_DIR / f"{name_or_path}.toml"
-    if candidate.exists():
-        return candidate
-    raise StudyFileError(
-        f"No study named {str(name_or_path)!r}: expected {candidate}. "
-        f"Available studies: {', '.join(list_studies())}."
-    )
+    if path.parent == Path(".") and (STUDIES_DIR / path.name).is_file():
+        return STUDIES_DIR / path.name
+    raise StudyFileError(f"No study file {str(name_or_path)!r}: {path.absolute()} does not exist. {available}")
 
 
 def list_studies() -> list[str]:
@@ -67,9 +75,18 @@ def load_study_spec(name_or_path: str | Path, profile: str = "cpu") -> StudySpec
         raise StudyFileError(f"profile must be one of {list(PROFILES)} but got {profile!r}.")
     path = study_path(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+        raw = tomllib.loads(text)
+    except UnicodeDecodeError as exc:
+        raise StudyFileError(f"{path}: not a text study file (byte {exc.start} is not UTF-8); "
+                             "pass a TOML study file such as studies/smoke.toml.") from exc
     except tomllib.TOMLDecodeError as exc:
         raise StudyFileError(f"{path}: not valid TOML ({exc}).") from exc
+    except OSError as exc:
+        raise StudyFileError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
+    if not raw:
+        raise StudyFileError(f"{path} is empty (no table, no key); a study file needs at least [study] and "
+                             "[params] (see studies/smoke.toml).")
     spec = _parse(raw, path, profile)
     for other in PROFILES:  # a mistake in another profile's known-good trials shows on any load
         if other != profile and "enqueue" in raw.get("profiles", {}).get(other, {}):
@@ -87,8 +104,14 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
         _reject_unknown(ptable, set(TABLE_KEYS["profiles.<profile>"]), path, f"profiles.{pname}")
     chosen = profiles.get(profile, {})
 
-    fixed = {**raw.get("fixed", {}), **chosen.get("fixed", {})}
-    raw_params = {**raw.get("params", {}), **chosen.get("params", {})}
+    _reject_both(raw, path, "")
+    _reject_both(chosen, path, f"profiles.{profile}.")
+    # a profile's table overrides the base tables: its params search what [fixed] holds, its fixed
+    # holds what [params] searches
+    base_fixed = {k: v for k, v in raw.get("fixed", {}).items() if k not in chosen.get("params", {})}
+    base_params = {k: v for k, v in raw.get("params", {}).items() if k not in chosen.get("fixed", {})}
+    fixed = {**base_fixed, **chosen.get("fixed", {})}
+    raw_params = {**base_params, **chosen.get("params", {})}
     config_keys = {f.name for f in dataclasses.fields(TrialConfig)}
     for section, table in (("fixed", fixed), ("params", raw_params)):
         for key in table:
@@ -103,8 +126,6 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
             params[key] = parse_param(key, value)
         except ValueError as exc:
             raise StudyFileError(f"{path}: params.{key}: {exc}") from exc
-    for key in set(params) & set(fixed):
-        del fixed[key]  # a profile may search what the base table fixes
 
     for key, annotation in (("description", "str"), ("space", "str"), ("timeout_s", "float | None")):
         problem = type_problem(study.get(key), annotation if key == "timeout_s" else f"{annotation} | None")
@@ -127,6 +148,7 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
         sampler=_dataclass_from(SamplerSpec, raw.get("sampler", {}), path, "sampler"),
         pruner=_dataclass_from(PrunerSpec, raw.get("pruner", {}), path, "pruner"),
         split=_dataclass_from(SplitSpec, raw.get("split", {}), path, "split"),
+        refit=_refit(raw, chosen, path, profile),
         fixed=fixed,
         params=params,
         profile=profile,
@@ -135,6 +157,9 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     if spec.sampler.name not in SAMPLERS:
         raise StudyFileError(f"{path}: sampler.name must be one of {SAMPLERS.names()}, got {spec.sampler.name!r}.")
     check_pruner(spec.pruner, path)
+    if spec.refit.enabled and spec.refit_folds < 2:
+        raise StudyFileError(f"{path}: [refit] is enabled but names no folds: set refit.folds (or split.folds) "
+                             "to K >= 2, or enabled = false.")
     if not 0.0 < spec.split.val_fraction < 1.0:
         raise StudyFileError(f"{path}: split.val_fraction must be in (0, 1), got {spec.split.val_fraction}.")
     try:
@@ -142,6 +167,47 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     except (TypeError, ValueError) as exc:
         raise StudyFileError(f"{path}: [fixed] does not make a valid trial config: {exc}") from exc
     return dataclasses.replace(spec, enqueue=_enqueue(chosen.get("enqueue", []), spec, path))
+
+
+def _refit(raw: dict[str, Any], chosen: dict[str, Any], path: Path, profile: str) -> RefitSpec:
+    """``[refit]`` with the profile's ``[profiles.<profile>.refit]`` merged over it, checked."""
+    base, over = raw.get("refit", {}), chosen.get("refit", {})
+    where = f"profiles.{profile}.refit"
+    _reject_unknown(base, {f.name for f in dataclasses.fields(RefitSpec)}, path, "refit")
+    _reject_unknown(over, {f.name for f in dataclasses.fields(RefitSpec)}, path, where)
+    spec = RefitSpec(**{**base, **over})
+    for f in dataclasses.fields(RefitSpec):
+        key = f"{where if f.name in over else 'refit'}.{f.name}"
+        problem = type_problem(getattr(spec, f.name), str(f.type))
+        if problem:
+            raise StudyFileError(f"{path}: {key} {problem}.")
+
+    def key(name: str) -> str:
+        return f"{where if name in over else 'refit'}.{name}"
+
+    if spec.top < 1:
+        raise StudyFileError(f"{path}: {key('top')} must be at least 1 (trials to refit), got {spec.top!r}.")
+    if spec.folds < 0 or spec.folds == 1:
+        raise StudyFileError(f"{path}: {key('folds')} must be 0 ([split] folds) or >= 2, got {spec.folds!r}.")
+    if not 0.0 < spec.time_share < 1.0:
+        raise StudyFileError(
+            f"{path}: {key('time_share')} must be a share of the run's time budget between 0 and 1 "
+            f"(0.4: 40 % for the refit), got {spec.time_share!r}."
+        )
+    return spec
+
+
+def _reject_both(table: dict[str, Any], path: Path, where: str) -> None:
+    """A key in both [fixed] and [params] of one table: which one was meant cannot be told."""
+    fixed, params = table.get("fixed", {}), table.get("params", {})
+    if not isinstance(fixed, dict) or not isinstance(params, dict):
+        return  # _reject_unknown names the table that is not a table
+    both = sorted(set(fixed) & set(params))
+    if both:
+        raise StudyFileError(
+            f"{path}: {', '.join(both)} is in both [{where}fixed] and [{where}params]; keep it in one of them "
+            "(fixed to hold it constant, params to search it)."
+        )
 
 
 def _enqueue(tables: Any, spec: StudySpec, path: Path) -> tuple[dict[str, Any], ...]:

@@ -1,5 +1,5 @@
-"""What a study file says, as frozen dataclasses: ``StudySpec`` and its ``[sampler]`` and ``[split]``
-tables (the ``[pruner]`` table is ``search.studyfile.pruners.PrunerSpec``). ``search.studyfile.parse`` reads and
+"""What a study file says, as frozen dataclasses: ``StudySpec`` and its ``[sampler]``, ``[split]`` and
+``[refit]`` tables (the ``[pruner]`` table is ``search.studyfile.pruners.PrunerSpec``). ``search.studyfile.parse`` reads and
 validates the file into these; ``search.studyfile.enqueue`` reads them without loading a file.
 """
 
@@ -29,6 +29,17 @@ class SplitSpec:
 
 
 @dataclass(frozen=True)
+class RefitSpec:
+    """After the search, ``python -m search.run`` refits the ``top`` best trials on ``folds`` person
+    folds (0: ``[split] folds``) within ``time_share`` of the run's time budget (search/refit/phase.py)."""
+
+    enabled: bool = False
+    top: int = 1
+    folds: int = 0
+    time_share: float = 0.4  # of a run's time budget kept for the refit; the search gets the rest
+
+
+@dataclass(frozen=True)
 class StudySpec:
     name: str
     path: Path
@@ -40,10 +51,16 @@ class StudySpec:
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     pruner: PrunerSpec = field(default_factory=PrunerSpec)
     split: SplitSpec = field(default_factory=SplitSpec)
+    refit: RefitSpec = field(default_factory=RefitSpec)
     fixed: dict[str, Any] = field(default_factory=dict)
     params: dict[str, ParamSpec] = field(default_factory=dict)
     profile: str = "cpu"
     enqueue: tuple[dict[str, Any], ...] = ()  # Optuna params of the profile's known-good trials
+
+    @property
+    def refit_folds(self) -> int:
+        """K of the refit phase's fold groups: ``[refit] folds``, else ``[split] folds``."""
+        return self.refit.folds or self.split.folds
 
     def base_config(self) -> TrialConfig:
         return TrialConfig.from_dict(self.fixed)

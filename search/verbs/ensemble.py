@@ -18,6 +18,8 @@ from pathlib import Path
 
 from search.common.atomic import write_json
 from search.cli import report_error, setup_logging
+from search.engine.track import check_installed, track_ensemble
+from search.engine.track.records import ensemble_log
 from search.ensembling.args import add_selection_args, outcome_from_args
 from search.ensembling.evalscore import find_eval_labels, score_on_eval
 from search.storage.trialstore import TrialStore
@@ -46,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
+        check_installed(args.track)
         outcome, workdir, attrs, ref = outcome_from_args(args)
         data_root = attrs.data_root
         if not args.no_eval and find_eval_labels(data_root) is not None:
@@ -59,10 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.batch_size,
                 inference_device(args.device),
             )
+        out = TrialStore(workdir, ref.name).root / "ensemble.json"
+        write_json(out, outcome.to_dict())
+        if args.track:
+            where = track_ensemble(args.track, workdir, ensemble_log(outcome, "search.ensemble"), args.track_to)
+            log.info("ensemble logged to %s", where)
     except (ValueError, FileNotFoundError) as exc:
         return report_error(log, exc, args.verbose)
-    out = TrialStore(workdir, ref.name).root / "ensemble.json"
-    write_json(out, outcome.to_dict())
     h = outcome.honest
     print(
         f"study {ref.name}: {len(outcome.candidates)} candidate trial(s) at {outcome.sizes_text()}; "
@@ -72,12 +78,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(outcome.table())
     print("\nmembers listed: chosen on all validation people, as python -m search.export ships them")
+    if outcome.vote.rule_method is not None:
+        rule = outcome.choice(outcome.vote.rule_method)
+        print(
+            f"decision rule on all validation people: tau {rule.tau:.2f}, "
+            f"old-band offset {rule.old_band_offset:+.2f}"
+        )
+    estimate, on = outcome.estimate(outcome.shipped)
+    print(f"python -m search.export ships {outcome.shipped!r}: {outcome.why}; estimate {estimate:.4f} ({on})")
     if len(outcome.candidates) < 5:
         print(
             f"only {len(outcome.candidates)} candidate trial(s): a top-k vote with k above that uses them all"
         )
     for note in outcome.notes:
-        log.info("left out %s", note)
+        log.info("note: %s", note)
     print(f"saved {out}")
     return 0
 

@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from search.cli import report_error, setup_logging
+from search.cli import os_error_line, report_error, setup_logging
 from search.deploy.manifest import Manifest
 from search.deploy.writer import BundleSpec, MemberSource, check_out, write_bundle
+from search.engine.track import check_installed, track_ensemble
+from search.engine.track.records import ensemble_log
 from search.ensembling.args import add_selection_args, outcome_from_args
 from search.ensembling.procedure import Outcome
 
@@ -27,6 +29,18 @@ SUMMARY = "write a study's ensemble as a bundle (safetensors + ONNX)"
 log = logging.getLogger("search.export")
 
 RULE_CHOICES = ("auto", "on", "off")
+MIN_OPSET = 7  # the oldest opset torch's TorchScript exporter writes
+
+
+def opset_arg(text: str) -> int:
+    """argparse type: an ONNX opset torch can write (a newer one than it knows fails at export)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < MIN_OPSET:
+        raise argparse.ArgumentTypeError(f"expected an ONNX opset >= {MIN_OPSET} (default 17) but got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_selection_args(p, max_members=5)
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    p.add_argument("--opset", type=opset_arg, default=17, help=f"ONNX opset (default 17; from {MIN_OPSET})")
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -55,16 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def shipped_method(outcome: Outcome, decision_rule: str = "auto") -> str:
-    """The method a bundle ships: the ensemble with its vote, with the decision rule when
-    ``decision_rule`` is "on", or "auto" and its held-out score is at least the plain vote's.
-    A hard vote has no decision rule: "on" is an error, "auto" ships the plain vote."""
+    """The method a bundle ships. By default (``decision_rule`` "auto", no ``--weights``) the row of
+    the comparison with the highest held-out macro-F1 (``Outcome.shipped``: best single, a top-k
+    vote, the selected ensemble with or without the decision rule, or the fold groups' vote).
+    With ``--weights`` the given ensemble, and with "on" or "off" the ensemble with or without the
+    rule; with given weights, "auto" adds the rule when its held-out score is at least the plain
+    vote's. A vote without a decision rule (hard, geometric: search.deploy.votes) makes "on" an
+    error, and "auto" ships the plain vote."""
     if decision_rule not in RULE_CHOICES:
         raise ValueError(f"decision_rule must be one of {list(RULE_CHOICES)} but got {decision_rule!r}.")
+    if decision_rule == "auto" and outcome.vote.given is None and outcome.shipped:
+        return outcome.shipped
     plain, rule = outcome.vote.method, outcome.vote.rule_method
     if rule is None:
         if decision_rule == "on":
             raise ValueError(
-                "--decision-rule on shifts a soft vote's probabilities; with --vote hard use auto or off."
+                f"--decision-rule on shifts a soft vote's probabilities; with --vote {outcome.vote.vote} "
+                "use auto or off."
             )
         return plain
     if decision_rule == "auto":
@@ -117,11 +138,14 @@ def export_bundle(
             m: {"macro_f1": v[0], "accuracy": v[1]} for m, v in outcome.in_sample.items()
         },
         "honest": outcome.honest.to_dict(),
+        "shipped": {"method": method, "why": outcome.why if method == outcome.shipped else "asked for",
+                    "estimate": dict(zip(("macro_f1", "on"), outcome.estimate(method), strict=True))},
     }
     spec = BundleSpec(
         vote=choice.vote,
         weights_from="learned" if outcome.vote.given is None else "given",
         offsets=tuple(choice.offsets) if choice.offsets else None,
+        rule={"tau": choice.tau, "old_band_offset": choice.old_band_offset} if choice.offsets else {},
         study=outcome.study,
         metrics=metrics,
         extra=dict(extra or {}),
@@ -135,22 +159,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         check_out(args.out, args.overwrite)  # before the selection: a refusal costs nothing
-        outcome, _, attrs, _ = outcome_from_args(args)
+        check_installed(args.track)
+        outcome, workdir, attrs, _ = outcome_from_args(args)
         extra = {
             "source": {"data_fingerprint": attrs.data_fingerprint, "data_root": attrs.data_root}
         }
         manifest = export_bundle(outcome, args.out, args.opset, args.overwrite, extra, args.decision_rule)
+        if args.track:
+            record = ensemble_log(outcome, "search.export", Path(args.out).resolve())
+            print(f"ensemble logged to {track_ensemble(args.track, workdir, record, args.track_to)}")
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         return report_error(log, exc, args.verbose)
+    except OSError as exc:  # a full disk, a read-only place: the writer removed its temporary folder
+        log.error("%s; nothing was written to %s", os_error_line(exc, "writing the bundle"), args.out,
+                  exc_info=args.verbose)
+        return 1
+    except KeyboardInterrupt:
+        log.warning("interrupted: nothing was written to %s (the temporary folder was removed)", args.out)
+        return 130
     sel = manifest.metrics["selection"]
-    honest = outcome.honest.score(shipped_method(outcome, args.decision_rule))
+    method = shipped_method(outcome, args.decision_rule)
+    estimate, on = outcome.estimate(method)
     print(outcome.table())
+    why = outcome.why if method == outcome.shipped else "asked for with --weights or --decision-rule"
     print(
-        f"\nexported {len(manifest.members)} member(s), {manifest.vote} vote, input "
+        f"\nexported {method!r} ({why}): {len(manifest.members)} member(s), {manifest.vote} vote, input "
         f"{manifest.input.height}x{manifest.input.width} {manifest.input.crop}, to {args.out}: "
         f"validation macro-F1 {sel['macro_f1']:.4f} "
-        f"(in-sample), honest estimate {honest.macro_f1:.4f} ({outcome.honest.mode})"
+        f"(in-sample), honest estimate {estimate:.4f} ({on})"
     )
+    if manifest.offsets is not None:
+        print(f"decision rule shipped: tau {manifest.rule.get('tau', 0.0):.2f}, "
+              f"old-band offset {manifest.rule.get('old_band_offset', 0.0):+.2f}")
     print(f"predict with: python -m search.predict --bundle {args.out} --data EVAL_DIR")
     return 0
 

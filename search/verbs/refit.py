@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from search.cli.studyargs import add_study_args, study_ref
+from search.refitting.progress import refit_progress
 from search.refitting.store import RefitError
 from search.refitting.train import (
+    refit_table as table,
     EPOCH_RULES,
     Budget,
     RefitContext,
+    all_work,
     choose_trials,
+    fold_work,
     open_refit,
     refit_all,
     refit_folds,
@@ -102,42 +106,27 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise RefitError(f"--folds must be at least 2 but got {k}.")
     trials = choose_trials(ctx.study, args.trials or (), args.top)
     budget = Budget(args.timeout_s)
+    work = [fold_work(ctx, t, k, args.epochs) for t in trials if k is not None]
+    work += [all_work(ctx, t, args.epochs) for t in trials if args.all_people]
+    progress = refit_progress(
+        sum(w.models for w in work), sum(w.epochs for w in work), sum(w.seconds for w in work)
+    )
     reports = []
-    for trial in trials:
-        if k is not None:
-            reports.append(refit_folds(ctx, trial, k, args.epochs, budget, args.device, args.augment_on))
-        if args.all_people:
-            reports.append(refit_all(ctx, trial, args.epochs, budget, args.device, args.augment_on))
+    with progress.showing():
+        for trial in trials:
+            if k is not None:
+                reports.append(
+                    refit_folds(ctx, trial, k, args.epochs, budget, args.device, args.augment_on, progress)
+                )
+            if args.all_people:
+                reports.append(refit_all(ctx, trial, args.epochs, budget, args.device, args.augment_on, progress))
     return reports
-
-
-def table(reports: Sequence[dict[str, Any]]) -> str:
-    lines = [
-        "| trial | refit | epochs | models trained now | out-of-fold macro-F1, all people | on validation people "
-        "| trial's validation macro-F1 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in reports:
-        trained = sum(1 for run in r["runs"] if run["trained"])
-        if r["mode"] == "folds":
-            what = f"{r['k']} folds ({r['folds_done']}/{r['k']} done)"
-            oof = f"{r['oof_macro_f1']:.4f}" if r["complete"] else "-"
-            val = f"{r['oof_macro_f1_validation_people']:.4f}" if r["complete"] else "-"
-        else:
-            what = "all people" + ("" if r["complete"] else " (not done)")
-            oof, val = "none: no held-out people", "-"
-        own = r.get("trial_validation_macro_f1")
-        lines.append(
-            f"| {r['trial']} | {what} | {r['epochs']} ({r['epochs_rule']}) | {trained} | {oof} | {val} "
-            f"| {'-' if own is None else f'{own:.4f}'} |"
-        )
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )

@@ -9,6 +9,8 @@ machines join with ``python -m search.worker`` (see search/verbs/worker.py).
 A study file's profile may also give each run a time budget, counted from the command's start
 (the shipped studies: 8 minutes on a CPU); ``--timeout`` replaces it, ``--n-trials`` alone lifts
 it (search/engine/budget.py). On a terminal a bar shows the study's progress (search/engine/progress.py).
+When the study file's [refit] table is enabled, the best trials are then refitted on person folds
+in the same time budget (search/refitting/phase.py; --no-refit skips it).
 """
 
 from __future__ import annotations
@@ -21,20 +23,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
-import sqlalchemy.exc
 
 from runners.devices import AUGMENT_PLACES
+from search.cli import positive_int
 from search.engine.budget import process_started_at
 from search.engine.checks import GaveUp, check_workdir
 from search.engine.launcher import run_local_workers
 from search.engine.options import RunOptions, resolve_spec
 from search.engine.prepare import StudyMismatchError
+from search.refitting.phase import refit_phase
 from search.engine.runstudy import print_summary, run_study
 from search.storage.secretfilter import hide_secrets
 from search.engine.signals import install_signal_handlers
-from search.storage.backends import DEFAULT_WORKDIR, storage_error
+from search.storage.backends import DEFAULT_WORKDIR, STORAGE_ERRORS, storage_error
 from search.common.threads import set_torch_threads
 from search.engine.tracebackfilter import quiet_expected_tracebacks
+from search.engine.track import add_track_args
 from search.storage.forms import check_storage_url
 
 SUMMARY = "create or resume a study and run its trials"
@@ -74,19 +78,12 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int,
                    help="torch intra-op threads (default: the cores the loader's worker processes leave free, "
                         "at least 1)")
+    p.add_argument("--no-refit", dest="refit", action="store_false",
+                   help="skip the study file's [refit] phase: the search gets the whole time budget "
+                        "(python -m search.refit refits by hand)")
+    add_track_args(p)
     p.add_argument("-v", "--verbose", action="store_true")
     return p
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 but got {text!r}")
-    return value
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
@@ -111,7 +108,7 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
         check_storage_url(opts.storage_url)
         spec = resolve_spec(opts)  # the study file, read and validated once for the whole run
         if workers > 1:
-            return run_local_workers(opts, workers, spec)
+            return run_local_workers(opts, workers, spec) or refit_phase(opts, verbose, workers=workers, spec=spec)
         log.debug("torch uses %d intra-op threads", set_torch_threads(opts.threads))
         study = run_study(opts, spec)
     except KeyboardInterrupt:
@@ -123,11 +120,11 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
     except GaveUp as exc:
         log.error("%s", exc)
         return 1
-    except sqlalchemy.exc.OperationalError as exc:
+    except STORAGE_ERRORS as exc:  # unreachable, or a user without rights on the tables
         log.error("%s", storage_error(opts.storage_url, exc))
         return 1
     print_summary(study, opts, spec)
-    return 0
+    return refit_phase(opts, verbose, spec=spec)  # the study file's [refit]: fold groups of the best trials
 
 
 def main(argv: Sequence[str] | None = None) -> int:

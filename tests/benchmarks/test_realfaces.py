@@ -31,4 +31,5 @@ def test_realfaces_runs_both_sides_and_scores_them(tmp_path: Path, monkeypatch: 
     harness = run["harness"]
     assert set(harness["seconds"]) == {"run", "ensemble", "export", "predict"}
     assert harness["trials"]["complete"] >= 1 and 0.0 <= harness["honest_estimate"] <= 1.0
+    assert harness["exported_method"] == harness["shipped"]["method"] and harness["exported_method"] in harness["honest"]
     assert saved_result(tmp_path, "realfaces")["figures"]["runs"][0]["seed"] == 1

@@ -27,9 +27,9 @@ def test_unknown_key_is_rejected_by_name() -> None:
     "field,value",
     [
         ("head", "two"), ("schedule", "steps"), ("unfrozen_depth", -2), ("ema_decay", 1.0), ("ema_decay", -0.1),
-        ("optimizer", "lamb"), ("head_type", "conv"), ("head_hidden", 0), ("head_dropout", 1.0), ("drop_rate", -0.1),
+        ("optimizer", "lamb"), ("head_type", "conv"), ("head_hidden", 0), ("head_hidden", 10**13), ("head_dropout", 1.0), ("drop_rate", -0.1),
         ("augment_scope", "copies"), ("lr_decay", 0.0), ("restart_epochs", 0), ("step_epochs", 0),
-        ("plateau_patience", -1),
+        ("plateau_patience", -1), ("head", "coral"), ("age_loss_weight", -0.5),
     ],
 )
 def test_bad_values_are_rejected(field: str, value: object) -> None:

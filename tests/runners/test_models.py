@@ -166,7 +166,7 @@ def test_model_data_config_from_name_config_and_model() -> None:
     assert np.allclose(model_data_config("convnext_tiny")["mean"], (0.485, 0.456, 0.406))
 
 
-@pytest.mark.parametrize("head", ["single", "multi"])
+@pytest.mark.parametrize("head", ["single", "multi", "ordinal"])
 def test_preprocessed_classifier_exports_to_onnx(tmp_path, head: str) -> None:
     ort = pytest.importorskip("onnxruntime")
     model = build_model(_config("test_efficientnet", head=head)).eval()
@@ -184,13 +184,13 @@ def test_preprocessed_classifier_exports_to_onnx(tmp_path, head: str) -> None:
 
 
 @pytest.mark.parametrize("backbone", [*FAMILIES, "test_convnext"])
-@pytest.mark.parametrize("head", ["single", "multi"])
+@pytest.mark.parametrize("head", ["single", "multi", "ordinal"])
 def test_mlp_head_replaces_the_classifier_and_always_trains(backbone: str, head: str) -> None:
     model = build_model(_config(backbone, depth=0, head=head, head_type="mlp"))
     mlp = model.net.get_classifier()
     layers = [type(m) for m in mlp]
     assert layers == [torch.nn.Linear, torch.nn.BatchNorm1d, torch.nn.ReLU, torch.nn.Dropout, torch.nn.Linear]
-    assert mlp[0].out_features == 16 and mlp[3].p == 0.1 and mlp[4].out_features == (18 if head == "single" else 8)
+    assert mlp[0].out_features == 16 and mlp[3].p == 0.1 and mlp[4].out_features == {"single": 18, "multi": 8, "ordinal": 52}[head]
     mlp_names = {n for n, p in model.net.named_parameters() if any(p is q for q in mlp.parameters())}
     assert mlp_names <= model.head_names
     assert {n for n, p in model.net.named_parameters() if p.requires_grad} == set(model.head_names)
@@ -206,7 +206,7 @@ def test_drop_rate_reaches_timm() -> None:
     assert model.net.drop_rate == 0.3
 
 
-@pytest.mark.parametrize("head", ["single", "multi"])
+@pytest.mark.parametrize("head", ["single", "multi", "ordinal"])
 def test_mlp_head_round_trips_through_safetensors_and_onnx(tmp_path, head: str) -> None:
     from safetensors.torch import save_file
 

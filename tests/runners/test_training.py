@@ -264,3 +264,17 @@ def test_keep_last_returns_the_final_epoch_and_never_stops_early(image_sets, tin
     np.testing.assert_allclose(result.val_probs, _predict(config, result.state_dict, val), atol=1e-5)
     with pytest.raises(ValueError, match="keep must be one of"):
         fit(config, train, val, keep="first")
+
+
+def test_keep_best_also_returns_the_last_epoch_when_it_was_not_the_best(image_sets, tiny_config) -> None:
+    # Early stopping after epoch 3 returns epoch 1 as the best; the last epoch (3) comes back apart,
+    # the same weights and probabilities as a keep="last" run of 3 epochs (a seeded CPU run repeats).
+    train, val = image_sets
+    config = tiny_config.replace(epochs=5, patience=2, lr=1e-12, schedule="constant", warmup_epochs=0.0)
+    result = fit(config, train, val)
+    assert result.best_epoch == 1 and len(result.history) == 3
+    assert result.last_val_probs is not None and result.last_state_dict is not None
+    last = fit(config.replace(epochs=3), train, val, keep="last")
+    np.testing.assert_allclose(result.last_val_probs, last.val_probs, atol=1e-6)
+    np.testing.assert_allclose(result.last_val_probs, _predict(config, result.last_state_dict, val), atol=1e-5)
+    assert last.last_val_probs is None and last.last_state_dict is None  # its last epoch is the one kept

@@ -116,3 +116,20 @@ def test_conditional_params_are_asked_only_where_they_mean_something() -> None:
     assert len(kinds) == 8
     replay = get_space("standard")(FixedTrial({"oversample": "none", "schedule": "cosine", "head_type": "linear"}), spec)
     assert (replay.augment_scope, replay.plateau_patience, replay.head_hidden) == ("all", 1, 512)
+
+
+def test_the_age_loss_weight_is_asked_of_ordinal_trials_only() -> None:
+    spec = SpaceSpec(
+        fixed={},
+        params={"head": Categorical(("single", "ordinal")), "age_loss_weight": FloatRange(0.25, 4.0, log=True)},
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    heads = set()
+    for _ in range(12):
+        trial = study.ask()
+        config = get_space("standard")(trial, spec)
+        assert ("age_loss_weight" in trial.params) == (config.head == "ordinal")
+        assert config.age_loss_weight == (trial.params.get("age_loss_weight", 1.0))
+        heads.add(config.head)
+        study.tell(trial, 0.0)
+    assert heads == {"single", "ordinal"}

@@ -124,7 +124,8 @@ def train_and_record(
     val = ImageSet(images, val_rows, data.labels[val_rows])
     result = fit(config, train, val, device="cpu")
     assert result.status == "complete", result.reason
-    store.save_trial(number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary())
+    last = None if result.last_state_dict is None else (result.last_state_dict, result.last_val_probs)
+    store.save_trial(number, result.state_dict, result.val_probs, config.to_dict(), result.to_summary(), last)
     study.add_trial(
         optuna.trial.create_trial(
             state=optuna.trial.TrialState.COMPLETE,

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import joblib
@@ -27,9 +25,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from runners.classes import GENDER_NAMES, MASK_NAMES, age_band
-from search.common.atomic import swap_dir
-from search.data.labels import MASK_OF_PHOTO, PHOTOS
 from search.benches.synth.people import class_of, hashed_image_id
+from search.common.atomic import swap_dir, temp_dir
+from search.common.outputs import Output, claim, marked_folder
+from search.data.labels import MASK_OF_PHOTO, PHOTOS
 
 from .catalog import RACES, read_exclude, read_faces
 from .draw import draw_portrait, sample_scene
@@ -87,11 +86,14 @@ def _people_record(people: list[BenchPerson]) -> list[dict]:
              "age": p.age, "gender": GENDER_NAMES[p.gender]} for p in people]
 
 
-def _is_bench(folder: Path) -> bool:
-    try:
-        return json.loads((folder / "bench.json").read_text()).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+def _not_a_bench(folder: Path) -> str | None:
+    def ours(info: object) -> bool:
+        return isinstance(info, dict) and info.get("format") == FORMAT
+
+    return marked_folder(folder, "bench.json", ours, {"bench.json", "data", "eval_labels.csv"})
+
+
+OUTPUT = Output("a real-face bench", "python -m search.realfaces", _not_a_bench)
 
 
 def build(faces_dir: Path | str, out: Path | str, *, n_train: int = 700, n_eval: int = 300, seed: int = 0,
@@ -99,26 +101,18 @@ def build(faces_dir: Path | str, out: Path | str, *, n_train: int = 700, n_eval:
           n_jobs: int = -1, progress: bool = True) -> Path:
     """Build the bench into ``out`` (see the module docstring) and return ``out / "data"``.
 
-    ``overwrite`` replaces ``out`` only when it is a bench this function wrote; any other
-    existing, non-empty folder is refused.
+    ``overwrite`` replaces ``out`` only when it is a bench this function wrote; anything else
+    there is refused and left alone (search/common/outputs.py).
     """
     faces_dir, out = Path(faces_dir), Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not overwrite:
-            raise FileExistsError(f"{out} already exists; pick another --out, or pass --overwrite to replace "
-                                  f"a bench built by this command.")
-        if not _is_bench(out):
-            raise FileExistsError(f"{out} is not a real-face bench (no bench.json of ours); refusing to replace it.")
+    claim(out, OUTPUT, overwrite)
     width, height = size
     if not (32 <= width <= 4096 and 32 <= height <= 4096):
         raise ValueError(f"size must be WIDTHxHEIGHT with sides from 32 to 4096, got {width}x{height}")
     faces = read_faces(faces_dir, read_exclude(exclude))
     train, evals = plan_people(faces, n_train, n_eval, seed)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        tmp.chmod(0o755)
+    with temp_dir(out) as tmp:
         data = tmp / "data"
         for p in train:
             (data / "train" / "images" / p.folder).mkdir(parents=True)
@@ -135,9 +129,7 @@ def build(faces_dir: Path | str, out: Path | str, *, n_train: int = 700, n_eval:
                 "note": "Faces from UTKFace (non-commercial research licence): never commit this folder.",
                 "people": _people_record(people)}
         (tmp / "bench.json").write_text(json.dumps(info, indent=1) + "\n")
+        claim(out, OUTPUT, overwrite)  # again: something else may have appeared there meanwhile
         swap_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log.info("wrote a real-face bench of %d + %d people to %s", n_train, n_eval, out)
     return out / "data"

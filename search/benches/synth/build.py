@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,7 +28,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from runners.classes import GENDER_NAMES, MASK_NAMES, age_band
-from search.common.atomic import swap_dir
+from search.common.atomic import swap_dir, temp_dir
+from search.common.outputs import Output, claim, marked_folder
 from search.data.labels import MASK_OF_PHOTO, PHOTOS
 
 from .faces import draw_photo, sample_look
@@ -46,6 +45,17 @@ from .people import (
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: ImageIDs carry .jpg
+BENCH_NOTE = "search.synth bench"
+
+
+def _not_a_bench(folder: Path) -> str | None:
+    def ours(info: object) -> bool:
+        return isinstance(info, dict) and str(info.get("note", "")).startswith(BENCH_NOTE)
+
+    return marked_folder(folder, "bench.json", ours, {"bench.json", "eval_labels.csv", "train", "eval"})
+
+
+OUTPUT = Output("a synthetic bench", "python -m search.synth", _not_a_bench)
 JPEG_QUALITY = 90  # fixed so the same seed gives byte-identical files
 MIN_PEOPLE = 6  # one person per (gender, age band) cell
 MIN_SIDE, MAX_SIDE = 32, 4096
@@ -148,7 +158,8 @@ def generate(out_dir: Path | str, people: int = 300, size: tuple[int, int] = (96
     """Draw a synthetic data set into `out_dir` (see the module docstring) and return `out_dir`.
 
     `size` is (width, height). `n_eval_people` defaults to max(6, people // 3). An existing
-    non-empty `out_dir` is an error unless `overwrite`; if another process finished the same
+    `out_dir` is replaced only with `overwrite`, and only when it is a bench this function wrote
+    (search/common/outputs.py: anything else is refused and left alone); if another process finished the same
     bench (same parameters) first, its copy is kept. `n_jobs` defaults to all cores for large
     benches and 1 for small ones; the files do not depend on it.
     """
@@ -156,9 +167,7 @@ def generate(out_dir: Path | str, people: int = 300, size: tuple[int, int] = (96
     size = parse_size(size) if isinstance(size, str) else tuple(size)  # type: ignore[assignment]
     n_eval = max(MIN_PEOPLE, people // 3) if n_eval_people is None else n_eval_people
     _check_args(people, size, n_eval)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"{out} already exists and is not empty; remove it, pick another --out, "
-                              f"or pass overwrite=True (--overwrite)")
+    claim(out, OUTPUT, overwrite)  # before drawing anything: a refusal costs nothing
     if n_jobs is None:
         pixels = (people + n_eval) * len(PHOTOS) * size[0] * size[1]
         n_jobs = 1 if pixels < _PARALLEL_PIXELS else (os.cpu_count() or 1)
@@ -166,23 +175,17 @@ def generate(out_dir: Path | str, people: int = 300, size: tuple[int, int] = (96
     rng = np.random.default_rng([seed, 2])
     train, faults = plan_train(people, rng)
     evals = plan_eval(n_eval, rng)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the bench is an ordinary folder
+    with temp_dir(out) as tmp:
         for sub in ("train/images", "eval/images"):
             (tmp / sub).mkdir(parents=True)
         _run_all(train + evals, size, seed, tmp, n_jobs, progress)
         faults["loose_dot_files"] = _write_tables(tmp, train, evals, seed, rng)
         info = {"params": _params(people, size, seed, n_eval), "faults": faults,
                 "counts": _counts(train, evals),
-                "note": "search.synth bench: eval_labels.csv and this file exist only on the bench; "
+                "note": f"{BENCH_NOTE}: eval_labels.csv and this file exist only on the bench; "
                         "real data has neither."}
         (tmp / "bench.json").write_text(json.dumps(info, indent=2) + "\n")
         _move_into_place(tmp, out, info["params"], overwrite)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log.info("wrote a synthetic data set of %d + %d people to %s", people, n_eval, out)
     return out
 
@@ -216,6 +219,7 @@ def _counts(train: list[Person], evals: list[Person]) -> dict:
 
 def _move_into_place(tmp: Path, out: Path, params: dict, overwrite: bool) -> None:
     if out.exists() and overwrite:
+        claim(out, OUTPUT, overwrite)  # again: something else may have appeared there meanwhile
         swap_dir(tmp, out)
         return
     if out.is_dir() and not any(out.iterdir()):

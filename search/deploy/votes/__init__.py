@@ -58,8 +58,12 @@ def combine(probs: Sequence[np.ndarray], weights: Sequence[float] | None, vote: 
 
 def normalised(n: int, weights: Sequence[float] | None) -> np.ndarray:
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+    with np.errstate(over="ignore"):
+        total = w.sum() if w.shape == (n,) else 0.0
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or total <= 0:
         raise ValueError(f"vote weights must be {n} finite values >= 0, not all 0, but got {weights!r}.")
+    if not np.isfinite(total):  # each finite, their sum not: scale down before normalising
+        w = w / w.max()
     return w / w.sum()
 
 

@@ -2,7 +2,7 @@
 
     sqlite:///path/to/studies.db        one process at a time (the default, under the work folder)
     journal:///path/to/study.journal    Optuna's journal file: several local processes at once
-    postgresql://user@host[:port]/db    many machines; heartbeats fail a dead worker's trial
+    postgresql://user@host:port/db      many machines; heartbeats fail a dead worker's trial
     grpc://host:port                    Optuna's gRPC storage proxy in front of any of these
 
 A form says which URLs are its own, what is wrong with one, how to open it, whether several
@@ -10,6 +10,9 @@ workers may write to it at once, and which file it lives in (a verb that only re
 refuses a file that does not exist rather than create it). A new form is one module here that
 adds one ``StorageForm`` to ``FORMS`` (this package imports its modules), plus its test and a
 line of docs/distributed.md; search.storage.backends and every verb take it from the registry.
+
+A URL that reads two ways (search.storage.urls.split_url) is refused before any form sees it, naming
+what to percent-encode and never the URL itself; a form's ``problem`` gets only one that reads one way.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import optuna
 
 from runners.registry import Registry
 from search.storage.forms._rdb import RetryCallback, StorageSettings
-from search.storage.urls import StorageUrlError, redact, split_url
+from search.storage.urls import StorageUrlError, is_port, port_text, redact, split_url
 
 __all__ = ["FORMS", "RetryCallback", "StorageForm", "StorageSettings", "check_storage_url", "form_for"]
 
@@ -47,9 +50,9 @@ FORMS: Registry[StorageForm] = Registry("storage form")
 
 def form_for(url: str) -> StorageForm | None:
     parts = split_url(url)
-    if parts is None:
+    if isinstance(parts, str):  # reads two ways: no form's
         return None
-    scheme = parts[0].lower()
+    scheme = parts.scheme.lower()
     return next((FORMS.get(n) for n in FORMS if FORMS.get(n).schemes.fullmatch(scheme)), None)
 
 
@@ -67,12 +70,12 @@ def check_storage_url(url: str) -> None:
 
 def _problem(url: str) -> str | None:
     parts = split_url(url)
-    if parts is None:
-        return "is not a URL"
+    if isinstance(parts, str):  # why it reads two ways, or is no URL: a fixed sentence, no user text
+        return parts
     form = form_for(url)
     if form is None:
-        return f"has the scheme {parts[0]}://, which this harness does not use"
-    return form.problem(url[len(parts[0]) + 3:])
+        return f"has the scheme {parts.scheme}://, which this harness does not use"
+    return form.problem(url[len(parts.scheme) + 3:])
 
 
 def file_problem(path: str, what: str) -> str | None:
@@ -88,11 +91,8 @@ def file_problem(path: str, what: str) -> str | None:
 
 def port_problem(host: str) -> str | None:
     """Why the port of ``host`` (``name:port`` or ``[v6]:port``) is not a port, or None."""
-    port = host.rpartition("]")[2] if host.startswith("[") else host
-    if ":" not in port:
-        return None
-    text = port.rpartition(":")[2]
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    text = port_text(host)
+    if text and not is_port(text):
         return f"has the port {text!r}; a port is a number from 1 to 65535"
     return None
 

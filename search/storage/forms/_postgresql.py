@@ -1,4 +1,4 @@
-"""postgresql://user@host[:port]/db: many machines; the password in ~/.pgpass or PGPASSWORD."""
+"""postgresql://user@host:port/db: many machines; the password in ~/.pgpass or PGPASSWORD."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def with_driver(url: str) -> str:
 
 
 def _problem(rest: str) -> str | None:
-    parts = split_url("x://" + rest)
-    return port_problem(parts[2].partition("/")[0]) if parts else None
+    parts = split_url("postgresql://" + rest)
+    return port_problem(parts.host) if not isinstance(parts, str) else parts
 
 
 def _open(url: str, settings: StorageSettings):  # type: ignore[no-untyped-def]
@@ -35,7 +35,7 @@ def _open(url: str, settings: StorageSettings):  # type: ignore[no-untyped-def]
 
 FORMS.add("postgresql", StorageForm(
     name="postgresql",
-    example="postgresql://user@host[:port]/database (password in ~/.pgpass or PGPASSWORD)",
+    example="postgresql://user@host:port/database (password in ~/.pgpass or PGPASSWORD)",
     schemes=re.compile(r"postgresql(\+[a-z0-9_]+)?"),
     problem=_problem,
     open=_open,

@@ -10,16 +10,19 @@ from pathlib import Path
 from search.common.locks import locked
 from search.storage.forms import FORMS, StorageForm, file_problem
 from search.storage.forms._rdb import StorageSettings, open_rdb
+from search.storage.urls import file_path, is_password_key
 
 
 def _problem(rest: str) -> str | None:  # sqlite:///relative.db, sqlite:////absolute.db
     if not rest.startswith("/"):
         return "needs three slashes and a file path (sqlite:///path)"
-    return file_problem(rest[1:], "an SQLite")
+    if any(is_password_key(item) for item in rest.partition("?")[2].split("&")):
+        return "has a ?password=, but an SQLite file has none: leave it out"
+    return file_problem(file_path("sqlite://" + rest)[1:], "an SQLite")
 
 
 def _file(url: str) -> Path | None:
-    path = url.removeprefix("sqlite:///")
+    path = file_path(url)[1:]  # without a ?query
     return None if path in ("", ":memory:") else Path(path)
 
 
@@ -28,7 +31,7 @@ def _creation_lock(url: str) -> Iterator[None]:
     """An exclusive ``flock`` on ``<db>.lock`` beside the file while the storage opens: two
     processes creating the same new file would both write its schema version, and one died
     with ``UNIQUE constraint failed: alembic_version``."""
-    db = Path(url.removeprefix("sqlite:///"))
+    db = Path(file_path(url)[1:])  # without a ?query: the lock file's name shows no parameter
     db.parent.mkdir(parents=True, exist_ok=True)
     with locked(db.with_name(db.name + ".lock")):
         yield

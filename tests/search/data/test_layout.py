@@ -34,6 +34,10 @@ def test_loads_real_layout(layout) -> None:
     ]
     assert row["label"].item() == 2 * 6 + 1 * 3 + 2
     assert data.labels.dtype == np.int64 and data.labels.max() < 18
+    # the real age per image row, the person's (what the ordinal head learns)
+    assert data.ages.dtype == np.int64 and data.ages[row.index[0]] == 60
+    people_ages = data.people["age"].to_numpy()[data.images["person_index"].to_numpy()]
+    assert np.array_equal(data.ages, people_ages)
 
 
 def test_train_folder_itself_and_csv_order_give_the_same_data(layout) -> None:
@@ -213,3 +217,21 @@ def test_not_a_data_folder(tmp_path: Path) -> None:
         load_train(tmp_path / "nowhere")
     with pytest.raises(DataError, match="holds neither train/train.csv"):
         load_train(tmp_path)
+
+
+def test_a_latin1_info_csv_says_save_it_as_utf8(layout) -> None:
+    """Issue 23: the error named the codec but not the fix."""
+    text = (layout.eval / "info.csv").read_text() + "café.jpg,0\n"
+    (layout.eval / "info.csv").write_bytes(text.encode("latin-1"))
+    with pytest.raises(DataError, match=r"info\.csv .*info\.csv is not UTF-8 text \(byte \d+ is b'\\xe9'.*save it as UTF-8"):
+        load_eval(layout.root)
+
+
+def test_repeated_person_ids_are_named_in_a_warning(layout, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 23: the real data has one id on two rows (two folders, two ages); it was accepted
+    without a word. It still loads (each folder is a person), with one warning naming the lines."""
+    with caplog.at_level("WARNING", logger="search.data.check"):
+        load_train(layout.root)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert re.search(r"train\.csv: 1 id\(s\) appear on several rows \(id '003397' on lines \d+, \d+\)", warning)
+    assert "merge their folders" in warning

@@ -59,7 +59,7 @@ def test_unknown_format_version_is_a_clear_error(bundle_copy: Path) -> None:
     manifest = json.loads(path.read_text())
     manifest["format_version"] = 999
     path.write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match=r"format_version 999.*reads format 2"):
+    with pytest.raises(BundleError, match=r"format_version 999.*reads format 3"):
         Bundle.load(bundle_copy)
 
 
@@ -201,9 +201,9 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def constant_class_graph(path: Path, cls: int, size: int = 32) -> None:
+def constant_class_graph(path: Path, cls: int, size: int = 32, classes: int = 18) -> None:
     """A valid ONNX graph with the bundle's input and output that says class ``cls`` for every photo."""
-    onehot = np.zeros((1, 18), np.float32)
+    onehot = np.zeros((1, classes), np.float32)
     onehot[0, cls] = 1.0
     nodes = [
         helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
@@ -216,13 +216,13 @@ def constant_class_graph(path: Path, cls: int, size: int = 32) -> None:
         helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3]),
         helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 1]),
         helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
-        helper.make_tensor("onehot", TensorProto.FLOAT, [1, 18], onehot.ravel().tolist()),
+        helper.make_tensor("onehot", TensorProto.FLOAT, [1, classes], onehot.ravel().tolist()),
     ]
     graph = helper.make_graph(
         nodes,
         "swapped",
         [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", size, size, 3])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 18])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", classes])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -330,8 +330,10 @@ BAD_MANIFESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         r"files\['ensemble\.onnx'\] must be a sha256",
     ),
     "member without weight": (lambda m: m["members"][0].pop("weight"), r"members\[0\]\.weight must be"),
-    "negative weight": (_set_member("weight", -0.5), r"members\[0\]\.weight must be a finite number >= 0"),
-    "NaN weight": (_set_member("weight", float("nan")), r"members\[0\]\.weight must be a finite"),
+    "negative weight": (_set_member("weight", -0.5), r"members\[0\]\.weight must be a number from 0 to 1e\+06"),
+    "NaN weight": (_set_member("weight", float("nan")), r"members\[0\]\.weight must be a number from 0"),
+    # issue 23: weights whose sum overflows made the torch vote NaN (class 0 for every photo)
+    "weight 1.7e308": (_set_member("weight", 1.7e308), r"members\[0\]\.weight must be a number from 0 to 1e\+06"),
     "weight a string": (_set_member("weight", "0.5"), r"members\[0\]\.weight must be"),
     "all weights zero": (_all_weights_zero, r"every members\[i\]\.weight is 0"),
     "members empty": (lambda m: m.__setitem__("members", []), r"members must be a non-empty list"),
@@ -375,8 +377,42 @@ BAD_MANIFESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     ),
     "decision offset NaN": (
         lambda m: m.__setitem__("decision_rule", {"offsets": [0.0] * 17 + [float("nan")]}),
-        r"decision_rule\.offsets\[17\] must be a finite number",
+        r"decision_rule\.offsets\[17\] must be a number from -100 to 100",
     ),
+    # issue 23: offsets of +-1e300 made torch's softmax NaN while ONNX ignored them
+    "decision offset 1e300": (
+        lambda m: m.__setitem__("decision_rule", {"offsets": [1e300] + [0.0] * 17}),
+        r"decision_rule\.offsets\[0\] must be a number from -100 to 100",
+    ),
+    "decision offset -1e300": (
+        lambda m: m.__setitem__("decision_rule", {"offsets": [0.0] * 17 + [-1e300]}),
+        r"decision_rule\.offsets\[17\] must be a number from -100 to 100",
+    ),
+    # issue 23: a config of the wrong type or an absurd size was a traceback when torch built it
+    "config head_hidden 1e13": (
+        lambda m: m["members"][0]["config"].__setitem__("head_hidden", 10**13),
+        r"members\[0\]\.config is not a usable trial config \(head_hidden must be at most 65536",
+    ),
+    "config head_hidden a float": (
+        lambda m: m["members"][0]["config"].__setitem__("head_hidden", 1e13),
+        r"members\[0\]\.config\.head_hidden must be a whole number, got 10000000000000\.0",
+    ),
+    "config backbone a number": (
+        lambda m: m["members"][0]["config"].__setitem__("backbone", 7),
+        r"members\[0\]\.config\.backbone must be a quoted string",
+    ),
+    "config unknown key": (
+        lambda m: m["members"][0]["config"].__setitem__("layers", 9),
+        r"members\[0\]\.config\.layers must be absent: it is no TrialConfig field",
+    ),
+    # issue 23: a NUL byte in a path was a plain ValueError ("embedded null byte") naming no file
+    "NUL byte in a file path": (
+        lambda m: (m["files"].__setitem__("members/0\x00.safetensors", m["files"]["members/0.safetensors"]),
+                   m["members"][0].__setitem__("checkpoints", ["members/0\x00.safetensors"])),
+        r"file entry 'members/0\\x00\.safetensors' is not a relative path inside the bundle",
+    ),
+    "probe missing": (lambda m: m.pop("probe"), r"lacks the keys \['probe'\]"),
+    "probe a NaN": (lambda m: m["probe"]["probs"][1].__setitem__(3, float("nan")), r"probe\.probs\[1\] must be 18"),
 }
 
 
@@ -402,3 +438,80 @@ def test_predict_cli_prints_a_bad_manifest_as_one_line(
     assert "manifest.json: files must be a mapping" in error.getMessage()
     assert "\n" not in error.getMessage() and not error.exc_info  # one line, no traceback
     assert os.listdir(tmp_path) == ["bundle"]
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 23: a bundle is validated as a whole; a file swapped in with its checksum updated is caught
+
+
+def swap_file(bundle: Path, rel: str, source: Path | None = None, data: bytes | None = None) -> None:
+    """Replace ``bundle/rel`` and update its sha256 in the manifest, as a careful tamperer would."""
+    target = bundle / rel
+    target.write_bytes(source.read_bytes() if source is not None else data or b"")
+    edit_manifest(bundle, lambda m: m["files"].__setitem__(rel, sha256(target)))
+
+
+def test_another_bundles_graph_of_the_same_size_is_refused(mixed_bundles: dict[str, Path], tmp_path: Path) -> None:
+    soft = tmp_path / "soft"
+    shutil.copytree(mixed_bundles["soft"], soft)
+    swap_file(soft, "ensemble.onnx", mixed_bundles["hard"] / "ensemble.onnx")
+    bundle = Bundle.load(soft)  # loading stays a checksum pass; the graph is checked when first used
+    spec = bundle.manifest.input
+    batch = np.zeros((2, spec.height, spec.width, 3), np.uint8)
+    with pytest.raises(BundleError, match=r"ensemble\.onnx of bundle .* does not give the probabilities recorded at export"):
+        bundle.predict_proba(batch, backend="onnx", device="cpu")
+    assert bundle.predict_proba(batch, backend="torch", device="cpu").shape == (2, 18)  # torch is unaffected
+
+
+def test_a_graph_of_another_input_size_is_refused(bundle_copy: Path, mixed_bundles: dict[str, Path]) -> None:
+    swap_file(bundle_copy, "ensemble.onnx", mixed_bundles["soft"] / "ensemble.onnx")
+    with pytest.raises(BundleError, match=r"ensemble\.onnx is not this bundle's graph: its input is tensor\(uint8\) "
+                                          r"\['batch', \d+, \d+, 3\], not .*\[batch, 32, 32, 3\]"):
+        Bundle.load(bundle_copy).predict_proba(BATCH, backend="onnx", device="cpu")
+
+
+def test_a_graph_of_another_class_count_is_refused(bundle_copy: Path, tmp_path: Path) -> None:
+    constant_class_graph(tmp_path / "g.onnx", cls=3, classes=19)
+    swap_file(bundle_copy, "ensemble.onnx", tmp_path / "g.onnx")
+    with pytest.raises(BundleError, match=r"its output has shape \['batch', 19\], not \[batch, 18\]"):
+        Bundle.load(bundle_copy).predict_proba(BATCH, backend="onnx", device="cpu")
+
+
+def test_a_garbage_graph_is_one_line_from_predict(
+    bundle_copy: Path, tiny_study: TinyStudy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    swap_file(bundle_copy, "ensemble.onnx", data=b"\x08\x07garbage, not a protobuf" * 10)
+    out = tmp_path / "submission.csv"
+    argv = ["--bundle", str(bundle_copy), "--data", str(tiny_study.data_root / "eval"), "--out", str(out),
+            "--backend", "onnx", "--device", "cpu"]
+    assert predict_main(argv) == 2
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert re.search(r"onnxruntime cannot load .*bundle/ensemble\.onnx .*export the bundle again", error.getMessage())
+    assert "\n" not in error.getMessage() and not error.exc_info and not out.exists()
+
+
+def test_weights_swapped_with_their_checksum_are_refused_by_torch(bundle_copy: Path) -> None:
+    member = bundle_copy / "members" / "0.safetensors"
+    tensors = load_file(str(member))
+    name = next(k for k, v in tensors.items() if k.endswith("bias") and v.shape == (18,))  # the classifier's
+    tensors[name] = tensors[name] + np.linspace(-5, 5, 18, dtype=np.float32)  # loads strictly, says other things
+    save_file(tensors, str(member))
+    swap_file(bundle_copy, "members/0.safetensors", member)
+    with pytest.raises(BundleError, match=r"the torch ensemble of bundle .* does not give the probabilities"):
+        Bundle.load(bundle_copy).predict_proba(BATCH, backend="torch", device="cpu")
+
+
+def test_an_unbuildable_member_config_is_one_error(bundle_copy: Path) -> None:
+    edit_manifest(bundle_copy, lambda m: m["members"][0]["config"].__setitem__("backbone", "no_such_net"))
+    with pytest.raises(BundleError, match=r"member .* cannot be built from its config .*export the bundle again"):
+        Bundle.load(bundle_copy).predict_proba(BATCH, backend="torch", device="cpu")
+
+
+def test_torch_and_onnx_agree_with_the_recorded_probe(bundle_dir: Path) -> None:
+    from search.deploy.graph import probe_images
+
+    bundle = Bundle.load(bundle_dir)
+    images = probe_images(32, 32)
+    recorded = np.asarray(bundle.manifest.probe, np.float32)
+    for backend in ("torch", "onnx"):
+        assert np.abs(bundle.predict_proba(images, backend=backend, device="cpu") - recorded).max() < 1e-4

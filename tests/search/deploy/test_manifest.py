@@ -43,7 +43,8 @@ def a_bundle(root: Path, **changes: object) -> Manifest:
             MemberPreprocessing(48, 48, "full", (0.4, 0.4, 0.4), (0.2, 0.2, 0.2)),
         ),
     ]
-    fields = {"members": members, "input": InputSpec(48, 48, "full"), "vote": "hard", "weights_from": "given"}
+    fields = {"members": members, "input": InputSpec(48, 48, "full"), "vote": "hard", "weights_from": "given",
+              "probe": ((1 / 18,) * 18,) * 2}
     return Manifest(**{**fields, **changes}).write(root)  # type: ignore[arg-type]
 
 
@@ -74,9 +75,9 @@ def test_a_written_manifest_reads_back_equal(tmp_path: Path) -> None:
 def test_a_bundle_of_the_previous_format_asks_for_a_new_export(tmp_path: Path) -> None:
     a_bundle(tmp_path)
     path = tmp_path / MANIFEST
-    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 1}))
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 2}))
     with pytest.raises(
-        BundleError, match=r"format_version 1, .*reads format 2 only; export the bundle again"
+        BundleError, match=r"format_version 2, .*reads format 3 only; export the bundle again"
     ):
         Manifest.read(tmp_path)
 
@@ -97,3 +98,21 @@ def test_where_the_weights_came_from_is_validated(tmp_path: Path) -> None:
     )
     with pytest.raises(BundleError, match=r"vote\.weights must be one of \['learned', 'given'\]"):
         Manifest.read(tmp_path)
+
+
+def test_the_decision_rule_keeps_its_old_band_offset_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    offsets = tuple([0.1, -0.2, 1.4] * 6)
+    written = a_bundle(tmp_path, vote="soft", offsets=offsets, rule={"tau": 0.3, "old_band_offset": 1.25})
+    read = Manifest.read(tmp_path)
+    assert read == written and read.rule == {"tau": 0.3, "old_band_offset": 1.25} and read.offsets == offsets
+    path = tmp_path / MANIFEST
+    raw = json.loads(path.read_text())
+    assert raw["decision_rule"] == {"offsets": list(offsets), "tau": 0.3, "old_band_offset": 1.25,
+                                    "applied": "inside the ONNX graph"}
+    raw["decision_rule"]["old_band_offset"] = "a lot"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match=r"decision_rule\.old_band_offset"):
+        Manifest.read(tmp_path)
+    del raw["decision_rule"]["old_band_offset"], raw["decision_rule"]["tau"]  # offsets alone still read
+    path.write_text(json.dumps(raw))
+    assert Manifest.read(tmp_path).rule == {}

@@ -28,6 +28,7 @@ from PIL import Image
 
 from search.data import image_cache, load_eval, load_image, mtcnn
 from search.deploy import Bundle, BundleError
+from search.common.outputs import OutputExistsError
 from search.predict import main, predict_eval, write_submission
 from tests.support.portraits import draw_blank, draw_face
 from tests.support.tiny_study import TinyStudy
@@ -299,3 +300,70 @@ def test_a_face_detect_bundle_without_the_extra_says_what_to_install(
     with pytest.raises(BundleError) as info:
         Bundle.load(face_bundle_dir)
     assert "preprocessing.crop 'face_detect'" in str(info.value) and 'pip install -e ".[face]"' in str(info.value)
+
+
+@pytest.mark.parametrize("target", ["the bundle's manifest", "the bundle folder", "a user's csv"])
+def test_out_never_writes_over_or_into_what_predict_did_not_write(
+    bundle_dir: Path, tiny_study: TinyStudy, tmp_path: Path, target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, bundle)
+    notes = tmp_path / "notes.csv"
+    notes.write_text("id,comment\n1,keep me\n")
+    out = {"the bundle's manifest": bundle / "manifest.json", "the bundle folder": bundle,
+           "a user's csv": notes}
+    before = sorted((p, p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
+    argv = ["--bundle", str(bundle), "--data", str(tiny_study.data_root / "eval"), "--out", str(out[target]),
+            "--device", "cpu"]
+    assert main(argv) == 2
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    message = error.getMessage()
+    if target == "a user's csv":
+        assert f"--out {notes} is not a submission written by python -m search.predict" in message
+    else:
+        assert f"is inside the bundle {bundle.resolve()}" in message and "outside the bundle" in message
+    assert "\n" not in message and not error.exc_info
+    assert sorted((p, p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file()) == before
+    Bundle.load(bundle)  # still whole: export --overwrite can replace it
+
+
+def test_a_rerun_replaces_its_own_submission(tmp_path: Path) -> None:
+    table = pd.DataFrame({"ImageID": ["a.jpg", "b.jpg"], "ans": [0, 17]})
+    out = write_submission(table, tmp_path / "submission.csv")
+    write_submission(table.assign(ans=[3, 4]), out)
+    assert pd.read_csv(out)["ans"].tolist() == [3, 4]
+    out.write_text("ImageID,ans,notes\na.jpg,0,mine\n")
+    with pytest.raises(OutputExistsError, match="is not a submission"):
+        write_submission(table, out)
+
+
+def test_a_full_disk_during_predict_is_one_line_and_writes_nothing(
+    bundle_dir: Path, tiny_study: TinyStudy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 23: ENOSPC while writing the submission was a traceback."""
+    import search.common.atomic
+    from tests.support.diskfull import fill_disk
+
+    fill_disk(monkeypatch, search.common.atomic)
+    out = tmp_path / "submission.csv"
+    argv = ["--bundle", str(bundle_dir), "--data", str(tiny_study.data_root / "eval"), "--out", str(out),
+            "--device", "cpu"]
+    assert main(argv) == 1
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "No space left on device" in error.getMessage() and "no submission was written" in error.getMessage()
+    assert not error.exc_info and os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_during_predict_exits_130_and_writes_nothing(
+    bundle_dir: Path, tiny_study: TinyStudy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search.deploy.predict as cli
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "predict_eval", interrupted)
+    argv = ["--bundle", str(bundle_dir), "--data", str(tiny_study.data_root / "eval"), "--out",
+            str(tmp_path / "s.csv"), "--device", "cpu"]
+    assert main(argv) == 130 and os.listdir(tmp_path) == []

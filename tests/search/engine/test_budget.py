@@ -78,10 +78,28 @@ def test_the_command_line_counts_from_the_process_start() -> None:
     assert started <= before and before - started < 3600  # this test process started earlier, not now
     opts = options_from_args(build_parser().parse_args(["--study", "age_cutoff", "--timeout", "120"]))
     assert opts.started_at is not None and abs(opts.started_at - started) < 1.0
-    budget = run_time_budget(opts, load_study_spec("age_cutoff", "cpu"))
-    assert budget == TimeBudget(120.0, opts.started_at, "--timeout")
+    spec = load_study_spec("age_cutoff", "cpu")
+    assert run_time_budget(opts, spec, search_only=False) == TimeBudget(120.0, opts.started_at, "--timeout")
     # a library call without a start time counts from the call
     assert run_time_budget(RunOptions(study="age_cutoff"), load_study_spec("age_cutoff"), now=T0).started_at == T0
+
+
+def test_the_refit_phase_keeps_its_share_of_the_time_budget() -> None:
+    """age_cutoff's CPU [refit] keeps 45 % of a run's budget: the search stops at the other 55 %;
+    --no-refit gives the search all of it, and a run without a time budget has no share to keep."""
+    spec = load_study_spec("age_cutoff", "cpu")
+    assert spec.refit.enabled and spec.refit.time_share == 0.45
+    opts = options_from_args(build_parser().parse_args(["--study", "age_cutoff", "--timeout", "120"]))
+    assert opts.refit
+    search = run_time_budget(opts, spec)
+    assert search.seconds == pytest.approx(66.0) and search.started_at == opts.started_at
+    assert "the search's 55% of 2 min" in search.source
+    assert run_time_budget(opts, spec, search_only=False).seconds == 120.0
+    whole = options_from_args(build_parser().parse_args(["--study", "age_cutoff", "--timeout", "120", "--no-refit"]))
+    assert run_time_budget(whole, spec) == TimeBudget(120.0, whole.started_at, "--timeout")
+    endless = options_from_args(build_parser().parse_args(["--study", "age_cutoff", "--n-trials", "3"]))
+    assert run_time_budget(endless, spec).seconds is None
+    assert run_time_budget(RunOptions(study="age_cutoff"), spec, now=T0).seconds == 480.0  # library calls: no refit
 
 
 def test_format_duration() -> None:

@@ -35,3 +35,22 @@ def test_a_trial_beyond_the_budget_is_not_run() -> None:
     states = [t.state for t in study.trials]
     assert states == [TrialState.COMPLETE, TrialState.RUNNING, TrialState.COMPLETE, TrialState.FAIL]
     assert "budget of 3" in study.trials[3].user_attrs["failure_reason"]
+
+
+def test_a_run_whose_budget_is_taken_by_running_trials_records_no_trial(smoke_run, tmp_path) -> None:
+    """Issue 23: finished + running trials fill the budget, so the run starts nothing (it used to
+    record an empty FAIL trial saying the budget was taken)."""
+    import shutil
+
+    from search.engine.runstudy import run_study
+    from search.engine.trialbudget import count_trials
+
+    db = tmp_path / "studies.db"
+    shutil.copyfile(smoke_run.workdir / "studies.db", db)
+    url = f"sqlite:///{db}"
+    study = optuna.load_study(study_name="smoke", storage=url)
+    finished = count_trials(study)
+    study.ask()  # another worker's trial, still running
+    before = [t.state for t in study.trials]
+    run_study(smoke_run.options(storage=url, n_trials=finished + 1))
+    assert [t.state for t in study.trials] == before

@@ -78,7 +78,8 @@ def test_given_weights_ship_those_members_and_are_scored_on_held_out_people_only
         macro_f1(labels[score_rows], given[score_rows])
     )
     assert [s.method for s in report.scores] == list(methods(vote))
-    assert report.vote == {"vote": "soft", "weights": {"s#0": 1.0, "s#2": 3.0}}
+    assert report.vote == {"vote": "soft", "weights": {"s#0": 1.0, "s#2": 3.0},
+                           "old_band_offset": "fitted with the decision rule"}
     with pytest.raises(ValueError, match=r"s#9.*not candidates"):
         choose(cands, labels, SelectionSettings(), None, VoteSpec("soft", (("s#9", 1.0),)))
 
@@ -133,3 +134,13 @@ def test_a_geometric_vote_is_selected_and_scored_as_it_ships() -> None:
     vote = VoteSpec("geometric")
     report = honest_estimate(cands, labels, people, SelectionSettings(max_members=3), "split", 0, vote)
     assert [s.method for s in report.scores] == [*BASELINES, "selected ensemble, geometric-mean vote"]
+
+
+def test_weights_whose_sum_overflows_are_refused_or_scaled() -> None:
+    """Issue 23: --weights 0=1e308,1=1e308 was reported as "got (0.0, 0.0)"."""
+    with pytest.raises(ValueError, match=r"--weights entry '0=1e308': the weight must be from 0 to 1e\+06"):
+        parse_weights("0=1e308,1=1e308", "s")
+    with pytest.raises(ValueError, match=r"--weights entry '3=-1': the weight must be from 0"):
+        parse_weights("3=-1", "s")
+    probs = [np.full((2, 18), 1 / 18), np.eye(18)[:2]]
+    np.testing.assert_allclose(soft_vote(probs, [1.7e308, 1.7e308]), soft_vote(probs, [1, 1]))

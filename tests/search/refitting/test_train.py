@@ -17,7 +17,7 @@ from search.ensembling.honest import SELECTED, Choice
 from search.ensembling.procedure import run_procedure
 from search.ensembling.votes import VoteSpec, parse_weights
 from search.export import export_bundle
-from search.refit import main
+from search.refitting import main
 from search.refitting.store import FoldPlan, RefitError, RefitStore
 from search.refitting.train import Budget, choose_trials, open_refit, refit_all, refit_folds
 from search.studyfile.parse import StudyFileError, load_study_spec
@@ -117,8 +117,8 @@ def test_refits_enter_selection_and_the_bundle_predicts_with_k_checkpoints(
     refitted = pool.candidates[1]
     assert refitted.weights == RefitStore(refit_study.store, 1).all_dir() / "weights.safetensors"
     np.testing.assert_array_equal(
-        refitted.probs, refit_study.store.load_probs(1)
-    )  # the trial's own score stands
+        refitted.probs, refit_study.store.load_probs(1, last=True)
+    )  # the trial's own score (at its last epoch) stands
 
     given = run_procedure(pool, vote=VoteSpec("soft", parse_weights("0/folds-3=1", refit_study.name)))
     assert given.choice("given weights").members == (3,)  # --weights can ship a fold group by its name

@@ -159,3 +159,35 @@ def test_the_default_storage_is_the_work_folders_sqlite_file(tmp_path: Path) -> 
 
     assert resolve_storage(None, tmp_path) == f"sqlite:///{(tmp_path / 'studies.db').as_posix()}"
     assert resolve_storage("journal:///x.journal", tmp_path) == "journal:///x.journal"
+
+
+def test_a_postgresql_user_without_table_rights_is_told_so(
+    pg_url: str, bench: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 23: a role that may log in but not use the tables got Optuna's guess, "exceeding max
+    length", as a traceback; now one line with the database's reason, the fix and no password."""
+    import secrets
+
+    import sqlalchemy
+
+    from search.engine.options import RunOptions
+    from search.run import execute
+    from search.storage.backends import open_storage
+    from search.storage.forms._postgresql import with_driver
+
+    open_storage(pg_url)  # the owner creates Optuna's tables
+    password, role = "pw" + secrets.token_hex(8), "reader_" + secrets.token_hex(4)  # roles are server-wide
+    engine = sqlalchemy.create_engine(with_driver(pg_url))
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+    engine.dispose()
+    owner = pg_url.split("//", 1)[1].split("@", 1)[0]
+    url = pg_url.replace(owner, f"{role}:{password}")
+    opts = RunOptions(study="smoke", data=bench, storage=url, workdir=tmp_path / "runs", device="cpu", n_trials=1)
+    with caplog.at_level(logging.INFO):
+        assert execute(opts) == 1
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    message = error.getMessage()
+    assert "permission denied for table" in message and "GRANT ALL ON ALL TABLES" in message
+    assert "max length" not in message and password not in message and "\n" not in message
+    assert not error.exc_info

@@ -86,3 +86,13 @@ def test_postgresql_urls_name_an_installed_driver() -> None:
     assert importlib.util.find_spec(name) is not None
     assert with_driver("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"
     assert with_driver("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_a_url_followed_by_punctuation_is_printed_whole() -> None:
+    from search.storage.secretfilter import scrub
+
+    text = "cannot use the storage postgresql://automl@db:5432/studies: database does not exist."
+    assert scrub(text, ["s3cr@t-pw"]) == text
+    assert scrub(f"at {URL}, then {URL}.", []) == (
+        "at postgresql://automl@db.example:5432/studies, then postgresql://automl@db.example:5432/studies."
+    )

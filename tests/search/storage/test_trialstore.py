@@ -65,6 +65,24 @@ def test_a_saved_trial_holds_weights_probabilities_config_and_summary(tmp_path: 
     assert torch.equal(load_file(str(store.weights_path(12)))["w"], torch.ones(2, 2))
 
 
+def test_the_last_epoch_is_kept_apart_and_read_back_or_the_best_stands_for_it(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    store = TrialStore(tmp_path, "s")
+    _save(store, 1)
+    assert not store.has_last(1)
+    np.testing.assert_array_equal(store.load_probs(1, last=True), store.load_probs(1))  # best is last
+    assert store.weights_path(1, last=True) == store.weights_path(1)
+    last_probs = np.eye(NUM_CLASSES, dtype=np.float32)[:3]
+    store.save_trial(2, {"w": torch.ones(2, 2)}, np.full((3, NUM_CLASSES), 1 / NUM_CLASSES), {}, {},
+                     last=({"w": torch.zeros(2, 2)}, last_probs))
+    assert store.has_last(2)
+    np.testing.assert_array_equal(store.load_probs(2, last=True), last_probs)
+    assert not np.array_equal(store.load_probs(2), last_probs)
+    assert torch.equal(load_file(str(store.weights_path(2, last=True)))["w"], torch.zeros(2, 2))
+    assert torch.equal(load_file(str(store.weights_path(2)))["w"], torch.ones(2, 2))
+
+
 def test_saving_a_trial_number_again_replaces_it_and_leaves_no_temporary_folder(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
@@ -92,3 +110,23 @@ def test_trial_numbers_ignore_other_folders_and_retain_deletes_the_rest(tmp_path
     assert store.trial_numbers() == [0, 4, 9]
     assert store.retain({4, 7}) == [0, 9]
     assert store.trial_numbers() == [4]
+
+
+def test_retain_deletes_a_trial_that_kept_its_last_epoch_not_one_a_user_added_to(tmp_path: Path) -> None:
+    """The last epoch's files are a trial's own (search.clean and keep_top delete such a folder);
+    a file a user put in a trial folder keeps it."""
+    store = TrialStore(tmp_path, "s")
+    probs = np.full((3, NUM_CLASSES), 1 / NUM_CLASSES, np.float32)
+    for number in (0, 1):
+        last = ({"w": torch.zeros(2, 2)}, probs)
+        store.save_trial(number, {"w": torch.ones(2, 2)}, probs, {}, {}, last=last)
+    (store.trial_dir(1) / "notes.txt").write_text("mine")
+    assert store.retain(set()) == [0]
+    assert store.trial_numbers() == [1]
+
+
+def test_a_hand_made_four_digit_trial_folder_counts_its_number_once(tmp_path: Path) -> None:
+    store = TrialStore(tmp_path, "s")
+    _save(store, 99)
+    (store.root / "trial_0099").mkdir()
+    assert store.trial_numbers() == [99]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from search.engine.options import RunOptions
 from search.run import main
-from search.storage.secretfilter import scrub
 from search.storage.backends import dashboard_command, open_storage, redact, url_secrets
 from search.storage.forms import check_storage_url
-from search.storage.urls import StorageUrlError
+from search.storage.secretfilter import scrub
+from search.storage.urls import NOT_SHOWN, StorageUrlError
 
 ACCEPTED = "sqlite:///path/to/studies.db, journal:///path/to/study.journal, postgresql://"
 
@@ -106,3 +109,129 @@ def test_a_url_without_a_password_gets_no_note(tmp_path: Path) -> None:
     lines = next_commands("smoke", RunOptions(study="smoke", storage=f"sqlite:///{tmp_path}/s.db", workdir=tmp_path))
     assert not any("PGPASSWORD" in line for line in lines)
     check_storage_url(f"sqlite:///{tmp_path}/s.db")  # accepted
+
+
+# --- one redaction that cannot leak: generated URLs, well-formed or not, the secret in every place a
+# password can go; it holds a head and a tail no other part can, around any character a user types
+HEAD, TAIL = "S3cR", "tX9Z"
+LOWER = "abcdefghijklmnopqrstuvwxyz"
+POSITIONS = {
+    "user:pw@": lambda u, s, h: (f"{u}:{s}@{h}", ""),
+    ":pw@": lambda u, s, h: (f":{s}@{h}", ""),
+    # (with an @ in it, what follows is the host: the URL reads one way, and is printed so)
+    "user:pw, no @host": lambda u, s, h: (f"{u}:{s.replace('@', '')}", ""),
+    "?password=": lambda u, s, h: (f"{u}@{h}", f"password={s}"),
+    "?%70assword=": lambda u, s, h: (f"{u}@{h}", f"%70assword={s}"),
+    "&password=&": lambda u, s, h: (h, f"sslmode=require&password={s}&connect_timeout=5"),
+}
+SCHEMES = ["postgresql", "postgresql+psycopg", "postgres", "sqlite", "journal", "mysql", "grpc", "Postgresql",
+           "pg"]
+SEPARATORS = ["://", ":/", ":", ":///", "//", ""]
+HOSTS = ["db", "db:5432", "[::1]:5432", "[::1", "::1", "[::1]x", "db:port"]
+
+
+def _url(draw: st.DrawFn, secret_chars: str, schemes: list[str] = SCHEMES) -> tuple[str, str]:
+    secret = HEAD + draw(st.text(alphabet=secret_chars, max_size=6)) + TAIL
+    user = draw(st.text(alphabet=LOWER, min_size=1, max_size=5))
+    place = POSITIONS[draw(st.sampled_from(sorted(POSITIONS)))]
+    authority, query = place(user, secret, draw(st.sampled_from(HOSTS)))
+    path = "/" + draw(st.text(alphabet=LOWER, max_size=5))
+    url = draw(st.sampled_from(schemes)) + draw(st.sampled_from(SEPARATORS)) + authority + path
+    return url + (f"?{query}" if query else ""), secret
+
+
+@st.composite
+def planted(draw: st.DrawFn) -> tuple[str, str]:
+    return _url(draw, LOWER + "ABC0123456789@/?#&:%[]= !$'\"<>")
+
+
+@st.composite
+def planted_in_free_text(draw: st.DrawFn) -> tuple[str, str]:
+    # in free text a URL ends at a space or quote, and "pg:a:pw/" is no URL to tell from "12:30:05/"
+    return _url(draw, LOWER + "ABC0123456789@/?#&:%[]=!$", [s for s in SCHEMES if s != "pg"])
+
+
+def _shows_no_part(text: str) -> bool:
+    return HEAD not in text and TAIL not in text
+
+
+@settings(max_examples=400, deadline=None)
+@given(planted())
+def test_no_message_shows_a_password_wherever_it_is_planted(case: tuple[str, str]) -> None:
+    from search.storage.backends import storage_error
+
+    url, _ = case
+    shown = [redact(url), scrub(f"could not connect to {url} (oops)", url_secrets(url)),
+             storage_error(url, RuntimeError(f"driver: cannot parse '{url}'"))]
+    try:
+        check_storage_url(url)
+    except StorageUrlError as exc:
+        shown.append(str(exc))
+    for text in shown:
+        assert _shows_no_part(text), (url, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(planted_in_free_text())
+def test_a_library_message_naming_an_unknown_url_shows_no_password(case: tuple[str, str]) -> None:
+    url, _ = case
+    assert _shows_no_part(scrub(f"sqlalchemy: could not parse URL from string {url}, giving up", []))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_a_url_that_does_not_parse_is_never_printed(url: str) -> None:
+    """Whatever the text, redact prints it read one way (scheme://...), or only a fixed scheme."""
+    shown = redact(url)
+    assert shown.startswith(tuple(f"{s}://" for s in ("",))) or "://" in shown or shown.endswith(NOT_SHOWN)
+    if shown.endswith(NOT_SHOWN):
+        assert shown.removesuffix(NOT_SHOWN).rstrip(":").lower() in {"", *(s.lower() for s in SCHEMES)}, shown
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql:/automl:Hunter2pw@db/studies", "one slash after the scheme postgresql"),
+        ("postgresql://automl:Hun@ter2pw@db/studies", "more than one @"),
+        ("postgresql://automl:Hun/ter2pw@db/studies", "an @ after a /"),
+        ("postgresql://automl:Hunter2pw@[::1/studies", "IPv6 host without its closing ]"),
+        ("postgresql://automl@db/studies?password=Hun&ter2pw", "not key=value"),
+        ("sqlite:////tmp/studies.db?password=Hunter2pw", "an SQLite file has none"),
+        ("journal:////tmp/study.journal?password=Hunter2pw", "a journal is a plain file"),
+    ],
+)
+def test_a_url_that_reads_two_ways_is_refused_naming_the_fix_not_the_password(url: str, problem: str) -> None:
+    with pytest.raises(StorageUrlError) as info:
+        check_storage_url(url)
+    message = str(info.value)
+    assert problem in message and "\n" not in message
+    assert "Hunter" not in message and "ter2pw" not in message
+
+
+def test_an_sqlite_password_query_names_no_file_on_disk(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/studies.db?password=Hunter2pw"
+    with pytest.raises(StorageUrlError):
+        open_storage(url)
+    assert not any("Hunter" in p.name for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("verb", ["run", "report"])
+def test_run_and_report_refuse_a_two_way_url_in_one_line_without_the_password(
+    verb: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from search import report
+
+    monkeypatch.setattr("sys.excepthook", __import__("sys").excepthook)
+    url = "postgresql:/automl:Hunter2pw@db/studies"
+    try:
+        if verb == "run":
+            code = main(["--study", "smoke", "--storage", url, "--workdir", str(tmp_path), "--device", "cpu",
+                         "-v"])
+        else:
+            code = report.main(["--name", "smoke", "--storage", url, "--workdir", str(tmp_path)])
+    finally:
+        logging.captureWarnings(False)  # run's hide_secrets turned it on
+    shown = caplog.text + "".join(capsys.readouterr())
+    assert code == 2 and "one slash after the scheme postgresql" in shown
+    assert "Hunter" not in shown and "2pw" not in shown

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import optuna
@@ -34,6 +35,13 @@ def test_age_cutoff_study_searches_the_cutoffs() -> None:
     assert len(load_study_spec("age_cutoff", profile="gpu").choices("backbone")) >= 2
 
 
+def test_age_cutoff_study_searches_the_ordinal_age_head_on_both_profiles() -> None:
+    cpu, gpu = (load_study_spec("age_cutoff", profile=p) for p in ("cpu", "gpu"))
+    assert cpu.params["head"] == Categorical(("single", "ordinal"))
+    assert gpu.params["head"] == Categorical(("single", "multi", "ordinal"))
+    assert "age_loss_weight" in gpu.params and "age_loss_weight" not in cpu.params  # CPU: weight 1
+
+
 @pytest.mark.parametrize("name", sorted(REQUIRED - {"smoke"}))
 def test_shipped_studies_prune_from_epoch_2_on_the_validation_loss(name: str) -> None:
     pruner = load_study_spec(name).pruner
@@ -47,8 +55,8 @@ def test_gpu_profile_uses_real_backbones() -> None:
     assert "resnext50_32x4d" not in cpu
 
 
-def _write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "bad.toml"
+def _write(tmp_path: Path, text: str, name: str = "bad.toml") -> Path:
+    path = tmp_path / name
     path.write_text(text)
     return path
 
@@ -263,7 +271,7 @@ def test_docs_studies_table_names_every_key_the_parser_takes() -> None:
 
     documented = _documented_keys()
     assert {t.strip("[]") for t in documented} >= (set(TABLE_KEYS[""]) - {"profiles"}) | {f"profiles.{p}" for p in PROFILES}
-    for table in ("study", "sampler", "pruner", "split"):
+    for table in ("study", "sampler", "pruner", "split", "refit"):
         assert documented[f"[{table}]"] == set(TABLE_KEYS[table]), f"docs/studies.md's [{table}] row"
     for profile in PROFILES:
         shown = documented[f"[profiles.{profile}]"] | {"enqueue"}  # enqueue has its own row
@@ -271,3 +279,78 @@ def test_docs_studies_table_names_every_key_the_parser_takes() -> None:
     text = (STUDIES_DIR.parent / "docs" / "studies.md").read_text()
     assert f"({' | '.join(SAMPLERS.names())})" in text and f"({' | '.join(PRUNING_SIGNALS)})" in text
     assert f"({' | '.join(list_pruners())})" in " ".join(text.split()), "the pruner names of docs/studies.md"
+
+
+@pytest.mark.parametrize("cutoff", [58, 59, 60])
+@pytest.mark.parametrize("head", ["single", "ordinal"])
+def test_a_variant_of_age_cutoff_fixes_the_cutoff_and_the_head(tmp_path: Path, cutoff: int, head: str) -> None:
+    # What a measurement of the cutoff runs: the shipped file with age_cutoff and head moved from the
+    # searched params to [fixed] (a key left in params would still be searched), the GPU's enqueued
+    # recipe (cutoff 58, three heads) taken out.
+    text = (STUDIES_DIR / "age_cutoff.toml").read_text()
+    for old, new in (("age_cutoff = [58, 59, 60]\n", ""),
+                     ('head = ["single", "multi", "ordinal"]\n', ""),
+                     ('head = ["single", "ordinal"]\n', ""),
+                     ('head = "single"\n', f'head = "{head}"\nage_cutoff = {cutoff}\n')):
+        assert old in text, old
+        text = text.replace(old, new)
+    text = text[: text.index("[[profiles.gpu.enqueue]]")] + text[text.index("# CPU: the one ImageNet"):]
+    path = tmp_path / f"cutoff{cutoff}_{head}.toml"
+    path.write_text(text)
+    for profile in ("cpu", "gpu"):
+        spec = load_study_spec(str(path), profile=profile)
+        assert (spec.fixed["age_cutoff"], spec.fixed["head"]) == (cutoff, head)
+        assert "age_cutoff" not in spec.params and "head" not in spec.params
+        assert ("age_loss_weight" in spec.params) == (profile == "gpu")
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 23: what --study names is reported as given, and a file that says nothing is refused
+
+
+def test_a_binary_study_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "photo.toml"
+    path.write_bytes(b"\xff\xd8\xff\xe0JFIF\x00" + bytes(range(256)))
+    with pytest.raises(StudyFileError, match=rf"{path}: not a text study file \(byte 0 is not UTF-8\)"):
+        load_study_spec(path)
+
+
+def test_a_missing_toml_path_is_named_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StudyFileError, match=r"No study file 'nope\.toml': .*/nope\.toml does not exist") as caught:
+        load_study_spec("nope.toml")
+    assert "nope.toml.toml" not in str(caught.value)
+    assert load_study_spec("smoke.toml").name == "smoke"  # a shipped study's file name works from anywhere
+
+
+@pytest.mark.parametrize("name", ["plain", "looks.toml"])
+def test_a_folder_as_study_is_one_error(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / name
+    folder.mkdir()
+    with pytest.raises(StudyFileError, match=rf"--study '{folder}' is a folder; name a study file"):
+        load_study_spec(folder)
+
+
+def test_an_empty_study_file_is_refused(tmp_path: Path) -> None:
+    for text in ("", "# only a comment\n\n"):
+        with pytest.raises(StudyFileError, match=r"empty\.toml is empty .*needs at least \[study\] and \[params\]"):
+            load_study_spec(_write(tmp_path, text, "empty.toml"))
+
+
+@pytest.mark.parametrize("where", ["", "profiles.cpu."])
+def test_a_key_both_fixed_and_searched_in_one_table_is_refused(tmp_path: Path, where: str) -> None:
+    """[params] silently replaced a [fixed] backbone of the same table."""
+    text = (f"[{where}fixed]\nbackbone = 'test_resnet'\n[{where}params]\nbackbone = ['test_efficientnet']\n"
+            + ("[params]\nlr = [0.1]\n" if where else ""))
+    with pytest.raises(StudyFileError, match=rf"backbone is in both \[{re.escape(where)}fixed\] and \[{re.escape(where)}params\]"):
+        load_study_spec(_write(tmp_path, text))
+
+
+def test_a_profile_overrides_the_base_tables_either_way(tmp_path: Path) -> None:
+    text = ("[fixed]\nbackbone = 'test_resnet'\n[params]\nlr = [0.1, 0.2]\n"
+            "[profiles.gpu.params]\nbackbone = ['test_resnet', 'test_efficientnet']\n[profiles.gpu.fixed]\nlr = 0.3\n")
+    path = _write(tmp_path, text)
+    cpu, gpu = load_study_spec(path, "cpu"), load_study_spec(path, "gpu")
+    assert cpu.fixed["backbone"] == "test_resnet" and "lr" in cpu.params
+    assert "backbone" in gpu.params and "backbone" not in gpu.fixed
+    assert gpu.fixed["lr"] == 0.3 and "lr" not in gpu.params

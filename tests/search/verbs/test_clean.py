@@ -91,3 +91,76 @@ def test_clean_reads_the_stored_study_of_a_study_file(tmp_path: Path, capsys: py
     assert [n for n in range(6) if str(store.trial_dir(n)) in out] == [1, 5]
     assert main(["--storage", url, "--workdir", str(tmp_path)]) == 2
     assert "--name NAME" in capsys.readouterr().err
+
+
+def _killed_build(target: Path) -> Path:
+    """What ``kill -9`` during an export, refit or synth leaves: its temporary folder beside
+    ``target``, named by search.common.atomic.temp_name, with a copy of the weights in it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[3]
+    code = ("import os, signal, sys\nfrom pathlib import Path\nfrom search.common.atomic import temp_name\n"
+            "target = Path(sys.argv[1])\ntarget.parent.mkdir(parents=True, exist_ok=True)\n"
+            "tmp = temp_name(target)\ntmp.mkdir()\n(tmp / 'weights.safetensors').write_bytes(b'w' * 100)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run([sys.executable, "-c", code, str(target)], env=env)
+    assert done.returncode == -signal.SIGKILL
+    (left,) = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.tmp-")]
+    return left
+
+
+def test_clean_lists_and_removes_the_folders_of_killed_builds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.clean import main
+
+    monkeypatch.chdir(tmp_path)
+    workdir = tmp_path / "runs"
+    url, _ = _study(workdir, [0.5])
+    refit = _killed_build(TrialStore(workdir, "s").root / "refit_00000" / "folds-5" / "fold_1")
+    export = _killed_build(tmp_path / "exports" / "s")
+    synth = _killed_build(tmp_path / "data" / "synthetic")
+    args = ["--name", "s", "--storage", url, "--workdir", str(workdir)]
+    assert main(args) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if "left by a killed build" in line]
+    assert len(listed) == 3 and all(line.startswith("would remove ") for line in listed)
+    assert all(p.exists() for p in (refit, export, synth)), "a dry run deletes nothing"
+    assert main([*args, "--yes"]) == 0
+    assert not any(p.exists() for p in (refit, export, synth))
+    assert (TrialStore(workdir, "s").trial_dir(0)).is_dir()
+
+
+def test_clean_keeps_a_trial_folder_a_user_added_to(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from search.clean import main
+
+    url, _ = _study(tmp_path, [0.9, 0.5])
+    store = TrialStore(tmp_path, "s")
+    (store.trial_dir(1) / "notes.txt").write_text("mine")
+    assert main(["--name", "s", "--storage", url, "--workdir", str(tmp_path), "--keep-top", "1", "--yes"]) == 0
+    assert (store.trial_dir(1) / "notes.txt").read_text() == "mine"
+    assert f"kept {store.trial_dir(1)}: it is not what this harness wrote there (it holds notes.txt" in caplog.text
+    assert store.retain({0}) == [] and store.trial_dir(1).is_dir()
+
+
+def test_clean_leaves_a_hand_made_trial_folder_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23: trial_0099 (four digits, no trial 99) was listed as trial_00099 and left while
+    --yes said it was removed; a folder the store did not write is neither listed nor removed."""
+    from search.clean import main
+
+    url, _ = _study(tmp_path, [0.9, 0.5])
+    store = TrialStore(tmp_path, "s")
+    notes = store.root / "trial_0099"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    stray = store.trial_dir(99)  # the store's name, but no trial 99 in the study
+    stray.mkdir()
+    args = ["--name", "s", "--storage", url, "--workdir", str(tmp_path), "--keep-top", "1", "--yes"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "trial_0099" not in out and "trial_00099" not in out
+    assert str(store.trial_dir(1)) in out and not store.trial_dir(1).exists()
+    assert (notes / "notes.txt").read_text() == "mine" and stray.is_dir()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ def test_manifest_describes_members_preprocessing_classes_metrics(
 ) -> None:
     Manifest.read(bundle_dir)  # validates
     m = json.loads((bundle_dir / "manifest.json").read_text())
-    assert m["format_version"] == 2 and m["study"] == tiny_study.name
+    assert m["format_version"] == 3 and m["study"] == tiny_study.name
     assert 1 <= len(m["members"]) <= 3
     assert sum(x["weight"] for x in m["members"]) == pytest.approx(1.0)
     assert m["vote"] == {"kind": "soft", "weights": "learned"}
@@ -110,6 +111,9 @@ def test_ensemble_cli_prints_the_table_and_saves_json(
     final = {f["method"]: f for f in saved["final"]}
     assert len(final["top-3 soft vote"]["members"]) == 3
     assert final["selected ensemble"]["validation_macro_f1"] >= final["best single"]["validation_macro_f1"]
+    rule = final["selected + decision rule"]["decision_rule"]
+    assert set(rule) == {"tau", "old_band_offset"} and final["selected ensemble"]["decision_rule"] is None
+    assert f"tau {rule['tau']:.2f}, old-band offset {rule['old_band_offset']:+.2f}" in out
 
 
 def test_ensemble_cli_unknown_study_is_a_clear_error(
@@ -279,3 +283,86 @@ def test_overwrite_refuses_what_is_not_a_bundle_and_deletes_nothing(
     assert f"--out {out} is not a bundle" in message and "nothing was deleted" in message
     assert "Choose another --out" in message and "\n" not in message and not error.exc_info
     assert {p.name: snapshot(p) for p in tmp_path.iterdir()} == before  # nothing deleted, nothing left
+
+
+def test_the_next_export_removes_what_a_killed_export_left(
+    tiny_study: TinyStudy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.search.verbs.test_clean import _killed_build
+
+    out = tmp_path / "bundle"
+    left = _killed_build(out)  # kill -9 during the build: a hidden folder with copies of the weights
+    caplog.set_level(logging.INFO, logger="search.common.atomic")
+    argv = ["--name", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out),
+            "--max-members", "1"]
+    assert export_main(argv) == 0
+    assert not left.exists() and [p.name for p in tmp_path.iterdir()] == ["bundle"]
+    assert f"removed {left}, left by a build that was killed" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 23: a full disk, Ctrl-C and absurd weights end in one line, with nothing half written
+
+
+def _export_argv(tiny_study: TinyStudy, out: Path, *extra: str) -> list[str]:
+    return ["--name", tiny_study.name, "--storage", tiny_study.storage, "--out", str(out), *extra]
+
+
+def _one_error(caplog: pytest.LogCaptureFixture) -> str:
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not error.exc_info and "\n" not in error.getMessage()
+    return error.getMessage()
+
+
+def test_a_full_disk_during_export_is_one_line_and_leaves_nothing(
+    tiny_study: TinyStudy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+
+    import search.deploy.writer as writer
+
+    def full(src: object, dst: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(writer.shutil, "copyfile", full)
+    out = tmp_path / "bundle"
+    assert export_main(_export_argv(tiny_study, out, "--max-members", "1")) == 1
+    message = _one_error(caplog)
+    assert "writing the bundle failed: No space left on device" in message and "free some disk space" in message
+    assert os.listdir(tmp_path) == [], "no bundle and no temporary folder"
+
+
+def test_ctrl_c_during_export_exits_130_and_leaves_nothing(
+    tiny_study: TinyStudy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import search.deploy.writer as writer
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "export_onnx", interrupted)
+    out = tmp_path / "bundle"
+    assert export_main(_export_argv(tiny_study, out, "--max-members", "1")) == 130
+    assert any("interrupted: nothing was written" in r.getMessage() for r in caplog.records)
+    assert os.listdir(tmp_path) == [], "no bundle and no temporary folder"
+
+
+def test_export_weights_of_1e308_name_the_entry(
+    tiny_study: TinyStudy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Their sum overflowed and the error said "got (0.0, 0.0)"."""
+    out = tmp_path / "bundle"
+    assert export_main(_export_argv(tiny_study, out, "--weights", "0=1e308,1=1e308")) == 2
+    assert "--weights entry '0=1e308': the weight must be from 0 to 1e+06" in _one_error(caplog)
+    assert not out.exists()
+
+
+def test_an_opset_torch_cannot_export_is_one_line(
+    tiny_study: TinyStudy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "bundle"
+    assert export_main(_export_argv(tiny_study, out, "--max-members", "1", "--opset", "99")) == 2
+    assert "--opset 99: torch cannot export the ensemble at this opset" in _one_error(caplog)
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(SystemExit):  # below what the exporter writes: refused by the parser, before any work
+        export_main(_export_argv(tiny_study, out, "--opset", "3"))

@@ -229,3 +229,27 @@ def test_known_good_trials_run_first_once_and_only_on_their_profile(tiny_bench: 
     assert sum("enqueued_from" in t.user_attrs for t in resumed.trials) == 1  # not enqueued again on resume
     assert not any(t.params.get("age_cutoff") == 60 and t.params.get("augment") == "none" and
                    t.params.get("lr") == 0.01 for t in resumed.trials)  # the gpu profile's trial never ran
+
+
+def test_the_ordinal_age_head_trains_in_a_study_and_ships_in_a_bundle(tiny_bench: Path, tmp_path: Path) -> None:
+    from search.deploy import Bundle
+    from search.export import main as export_main
+
+    toml = _smoke_variant(tmp_path / "ordinal.toml", ('crop = "face"', 'crop = "face"\nhead = "ordinal"'),
+                          ('augment = ["none", "flip"]', 'augment = ["none", "flip"]\nage_loss_weight = { low = 0.5, high = 2.0 }'),
+                          ("n_trials = 8", "n_trials = 2"), ("epochs = 3", "epochs = 1"))
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = run_study(RunOptions(study=str(toml), data=tiny_bench, workdir=tmp_path / "runs", storage=storage,
+                                 device="cpu"))
+    finished = _trials(study, TrialState.COMPLETE)
+    assert len(finished) == 2
+    for trial in finished:
+        assert trial.user_attrs["config"]["head"] == "ordinal" and "age_loss_weight" in trial.params
+    out = tmp_path / "bundle"
+    assert export_main(["--name", study.study_name, "--storage", storage, "--out", str(out), "--max-members", "2"]) == 0
+    bundle = Bundle.load(out)
+    assert {m.config["head"] for m in bundle.members} == {"ordinal"}
+    images = np.random.default_rng(0).integers(0, 256, (5, bundle.height, bundle.width, 3), dtype=np.uint8)
+    by_torch, by_onnx = bundle.predict_proba(images), bundle.predict_proba(images, backend="onnx")
+    np.testing.assert_allclose(by_torch, by_onnx, atol=1e-4)
+    np.testing.assert_allclose(by_torch.sum(1), 1.0, atol=1e-5)

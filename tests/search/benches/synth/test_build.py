@@ -106,7 +106,7 @@ def test_bench_json_records_parameters_and_counts(small_bench: Path) -> None:
     info = json.loads((small_bench / "bench.json").read_text())
     assert info["params"] == {"people": 60, "size": [48, 64], "seed": 3, "n_eval_people": 20, "format": 2}
     assert info["counts"]["train_images"] == 420 and sum(info["counts"]["train_extensions"].values()) == 420
-    assert not list(small_bench.parent.glob(".small.partial-*"))
+    assert not list(small_bench.parent.glob(".small.tmp-*"))
 
 
 REPO = Path(__file__).resolve().parents[4]
@@ -146,13 +146,60 @@ def test_an_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
 
 def test_existing_output_is_refused_unless_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "bench"
+    generate(out, people=12, size=(32, 48), progress=False)
+    with pytest.raises(FileExistsError, match="pass --overwrite to replace it"):
+        generate(out, people=12, size=(32, 48), progress=False, seed=1)
+    generate(out, people=12, size=(32, 48), progress=False, seed=1, overwrite=True)  # its own bench
+    assert json.loads((out / "bench.json").read_text())["params"]["seed"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["bench"]  # no temporary or old folder left
+
+
+def test_the_next_run_removes_what_a_killed_run_left(tmp_path: Path) -> None:
+    from tests.search.verbs.test_clean import _killed_build
+
+    left = _killed_build(tmp_path / "bench")
+    generate(tmp_path / "bench", people=12, size=(32, 48), progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["bench"] and not left.exists()
+
+
+def _notes(out: Path) -> None:
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="overwrite"):
-        generate(out, people=12, size=(32, 48), progress=False)
-    assert (out / "keep.txt").read_text() == "mine"
-    generate(out, people=12, size=(32, 48), progress=False, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "train" / "train.csv").is_file()
+
+
+def _git_checkout(out: Path) -> None:
+    (out / ".git" / "objects").mkdir(parents=True)
+    (out / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (out / "train").mkdir()
+    (out / "bench.json").write_text(json.dumps({"note": "search.synth bench: a copy"}))
+
+
+FOREIGN = {
+    "a folder of notes": (_notes, "it has no bench.json"),
+    "a plain file": (lambda out: out.write_text("mine"), "it is not a folder"),
+    "a git checkout holding a bench.json": (_git_checkout, "it holds .git, which this verb does not write"),
+}
+
+
+@pytest.mark.parametrize("case", list(FOREIGN))
+def test_overwrite_refuses_what_synth_did_not_write_and_deletes_nothing(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search.synth import main
+
+    make, reason = FOREIGN[case]
+    out = tmp_path / "target"
+    make(out)
+    before = _snapshot(tmp_path)
+    assert main(["--out", str(out), "--people", "12", "--size", "32x48", "--overwrite", "--quiet"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"--out {out} is not a synthetic bench written by python -m search.synth ({reason})" in line
+    assert "nothing was deleted" in line and "Choose another --out" in line
+    assert _snapshot(tmp_path) == before
+
+
+def _snapshot(root: Path) -> list:
+    return sorted((p.relative_to(root), p.is_file() and p.read_bytes()) for p in root.rglob("*"))
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

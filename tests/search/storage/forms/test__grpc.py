@@ -49,7 +49,7 @@ def test_a_study_through_the_proxy_lands_in_the_storage_behind_it(tmp_path: Path
 
 @pytest.mark.parametrize("url,problem", [
     ("grpc://localhost", "must be grpc://host:port"),
-    ("grpc://h:70000", "has the port '70000'"),
+    ("grpc://h:70000", "port that is not a number from 1 to 65535"),  # no @: could be user:password, not shown
     ("grpc://h:1/db", "names a path"),
 ])
 def test_a_proxy_url_is_host_and_port(url: str, problem: str) -> None:

@@ -1,0 +1,150 @@
+"""The refit phase of ``python -m search.run``: after the search, fold groups of its best trials,
+inside the same time budget.
+
+A study file's ``[refit]`` table turns it on (``enabled``) and says which trials (the ``top`` best
+complete ones), on how many person folds (``folds``, else ``[split] folds``) and what share of the
+run's time budget the phase keeps (``time_share``: the search stops at ``1 - time_share`` of it,
+search/budget.py). The phase has whatever time the search left; without a time budget it trains
+every fold group. A group starts only if its missing fold models fit in the time left at the
+trial's own pace, so the phase does not start what it cannot finish; a model the budget still
+cuts is thrown away. The fold models are kept as they finish, so a killed phase, or one that
+ran out of time, resumes when the same command runs again: only the missing models train.
+When no group fits, one line says so and the run ends as the search left it (exit 0):
+``python -m search.export`` ships the search's best. ``--no-refit`` (or ``enabled = false``)
+skips the phase; ``python -m search.refit`` refits by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shlex
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from optuna.trial import FrozenTrial
+
+from search.engine.budget import format_duration, run_time_budget
+from search.cli.studyargs import study_flags
+from search.engine.launcher import default_journal_url
+from search.engine.options import RunOptions, resolve_spec
+from search.refitting.progress import refit_progress
+from search.refitting.store import RefitError
+from search.refitting.train import (
+    Budget,
+    RefitContext,
+    Work,
+    choose_trials,
+    fold_work,
+    open_refit,
+    refit_folds,
+    refit_table as table,
+)
+from search.storage.backends import DEFAULT_WORKDIR, redact
+from search.studyfile.spec import StudySpec
+
+log = logging.getLogger("search.refit")
+
+
+def refit_phase(
+    opts: RunOptions,
+    verbose: bool = False,
+    stream: TextIO | None = None,
+    clock: Callable[[], float] = time.time,
+    workers: int = 1,
+    spec: StudySpec | None = None,
+) -> int:
+    """Refit the study's best trials on person folds in the time the run has left; the exit code
+    (0 also when nothing fit: the search's best ships; 130 when interrupted). ``workers``: the
+    search's local worker processes, whose default storage is a journal file (search/engine/launcher.py).
+    ``spec``: the study file the run resolved (resolve_spec), read again only when not given."""
+    if not opts.refit:
+        return 0
+    spec = spec or resolve_spec(opts)
+    if not spec.refit.enabled:
+        return 0
+    budget = run_time_budget(opts, spec, now=clock(), search_only=False)
+    left = budget.left(clock())
+    name = opts.name or spec.name
+    if workers > 1 and opts.storage is None:
+        opts = dataclasses.replace(opts, storage=default_journal_url(opts.workdir, name))
+    k = spec.refit_folds
+    try:
+        ctx = open_refit(name, opts.storage_url, opts.workdir)
+        trials = choose_trials(ctx.study, top=spec.refit.top)
+        if not trials:
+            print("\nrefit: no complete trial to refit; the export ships what the search has.")
+            return 0
+        plans = [(t, fold_work(ctx, t, k)) for t in trials]
+        return _run(ctx, plans, k, left, opts, name, stream)
+    except KeyboardInterrupt:
+        log.warning("interrupted: the fold models done are kept; run the same command to train the rest")
+        return 130
+    except (RefitError, ValueError, FileNotFoundError) as exc:
+        log.error("refit: %s", exc, exc_info=verbose)
+        return 2
+
+
+def _run(
+    ctx: RefitContext,
+    plans: list[tuple[FrozenTrial, Work]],
+    k: int,
+    left: float | None,
+    opts: RunOptions,
+    name: str,
+    stream: TextIO | None,
+) -> int:
+    budget = Budget(left)
+    chosen = []
+    spent = 0.0
+    for trial, work in plans:  # best first: a group starts only if its missing models fit
+        if left is None or spent + work.seconds <= left:
+            chosen.append((trial, work))
+            spent += work.seconds
+    hand = _by_hand(opts, name, plans, k)
+    if not chosen:
+        trial, work = plans[0]
+        time_left, need = format_duration(max(0.0, left or 0.0)), format_duration(work.seconds)
+        print(
+            f"\nrefit: no fold group fits in the {time_left} left of the time budget (trial {trial.number}'s "
+            f"{work.models} missing fold model(s) need about {need}); the export ships the search's best. "
+            f"Refit without a time limit: {hand}"
+        )
+        return 0
+    todo = [w for _, w in chosen]
+    progress = refit_progress(sum(w.models for w in todo), sum(w.epochs for w in todo), spent, stream)
+    limit = "" if left is None else f" in the {format_duration(left)} left of the time budget"
+    print(
+        f"\nrefit: {len(chosen)} trial(s) on {k} person folds{limit} "
+        f"(about {format_duration(spent)} at the trials' pace; {progress.models} model(s) to train)"
+    )
+    reports = []
+    with progress.showing():
+        for trial, _ in chosen:
+            reports.append(refit_folds(ctx, trial, k, "best", budget, opts.device, opts.augment_on, progress))
+    print(table(reports))
+    unfinished = [r["trial"] for r in reports if not r["complete"]]
+    if unfinished:
+        print(
+            f"refit: the time budget ended before the fold groups of trial(s) {unfinished} were complete; "
+            "the same command trains only their missing models, after its search. Or now, without a time "
+            f"limit: {hand}"
+        )
+    skipped = [t.number for t, _ in plans if all(t.number != c.number for c, _ in chosen)]
+    if skipped:
+        print(f"refit: trial(s) {skipped} did not fit in the time left; refit them by hand: {hand}")
+    print(f"Next: python -m search.export {_study_args(opts, name)} --out {shlex.quote(f'exports/{name}')} "
+          "ships the best candidate set, fold groups included (python -m search.ensemble shows why)")
+    return 0
+
+
+def _study_args(opts: RunOptions, name: str) -> str:
+    storage = "" if opts.storage is None else f" --storage {shlex.quote(redact(opts.storage_url))}"
+    workdir = "" if opts.workdir == DEFAULT_WORKDIR else f" --workdir {shlex.quote(str(opts.workdir))}"
+    return f"{shlex.join(study_flags(name, opts.study))}{storage}{workdir}"
+
+
+def _by_hand(opts: RunOptions, name: str, plans: list[tuple[FrozenTrial, Work]], k: int) -> str:
+    numbers = " ".join(str(t.number) for t, _ in plans)
+    return f"python -m search.refit {_study_args(opts, name)} --trials {numbers} --folds {k}"

@@ -1,0 +1,1 @@
+"""The report's pictures: the wrong validation photos of a trial or a bundle, with Grad-CAM maps."""

@@ -1,0 +1,123 @@
+"""The procedure on a drawn candidate pool (numpy only): a fold group better held out wins the vote,
+the procedure that ships is the best held-out row, and the fold groups' estimate is out-of-fold
+over every person."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runners.classes import NUM_CLASSES
+from runners.metrics import macro_f1
+from search.data import PersonSplit
+from search.ensembling.candidates import CandidatePool
+from search.ensembling.honest import FOLD_GROUPS, SELECTED
+from search.ensembling.procedure import run_procedure
+from search.ensembling.selection import Candidate
+from search.ensembling.votes import VoteSpec
+from search.storage.study_attrs import StudyAttrs
+from search.storage.trialstore import Validation
+
+PEOPLE, IMAGES_EACH = 400, 3  # every person of the data; the first fifth are the validation people
+
+
+def _probs(labels: np.ndarray, hit_rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Softmax-like rows that put most mass on the true class for ``hit_rate`` of the rows, on a
+    random class otherwise."""
+    target = np.where(rng.random(len(labels)) < hit_rate, labels, rng.integers(0, NUM_CLASSES, len(labels)))
+    probs = rng.random((len(labels), NUM_CLASSES)) * 0.3
+    probs[np.arange(len(labels)), target] += 1.0
+    return (probs / probs.sum(1, keepdims=True)).astype(np.float32)
+
+
+def _pool(group_hit_rates: tuple[float, ...], trial_hit_rate: float = 0.55) -> CandidatePool:
+    rng = np.random.default_rng(0)
+    person = np.repeat(np.arange(PEOPLE), IMAGES_EACH)
+    labels = np.repeat(rng.integers(0, NUM_CLASSES, PEOPLE), IMAGES_EACH)
+    val_rows = np.flatnonzero(person < PEOPLE // 5)
+    validation = Validation(val_rows, labels[val_rows], person[val_rows].astype(str), "fp")
+    config = {"backbone": "test_resnet", "age_cutoff": 60, "height": 32, "width": 32, "crop": "full"}
+    candidates = [
+        Candidate("s", n, _probs(labels[val_rows], trial_hit_rate, rng), config, weights=Path(f"t{n}"))
+        for n in range(4)
+    ]
+    for n, rate in enumerate(group_hit_rates):
+        oof = _probs(labels, rate, rng)  # every person predicted by the fold model that never saw them
+        candidates.append(
+            Candidate(
+                "s", n, oof[val_rows], config, refit="folds-3", checkpoints=(Path("f0"),), all_people=(oof, labels)
+            )
+        )
+    val_people = {str(p) for p in range(PEOPLE // 5)}
+    names = sorted(str(p) for p in range(PEOPLE))
+    split = PersonSplit(
+        tuple(p for p in names if p not in val_people), tuple(p for p in names if p in val_people), 0, "holdout:0.2"
+    )
+    return CandidatePool("s", Path("."), StudyAttrs("fp", split), validation, candidates)
+
+
+def test_a_fold_group_better_held_out_wins_most_of_the_vote() -> None:
+    outcome = run_procedure(_pool((0.85,)))
+    group = next(i for i, c in enumerate(outcome.candidates) if c.is_fold_group)
+    selected = outcome.choice(SELECTED)
+    assert selected.weights[selected.members.index(group)] > 0.5
+    for held_out in outcome.honest.score(SELECTED).weights:  # chosen on each half alike
+        assert max(held_out) > 0.5
+    assert outcome.choice("best single").members == (group,)
+    assert outcome.shipped in outcome.methods and "highest held-out macro-F1" in outcome.why
+    assert outcome.honest.score(outcome.shipped).macro_f1 == max(s.macro_f1 for s in outcome.honest.scores)
+
+
+def test_a_fold_group_far_ahead_ships_as_the_fold_groups_vote_with_its_out_of_fold_estimate() -> None:
+    outcome = run_procedure(_pool((0.97,), trial_hit_rate=0.4))
+    group = next(i for i, c in enumerate(outcome.candidates) if c.is_fold_group)
+    assert outcome.choice("best single").members == (group,)
+    assert outcome.honest.score("best single").macro_f1 == outcome.honest.score(FOLD_GROUPS).macro_f1
+    assert outcome.shipped == FOLD_GROUPS  # it wins the tie: its estimate rests on every person
+    assert outcome.estimate(FOLD_GROUPS)[1].startswith("out-of-fold, all people")
+
+
+def test_trials_better_than_the_fold_group_keep_the_vote() -> None:
+    outcome = run_procedure(_pool((0.3,), trial_hit_rate=0.8))
+    group = next(i for i, c in enumerate(outcome.candidates) if c.is_fold_group)
+    assert group not in outcome.choice(SELECTED).members
+    assert outcome.shipped != FOLD_GROUPS
+
+
+def test_the_fold_groups_estimate_is_out_of_fold_over_every_person() -> None:
+    outcome = run_procedure(_pool((0.8, 0.7)))
+    groups = [c for c in outcome.candidates if c.is_fold_group]
+    assert outcome.choice(FOLD_GROUPS).weights == (0.5, 0.5)
+    probs = (groups[0].all_people[0] + groups[1].all_people[0]) / 2
+    labels = groups[0].all_people[1]
+    assert outcome.all_people[FOLD_GROUPS][0] == pytest.approx(macro_f1(labels, probs))
+    estimate, on = outcome.estimate(FOLD_GROUPS)
+    assert estimate == outcome.all_people[FOLD_GROUPS][0] and on == f"out-of-fold, all people ({PEOPLE * 3} images)"
+    assert outcome.estimate(SELECTED) == (outcome.honest.score(SELECTED).macro_f1, "held-out, cv")
+    assert f"out-of-fold, all people ({PEOPLE * 3} images)" in outcome.table()
+    assert outcome.to_dict()["out_of_fold_all_people"][FOLD_GROUPS]["macro_f1"] == estimate
+    assert set(outcome.all_people) == {FOLD_GROUPS}  # a row with trials has no such estimate
+
+
+def test_without_fold_groups_there_is_no_fold_row() -> None:
+    outcome = run_procedure(_pool(()))
+    assert FOLD_GROUPS not in outcome.methods and outcome.all_people == {}
+    assert "out-of-fold" not in outcome.table()
+
+
+@pytest.mark.parametrize("old_band", [True, False])
+def test_a_geometric_vote_competes_with_the_fold_groups_and_takes_no_decision_rule(old_band: bool) -> None:
+    """The registry's geometric vote (search.deploy.votes) beside fold groups: its row is scored held
+    out, it has no decision-rule row whatever --old-band-offset says, and the fold groups' vote
+    keeps its equal-weight soft vote and its out-of-fold estimate."""
+    vote = VoteSpec("geometric", old_band=old_band)
+    outcome = run_procedure(_pool((0.8, 0.7)), vote=vote)
+    assert outcome.methods == ("best single", "top-3 soft vote", "top-5 soft vote",
+                               "selected ensemble, geometric-mean vote", FOLD_GROUPS)
+    assert outcome.choice().vote == "geometric" and not outcome.choice().offsets
+    assert outcome.choice(FOLD_GROUPS).vote == "soft" and FOLD_GROUPS in outcome.all_people
+    assert outcome.shipped in outcome.methods
+    assert outcome.honest.vote["old_band_offset"] == "none: a geometric vote takes no decision rule"
+    assert all(row["decision_rule"] is None for row in outcome.to_dict()["final"])

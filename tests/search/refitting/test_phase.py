@@ -1,0 +1,163 @@
+"""The refit phase of search.run: fold groups of the best trial in the time the search leaves,
+resumed after a kill, skipped in one line when no group fits; and the whole command end to end."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+import search.refitting.train as train_module
+from search.ensembling.candidates import load_candidates
+from search.ensembling.procedure import run_procedure
+from search.engine.options import RunOptions
+from search.refitting.phase import refit_phase
+from search.refitting.store import RefitStore
+from search.run import main as run_main
+from search.studyfile.parse import StudyFileError, load_study_spec
+
+REFIT = "\n[refit]\nenabled = true\ntop = 1\nfolds = 2\n"
+
+
+def _options(refit_study, tmp_path: Path, timeout_s: float | None = None, table: str = REFIT) -> RunOptions:
+    toml = tmp_path / "phase.toml"
+    toml.write_text((refit_study.workdir / "refit.toml").read_text() + table)
+    return RunOptions(
+        study=str(toml),
+        name=refit_study.name,
+        storage=refit_study.storage,
+        workdir=refit_study.workdir,
+        device="cpu",
+        timeout_s=timeout_s,
+        started_at=time.time(),
+        refit=True,
+    )
+
+
+def _best(refit_study) -> int:
+    study = optuna.load_study(study_name=refit_study.name, storage=refit_study.storage)
+    return study.best_trial.number
+
+
+def _counting(monkeypatch) -> list[str]:
+    """Count the models trained through the phase (train_model calls)."""
+    trained: list[str] = []
+    real = train_module.train_model
+
+    def train_model(*args, **kwargs):
+        trained.append("model")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_model", train_model)
+    return trained
+
+
+def test_a_killed_refit_phase_resumes_with_only_the_missing_fold_models(
+    refit_study, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    opts = _options(refit_study, tmp_path)
+    store = RefitStore(refit_study.store, _best(refit_study))
+    real_save = RefitStore.save_model
+
+    def save_then_die(self, folder, *args, **kwargs):  # killed right after the first fold model is kept
+        real_save(self, folder, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RefitStore, "save_model", save_then_die)
+    assert refit_phase(opts) == 130
+    assert store.has_model(store.fold_dir(2, 0)) and not store.has_model(store.fold_dir(2, 1))
+    first = (store.fold_dir(2, 0) / "weights.safetensors").stat().st_mtime_ns
+    monkeypatch.setattr(RefitStore, "save_model", real_save)
+    trained = _counting(monkeypatch)
+    assert refit_phase(opts) == 0
+    assert trained == ["model"]  # fold 1 only
+    assert (store.fold_dir(2, 0) / "weights.safetensors").stat().st_mtime_ns == first
+    assert store.fold_groups() == [2]
+    out = capsys.readouterr().out
+    assert "refit: 1 trial(s) on 2 person folds" in out and "1 model(s) to train" in out
+    assert "Next: python -m search.export" in out
+    names = [c.name for c in load_candidates(refit_study.name, refit_study.storage).candidates]
+    assert f"{refit_study.name}#{store.number}/folds-2" in names
+
+
+def test_no_fold_group_in_the_time_left_says_so_and_ships_the_search_s_best(
+    refit_study, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    opts = _options(refit_study, tmp_path, timeout_s=1.0)  # a group needs ~3 s at the trials' recorded pace
+    trained = _counting(monkeypatch)
+    assert refit_phase(opts) == 0
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1
+    assert out.startswith("refit: no fold group fits in the ") and "the export ships the search's best" in out
+    assert f"python -m search.refit --name {refit_study.name} " in out and out.endswith("--folds 2")
+    assert trained == [] and not RefitStore(refit_study.store, _best(refit_study)).root.exists()
+    outcome = run_procedure(load_candidates(refit_study.name, refit_study.storage))
+    assert not any(c.is_fold_group for c in outcome.candidates) and outcome.shipped
+
+
+@pytest.mark.parametrize("table", ["\n[refit]\nenabled = false\n", ""])
+def test_off_in_the_study_file_or_by_flag_does_nothing(refit_study, tmp_path: Path, capsys, table: str) -> None:
+    assert refit_phase(_options(refit_study, tmp_path, table=table)) == 0
+    opts = _options(refit_study, tmp_path)
+    from dataclasses import replace
+
+    assert refit_phase(replace(opts, refit=False)) == 0  # --no-refit
+    assert capsys.readouterr().out == ""
+    assert not RefitStore(refit_study.store, _best(refit_study)).root.exists()
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("[refit]\ntop = 0\n", "refit.top must be at least 1"),
+        ("[refit]\nfolds = 1\n", "refit.folds must be 0"),
+        ("[refit]\ntime_share = 1.0\n", "refit.time_share must be a share"),
+        ("[refit]\nenabled = 'yes'\n", "refit.enabled must be true or false"),
+        ("[refit]\nshare = 0.5\n", "unknown key 'refit.share'"),
+        ("[refit]\nenabled = true\n", "names no folds"),
+        ("[profiles.cpu.refit]\ntop = -1\n", "profiles.cpu.refit.top must be at least 1"),
+    ],
+)
+def test_the_refit_table_is_checked_at_load(tmp_path: Path, table: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[params]\nlr = [0.1]\n{table}")
+    with pytest.raises(StudyFileError, match=message):
+        load_study_spec(path, "cpu")
+
+
+def test_age_cutoff_refits_in_both_profiles() -> None:
+    cpu, gpu = load_study_spec("age_cutoff", "cpu"), load_study_spec("age_cutoff", "gpu")
+    assert cpu.refit.enabled and (cpu.refit.top, cpu.refit_folds, cpu.refit.time_share) == (1, 3, 0.45)
+    assert gpu.refit.enabled and (gpu.refit.top, gpu.refit_folds, gpu.refit.time_share) == (2, 5, 0.4)
+
+
+@pytest.mark.slow
+def test_search_run_searches_then_refits(tiny_bench: Path, tmp_path: Path, capsys) -> None:
+    text = (Path(__file__).resolve().parents[3] / "studies" / "smoke.toml").read_text()
+    toml = tmp_path / "smokefolds.toml"
+    toml.write_text(text.replace("epochs = 3", "epochs = 1") + REFIT)
+    workdir = tmp_path / "runs"
+    args = ["--study", str(toml), "--data", str(tiny_bench), "--workdir", str(workdir), "--device", "cpu"]
+    assert run_main([*args, "--n-trials", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "refit: 1 trial(s) on 2 person folds" in out and "Next: python -m search.export" in out
+    study = optuna.load_study(study_name="smokefolds", storage=f"sqlite:///{workdir / 'studies.db'}")
+    store = RefitStore(train_module.TrialStore(workdir, "smokefolds"), study.best_trial.number)
+    assert store.fold_groups() == [2]
+
+
+def test_after_local_workers_the_phase_finds_the_study_in_their_journal(refit_study, tmp_path: Path, capsys) -> None:
+    from dataclasses import replace
+
+    from search.engine.launcher import default_journal_url
+    from search.storage.backends import open_storage
+
+    journal = default_journal_url(refit_study.workdir, refit_study.name)
+    optuna.copy_study(from_study_name=refit_study.name, from_storage=refit_study.storage,
+                      to_storage=open_storage(journal))
+    opts = replace(_options(refit_study, tmp_path, timeout_s=1.0), storage=None)  # --workers N, no --storage
+    assert refit_phase(opts, workers=2) == 0
+    out = capsys.readouterr().out
+    assert out.strip().startswith("refit: no fold group fits") and f"--storage {journal}" in out
