@@ -212,7 +212,7 @@ def report_main(argv: Sequence[str]) -> int:
 
 
 def ensemble_main(argv: Sequence[str]) -> int:
-    from search.ensembling import main
+    from search.ensemble import main
 
     return main(argv)
 
@@ -224,7 +224,7 @@ def clean_main(argv: Sequence[str]) -> int:
 
 
 def synth_main(argv: Sequence[str]) -> int:
-    from search.benches.synth import main
+    from search.synth import main
 
     return main(argv)
 

@@ -17,7 +17,7 @@ from search.ensembling.honest import SELECTED, Choice
 from search.ensembling.procedure import run_procedure
 from search.ensembling.votes import VoteSpec, parse_weights
 from search.export import export_bundle
-from search.refitting import main
+from search.refit import main
 from search.refitting.store import FoldPlan, RefitError, RefitStore
 from search.refitting.train import Budget, choose_trials, open_refit, refit_all, refit_folds
 from search.studyfile.parse import StudyFileError, load_study_spec

@@ -14,7 +14,7 @@ pytest.importorskip("mlflow", reason='the track extra is not installed: pip inst
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from search.ensembling import main as ensemble_main  # noqa: E402
+from search.ensemble import main as ensemble_main  # noqa: E402
 from search.run import main as run_main  # noqa: E402
 from search.engine.track.mlflow_tracker import default_uri  # noqa: E402
 from search.engine.track.records import metric_name  # noqa: E402

@@ -12,7 +12,7 @@ pytest.importorskip("wandb", reason='the track extra is not installed: pip insta
 
 from wandb.proto import wandb_internal_pb2 as pb  # noqa: E402
 
-from search.ensembling import main as ensemble_main  # noqa: E402
+from search.ensemble import main as ensemble_main  # noqa: E402
 from search.engine.track import TrackCallback, open_tracker  # noqa: E402
 from tests.search.conftest import SmokeRun  # noqa: E402
 
