@@ -3,8 +3,9 @@
 Without ``--data`` the synthetic bench is used (generated on first use under data/synthetic).
 Running the same command again resumes the study up to its trial budget; ``--n-trials``
 raises (or lowers) that budget, counted over all workers as finished (complete or pruned)
-trials. ``--workers N`` runs N processes on this machine (see search/launcher.py); more
-machines join with ``python -m search.worker`` (see search/worker.py).
+trials. It runs one trial process per core on a CPU, one per GPU (search/workercount.py);
+``--workers N`` runs N processes on this machine (see search/launcher.py); more machines join
+with ``python -m search.worker`` (see search/worker.py).
 
 A study file's profile may also give each run a time budget, counted from the command's start
 (the shipped studies: 8 minutes on a CPU); ``--timeout`` replaces it, ``--n-trials`` alone lifts
@@ -29,7 +30,7 @@ from search.cli import positive_int
 from search.budget import process_started_at
 from search.checks import GaveUp, check_workdir
 from search.launcher import run_local_workers
-from search.options import RunOptions
+from search.options import RunOptions, resolve_spec
 from search.prepare import StudyMismatchError
 from search.refit.phase import refit_phase
 from search.runstudy import print_summary, run_study
@@ -40,6 +41,7 @@ from search.threads import set_torch_threads
 from search.tracebackfilter import quiet_expected_tracebacks
 from search.track import add_track_args
 from search.urls import check_storage_url
+from search.workercount import default_workers
 
 # The command line only (its docstring is the --help text): the run itself is search/runstudy.py,
 # its options search/options.py, the local launcher search/launcher.py.
@@ -66,9 +68,9 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
                         "batched on the training device (default auto: the device on a GPU, the loader on a CPU)")
     p.add_argument("--seed", type=int, help="sampler seed (default: the study file's)")
     p.add_argument("--profile", choices=("cpu", "gpu"), help="study profile (default: from the device)")
-    p.add_argument("--workers", type=positive_int, default=1,
-                   help="worker processes on this machine: one per GPU, or CPU processes (needs a journal "
-                        "or PostgreSQL storage; default with N > 1: journal file <workdir>/<study>.journal)")
+    p.add_argument("--workers", type=positive_int,
+                   help="trial processes on this machine (default: one per core on a CPU, each with one torch "
+                        "thread; one per GPU); they share the storage (SQLite, journal or PostgreSQL)")
     p.add_argument("--heartbeat", type=int, dest="heartbeat_s",
                    help="PostgreSQL/SQLite storages: seconds between a trial's heartbeats (default 30)")
     p.add_argument("--grace", type=int, dest="grace_s",
@@ -95,8 +97,9 @@ def setup_run_logging(verbose: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.INFO)
 
 
-def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
-    """Run the study in this process, or in ``workers`` local processes; returns the exit code.
+def execute(opts: RunOptions, workers: int | None = 1, verbose: bool = False) -> int:
+    """Run the study in this process, or in ``workers`` local processes (None: the default count,
+    search/workercount.py); returns the exit code.
 
     Problems a user can fix (bad data, a malformed study file, a study made on other data, an
     unreachable storage) end in one logged line rather than a traceback (``-v`` adds it).
@@ -104,6 +107,9 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
     try:
         check_workdir(opts.workdir)
         check_storage_url(opts.storage_url)
+        if workers is None:
+            workers = default_workers(opts.device, resolve_spec(opts).n_trials, opts.threads)
+            log.debug("%d trial process(es) on this machine (search/workercount.py)", workers)
         if workers > 1:
             return run_local_workers(opts, workers) or refit_phase(opts, verbose, workers=workers)
         log.debug("torch uses %d intra-op threads", set_torch_threads(opts.threads))

@@ -1,7 +1,7 @@
 """Where a study lives: the Optuna storage URL, its artifact store and the work folder.
 
-    (none)                         sqlite:///<workdir>/studies.db   one process at a time
-    sqlite:///path.db              plain SQLite
+    (none)                         sqlite:///<workdir>/studies.db   the processes of one machine
+    sqlite:///path.db              plain SQLite, shared by the local worker processes of a run
     journal:///path/to/study.log   Optuna's journal file: several local processes at once
     postgresql://user:pw@host/db   many machines; heartbeats fail a dead worker's trial
 
@@ -30,6 +30,7 @@ from search.secretfilter import scrub
 from search.urls import check_storage_url, file_path, redact, url_secrets
 
 DEFAULT_WORKDIR = Path("runs")
+SQLITE_BUSY_TIMEOUT_S = 60  # how long a process waits on another's SQLite write (Python's default: 5)
 
 
 @contextlib.contextmanager
@@ -96,7 +97,11 @@ def open_storage(url: str, settings: StorageSettings = StorageSettings()) -> opt
         path = Path(url.removeprefix("journal://"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else None
+    engine_kwargs: dict[str, object] | None = None
+    if url.startswith("postgresql"):
+        engine_kwargs = {"pool_pre_ping": True}
+    elif url.startswith("sqlite"):  # a run's local processes share the file: wait for a writer, don't fail
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     with _creation_lock(url), no_experimental_warnings():
         return RDBStorage(
             with_driver(url),
