@@ -149,14 +149,14 @@ def test_a_running_trial_is_cut_when_its_next_epoch_would_end_past_the_budget() 
 
 
 def _add(study: optuna.Study, state: TrialState, start: float, seconds: float, epochs: int,
-         value: float | None = None, reason: str | None = None) -> None:
+         value: float | None = None, reason: str | None = None, attrs: dict[str, str] | None = None) -> None:
     """A trial that ran from ``start`` for ``seconds`` and reported ``epochs`` epochs."""
     study.add_trial(FrozenTrial(
         number=0, trial_id=0, state=state, value=value,
         datetime_start=datetime.datetime.fromtimestamp(start),
         datetime_complete=datetime.datetime.fromtimestamp(start + seconds),
         params={"lr": 0.01}, distributions={"lr": FloatDistribution(1e-3, 1e-1)},
-        user_attrs={"failure_reason": reason} if reason else {}, system_attrs={},
+        user_attrs=({"failure_reason": reason} if reason else {}) | (attrs or {}), system_attrs={},
         intermediate_values={e: 0.1 * e for e in range(1, epochs + 1)},
     ))
 
@@ -288,8 +288,7 @@ def test_a_trial_running_at_the_time_budget_is_stopped_and_kept_as_a_candidate(
 def test_a_trial_kept_at_the_time_budget_is_named_in_the_message_and_not_queued() -> None:
     study = optuna.create_study(direction="maximize")
     _add(study, TrialState.COMPLETE, T0 + 60, 120, 4, value=0.8)
-    _add(study, TrialState.COMPLETE, T0 + 190, 90, 3, value=0.7)
-    study._storage.set_trial_user_attr(study.trials[1]._trial_id, CUT_ATTR, f"{TIME_CUT_REASON} after epoch 3 of 4")
+    _add(study, TrialState.COMPLETE, T0 + 190, 90, 3, value=0.7, attrs={CUT_ATTR: f"{TIME_CUT_REASON} after epoch 3 of 4"})
     outcome = run_outcome(study, TimeBudget(300, T0, "--timeout"), n_trials=20, needs=TrialNeeds(4, 2), now=T0 + 290)
     assert outcome.by_time and outcome.kept == ((1, f"{TIME_CUT_REASON} after epoch 3 of 4"),) and not outcome.cut
     message = outcome.message()
