@@ -76,8 +76,8 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
     p.add_argument("--grace", type=int, dest="grace_s",
                    help="seconds without a heartbeat before a trial is failed and retried (default 120)")
     p.add_argument("--threads", type=int,
-                   help="torch intra-op threads (default: the cores the loader's worker processes leave free, "
-                        "at least 1)")
+                   help="torch intra-op threads; alone, one process with that many (default: 1 in each of the "
+                        "per-core processes; in one process, the cores the loader's workers leave free)")
     p.add_argument("--no-refit", dest="refit", action="store_false",
                    help="skip the study file's [refit] phase: the search gets the whole time budget "
                         "(python -m search.refit refits by hand)")

@@ -6,9 +6,10 @@
             complete trials in 7 min 36 s with two processes, 2 with one; benchmarks/workers.py)
     GPU     one process per visible GPU (``--device cuda:N``: one)
 
-``--threads T`` alone gives ``cores // T`` processes of T threads; ``MASK_AUTOML_WORKERS`` (a
-whole number >= 1) replaces the rule, as ``--workers`` does; no more processes than the study
-has trials. Several local processes share the run's storage (search/launcher.py).
+``--threads T`` alone keeps its meaning from before this default: one process with T threads
+(the measurements recorded with ``--threads 1`` stay reproducible). ``MASK_AUTOML_WORKERS`` (a
+whole number >= 1) replaces the rule, as ``--workers`` does; no run starts more processes than
+the study has trials. Several local processes share the run's storage (search/launcher.py).
 """
 
 from __future__ import annotations
@@ -53,5 +54,5 @@ def default_workers(
         elif device != "cpu" and gpus:
             count = gpus
         else:
-            count = max(1, (cores or usable_cores()) // (threads or 1))
+            count = 1 if threads is not None else cores or usable_cores()
     return max(1, min(count, n_trials)) if n_trials is not None else count

@@ -23,8 +23,8 @@ def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"device": "cpu", "cores": 16}, 16),
         ({"device": "auto", "cores": 4, "gpus": 0}, 4),
         ({"device": "cpu", "cores": 4, "gpus": 2}, 4),  # --device cpu on a GPU machine: its cores
-        ({"device": "cpu", "cores": 8, "threads": 2}, 4),  # --threads 2 alone: cores // 2 processes
-        ({"device": "cpu", "cores": 1, "threads": 4}, 1),
+        ({"device": "cpu", "cores": 8, "threads": 2}, 1),  # --threads alone: one process, as before
+        ({"device": "cpu", "cores": 8, "threads": 1}, 1),
         ({"device": "cpu", "cores": 16, "n_trials": 3}, 3),  # no more processes than trials
         ({"device": "auto", "cores": 16, "gpus": 2}, 2),
         ({"device": "cuda", "cores": 16, "gpus": 4}, 4),
@@ -67,10 +67,13 @@ def test_search_run_without_workers_starts_a_process_per_core(
     assert seen == [2, 3]
 
 
-def test_search_run_with_threads_alone_splits_the_cores_by_them(
+def test_search_run_with_threads_alone_runs_one_process_as_before(
     no_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(workercount, "usable_cores", lambda: 4)
     seen = _launches(monkeypatch)
-    assert run.main(["--study", "smoke", "--device", "cpu", "--workdir", str(tmp_path), "--threads", "2"]) == 0
-    assert seen == [2]
+    ran: list[int | None] = []
+    monkeypatch.setattr(run, "run_study", lambda opts: ran.append(opts.threads))
+    monkeypatch.setattr(run, "print_summary", lambda study, opts: None)
+    assert run.main(["--study", "smoke", "--device", "cpu", "--workdir", str(tmp_path), "--threads", "1"]) == 0
+    assert seen == [] and ran == [1], "one process in this one, no launcher"
