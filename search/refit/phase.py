@@ -18,6 +18,7 @@ skips the phase; ``python -m search.refit`` refits by hand.
 from __future__ import annotations
 
 import logging
+import math
 import shlex
 import time
 from collections.abc import Callable
@@ -87,10 +88,12 @@ def _run(
     chosen = []
     spent = 0.0
     lanes = max(1, workers)  # processes training fold models side by side
+    models = 0
     for trial, work in plans:  # best first: a group starts only if its missing models fit
-        if left is None or (spent + work.seconds) / lanes <= left:
+        if left is None or side_by_side(spent + work.seconds, models + work.models, lanes) <= left:
             chosen.append((trial, work))
             spent += work.seconds
+            models += work.models
     hand = _by_hand(opts, name, plans, k)
     if not chosen:
         trial, work = plans[0]
@@ -102,14 +105,14 @@ def _run(
         )
         return 0
     todo = [w for _, w in chosen]
-    models = sum(w.models for w in todo)
     processes = min(lanes, models)
-    progress = refit_progress(models, sum(w.epochs for w in todo), spent / max(1, processes), stream)
+    expected = side_by_side(spent, models, processes)
+    progress = refit_progress(models, sum(w.epochs for w in todo), expected, stream)
     limit = "" if left is None else f" in the {format_duration(left)} left of the time budget"
     side = f" in {processes} processes" if processes > 1 else ""
     print(
         f"\nrefit: {len(chosen)} trial(s) on {k} person folds{limit} "
-        f"(about {format_duration(spent / max(1, processes))} at the trials' pace; {models} model(s) to train{side})"
+        f"(about {format_duration(expected)} at the trials' pace; {models} model(s) to train{side})"
     )
     if processes > 1:
         reports = refit_in_processes(ctx, opts, [t for t, _ in chosen], k, left, processes)
@@ -132,6 +135,14 @@ def _run(
     print(f"Next: python -m search.export {_study_args(opts, name)} --out {shlex.quote(f'exports/{name}')} "
           "ships the best candidate set, fold groups included (python -m search.ensemble shows why)")
     return 0
+
+
+def side_by_side(seconds: float, models: int, lanes: int) -> float:
+    """Wall time of ``models`` fold models taking ``seconds`` in all, in ``lanes`` processes: rounds
+    of ``lanes`` models at a time, each round as long as an average model."""
+    if models <= 0:
+        return 0.0
+    return math.ceil(models / max(1, lanes)) * seconds / models
 
 
 def _study_args(opts: RunOptions, name: str) -> str:

@@ -176,3 +176,12 @@ def test_with_two_processes_the_phase_trains_the_missing_fold_models_side_by_sid
     names = [c.name for c in load_candidates(refit_study.name, refit_study.storage).candidates]
     assert f"{refit_study.name}#{store.number}/folds-3" in names
 
+
+
+def test_fold_models_side_by_side_take_rounds_of_the_processes() -> None:
+    from search.refit.phase import side_by_side
+
+    assert side_by_side(300.0, 3, 1) == 300.0
+    assert side_by_side(300.0, 3, 2) == 200.0  # two rounds of a 100 s model
+    assert side_by_side(300.0, 3, 3) == side_by_side(300.0, 3, 8) == 100.0
+    assert side_by_side(0.0, 0, 2) == 0.0
