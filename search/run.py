@@ -61,7 +61,8 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
                         "--timeout, also lifts the study file's time budget")
     p.add_argument("--timeout", type=float, dest="timeout_s",
                    help="time budget in seconds from the command's start (default: the study file's CPU "
-                        "profile's; --n-trials alone lifts it); a trial that would run past it is stopped and queued for the next run")
+                        "profile's; --n-trials alone lifts it); a trial that would run past it is stopped after "
+                        "an epoch and kept, scored by its best epoch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--augment-on", choices=AUGMENT_PLACES, dest="augment_on",
                    help="where a trial's augmentation set runs: per image in the loader's worker processes, or "
