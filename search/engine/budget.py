@@ -16,8 +16,10 @@ Within the time budget:
   of them while the pruner cannot stop it (``none``, or fewer than ``min_complete`` trials complete).
   A trial that cannot get that far would be stopped before it told the study anything;
 - a running trial is stopped after an epoch when the next epoch, at that trial's pace, would end
-  past the budget. It is recorded FAIL ("stopped at the time budget after epoch k of n") and
-  queued once more with the same parameters, so the next run of the same command starts with it.
+  past the budget. It is kept: recorded COMPLETE with its best epoch's macro-F1 and checkpoint, a
+  candidate for the ensemble and the export like any other, its ``cut_by_budget`` attribute saying
+  "stopped at the time budget after epoch k of n". (A trial stopped with nothing kept would be
+  recorded FAIL and queued once more with the same parameters, for the next run to start with.)
 
 A run thus ends within one epoch's misestimate of its budget, not a whole trial past it. The same
 command resumes the study with a new budget until the study's trials are done.
@@ -45,7 +47,8 @@ if TYPE_CHECKING:
     from search.engine.options import RunOptions
     from search.studyfile.parse import StudySpec
 
-TIME_CUT_REASON = "stopped at the time budget"  # how a cut trial's failure_reason starts
+TIME_CUT_REASON = "stopped at the time budget"  # how a cut trial's reason starts
+CUT_ATTR = "cut_by_budget"  # user attr of a complete trial the time budget stopped: its reason
 PACE_TRIALS = 5  # the pace of a run: its last this-many ended trials
 
 
@@ -213,8 +216,9 @@ class RunOutcome:
     finished: int  # finished (complete + pruned) trials of the whole study
     complete: int  # ... of them in this run
     pruned: int
-    cut: tuple[tuple[int, str, bool], ...]  # trials stopped at the budget: number, reason, queued again
+    cut: tuple[tuple[int, str, bool], ...]  # trials stopped at the budget with nothing kept: number, reason, queued
     by_time: bool
+    kept: tuple[tuple[int, str], ...] = ()  # trials stopped at the budget and kept complete: number, reason
 
     def message(self) -> str | None:
         """What to tell the user when the time budget ended the run; None when it did not."""
@@ -228,6 +232,8 @@ class RunOutcome:
         if not fit:
             lines.append("The budget was spent before a trial could start; the first run also generates "
                          "the bench and builds the image cache, which later runs reuse.")
+        for number, reason in self.kept:
+            lines.append(f"Trial {number} was {reason}; it is kept as a complete trial, scored by its best epoch.")
         for number, reason, queued in self.cut:
             again = ("it runs first when the study resumes" if queued
                      else "it was cut before and is not queued again")
@@ -249,6 +255,8 @@ def run_outcome(study: optuna.Study, budget: TimeBudget, n_trials: int, needs: T
     waiting = {t.system_attrs.get("retry_history", [None])[-1] for t in trials if t.state == TrialState.WAITING}
     reasons = {t.number: str(t.user_attrs.get("failure_reason", "")) for t in mine if t.state == TrialState.FAIL}
     cut = tuple((n, why, n in waiting) for n, why in reasons.items() if why.startswith(TIME_CUT_REASON))
+    kept = tuple((t.number, str(t.user_attrs[CUT_ATTR])) for t in mine
+                 if t.state == TrialState.COMPLETE and t.user_attrs.get(CUT_ATTR))
     finished = sum(t.state in FINISHED for t in trials)
     deadline = Deadline(budget, needs, clock=(lambda: now) if now is not None else time.time)
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
@@ -260,6 +268,7 @@ def run_outcome(study: optuna.Study, budget: TimeBudget, n_trials: int, needs: T
         complete=sum(t.state == TrialState.COMPLETE for t in mine),
         pruned=sum(t.state == TrialState.PRUNED for t in mine),
         cut=cut,
-        by_time=finished < n_trials and (bool(cut) or no_room),
+        kept=kept,
+        by_time=finished < n_trials and (bool(cut) or bool(kept) or no_room),
     )
 

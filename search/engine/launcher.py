@@ -13,8 +13,10 @@ The workers share the launcher's terminal, so none of them draws a progress bar:
 log line per finished trial (search/engine/progress.py), and the launcher none. The time budget counts
 from the launching command's start (``RunOptions.started_at``) in every worker.
 
-The storage must take concurrent writers: Optuna's journal file (the default here,
-``<workdir>/<study>.journal``) or PostgreSQL. Plain SQLite is refused.
+The workers use the run's storage, whatever their number: the processes of one machine can share
+a SQLite file (each waits up to a minute for another's write, search/storage/backends.py), Optuna's
+journal file or PostgreSQL. Workers on other machines (search/verbs/worker.py) need a journal on a
+shared folder or PostgreSQL.
 """
 
 from __future__ import annotations
@@ -71,14 +73,19 @@ def visible_gpus() -> list[str]:
 
 
 def plan_workers(
-    n_workers: int, device: str = "auto", cpus: int | None = None, gpus: list[str] | None = None
+    n_workers: int,
+    device: str = "auto",
+    cpus: int | None = None,
+    gpus: list[str] | None = None,
+    threads: int | None = None,
 ) -> list[WorkerSlot]:
-    """One slot per worker: a GPU each (round robin) when there are GPUs, else CPU threads."""
+    """One slot per worker: a GPU each (round robin) when there are GPUs, else CPU threads
+    (``threads`` each, default ``cpus // n_workers``)."""
     if n_workers < 1:
         raise ValueError(f"--workers must be at least 1 but got {n_workers}.")
     cpus = cpus or len(os.sched_getaffinity(0))
     gpus = visible_gpus() if gpus is None else gpus
-    threads = max(1, cpus // n_workers)
+    threads = threads or max(1, cpus // n_workers)
     base_env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     if NUM_WORKERS_ENV not in os.environ:
         base_env[NUM_WORKERS_ENV] = str(max(0, min(4, threads - 1)))
@@ -154,19 +161,17 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
 
 
 def run_local_workers(opts: RunOptions, n_workers: int, spec: StudySpec | None = None) -> int:
-    """Run ``n_workers`` processes on this machine on one study; 0 when all of them succeeded.
+    """Run ``n_workers`` processes on this machine on one study, in the run's storage; 0 when all
+    of them succeeded.
 
     Returns 130 when interrupted (every worker stopped cleanly), 1 when a worker failed or died.
     ``spec`` is the study file ``opts`` resolved to, read once and handed to every worker.
     """
     spec = spec or resolve_spec(opts)
-    name = opts.name or spec.name
-    url = opts.storage or default_journal_url(opts.workdir, name)
-    if n_workers > 1:
-        check_concurrent_storage(url, opts.workdir, name, f"--workers {n_workers}")
-    opts = dataclasses.replace(opts, storage=url, profile=spec.profile)
+    url = opts.storage_url
+    opts = dataclasses.replace(opts, profile=spec.profile)
     hide_secrets(url)
-    slots = plan_workers(n_workers, opts.device)
+    slots = plan_workers(n_workers, opts.device, threads=opts.threads)
     study = prepare_once(opts, spec)
     log.info(
         "study %s: starting %d workers (%s) on %s",

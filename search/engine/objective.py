@@ -1,7 +1,9 @@
 """The Optuna objective: space -> TrialConfig -> runners.fit -> records.
 
 This is the only place where a trial's outcome is classified:
-complete -> value; pruned -> optuna.TrialPruned; NaN loss / out of memory -> TrialFailed (the
+complete -> value; stopped by the time budget after an epoch -> complete with its best epoch's
+value, its ``cut_by_budget`` attribute saying where (a candidate like any other); pruned ->
+optuna.TrialPruned; NaN loss / out of memory -> TrialFailed (the
 study goes on); any other error -> TrialFailed too, unless the same error ends several
 trials in a row, which is a bug or broken data rather than a bad configuration.
 """
@@ -21,6 +23,7 @@ from optuna.trial import TrialState
 from runners import EpochRecord, ImageSet, TrialResult, count_stages, fit
 from runners.config import TrialConfig
 from search.storage import records
+from search.engine.budget import CUT_ATTR
 from search.engine.prepare import StudyData
 from search.studyfile.pruners import CURVE_ATTR, reported_value
 from search.storage.backends import artifact_store
@@ -93,11 +96,15 @@ class Objective:
         cut = self.watch.cut_reason(trial.number) if self.watch is not None else None
         if result.status == "pruned" and cut and _early_stopped(result, config):
             result.status, result.reason, cut = "complete", f"early_stopping at epoch {len(result.history)}", None
+        if result.status == "pruned" and cut and result.state_dict is not None and result.val_probs is not None:
+            # Minutes of training are a candidate: complete, scored by its best epoch so far.
+            result.status, result.reason = "complete", None
+            trial.set_user_attr(CUT_ATTR, cut)
         for key, value in result.to_summary().items():
             trial.set_user_attr(key, value)
         if result.status == "failed":
             raise TrialFailed(result.reason or "failed")
-        if result.status == "pruned" and cut:  # stopped by the time budget, not judged by the pruner
+        if result.status == "pruned" and cut:  # stopped by the time budget before anything was kept
             trial.set_user_attr("failure_reason", cut)
             raise TrialFailed(cut)
         if result.status == "pruned":

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from runners import EpochRecord
-from search.engine.budget import Deadline, TimeBudget, TrialNeeds, requeue, trial_pace
+from search.engine.budget import CUT_ATTR, Deadline, TimeBudget, TrialNeeds, requeue, trial_pace
 from search.engine.trialbudget import FINISHED
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,8 @@ def describe(trial: FrozenTrial) -> str:
     """One trial's end: ``trial 7 complete: macro-F1 0.8512, 4 epochs``."""
     epochs = len(trial.intermediate_values)
     if trial.state == TrialState.COMPLETE:
-        return f"trial {trial.number} complete: macro-F1 {trial.value:.4f}, {epochs} epochs"
+        cut = trial.user_attrs.get(CUT_ATTR)
+        return f"trial {trial.number} complete: macro-F1 {trial.value:.4f}, {epochs} epochs" + (f" ({cut})" if cut else "")
     if trial.state == TrialState.PRUNED:
         history = trial.user_attrs.get("history") or []
         scores = [h["val_macro_f1"] for h in history if h.get("val_macro_f1") is not None]
@@ -296,8 +297,8 @@ def describe(trial: FrozenTrial) -> str:
 class RunWatch:
     """Between a run's trials and its budget and progress: the objective tells it about trials and
     epochs (``trial_started``, ``epoch_done``, which says when to stop a trial at the time budget),
-    and Optuna calls it after each trial (re-queues a trial cut at the budget, stops the study when
-    no further trial can start in time)."""
+    and Optuna calls it after each trial (re-queues a trial cut at the budget before it kept an
+    epoch, stops the study when no further trial can start in time)."""
 
     def __init__(self, progress: StudyProgress, deadline: Deadline) -> None:
         self.progress = progress
@@ -315,8 +316,8 @@ class RunWatch:
         return self.deadline.cut.get(number)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        cut = trial.state == TrialState.FAIL and trial.number in self.deadline.cut
-        if cut:
+        cut = trial.number in self.deadline.cut  # kept as complete, or (nothing trained) queued again
+        if cut and trial.state == TrialState.FAIL:
             requeue(study, trial)
         self.progress.trial_finished(study, trial)
         trials = study.get_trials(deepcopy=False)

@@ -4,11 +4,12 @@ inside the same time budget.
 A study file's ``[refit]`` table turns it on (``enabled``) and says which trials (the ``top`` best
 complete ones), on how many person folds (``folds``, else ``[split] folds``) and what share of the
 run's time budget the phase keeps (``time_share``: the search stops at ``1 - time_share`` of it,
-search/budget.py). The phase has whatever time the search left; without a time budget it trains
+search/engine/budget.py). The phase has whatever time the search left; without a time budget it trains
 every fold group. A group starts only if its missing fold models fit in the time left at the
 trial's own pace, so the phase does not start what it cannot finish; a model the budget still
-cuts is thrown away. The fold models are kept as they finish, so a killed phase, or one that
-ran out of time, resumes when the same command runs again: only the missing models train.
+cuts is thrown away. A run with several trial processes trains as many fold models at once
+(search/refitting/parallel.py), so its groups fit in a share of the time. The fold models are kept
+as they finish, so a killed phase, or one that ran out of time, resumes when the same command runs again: only the missing models train.
 When no group fits, one line says so and the run ends as the search left it (exit 0):
 ``python -m search.export`` ships the search's best. ``--no-refit`` (or ``enabled = false``)
 skips the phase; ``python -m search.refit`` refits by hand.
@@ -16,8 +17,8 @@ skips the phase; ``python -m search.refit`` refits by hand.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import math
 import shlex
 import time
 from collections.abc import Callable
@@ -27,8 +28,8 @@ from optuna.trial import FrozenTrial
 
 from search.engine.budget import format_duration, run_time_budget
 from search.cli.studyargs import study_flags
-from search.engine.launcher import default_journal_url
 from search.engine.options import RunOptions, resolve_spec
+from search.refitting.parallel import refit_in_processes
 from search.refitting.progress import refit_progress
 from search.refitting.store import RefitError
 from search.refitting.train import (
@@ -57,7 +58,7 @@ def refit_phase(
 ) -> int:
     """Refit the study's best trials on person folds in the time the run has left; the exit code
     (0 also when nothing fit: the search's best ships; 130 when interrupted). ``workers``: the
-    search's local worker processes, whose default storage is a journal file (search/engine/launcher.py).
+    search's local trial processes; as many train the fold models at once (search/refitting/parallel.py).
     ``spec``: the study file the run resolved (resolve_spec), read again only when not given."""
     if not opts.refit:
         return 0
@@ -67,8 +68,6 @@ def refit_phase(
     budget = run_time_budget(opts, spec, now=clock(), search_only=False)
     left = budget.left(clock())
     name = opts.name or spec.name
-    if workers > 1 and opts.storage is None:
-        opts = dataclasses.replace(opts, storage=default_journal_url(opts.workdir, name))
     k = spec.refit_folds
     try:
         ctx = open_refit(name, opts.storage_url, opts.workdir)
@@ -77,7 +76,7 @@ def refit_phase(
             print("\nrefit: no complete trial to refit; the export ships what the search has.")
             return 0
         plans = [(t, fold_work(ctx, t, k)) for t in trials]
-        return _run(ctx, plans, k, left, opts, name, stream)
+        return _run(ctx, plans, k, left, opts, name, stream, workers)
     except KeyboardInterrupt:
         log.warning("interrupted: the fold models done are kept; run the same command to train the rest")
         return 130
@@ -94,14 +93,18 @@ def _run(
     opts: RunOptions,
     name: str,
     stream: TextIO | None,
+    workers: int = 1,
 ) -> int:
     budget = Budget(left)
     chosen = []
     spent = 0.0
+    lanes = max(1, workers)  # processes training fold models side by side
+    models = 0
     for trial, work in plans:  # best first: a group starts only if its missing models fit
-        if left is None or spent + work.seconds <= left:
+        if left is None or side_by_side(spent + work.seconds, models + work.models, lanes) <= left:
             chosen.append((trial, work))
             spent += work.seconds
+            models += work.models
     hand = _by_hand(opts, name, plans, k)
     if not chosen:
         trial, work = plans[0]
@@ -113,16 +116,22 @@ def _run(
         )
         return 0
     todo = [w for _, w in chosen]
-    progress = refit_progress(sum(w.models for w in todo), sum(w.epochs for w in todo), spent, stream)
+    processes = min(lanes, models)
+    expected = side_by_side(spent, models, processes)
+    progress = refit_progress(models, sum(w.epochs for w in todo), expected, stream)
     limit = "" if left is None else f" in the {format_duration(left)} left of the time budget"
+    side = f" in {processes} processes" if processes > 1 else ""
     print(
         f"\nrefit: {len(chosen)} trial(s) on {k} person folds{limit} "
-        f"(about {format_duration(spent)} at the trials' pace; {progress.models} model(s) to train)"
+        f"(about {format_duration(expected)} at the trials' pace; {models} model(s) to train{side})"
     )
-    reports = []
-    with progress.showing():
-        for trial, _ in chosen:
-            reports.append(refit_folds(ctx, trial, k, "best", budget, opts.device, opts.augment_on, progress))
+    if processes > 1:
+        reports = refit_in_processes(ctx, opts, [t for t, _ in chosen], k, left, processes)
+    else:
+        reports = []
+        with progress.showing():
+            for trial, _ in chosen:
+                reports.append(refit_folds(ctx, trial, k, "best", budget, opts.device, opts.augment_on, progress))
     print(table(reports))
     unfinished = [r["trial"] for r in reports if not r["complete"]]
     if unfinished:
@@ -137,6 +146,14 @@ def _run(
     print(f"Next: python -m search.export {_study_args(opts, name)} --out {shlex.quote(f'exports/{name}')} "
           "ships the best candidate set, fold groups included (python -m search.ensemble shows why)")
     return 0
+
+
+def side_by_side(seconds: float, models: int, lanes: int) -> float:
+    """Wall time of ``models`` fold models taking ``seconds`` in all, in ``lanes`` processes: rounds
+    of ``lanes`` models at a time, each round as long as an average model."""
+    if models <= 0:
+        return 0.0
+    return math.ceil(models / max(1, lanes)) * seconds / models
 
 
 def _study_args(opts: RunOptions, name: str) -> str:

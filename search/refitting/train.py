@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,8 +230,10 @@ def refit_folds(
     device: str | None = None,
     augment_on: str | None = None,
     progress: RefitProgress | None = None,
+    folds: Collection[int] | None = None,
 ) -> dict[str, Any]:
-    """Train the missing fold models of ``trial``; with all K done, its out-of-fold score."""
+    """Train the missing fold models of ``trial`` (of ``folds`` only, when given: another process
+    trains the others); with all K done, its out-of-fold score."""
     budget = budget or Budget(None)
     config = refit_config(trial, epochs)
     store = RefitStore(ctx.trials, trial.number)
@@ -242,7 +244,7 @@ def refit_folds(
     runs: list[ModelRun] = []
     for i, held in enumerate(plan.folds):
         folder = store.fold_dir(k, i)
-        if store.has_model(folder):
+        if store.has_model(folder) or (folds is not None and i not in folds):
             continue
         out = np.isin(person, held)
         train_rows, val_rows = np.flatnonzero(~out), np.flatnonzero(out)

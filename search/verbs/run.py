@@ -3,8 +3,9 @@
 Without ``--data`` the synthetic bench is used (generated on first use under data/synthetic).
 Running the same command again resumes the study up to its trial budget; ``--n-trials``
 raises (or lowers) that budget, counted over all workers as finished (complete or pruned)
-trials. ``--workers N`` runs N processes on this machine (see search/engine/launcher.py); more
-machines join with ``python -m search.worker`` (see search/verbs/worker.py).
+trials. It runs one trial process per core on a CPU, one per GPU (search/engine/workercount.py);
+``--workers N`` runs N processes on this machine (see search/engine/launcher.py); more machines
+join with ``python -m search.worker`` (see search/verbs/worker.py).
 
 A study file's profile may also give each run a time budget, counted from the command's start
 (the shipped studies: 8 minutes on a CPU); ``--timeout`` replaces it, ``--n-trials`` alone lifts
@@ -39,6 +40,7 @@ from search.storage.backends import DEFAULT_WORKDIR, STORAGE_ERRORS, storage_err
 from search.common.threads import set_torch_threads
 from search.engine.tracebackfilter import quiet_expected_tracebacks
 from search.engine.track import add_track_args
+from search.engine.workercount import default_workers
 from search.storage.forms import check_storage_url
 
 SUMMARY = "create or resume a study and run its trials"
@@ -61,23 +63,24 @@ def build_parser(prog: str = "python -m search.run") -> argparse.ArgumentParser:
                         "--timeout, also lifts the study file's time budget")
     p.add_argument("--timeout", type=float, dest="timeout_s",
                    help="time budget in seconds from the command's start (default: the study file's CPU "
-                        "profile's; --n-trials alone lifts it); a trial that would run past it is stopped and queued for the next run")
+                        "profile's; --n-trials alone lifts it); a trial that would run past it is stopped after "
+                        "an epoch and kept, scored by its best epoch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--augment-on", choices=AUGMENT_PLACES, dest="augment_on",
                    help="where a trial's augmentation set runs: per image in the loader's worker processes, or "
                         "batched on the training device (default auto: the device on a GPU, the loader on a CPU)")
     p.add_argument("--seed", type=int, help="sampler seed (default: the study file's)")
     p.add_argument("--profile", choices=("cpu", "gpu"), help="study profile (default: from the device)")
-    p.add_argument("--workers", type=positive_int, default=1,
-                   help="worker processes on this machine: one per GPU, or CPU processes (needs a journal "
-                        "or PostgreSQL storage; default with N > 1: journal file <workdir>/<study>.journal)")
+    p.add_argument("--workers", type=positive_int,
+                   help="trial processes on this machine (default: one per core on a CPU, each with one torch "
+                        "thread; one per GPU); they share the storage (SQLite, journal or PostgreSQL)")
     p.add_argument("--heartbeat", type=int, dest="heartbeat_s",
                    help="PostgreSQL/SQLite storages: seconds between a trial's heartbeats (default 30)")
     p.add_argument("--grace", type=int, dest="grace_s",
                    help="seconds without a heartbeat before a trial is failed and retried (default 120)")
     p.add_argument("--threads", type=int,
-                   help="torch intra-op threads (default: the cores the loader's worker processes leave free, "
-                        "at least 1)")
+                   help="torch intra-op threads; alone, one process with that many (default: 1 in each of the "
+                        "per-core processes; in one process, the cores the loader's workers leave free)")
     p.add_argument("--no-refit", dest="refit", action="store_false",
                    help="skip the study file's [refit] phase: the search gets the whole time budget "
                         "(python -m search.refit refits by hand)")
@@ -97,8 +100,9 @@ def setup_run_logging(verbose: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.INFO)
 
 
-def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
-    """Run the study in this process, or in ``workers`` local processes; returns the exit code.
+def execute(opts: RunOptions, workers: int | None = 1, verbose: bool = False) -> int:
+    """Run the study in this process, or in ``workers`` local processes (None: the default count,
+    search/engine/workercount.py); returns the exit code.
 
     Problems a user can fix (bad data, a malformed study file, a study made on other data, an
     unreachable storage) end in one logged line rather than a traceback (``-v`` adds it).
@@ -107,6 +111,9 @@ def execute(opts: RunOptions, workers: int = 1, verbose: bool = False) -> int:
         check_workdir(opts.workdir)
         check_storage_url(opts.storage_url)
         spec = resolve_spec(opts)  # the study file, read and validated once for the whole run
+        if workers is None:
+            workers = default_workers(opts.device, spec.n_trials, opts.threads)
+            log.debug("%d trial process(es) on this machine (search/engine/workercount.py)", workers)
         if workers > 1:
             return run_local_workers(opts, workers, spec) or refit_phase(opts, verbose, workers=workers, spec=spec)
         log.debug("torch uses %d intra-op threads", set_torch_threads(opts.threads))

@@ -2,7 +2,7 @@
 
     # first box: create the study (and run trials on it)
     python -m search.run --study full --storage postgresql://automl@db-host/automl
-    # every other box (same data, same study file): one more worker, or --workers N for its GPUs
+    # every other box (same data, same study file): one more worker (a process per core or GPU), or --workers N
     python -m search.worker --study full --storage postgresql://automl@db-host/automl --data /data
 
 The worker takes the same flags as ``search.run`` and runs the same loop: it resumes the
@@ -32,6 +32,7 @@ from search.run import build_parser, execute, options_from_args, setup_run_loggi
 from search.storage.secretfilter import hide_secrets
 from search.engine.signals import install_interrupt_handlers
 from search.engine.tracebackfilter import quiet_expected_tracebacks
+from search.engine.workercount import default_workers
 
 SUMMARY = "join a running study from any machine (shared storage)"
 
@@ -78,10 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    if args.workers == 1:  # with N > 1 the launcher handles signals and each child is a worker
+    workers = args.workers or default_workers(opts.device, threads=opts.threads)  # one per core or GPU
+    if workers == 1:  # with N > 1 the launcher handles signals and each child is a worker
         install_interrupt_handlers()
         log.info("worker %s joining study %s (worker index %d)", worker_tag(), opts.name or opts.study, opts.worker_index)
-    return execute(opts, args.workers, verbose=args.verbose)
+    return execute(opts, workers, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
 from runners.classes import CLASS_NAMES
-
-if TYPE_CHECKING:
-    from search.ensembling.procedure import Outcome
 
 EPOCH_KEYS = ("val_macro_f1", "val_loss", "train_loss", "val_accuracy")  # per-epoch metrics, step = epoch
 
@@ -104,7 +101,8 @@ class EnsembleLog:
         return f"ensemble ({self.source.removeprefix('search.')})"
 
 
-def ensemble_log(outcome: Outcome, source: str, bundle: Path | None = None) -> EnsembleLog:
+def ensemble_log(outcome: Any, source: str, bundle: Path | None = None) -> EnsembleLog:
+    """``outcome``: a search.ensembling.procedure.Outcome (a layer above the engine, so not imported)."""
     metrics: dict[str, float] = {}
     for s in outcome.honest.scores:
         metrics[metric_name(f"heldout_macro_f1/{s.method}")] = float(s.macro_f1)

@@ -1,6 +1,6 @@
 """The storage forms a study may live in: the registry ``FORMS``, one module per form.
 
-    sqlite:///path/to/studies.db        one process at a time (the default, under the work folder)
+    sqlite:///path/to/studies.db        the processes of one machine (the default, under the work folder)
     journal:///path/to/study.journal    Optuna's journal file: several local processes at once
     postgresql://user@host:port/db      many machines; heartbeats fail a dead worker's trial
     grpc://host:port                    Optuna's gRPC storage proxy in front of any of these
@@ -40,7 +40,7 @@ class StorageForm:
     schemes: re.Pattern[str]  # the URL schemes that are this form's (matched whole, lower case)
     problem: Callable[[str], str | None]  # the part after "scheme://" -> why it cannot be used, or None
     open: Callable[[str, StorageSettings], optuna.storages.BaseStorage]
-    concurrent: bool  # several processes may write to it at once
+    concurrent: bool  # several workers, on several machines too, may write to it at once
     file: Callable[[str], Path | None] = lambda url: None  # the file the storage lives in, if one
     dashboard_target: Callable[[str], str] = lambda url: url  # what optuna-dashboard is given
 

@@ -1,4 +1,7 @@
-"""sqlite:///path/to/studies.db: a file, one process at a time (the default storage)."""
+"""sqlite:///path/to/studies.db: a file (the default storage), shared by the trial processes of one
+machine: a run's local workers write to it in turn, each waiting up to ``SQLITE_BUSY_TIMEOUT_S`` for
+another's write rather than failing. Workers on other machines (``search.worker``) need a journal
+on a shared folder or PostgreSQL, so the form does not count as ``concurrent``."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from search.common.locks import locked
 from search.storage.forms import FORMS, StorageForm, file_problem
 from search.storage.forms._rdb import StorageSettings, open_rdb
 from search.storage.urls import file_path, is_password_key
+
+SQLITE_BUSY_TIMEOUT_S = 60  # how long a process waits on another's SQLite write (Python's default: 5)
 
 
 def _problem(rest: str) -> str | None:  # sqlite:///relative.db, sqlite:////absolute.db
@@ -38,7 +43,9 @@ def _creation_lock(url: str) -> Iterator[None]:
 
 
 def _open(url: str, settings: StorageSettings):  # type: ignore[no-untyped-def]
-    return open_rdb(url, settings, lock=_creation_lock(url))
+    # A run's local processes share the file: wait for a writer, don't fail.
+    return open_rdb(url, settings, engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}},
+                    lock=_creation_lock(url))
 
 
 FORMS.add("sqlite", StorageForm(
@@ -47,6 +54,6 @@ FORMS.add("sqlite", StorageForm(
     schemes=re.compile("sqlite"),
     problem=_problem,
     open=_open,
-    concurrent=False,
+    concurrent=False,  # one machine's processes only: search.worker refuses it
     file=_file,
 ))

@@ -15,6 +15,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from search.engine.budget import (
+    CUT_ATTR,
     TIME_CUT_REASON,
     Deadline,
     TimeBudget,
@@ -28,7 +29,9 @@ from search.engine.budget import (
     trial_pace,
 )
 from search.engine.options import RunOptions
+from search.ensembling.candidates import load_candidates
 from search.run import build_parser, execute, options_from_args
+from search.storage.trialstore import TrialStore
 from search.studyfile.parse import StudyFileError, load_study_spec
 from tests.search.verbs.test_run import _smoke_variant
 
@@ -146,14 +149,14 @@ def test_a_running_trial_is_cut_when_its_next_epoch_would_end_past_the_budget() 
 
 
 def _add(study: optuna.Study, state: TrialState, start: float, seconds: float, epochs: int,
-         value: float | None = None, reason: str | None = None) -> None:
+         value: float | None = None, reason: str | None = None, attrs: dict[str, str] | None = None) -> None:
     """A trial that ran from ``start`` for ``seconds`` and reported ``epochs`` epochs."""
     study.add_trial(FrozenTrial(
         number=0, trial_id=0, state=state, value=value,
         datetime_start=datetime.datetime.fromtimestamp(start),
         datetime_complete=datetime.datetime.fromtimestamp(start + seconds),
         params={"lr": 0.01}, distributions={"lr": FloatDistribution(1e-3, 1e-1)},
-        user_attrs={"failure_reason": reason} if reason else {}, system_attrs={},
+        user_attrs=({"failure_reason": reason} if reason else {}) | (attrs or {}), system_attrs={},
         intermediate_values={e: 0.1 * e for e in range(1, epochs + 1)},
     ))
 
@@ -250,7 +253,7 @@ def test_the_profile_time_budget_ends_the_run_and_says_how_to_resume(
     assert "Time budget reached" not in capsys.readouterr().out
 
 
-def test_a_trial_running_at_the_time_budget_is_stopped_and_runs_first_when_resumed(
+def test_a_trial_running_at_the_time_budget_is_stopped_and_kept_as_a_candidate(
     tiny_bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # one trial of 1000 epochs: it cannot end before the budget does
@@ -263,21 +266,31 @@ def test_a_trial_running_at_the_time_budget_is_stopped_and_runs_first_when_resum
     took = time.time() - started
     out = capsys.readouterr().out
     study = optuna.load_study(study_name="long", storage=f"sqlite:///{runs / 'studies.db'}")
-    [cut] = study.trials[:1]
+    [cut] = study.trials
     epochs = len(cut.intermediate_values)
-    assert cut.state == TrialState.FAIL and 1 <= epochs < 1000
-    assert cut.user_attrs["failure_reason"] == f"stopped at the time budget after epoch {epochs} of 1000"
+    assert cut.state == TrialState.COMPLETE and 1 <= epochs < 1000
+    assert cut.user_attrs[CUT_ATTR] == f"stopped at the time budget after epoch {epochs} of 1000"
+    assert cut.user_attrs["failure_reason"] is None and cut.user_attrs["status"] == "complete"
+    best = max(cut.intermediate_values, key=lambda e: cut.intermediate_values[e])
+    assert cut.value == cut.intermediate_values[best] and cut.user_attrs["best_epoch"] == best
     assert took < 8 + 20
-    assert "Time budget reached: 0 trials fit in this run's 8 s (--timeout, counted from the command's start)." in out
-    assert f"Trial 0 was stopped at the time budget after epoch {epochs} of 1000; it runs first when the study resumes." in out
-    [queued] = _states(study, TrialState.WAITING)
-    assert queued.params == cut.params
+    assert "Time budget reached: 1 trial fit in this run's 8 s (--timeout, counted from the command's start)" in out
+    assert f"Trial 0 was stopped at the time budget after epoch {epochs} of 1000; it is kept as a complete trial" in out
+    assert not _states(study, TrialState.WAITING, TrialState.RUNNING, TrialState.FAIL), "nothing queued again"
 
-    # the same command resumes with the queued trial, which is cut again and then left out
-    assert execute(RunOptions(**{**vars(opts), "started_at": time.time(), "timeout_s": 6})) == 0
-    out = capsys.readouterr().out
-    study = optuna.load_study(study_name="long", storage=f"sqlite:///{runs / 'studies.db'}")
-    again = study.trials[1]
-    assert again.params == cut.params and again.state == TrialState.FAIL
-    assert not _states(study, TrialState.WAITING, TrialState.RUNNING)
-    assert "Trial 1 was stopped at the time budget" in out and "it was cut before and is not queued again" in out
+    # its best epoch is on disk and a candidate for the ensemble and the export
+    store = TrialStore(runs, "long")
+    assert (store.trial_dir(0) / "weights.safetensors").is_file()
+    assert [c.name for c in load_candidates("long", f"sqlite:///{runs / 'studies.db'}", runs).candidates] == ["long#0"]
+
+
+def test_a_trial_kept_at_the_time_budget_is_named_in_the_message_and_not_queued() -> None:
+    study = optuna.create_study(direction="maximize")
+    _add(study, TrialState.COMPLETE, T0 + 60, 120, 4, value=0.8)
+    _add(study, TrialState.COMPLETE, T0 + 190, 90, 3, value=0.7, attrs={CUT_ATTR: f"{TIME_CUT_REASON} after epoch 3 of 4"})
+    outcome = run_outcome(study, TimeBudget(300, T0, "--timeout"), n_trials=20, needs=TrialNeeds(4, 2), now=T0 + 290)
+    assert outcome.by_time and outcome.kept == ((1, f"{TIME_CUT_REASON} after epoch 3 of 4"),) and not outcome.cut
+    message = outcome.message()
+    assert message is not None and "2 trials fit in this run's 5 min (--timeout, counted" in message
+    assert "Trial 1 was stopped at the time budget after epoch 3 of 4; it is kept as a complete trial, scored by " \
+           "its best epoch." in message

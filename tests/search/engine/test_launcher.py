@@ -1,6 +1,7 @@
 """The local launcher's pieces: device plans and storage checks.
 
-Local workers (``--workers N``) on a journal file: one study shared, nothing duplicated or lost.
+Local workers (``--workers N``) on the run's SQLite file or a journal file: one study shared,
+nothing duplicated or lost.
 """
 
 from __future__ import annotations
@@ -69,14 +70,9 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch: pytest.MonkeyPatc
     assert visible_gpus() == ["0", "1"]
 
 
-def test_plain_sqlite_is_refused_before_anything_starts(bench: Path, tmp_path: Path) -> None:
-    opts = RunOptions(
-        study="smoke", data=bench, workdir=tmp_path, storage=f"sqlite:///{tmp_path / 's.db'}", device="cpu"
-    )
-    with pytest.raises(ValueError, match="plain SQLite") as info:
-        run_local_workers(opts, 2)
-    assert default_journal_url(tmp_path, "smoke") in str(info.value) and "postgresql://" in str(info.value)
-    assert list(tmp_path.iterdir()) == [], "nothing was created"
+def test_given_threads_replace_the_core_split() -> None:
+    slots = plan_workers(2, "cpu", cpus=8, gpus=[], threads=3)
+    assert [s.threads for s in slots] == [3, 3] and slots[0].env["OMP_NUM_THREADS"] == "3"
 
 
 def test_default_journal_is_an_absolute_file_under_the_workdir(
@@ -113,7 +109,7 @@ def _run_cmd(bench: Path, workdir: Path, *extra: str) -> list[str]:
 
 def test_two_local_workers_share_the_study_stop_on_sigterm_and_resume(bench: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "runs"
-    url = default_journal_url(workdir, "smoke")  # what --workers uses when no --storage is given
+    url = f"sqlite:///{workdir / 'studies.db'}"  # the run's storage, whatever the number of processes
     proc = subprocess.Popen(
         _run_cmd(bench, workdir),
         cwd=REPO,
@@ -157,7 +153,7 @@ def test_a_killed_local_worker_loses_only_its_trial(bench: Path, tmp_path: Path)
     workdir = tmp_path / "runs"
     url = default_journal_url(workdir, "smoke")
     proc = subprocess.Popen(
-        _run_cmd(bench, workdir),
+        _run_cmd(bench, workdir, "--storage", url),
         cwd=REPO,
         env=worker_env(),
         stdout=subprocess.PIPE,

@@ -140,3 +140,10 @@ def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_a_failed_trial_is_described_with_its_reason() -> None:
     trial = _trial(4, TrialState.FAIL, 2, reason="stopped at the time budget after epoch 2 of 4")
     assert describe(trial) == "trial 4 fail: stopped at the time budget after epoch 2 of 4"
+
+
+def test_a_trial_kept_at_the_time_budget_is_described_as_complete_and_cut() -> None:
+    trial = _trial(5, TrialState.COMPLETE, 3, value=0.61)
+    trial.user_attrs["cut_by_budget"] = "stopped at the time budget after epoch 3 of 5"
+    assert describe(trial) == "trial 5 complete: macro-F1 0.6100, 3 epochs (stopped at the time budget after epoch 3 of 5)"
+    assert describe(_trial(6, TrialState.COMPLETE, 5, value=0.7)) == "trial 6 complete: macro-F1 0.7000, 5 epochs"

@@ -148,16 +148,39 @@ def test_search_run_searches_then_refits(tiny_bench: Path, tmp_path: Path, capsy
     assert store.fold_groups() == [2]
 
 
-def test_after_local_workers_the_phase_finds_the_study_in_their_journal(refit_study, tmp_path: Path, capsys) -> None:
-    from dataclasses import replace
+def test_with_two_processes_the_phase_trains_the_missing_fold_models_side_by_side_and_resumes(
+    refit_study, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    table = REFIT.replace("folds = 2", "folds = 3")
+    opts = _options(refit_study, tmp_path, table=table)
+    store = RefitStore(refit_study.store, _best(refit_study))
+    real_save = RefitStore.save_model
 
-    from search.engine.launcher import default_journal_url
-    from search.storage.backends import open_storage
+    def save_then_die(self, folder, *args, **kwargs):  # a one-process phase killed after its first model
+        real_save(self, folder, *args, **kwargs)
+        raise KeyboardInterrupt
 
-    journal = default_journal_url(refit_study.workdir, refit_study.name)
-    optuna.copy_study(from_study_name=refit_study.name, from_storage=refit_study.storage,
-                      to_storage=open_storage(journal))
-    opts = replace(_options(refit_study, tmp_path, timeout_s=1.0), storage=None)  # --workers N, no --storage
-    assert refit_phase(opts, workers=2) == 0
+    monkeypatch.setattr(RefitStore, "save_model", save_then_die)
+    assert refit_phase(opts) == 130
+    monkeypatch.setattr(RefitStore, "save_model", real_save)
+    first = (store.fold_dir(3, 0) / "weights.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+
+    assert refit_phase(opts, workers=2) == 0  # folds 1 and 2, one in each spawned process
     out = capsys.readouterr().out
-    assert out.strip().startswith("refit: no fold group fits") and f"--storage {journal}" in out
+    assert "2 model(s) to train in 2 processes" in out
+    assert all(store.has_model(store.fold_dir(3, i)) for i in range(3))
+    assert (store.fold_dir(3, 0) / "weights.safetensors").stat().st_mtime_ns == first, "kept, not retrained"
+    [row] = [line for line in out.splitlines() if line.startswith(f"| {store.number} | 3 folds (3/3 done) |")]
+    assert row.split("|")[4].strip() == "2", "two models trained now"
+    names = [c.name for c in load_candidates(refit_study.name, refit_study.storage).candidates]
+    assert f"{refit_study.name}#{store.number}/folds-3" in names
+
+
+def test_fold_models_side_by_side_take_rounds_of_the_processes() -> None:
+    from search.refitting.phase import side_by_side
+
+    assert side_by_side(300.0, 3, 1) == 300.0
+    assert side_by_side(300.0, 3, 2) == 200.0  # two rounds of a 100 s model
+    assert side_by_side(300.0, 3, 3) == side_by_side(300.0, 3, 8) == 100.0
+    assert side_by_side(0.0, 0, 2) == 0.0

@@ -161,6 +161,18 @@ def test_the_default_storage_is_the_work_folders_sqlite_file(tmp_path: Path) -> 
     assert resolve_storage("journal:///x.journal", tmp_path) == "journal:///x.journal"
 
 
+def test_an_sqlite_storage_waits_a_minute_for_another_processs_write(tmp_path: Path) -> None:
+    """A run's local trial processes share its SQLite file: a busy database waits, not fails."""
+    from search.storage.backends import open_storage, takes_concurrent_writers
+    from search.storage.forms._sqlite import SQLITE_BUSY_TIMEOUT_S
+
+    url = f"sqlite:///{(tmp_path / 'studies.db').as_posix()}"
+    storage = open_storage(url)
+    with storage.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == SQLITE_BUSY_TIMEOUT_S * 1000 == 60_000
+    assert not takes_concurrent_writers(url), "search.worker on another machine still refuses SQLite"
+
+
 def test_a_postgresql_user_without_table_rights_is_told_so(
     pg_url: str, bench: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
