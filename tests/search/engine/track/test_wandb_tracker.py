@@ -61,7 +61,8 @@ def offline_runs(folder: Path) -> dict[str, dict]:
                 run["history"].append({_key(i): json.loads(i.value_json) for i in r.history.item})
             elif kind == "summary":
                 run["summary"].update({_key(i): json.loads(i.value_json) for i in r.summary.update})
-        runs[run["name"]] = run
+        if "name" in run:  # a file W&B has not yet given its run record is no run of ours to read
+            runs[run["name"]] = run
     return runs
 
 
