@@ -909,7 +909,7 @@ def _export(world: World, out: Path, *extra: str) -> Result:
 @case("outputs", "export --out a folder of notes")
 def _export_notes(world: World, tmp: Path) -> None:
     before = _notes(tmp / "notes")
-    refused(_export(world, tmp / "notes"), "notes", "--overwrite")
+    refused(_export(world, tmp / "notes"), "notes", "Choose another --out")  # --overwrite would not help
     unchanged(tmp / "notes", before)
 
 

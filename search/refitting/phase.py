@@ -55,11 +55,14 @@ def refit_phase(
     clock: Callable[[], float] = time.time,
     workers: int = 1,
     spec: StudySpec | None = None,
+    search_on: Callable[[], int] | None = None,
 ) -> int:
     """Refit the study's best trials on person folds in the time the run has left; the exit code
     (0 also when nothing fit: the search's best ships; 130 when interrupted). ``workers``: the
     search's local trial processes; as many train the fold models at once (search/refitting/parallel.py).
-    ``spec``: the study file the run resolved (resolve_spec), read again only when not given."""
+    ``spec``: the study file the run resolved (resolve_spec), read again only when not given.
+    ``search_on``: when no fold group fits, the time left goes back to the search through it (its
+    exit code is returned), rather than idling."""
     if not opts.refit:
         return 0
     spec = spec or resolve_spec(opts)
@@ -76,13 +79,16 @@ def refit_phase(
             print("\nrefit: no complete trial to refit; the export ships what the search has.")
             return 0
         plans = [(t, fold_work(ctx, t, k)) for t in trials]
-        return _run(ctx, plans, k, left, opts, name, stream, workers)
+        code = _run(ctx, plans, k, left, opts, name, stream, workers, search_on is not None)
     except KeyboardInterrupt:
         log.warning("interrupted: the fold models done are kept; run the same command to train the rest")
         return 130
     except (RefitError, ValueError, FileNotFoundError) as exc:
         log.error("refit: %s", exc, exc_info=verbose)
         return 2
+    if code is None:  # no fold group fits
+        return search_on() if search_on else 0
+    return code
 
 
 def _run(
@@ -94,7 +100,10 @@ def _run(
     name: str,
     stream: TextIO | None,
     workers: int = 1,
-) -> int:
+    search_goes_on: bool = False,
+) -> int | None:
+    """Train the fold groups that fit in ``left`` seconds, best trial first; the exit code, or None
+    (after one line saying so) when not even the best trial's group fits."""
     budget = Budget(left)
     chosen = []
     spent = 0.0
@@ -111,10 +120,11 @@ def _run(
         time_left, need = format_duration(max(0.0, left or 0.0)), format_duration(work.seconds)
         print(
             f"\nrefit: no fold group fits in the {time_left} left of the time budget (trial {trial.number}'s "
-            f"{work.models} missing fold model(s) need about {need}); the export ships the search's best. "
-            f"Refit without a time limit: {hand}"
+            f"{work.models} missing fold model(s) need about {need}); "
+            + ("the search goes on in that time instead, " if search_goes_on else "")
+            + f"and the export ships the search's best. Refit without a time limit: {hand}"
         )
-        return 0
+        return None
     todo = [w for _, w in chosen]
     processes = min(lanes, models)
     expected = side_by_side(spent, models, processes)

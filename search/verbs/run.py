@@ -42,6 +42,7 @@ from search.engine.tracebackfilter import quiet_expected_tracebacks
 from search.engine.track import add_track_args
 from search.engine.workercount import default_workers
 from search.storage.forms import check_storage_url
+from search.studyfile.spec import StudySpec
 
 SUMMARY = "create or resume a study and run its trials"
 
@@ -100,7 +101,7 @@ def setup_run_logging(verbose: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.INFO)
 
 
-def execute(opts: RunOptions, workers: int | None = 1, verbose: bool = False) -> int:
+def execute(opts: RunOptions, workers: int | None = 1, verbose: bool = False, spec: StudySpec | None = None) -> int:
     """Run the study in this process, or in ``workers`` local processes (None: the default count,
     search/engine/workercount.py); returns the exit code.
 
@@ -110,12 +111,16 @@ def execute(opts: RunOptions, workers: int | None = 1, verbose: bool = False) ->
     try:
         check_workdir(opts.workdir)
         check_storage_url(opts.storage_url)
-        spec = resolve_spec(opts)  # the study file, read and validated once for the whole run
+        spec = spec or resolve_spec(opts)  # the study file, read and validated once for the whole run
         if workers is None:
             workers = default_workers(opts.device, spec.n_trials, opts.threads)
             log.debug("%d trial process(es) on this machine (search/engine/workercount.py)", workers)
+        def search_on() -> int:  # no fold group fits: the search takes the rest of the time budget
+            return execute(dataclasses.replace(opts, refit=False), workers, verbose, spec)
+
         if workers > 1:
-            return run_local_workers(opts, workers, spec) or refit_phase(opts, verbose, workers=workers, spec=spec)
+            return run_local_workers(opts, workers, spec) or refit_phase(
+                opts, verbose, workers=workers, spec=spec, search_on=search_on)
         log.debug("torch uses %d intra-op threads", set_torch_threads(opts.threads))
         study = run_study(opts, spec)
     except KeyboardInterrupt:
@@ -131,7 +136,7 @@ def execute(opts: RunOptions, workers: int | None = 1, verbose: bool = False) ->
         log.error("%s", storage_error(opts.storage_url, exc))
         return 1
     print_summary(study, opts, spec)
-    return refit_phase(opts, verbose, spec=spec)  # the study file's [refit]: fold groups of the best trials
+    return refit_phase(opts, verbose, spec=spec, search_on=search_on)  # the study file's [refit]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,3 +52,19 @@ def test_sigint_and_sigterm_stop_a_worker_cleanly_and_the_study_resumes(bench: P
     assert [t.number for t in trials(study, TrialState.FAIL)] == stopped
     assert not trials(study, TrialState.RUNNING)
     assert "search.export" in done.stdout, "a finished worker ends with the summary and next commands"
+
+
+def test_an_interrupt_inside_optunas_storage_code_waits_for_it_to_return() -> None:
+    import os
+    import sys
+
+    from search.engine.signals import in_storage_code
+
+    assert not in_storage_code(sys._getframe())
+    where = os.path.join("site-packages", "optuna", "storages", "journal", "_file.py")
+    namespace: dict = {}
+    exec(compile("import sys\ndef release():\n    return sys._getframe()\n", where, "exec"), namespace)
+    assert in_storage_code(namespace["release"]())
+    caller: dict = {"release": namespace["release"]}
+    exec(compile("def write():\n    return release().f_back\n", "search/engine/objective.py", "exec"), caller)
+    assert not in_storage_code(caller["write"]())  # the objective's own frame, below no storage frame

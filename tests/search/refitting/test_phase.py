@@ -97,6 +97,18 @@ def test_no_fold_group_in_the_time_left_says_so_and_ships_the_search_s_best(
     assert not any(c.is_fold_group for c in outcome.candidates) and outcome.shipped
 
 
+def test_when_no_fold_group_fits_the_time_left_goes_back_to_the_search(
+    refit_study, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    opts = _options(refit_study, tmp_path, timeout_s=1.0)
+    trained = _counting(monkeypatch)
+    searched: list[bool] = []
+    assert refit_phase(opts, search_on=lambda: searched.append(True) or 3) == 3  # its exit code is the phase's
+    out = capsys.readouterr().out.strip()
+    assert "the search goes on in that time instead, and the export ships the search's best" in out
+    assert searched == [True] and trained == []
+
+
 @pytest.mark.parametrize("table", ["\n[refit]\nenabled = false\n", ""])
 def test_off_in_the_study_file_or_by_flag_does_nothing(refit_study, tmp_path: Path, capsys, table: str) -> None:
     assert refit_phase(_options(refit_study, tmp_path, table=table)) == 0
