@@ -41,3 +41,16 @@ def bench_args(tiny_bench: Path, tmp_path: Path) -> list[str]:
 def saved_result(tmp_path: Path, name: str) -> dict:
     """The JSON a benchmark script saved under ``tmp_path/results``."""
     return json.loads((tmp_path / "results" / f"{name}.json").read_text())
+
+
+def drawn_faces(folder: Path) -> Path:
+    """A folder of UTKFace-named drawn portraits (three copies of the realfaces test's ages), the
+    input of the real-face benchmark scripts."""
+    from tests.search.benches.realfaces.test_build import AGES, _draw_face
+
+    folder.mkdir()
+    for copy in range(3):
+        for gender, ages in AGES.items():
+            for i, age in enumerate(ages):
+                _draw_face(folder / f"{age}_{gender}_{i % 5}_2017{copy}0{i % 10}12345678{i}.jpg.chip.jpg", age, gender)
+    return folder

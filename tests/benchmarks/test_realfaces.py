@@ -6,20 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.conftest import saved_result
+from tests.benchmarks.conftest import drawn_faces, saved_result
 
 
 @pytest.mark.slow
 def test_realfaces_runs_both_sides_and_scores_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks import common, realfaces
-    from tests.search.benches.realfaces.test_build import AGES, _draw_face
 
-    faces = tmp_path / "faces"
-    faces.mkdir()
-    for copy in range(3):
-        for gender, ages in AGES.items():
-            for i, age in enumerate(ages):
-                _draw_face(faces / f"{age}_{gender}_{i % 5}_2017{copy}0{i % 10}12345678{i}.jpg.chip.jpg", age, gender)
+    faces = drawn_faces(tmp_path / "faces")
     monkeypatch.setattr(common, "DATA_DIR", tmp_path / "data")
     monkeypatch.setattr(realfaces, "WORK", tmp_path / "runs")
     out = realfaces.main(["--faces", str(faces), "--seeds", "1", "--people", "40", "--eval-people", "12",

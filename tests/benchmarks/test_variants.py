@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.conftest import saved_result
+from tests.benchmarks.conftest import drawn_faces, saved_result
 
 
 def test_parse_variant_names_and_values() -> None:
@@ -29,14 +29,8 @@ def test_mean_deltas_pair_each_variant_with_the_baseline_of_its_seed() -> None:
 @pytest.mark.slow
 def test_variants_train_score_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks import common, variants
-    from tests.search.benches.realfaces.test_build import AGES, _draw_face
 
-    faces = tmp_path / "faces"
-    faces.mkdir()
-    for copy in range(3):
-        for gender, ages in AGES.items():
-            for i, age in enumerate(ages):
-                _draw_face(faces / f"{age}_{gender}_{i % 5}_2017{copy}0{i % 10}12345678{i}.jpg.chip.jpg", age, gender)
+    faces = drawn_faces(tmp_path / "faces")
     monkeypatch.setattr(common, "DATA_DIR", tmp_path / "data")
     monkeypatch.setattr(variants, "WORK", tmp_path / "runs")
     argv = ["--faces", str(faces), "--seeds", "1", "--people", "40", "--eval-people", "12", "--size", "96x128",
