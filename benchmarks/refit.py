@@ -42,7 +42,8 @@ from runners.metrics import accuracy, macro_f1
 from search.ensembling.selection import Candidate, SelectionSettings
 from search.export import export_bundle, shipped_method
 from search.refitting.store import RefitStore
-from search.refitting.train import Budget, choose_trials, open_refit, refit_all, refit_folds
+from search.engine.budget import RefitBudget
+from search.refitting.train import choose_trials, open_refit, refit_all, refit_folds
 from search.storage.trialstore import TrialStore
 
 log = logging.getLogger("benchmarks.refit")
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ctx = open_refit(args.name, args.storage, args.workdir)
     storage = args.storage or f"sqlite:///{args.workdir / 'studies.db'}"
     trials = choose_trials(ctx.study, args.trials)
-    budget = Budget(args.timeout)
+    budget = RefitBudget(args.timeout)
     start = time.perf_counter()
     refits = []
     for trial in trials:

@@ -23,6 +23,9 @@ Within the time budget:
 
 A run thus ends within one epoch's misestimate of its budget, not a whole trial past it. The same
 command resumes the study with a new budget until the study's trials are done.
+
+The refit's models have theirs too (``RefitBudget``): what is left of the run's budget for the
+refit phase, or ``python -m search.refit --timeout``.
 """
 
 from __future__ import annotations
@@ -194,6 +197,23 @@ class Deadline:
             return False
         self.cut[trial] = f"{TIME_CUT_REASON} after epoch {epoch} of {epochs}"
         return True
+
+
+class RefitBudget:
+    """A refit's time budget (search/refitting/): no model starts unless its epochs fit in the time
+    left at the expected pace, and one that would still run past the deadline stops after an epoch
+    (it is thrown away: a partial refit is not a refit; the next run trains it again). Counted on
+    the monotonic clock from its creation; ``timeout_s`` None: no limit."""
+
+    def __init__(self, timeout_s: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.deadline = None if timeout_s is None else clock() + timeout_s
+
+    def left(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - self.clock()
+
+    def fits(self, seconds: float) -> bool:
+        return seconds <= self.left()
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> bool:

@@ -3,7 +3,7 @@
 The missing fold models of the chosen groups, best trial first, are dealt round robin to up to
 ``workers`` spawned processes (search/engine/launcher.py's slots: a GPU each, or ``cores // workers``
 torch threads each). A process trains its models one after another, each only if it fits in the
-time left (search/refitting/train.py's ``Budget``), and saves each as it ends, so a killed or
+time left (search/engine/budget.py's ``RefitBudget``), and saves each as it ends, so a killed or
 interrupted phase resumes as the one-process phase does: the next run trains only what is
 missing. Then the parent reads the groups back for their out-of-fold scores.
 """
@@ -20,12 +20,12 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
+from search.engine.budget import RefitBudget
 from search.engine.launcher import WorkerSlot, _environment, plan_workers
 from search.engine.options import RunOptions
 from search.refitting.progress import RefitProgress
 from search.refitting.store import RefitStore
 from search.refitting.train import (
-    Budget,
     ModelRun,
     RefitContext,
     choose_trials,
@@ -91,7 +91,7 @@ def refit_in_processes(
         log.error("refit: %s ended with an error (see above); the models they saved are kept", ", ".join(failed))
     reports = []
     for trial in trials:  # nothing left to train here: each group's state and out-of-fold score
-        report = refit_folds(ctx, trial, k, "best", Budget(0.0), opts.device, opts.augment_on, folds=())
+        report = refit_folds(ctx, trial, k, "best", RefitBudget(0.0), opts.device, opts.augment_on, folds=())
         store = RefitStore(ctx.trials, trial.number)
         report["runs"] = [vars(ModelRun(f"fold {i}", 0.0, store.has_model(store.fold_dir(k, i))))
                           for i in missing[trial.number]]
@@ -116,7 +116,7 @@ def _refit_process(
         epochs = sum(refit_config(by_number[j.trial], "best").epochs for j in jobs)
         progress = RefitProgress(len(jobs), epochs, bar=False, stream=sys.stderr)  # N processes: log lines
         for job in jobs:
-            budget = Budget(None if deadline is None else deadline - time.time())
+            budget = RefitBudget(None if deadline is None else deadline - time.time())
             refit_folds(ctx, by_number[job.trial], k, "best", budget, slot.device, opts.augment_on, progress,
                         folds=(job.fold,))
     except KeyboardInterrupt:

@@ -26,14 +26,13 @@ from typing import TextIO
 
 from optuna.trial import FrozenTrial
 
-from search.engine.budget import format_duration, run_time_budget
+from search.engine.budget import RefitBudget, format_duration, run_time_budget
 from search.cli.studyargs import study_flags
 from search.engine.options import RunOptions, resolve_spec
 from search.refitting.parallel import refit_in_processes
 from search.refitting.progress import refit_progress
 from search.refitting.store import RefitError
 from search.refitting.train import (
-    Budget,
     RefitContext,
     Work,
     choose_trials,
@@ -104,7 +103,7 @@ def _run(
 ) -> int | None:
     """Train the fold groups that fit in ``left`` seconds, best trial first; the exit code, or None
     (after one line saying so) when not even the best trial's group fits."""
-    budget = Budget(left)
+    budget = RefitBudget(left)
     chosen = []
     spent = 0.0
     lanes = max(1, workers)  # processes training fold models side by side

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from runners import EpochRecord, ImageSet, fit
 from runners.config import TrialConfig
 from search.data import kfold_people, load_train
+from search.engine.budget import RefitBudget
 from search.storage.backends import resolve_storage
 from search.storage.studies import open_stored_study
 from runners.metrics import accuracy, macro_f1
@@ -114,22 +115,6 @@ def fold_plan(ctx: RefitContext, k: int) -> FoldPlan:
     return FoldPlan(k, ctx.data.split.seed, ctx.data.data.fingerprint, tuple(s.val_people for s in splits))
 
 
-class Budget:
-    """A refit's time budget: no model starts unless its epochs fit in the time left at the
-    expected pace, and one that would still run past the deadline stops after an epoch (it is
-    thrown away: a partial refit is not a refit; the next run trains it again)."""
-
-    def __init__(self, timeout_s: float | None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.deadline = None if timeout_s is None else clock() + timeout_s
-
-    def left(self) -> float:
-        return float("inf") if self.deadline is None else self.deadline - self.clock()
-
-    def fits(self, seconds: float) -> bool:
-        return seconds <= self.left()
-
-
 def expected_seconds_per_image(trial: FrozenTrial, train_images: int) -> float:
     """Seconds per training image-epoch, from the trial's own pace (validation included)."""
     per_epoch = trial.user_attrs.get("seconds_per_epoch")
@@ -152,7 +137,7 @@ def train_model(
     config: TrialConfig,
     train_rows: np.ndarray,
     val_rows: np.ndarray,
-    budget: Budget,
+    budget: RefitBudget,
     device: str | None = None,
     augment_on: str | None = None,
     progress: RefitProgress | None = None,
@@ -226,7 +211,7 @@ def refit_folds(
     trial: FrozenTrial,
     k: int,
     epochs: str = "best",
-    budget: Budget | None = None,
+    budget: RefitBudget | None = None,
     device: str | None = None,
     augment_on: str | None = None,
     progress: RefitProgress | None = None,
@@ -234,7 +219,7 @@ def refit_folds(
 ) -> dict[str, Any]:
     """Train the missing fold models of ``trial`` (of ``folds`` only, when given: another process
     trains the others); with all K done, its out-of-fold score."""
-    budget = budget or Budget(None)
+    budget = budget or RefitBudget(None)
     config = refit_config(trial, epochs)
     store = RefitStore(ctx.trials, trial.number)
     plan = fold_plan(ctx, k)
@@ -342,14 +327,14 @@ def refit_all(
     ctx: RefitContext,
     trial: FrozenTrial,
     epochs: str = "best",
-    budget: Budget | None = None,
+    budget: RefitBudget | None = None,
     device: str | None = None,
     augment_on: str | None = None,
     progress: RefitProgress | None = None,
 ) -> dict[str, Any]:
     """Train ``trial`` on every person. It has no held-out people: its validation figures are
     in-sample, and the trial's own validation score stands for it."""
-    budget = budget or Budget(None)
+    budget = budget or RefitBudget(None)
     config = refit_config(trial, epochs)
     store = RefitStore(ctx.trials, trial.number)
     folder = store.all_dir()

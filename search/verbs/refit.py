@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from search.engine.budget import RefitBudget
 from search.cli.studyargs import add_study_args, study_ref
 from search.refitting.progress import refit_progress
 from search.refitting.store import RefitError
 from search.refitting.train import (
     refit_table as table,
     EPOCH_RULES,
-    Budget,
     RefitContext,
     all_work,
     choose_trials,
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     if k is not None and k < 2:
         raise RefitError(f"--folds must be at least 2 but got {k}.")
     trials = choose_trials(ctx.study, args.trials or (), args.top)
-    budget = Budget(args.timeout_s)
+    budget = RefitBudget(args.timeout_s)
     work = [fold_work(ctx, t, k, args.epochs) for t in trials if k is not None]
     work += [all_work(ctx, t, args.epochs) for t in trials if args.all_people]
     progress = refit_progress(

@@ -18,6 +18,7 @@ from search.engine.budget import (
     CUT_ATTR,
     TIME_CUT_REASON,
     Deadline,
+    RefitBudget,
     TimeBudget,
     TrialNeeds,
     format_duration,
@@ -294,3 +295,13 @@ def test_a_trial_kept_at_the_time_budget_is_named_in_the_message_and_not_queued(
     assert message is not None and "2 trials fit in this run's 5 min (--timeout, counted" in message
     assert "Trial 1 was stopped at the time budget after epoch 3 of 4; it is kept as a complete trial, scored by " \
            "its best epoch." in message
+
+
+def test_a_refit_budget_counts_down_from_its_creation_and_fits_what_the_time_left_covers() -> None:
+    now = [100.0]
+    budget = RefitBudget(60.0, clock=lambda: now[0])
+    assert budget.left() == 60.0 and budget.fits(60.0) and not budget.fits(60.5)
+    now[0] = 130.0
+    assert budget.left() == 30.0 and not budget.fits(31.0)
+    endless = RefitBudget(None, clock=lambda: now[0])
+    assert endless.left() == float("inf") and endless.fits(1e12)

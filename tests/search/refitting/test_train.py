@@ -19,11 +19,12 @@ from search.ensembling.votes import VoteSpec, parse_weights
 from search.export import export_bundle
 from search.refit import main
 from search.refitting.store import FoldPlan, RefitError, RefitStore
-from search.refitting.train import Budget, choose_trials, open_refit, refit_all, refit_folds
+from search.engine.budget import RefitBudget
+from search.refitting.train import choose_trials, open_refit, refit_all, refit_folds
 from search.studyfile.parse import StudyFileError, load_study_spec
 
 
-class Answers(Budget):
+class Answers(RefitBudget):
     """A budget that says yes to its first ``yes`` questions and no after (no clock involved)."""
 
     def __init__(self, yes: int) -> None:
