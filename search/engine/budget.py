@@ -47,7 +47,6 @@ from search.storage.backends import RetryCallback, StorageSettings
 from search.engine.trialbudget import FINISHED
 
 if TYPE_CHECKING:
-    from search.engine.options import RunOptions
     from search.studyfile.parse import StudySpec
 
 TIME_CUT_REASON = "stopped at the time budget"  # how a cut trial's reason starts
@@ -110,20 +109,13 @@ def time_budget(
     return TimeBudget(float(spec.timeout_s), started_at, f"{spec.path.name}, {spec.profile} profile")
 
 
-def run_time_budget(
-    opts: RunOptions, spec: StudySpec, now: float | None = None, search_only: bool = True
-) -> TimeBudget:
-    """``time_budget`` for a run's options; a run without a start time (a library call) starts ``now``.
-
-    When the study file's ``[refit]`` phase follows the search (``opts.refit``), the search gets
-    ``1 - time_share`` of a time budget (``search_only``) and the refit what it leaves.
-    """
-    started = opts.started_at if opts.started_at is not None else (time.time() if now is None else now)
-    budget = time_budget(spec, opts.timeout_s, opts.n_trials, started)
-    if not (search_only and opts.refit and spec.refit.enabled) or budget.seconds is None:
+def search_part(budget: TimeBudget, time_share: float) -> TimeBudget:
+    """The search's part of a run's time budget when the study file's ``[refit]`` phase follows it:
+    ``1 - time_share`` of it (the refit phase gets what the search leaves)."""
+    if budget.seconds is None:
         return budget
-    share = 1.0 - spec.refit.time_share
-    return TimeBudget(budget.seconds * share, started,
+    share = 1.0 - time_share
+    return TimeBudget(budget.seconds * share, budget.started_at,
                       f"{budget.source}: the search's {share:.0%} of {format_duration(budget.seconds)}, "
                       "the rest is the fold refit's")
 

@@ -11,7 +11,8 @@ leaves its trial to the orphan reaper (search/storage/reaper.py).
 
 The workers share the launcher's terminal, so none of them draws a progress bar: each writes one
 log line per finished trial (search/engine/progress.py), and the launcher none. The time budget counts
-from the launching command's start (``RunOptions.started_at``) in every worker.
+from the launching command's start in every worker: each gets the launcher's ``RunPlan``
+(search/engine/options.py), study file and budget resolved once, with its own device and index.
 
 The workers use the run's storage, whatever their number: the processes of one machine can share
 a SQLite file (each waits up to a minute for another's write, search/storage/backends.py), Optuna's
@@ -22,7 +23,6 @@ shared folder or PostgreSQL.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -37,16 +37,17 @@ import optuna
 
 from runners.devices import NUM_WORKERS_ENV
 from search.engine.checks import GaveUp
-from search.engine.options import RunOptions, resolve_spec
+from search.engine.options import RunPlan
 from search.engine.prepare import open_study
 from search.storage.reaper import reap_orphans, worker_tag
 from search.engine.runstudy import print_summary, run_study
 from search.storage.secretfilter import hide_secrets
 from search.engine.signals import install_interrupt_handlers
 from search.storage.backends import STORAGE_ERRORS, redact, storage_error, takes_concurrent_writers
-from search.studyfile.parse import StudySpec, cache_sizes
+from search.studyfile.parse import cache_sizes
 from search.engine.tracebackfilter import quiet_expected_tracebacks
 from search.engine.trialbudget import count_trials
+from search.engine.workercount import visible_gpus
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +60,6 @@ class WorkerSlot:
     device: str  # as the worker sees it: "cuda" (its one visible GPU) or "cpu"
     threads: int  # torch intra-op threads
     env: dict[str, str]  # set in the worker's environment before it starts
-
-
-def visible_gpus() -> list[str]:
-    """GPU ids this process may hand out: ``CUDA_VISIBLE_DEVICES`` if set, else all GPUs."""
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is not None:
-        return [g.strip() for g in listed.split(",") if g.strip()][:count]
-    return [str(i) for i in range(count)]
 
 
 def plan_workers(
@@ -127,19 +117,20 @@ def check_concurrent_storage(url: str, workdir: Path, study_name: str, what: str
         )
 
 
-def prepare_once(opts: RunOptions, spec: StudySpec) -> optuna.Study:
+def prepare_once(plan: RunPlan) -> optuna.Study:
     """Create or resume the study, check the data and build its image caches before any worker starts."""
+    opts = plan.options
     study, data = open_study(
-        spec,
-        opts.storage_url,
+        plan.spec,
+        plan.storage_url,
         opts.workdir,
         opts.data,
         opts.relabel,
         opts.name,
         opts.worker_index,
-        opts.storage_settings(),
+        plan.storage_settings,
     )
-    for height, width, crop in cache_sizes(spec):
+    for height, width, crop in cache_sizes(plan.spec):
         data.images(height, width, crop)
     reap_orphans(study)
     return study
@@ -160,19 +151,17 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run_local_workers(opts: RunOptions, n_workers: int, spec: StudySpec | None = None) -> int:
-    """Run ``n_workers`` processes on this machine on one study, in the run's storage; 0 when all
-    of them succeeded.
+def run_local_workers(plan: RunPlan) -> int:
+    """Run the plan's ``workers`` processes on this machine on one study, in the run's storage; 0
+    when all of them succeeded.
 
     Returns 130 when interrupted (every worker stopped cleanly), 1 when a worker failed or died.
-    ``spec`` is the study file ``opts`` resolved to, read once and handed to every worker.
+    Every worker gets the plan (study file read once), with its own device and index.
     """
-    spec = spec or resolve_spec(opts)
-    url = opts.storage_url
-    opts = dataclasses.replace(opts, profile=spec.profile)
+    url, n_workers, spec = plan.storage_url, plan.workers, plan.spec
     hide_secrets(url)
-    slots = plan_workers(n_workers, opts.device, threads=opts.threads)
-    study = prepare_once(opts, spec)
+    slots = plan_workers(n_workers, plan.options.device, threads=plan.options.threads)
+    study = prepare_once(plan)
     log.info(
         "study %s: starting %d workers (%s) on %s",
         study.study_name,
@@ -201,12 +190,9 @@ def run_local_workers(opts: RunOptions, n_workers: int, spec: StudySpec | None =
         for slot in slots:
             if signals:
                 break
-            child = dataclasses.replace(opts, device=slot.device, worker_index=opts.worker_index + slot.index,
-                                        progress="log")  # one terminal, N processes: log lines, no bars
+            child = plan.for_worker(slot.index, slot.device)  # one terminal, N processes: log lines, no bars
             with _environment(slot.env):
-                proc = ctx.Process(
-                    target=_worker_process, args=(child, slot, level, spec), name=f"worker-{slot.index}"
-                )
+                proc = ctx.Process(target=_worker_process, args=(child, slot, level), name=f"worker-{slot.index}")
                 proc.start()
             procs.append(proc)
         codes = _wait(procs, study)
@@ -224,7 +210,7 @@ def run_local_workers(opts: RunOptions, n_workers: int, spec: StudySpec | None =
     if signals or any(c == 130 for c in codes.values()):
         log.warning("interrupted: run the same command to resume")
         return 130
-    print_summary(study, opts, spec)
+    print_summary(study, plan)
     return 0
 
 
@@ -242,7 +228,7 @@ def _wait(procs: list[multiprocessing.process.BaseProcess], study: optuna.Study)
     return codes
 
 
-def _worker_process(opts: RunOptions, slot: WorkerSlot, level: int, spec: StudySpec | None = None) -> None:
+def _worker_process(plan: RunPlan, slot: WorkerSlot, level: int) -> None:
     """Entry point of a spawned worker: run the study; exit 0, 130 (interrupted) or 1."""
     os.environ.update(slot.env)
     logging.basicConfig(
@@ -253,7 +239,7 @@ def _worker_process(opts: RunOptions, slot: WorkerSlot, level: int, spec: StudyS
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()  # optuna's lines get this worker's prefix too
     optuna.logging.set_verbosity(max(logging.INFO, level))
-    hide_secrets(opts.storage_url)
+    hide_secrets(plan.storage_url)
     quiet_expected_tracebacks()
     install_interrupt_handlers()
     code = 0
@@ -262,7 +248,7 @@ def _worker_process(opts: RunOptions, slot: WorkerSlot, level: int, spec: StudyS
 
         torch.set_num_threads(slot.threads)
         log.info("worker %d (%s) on %s, %d threads", slot.index, worker_tag(), slot.device, slot.threads)
-        run_study(opts, spec)
+        run_study(plan)
     except KeyboardInterrupt:
         log.warning("worker %d interrupted: its running trial is marked failed", slot.index)
         code = 130
@@ -270,7 +256,7 @@ def _worker_process(opts: RunOptions, slot: WorkerSlot, level: int, spec: StudyS
         log.error("worker %d: %s", slot.index, exc)
         code = 1
     except STORAGE_ERRORS as exc:
-        log.error("worker %d: %s", slot.index, storage_error(opts.storage_url, exc))
+        log.error("worker %d: %s", slot.index, storage_error(plan.storage_url, exc))
         code = 1
     except Exception:
         log.exception("worker %d failed", slot.index)

@@ -1,20 +1,30 @@
-"""What one run of a study is asked to do (``RunOptions``), and the study file it resolves to.
+"""What one run of a study is asked to do (``RunOptions``), and the plan it resolves to (``RunPlan``).
 
-``search.run`` and ``search.worker`` build these from their flags; the local launcher copies
-them for each worker process. ``RunOptions`` checks what it can before anything runs.
+``search.run`` and ``search.worker`` build the options from their flags; ``RunOptions`` checks
+what it can before anything runs. :func:`plan_run` then reads and validates the study file once
+and resolves every option (profile, seed, trial and time budgets, storage, workers, refit) into
+one frozen ``RunPlan``, which the command passes down: the run (search/engine/runstudy.py), the
+local launcher and its worker processes (search/engine/launcher.py), the refit phase and its
+processes (search/refitting/). None of them reads the study file or resolves an option again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from runners import resolve_device
 from runners.devices import requested_augment_on
-from search.engine.checks import check_budget, check_threads
+from search.cli.studyargs import study_flags
+from search.engine.budget import TimeBudget, search_part, time_budget
+from search.engine.checks import check_budget, check_threads, check_workdir
 from search.engine.track import check_installed
-from search.storage.backends import DEFAULT_WORKDIR, StorageSettings, resolve_storage
+from search.engine.workercount import default_workers
+from search.storage.backends import DEFAULT_WORKDIR, StorageSettings, redact, resolve_storage
+from search.storage.forms import check_storage_url
 from search.studyfile.parse import StudySpec, load_study_spec
 
 
@@ -68,7 +78,73 @@ class RunOptions:
         return StorageSettings(heartbeat, grace, default.max_retry)
 
 
-def resolve_spec(opts: RunOptions) -> StudySpec:
+@dataclass(frozen=True)
+class RunPlan:
+    """One run, resolved once by :func:`plan_run` and passed down whole (see the module docstring)."""
+
+    options: RunOptions  # as the user asked: the flags the run echoes back in its "Next:" lines
+    spec: StudySpec  # the study file with the run's profile, --seed and --n-trials applied
+    name: str  # the study's name in the storage (--name, else the study file's name)
+    storage_url: str  # --storage, else the SQLite file in the work folder
+    storage_settings: StorageSettings  # heartbeat and grace
+    budget: TimeBudget  # the whole run's time budget, counted from the command's start
+    search_budget: TimeBudget  # the search's part of it: all of it unless the refit phase follows
+    refit: bool  # the study file's [refit] phase follows the search (not --no-refit, and enabled)
+    workers: int = 1  # trial processes on this machine (search/engine/workercount.py)
+
+    @property
+    def workdir(self) -> Path:
+        return self.options.workdir
+
+    def without_refit(self) -> RunPlan:
+        """The plan of a search that takes the whole time budget (no refit phase follows)."""
+        options = dataclasses.replace(self.options, refit=False)
+        return dataclasses.replace(self, options=options, search_budget=self.budget, refit=False)
+
+    def for_worker(self, index: int, device: str) -> RunPlan:
+        """One local worker process's plan: its device, its sampler offset, log lines (no bar)."""
+        options = dataclasses.replace(self.options, device=device, worker_index=self.options.worker_index + index,
+                                      progress="log")
+        return dataclasses.replace(self, options=options, workers=1)
+
+    def study_args(self) -> str:
+        """The flags that name this run's stored study in the other verbs, shell-quoted, the storage
+        URL without its password."""
+        storage = "" if self.options.storage is None else f" --storage {shlex.quote(redact(self.storage_url))}"
+        workdir = "" if self.workdir == DEFAULT_WORKDIR else f" --workdir {shlex.quote(str(self.workdir))}"
+        return f"{shlex.join(study_flags(self.name, self.options.study))}{storage}{workdir}"
+
+
+def plan_run(opts: RunOptions, workers: int | None = 1, now: float | None = None) -> RunPlan:
+    """Check ``opts``, read and validate the study file once, and resolve the run's plan.
+
+    ``workers``: the trial processes on this machine (None: search/engine/workercount.py's default
+    for the device and the study's trials). A run without a start time (a library call) starts
+    ``now`` (default: the time of this call). Bad input raises ValueError with one line.
+    """
+    check_workdir(opts.workdir)
+    url = opts.storage_url
+    check_storage_url(url)
+    spec = _resolve_spec(opts)
+    if workers is None:
+        workers = default_workers(opts.device, spec.n_trials, opts.threads)
+    started = opts.started_at if opts.started_at is not None else (time.time() if now is None else now)
+    budget = time_budget(spec, opts.timeout_s, opts.n_trials, started)
+    refit = opts.refit and spec.refit.enabled
+    return RunPlan(
+        options=dataclasses.replace(opts, profile=spec.profile),
+        spec=spec,
+        name=opts.name or spec.name,
+        storage_url=url,
+        storage_settings=opts.storage_settings(),
+        budget=budget,
+        search_budget=search_part(budget, spec.refit.time_share) if refit else budget,
+        refit=refit,
+        workers=workers,
+    )
+
+
+def _resolve_spec(opts: RunOptions) -> StudySpec:
     """The study file for the run's device profile, with ``--seed`` and ``--n-trials`` applied."""
     device = resolve_device(opts.device)
     profile = opts.profile or ("gpu" if device.type == "cuda" else "cpu")

@@ -1,8 +1,9 @@
 """Running a study in this process: open or resume it, run trials until its budget of finished
 trials or its time budget is reached (search/engine/trialbudget.py, search/engine/budget.py), and summarise.
 
-``python -m search.run`` calls :func:`run_study` and :func:`print_summary`; so does each worker
-process of the local launcher (search/engine/launcher.py) and every benchmark that runs a study.
+``python -m search.run`` calls :func:`run_study` and :func:`print_summary` with the run's plan
+(``RunPlan``, search/engine/options.py); so does each worker process of the local launcher
+(search/engine/launcher.py) and every benchmark that runs a study.
 """
 
 from __future__ import annotations
@@ -15,16 +16,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.storage import records
-from search.engine.budget import TrialNeeds, run_outcome, run_time_budget
+from search.engine.budget import TrialNeeds, run_outcome
 from search.engine.checks import GaveUp
-from search.cli.studyargs import study_flags
 from search.engine.objective import Objective, TrialFailed
-from search.engine.options import RunOptions, resolve_spec
-from search.studyfile.spec import StudySpec
+from search.engine.options import RunOptions, RunPlan, plan_run
 from search.engine.prepare import open_study
 from search.engine.progress import run_watch
 from search.storage.reaper import WORKER_ATTR, reap_orphans, worker_tag
-from search.storage.backends import DEFAULT_WORKDIR, dashboard_command, redact
+from search.storage.backends import dashboard_command
 from search.engine.track import TrackCallback, open_tracker, view_command
 from search.engine.trialbudget import StopAtBudget, count_trials, fail_stale
 from search.storage.urls import PASSWORD_NOTE, has_password
@@ -32,15 +31,15 @@ from search.storage.urls import PASSWORD_NOTE, has_password
 log = logging.getLogger("search")
 
 
-def run_study(opts: RunOptions, spec: StudySpec | None = None) -> optuna.Study:
+def run_study(plan: RunPlan | RunOptions) -> optuna.Study:
     """Run trials until the study's budget of finished trials is reached, or its time budget
-    (search/engine/budget.py). ``spec`` is the study file ``opts`` resolved to (resolve_spec), read
-    once by the command and passed down; None reads it here."""
-    spec = spec or resolve_spec(opts)
-    budget = run_time_budget(opts, spec)
+    (search/engine/budget.py). ``plan``: the run's plan, resolved once by the command; options
+    alone (a library call, a benchmark) are resolved here, once, by ``plan_run``."""
+    plan = plan if isinstance(plan, RunPlan) else plan_run(plan)
+    opts, spec = plan.options, plan.spec
     study, study_data = open_study(
-        spec, opts.storage_url, opts.workdir, opts.data, opts.relabel, opts.name, opts.worker_index,
-        opts.storage_settings(),
+        spec, plan.storage_url, opts.workdir, opts.data, opts.relabel, opts.name, opts.worker_index,
+        plan.storage_settings,
     )
     reap_orphans(study)  # trials left RUNNING by a dead local worker (storages without heartbeat)
     remaining = spec.n_trials - count_trials(study)
@@ -54,7 +53,7 @@ def run_study(opts: RunOptions, spec: StudySpec | None = None) -> optuna.Study:
         log.info("study %s: the budget of %d trials is taken by %d finished and %d running trials; nothing to "
                  "start (pass --n-trials to run more)", study.study_name, spec.n_trials, count_trials(study), running)
         return study
-    watch = run_watch(study, spec.n_trials, budget, TrialNeeds.of(spec), opts.progress)
+    watch = run_watch(study, spec.n_trials, plan.search_budget, TrialNeeds.of(spec), opts.progress)
     objective = worker_objective(
         Objective(spec, study_data, opts.workdir, device=opts.device, augment_on=opts.augment_on, watch=watch),
         spec.n_trials,
@@ -115,40 +114,36 @@ def _note(study: optuna.Study, trial: FrozenTrial) -> None:
     records.save_study_note(study)
 
 
-def print_summary(study: optuna.Study, opts: RunOptions, spec: StudySpec | None = None) -> None:
+def print_summary(study: optuna.Study, plan: RunPlan) -> None:
     print()
     print(records.study_note(study, top=10))
-    for line in next_commands(study.study_name, opts):
+    for line in next_commands(plan):
         print(line)
-    ended = time_budget_message(study, opts, spec)  # the time budget ended the run: how many trials fit, how to run more
+    ended = time_budget_message(study, plan)  # the time budget ended the run: how many trials fit, how to run more
     if ended:
         print()
         print(ended)
 
 
-def time_budget_message(study: optuna.Study, opts: RunOptions, spec: StudySpec | None = None) -> str | None:
+def time_budget_message(study: optuna.Study, plan: RunPlan) -> str | None:
     """What ``print_summary`` adds when the time budget ended the run (None otherwise or without a start time)."""
-    if opts.started_at is None:
+    if plan.options.started_at is None:
         return None
-    spec = spec or resolve_spec(opts)
-    budget = run_time_budget(opts, spec)
-    return run_outcome(study, budget, spec.n_trials, TrialNeeds.of(spec)).message()
+    return run_outcome(study, plan.search_budget, plan.spec.n_trials, TrialNeeds.of(plan.spec)).message()
 
 
-def next_commands(name: str, opts: RunOptions) -> list[str]:
+def next_commands(plan: RunPlan) -> list[str]:
     """The "Next:" lines: shell-quoted, the storage URL without its password (and where it goes)."""
-    storage = "" if opts.storage is None else f" --storage {shlex.quote(redact(opts.storage_url))}"
-    workdir = "" if opts.workdir == DEFAULT_WORKDIR else f" --workdir {shlex.quote(str(opts.workdir))}"
-    study = f"{shlex.join(study_flags(name, opts.study))}{storage}{workdir}"
+    opts, name, study = plan.options, plan.name, plan.study_args()
     lines = [
         "Next:",
-        f"  dashboard: {dashboard_command(opts.storage_url, opts.workdir)}",
+        f"  dashboard: {dashboard_command(plan.storage_url, opts.workdir)}",
         f"  report:    python -m search.report {study}",
         f"  ensemble:  python -m search.ensemble {study}",
         f"  export:    python -m search.export {study} --out {shlex.quote(f'exports/{name}')}",
     ]
     if opts.track:
         lines.append(f"  tracker:   {view_command(opts.track, opts.workdir, opts.track_to)}")
-    if has_password(opts.storage_url):
+    if has_password(plan.storage_url):
         lines.append(f"  ({PASSWORD_NOTE})")
     return lines

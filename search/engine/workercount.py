@@ -24,6 +24,17 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def visible_gpus() -> list[str]:
+    """GPU ids this process may hand out: ``CUDA_VISIBLE_DEVICES`` if set, else all GPUs."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip()][:count]
+    return [str(i) for i in range(count)]
+
+
 def env_workers() -> int | None:
     value = os.environ.get(WORKERS_ENV, "").strip()
     if not value:
@@ -46,8 +57,6 @@ def default_workers(
     count = env_workers()
     if count is None:
         if gpus is None and device != "cpu":
-            from search.engine.launcher import visible_gpus
-
             gpus = len(visible_gpus())
         if device.startswith("cuda:"):
             count = 1

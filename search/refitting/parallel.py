@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial
 
 from search.engine.budget import RefitBudget
 from search.engine.launcher import WorkerSlot, _environment, plan_workers
-from search.engine.options import RunOptions
+from search.engine.options import RunPlan
 from search.refitting.progress import RefitProgress
 from search.refitting.store import RefitStore
 from search.refitting.train import (
@@ -58,7 +58,7 @@ def deal(jobs: list[FoldJob], workers: int) -> list[list[FoldJob]]:
 
 
 def refit_in_processes(
-    ctx: RefitContext, opts: RunOptions, trials: list[FrozenTrial], k: int, left: float | None, workers: int
+    ctx: RefitContext, plan: RunPlan, trials: list[FrozenTrial], k: int, left: float | None, workers: int
 ) -> list[dict[str, Any]]:
     """Train the missing fold models of ``trials`` of the study ``ctx`` opened in up to ``workers``
     processes within ``left`` seconds (None: no limit); the groups' reports, as ``refit_folds``
@@ -68,14 +68,14 @@ def refit_in_processes(
     jobs = [FoldJob(t.number, i) for t in trials for i in missing[t.number]]
     deadline = None if left is None else time.time() + left
     shares = deal(jobs, workers)
-    slots = plan_workers(len(shares), opts.device, threads=opts.threads)
+    slots = plan_workers(len(shares), plan.options.device, threads=plan.options.threads)
     level = logging.getLogger().getEffectiveLevel()
     spawn = multiprocessing.get_context("spawn")
     procs = []
     try:
         for slot, share in zip(slots, shares):
             with _environment(slot.env):  # a spawned process starts with the parent's environment
-                proc = spawn.Process(target=_refit_process, args=(opts, name, k, share, deadline, slot, level),
+                proc = spawn.Process(target=_refit_process, args=(plan, name, k, share, deadline, slot, level),
                                      name=f"refit-{slot.index}")
                 proc.start()
             procs.append(proc)
@@ -91,7 +91,8 @@ def refit_in_processes(
         log.error("refit: %s ended with an error (see above); the models they saved are kept", ", ".join(failed))
     reports = []
     for trial in trials:  # nothing left to train here: each group's state and out-of-fold score
-        report = refit_folds(ctx, trial, k, "best", RefitBudget(0.0), opts.device, opts.augment_on, folds=())
+        report = refit_folds(ctx, trial, k, "best", RefitBudget(0.0), plan.options.device, plan.options.augment_on,
+                             folds=())
         store = RefitStore(ctx.trials, trial.number)
         report["runs"] = [vars(ModelRun(f"fold {i}", 0.0, store.has_model(store.fold_dir(k, i))))
                           for i in missing[trial.number]]
@@ -100,7 +101,7 @@ def refit_in_processes(
 
 
 def _refit_process(
-    opts: RunOptions, name: str, k: int, jobs: list[FoldJob], deadline: float | None, slot: WorkerSlot, level: int
+    plan: RunPlan, name: str, k: int, jobs: list[FoldJob], deadline: float | None, slot: WorkerSlot, level: int
 ) -> None:
     """A spawned process: train ``jobs`` in order, each only if it fits before ``deadline``."""
     os.environ.update(slot.env)
@@ -111,13 +112,13 @@ def _refit_process(
     torch.set_num_threads(slot.threads)
     code = 0
     try:
-        ctx = open_refit(name, opts.storage_url, opts.workdir)
+        ctx = open_refit(name, plan.storage_url, plan.workdir)
         by_number = {t.number: t for t in choose_trials(ctx.study, sorted({j.trial for j in jobs}))}
         epochs = sum(refit_config(by_number[j.trial], "best").epochs for j in jobs)
         progress = RefitProgress(len(jobs), epochs, bar=False, stream=sys.stderr)  # N processes: log lines
         for job in jobs:
             budget = RefitBudget(None if deadline is None else deadline - time.time())
-            refit_folds(ctx, by_number[job.trial], k, "best", budget, slot.device, opts.augment_on, progress,
+            refit_folds(ctx, by_number[job.trial], k, "best", budget, slot.device, plan.options.augment_on, progress,
                         folds=(job.fold,))
     except KeyboardInterrupt:
         code = 130  # the model in training is not saved; the next run trains it

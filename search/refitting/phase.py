@@ -12,7 +12,9 @@ cuts is thrown away. A run with several trial processes trains as many fold mode
 as they finish, so a killed phase, or one that ran out of time, resumes when the same command runs again: only the missing models train.
 When no group fits, one line says so and the run ends as the search left it (exit 0):
 ``python -m search.export`` ships the search's best. ``--no-refit`` (or ``enabled = false``)
-skips the phase; ``python -m search.refit`` refits by hand.
+skips the phase; ``python -m search.refit`` refits by hand. Everything the phase needs (the study
+file's [refit] table, the time budget, storage, device, processes) comes from the run's plan
+(``RunPlan``, search/engine/options.py); it reads no study file.
 """
 
 from __future__ import annotations
@@ -26,9 +28,8 @@ from typing import TextIO
 
 from optuna.trial import FrozenTrial
 
-from search.engine.budget import RefitBudget, format_duration, run_time_budget
-from search.cli.studyargs import study_flags
-from search.engine.options import RunOptions, resolve_spec
+from search.engine.budget import RefitBudget, format_duration
+from search.engine.options import RunPlan
 from search.refitting.parallel import refit_in_processes
 from search.refitting.progress import refit_progress
 from search.refitting.store import RefitError
@@ -41,44 +42,35 @@ from search.refitting.train import (
     refit_folds,
     refit_table as table,
 )
-from search.storage.backends import DEFAULT_WORKDIR, redact
-from search.studyfile.spec import StudySpec
 
 log = logging.getLogger("search.refit")
 
 
 def refit_phase(
-    opts: RunOptions,
+    plan: RunPlan,
     verbose: bool = False,
     stream: TextIO | None = None,
     clock: Callable[[], float] = time.time,
-    workers: int = 1,
-    spec: StudySpec | None = None,
     search_on: Callable[[], int] | None = None,
 ) -> int:
-    """Refit the study's best trials on person folds in the time the run has left; the exit code
-    (0 also when nothing fit: the search's best ships; 130 when interrupted). ``workers``: the
-    search's local trial processes; as many train the fold models at once (search/refitting/parallel.py).
-    ``spec``: the study file the run resolved (resolve_spec), read again only when not given.
-    ``search_on``: when no fold group fits, the time left goes back to the search through it (its
-    exit code is returned), rather than idling."""
-    if not opts.refit:
+    """Refit the study's best trials on person folds in the time the run's plan has left; the exit
+    code (0 also when nothing fit: the search's best ships; 130 when interrupted). As many
+    processes as the plan's ``workers`` (the search's local trial processes) train the fold models
+    at once (search/refitting/parallel.py). ``search_on``: when no fold group fits, the time left
+    goes back to the search through it (its exit code is returned), rather than idling."""
+    if not plan.refit:
         return 0
-    spec = spec or resolve_spec(opts)
-    if not spec.refit.enabled:
-        return 0
-    budget = run_time_budget(opts, spec, now=clock(), search_only=False)
-    left = budget.left(clock())
-    name = opts.name or spec.name
-    k = spec.refit_folds
+    left = plan.budget.left(clock())
+    name = plan.name
+    k = plan.spec.refit_folds
     try:
-        ctx = open_refit(name, opts.storage_url, opts.workdir)
-        trials = choose_trials(ctx.study, top=spec.refit.top)
+        ctx = open_refit(name, plan.storage_url, plan.workdir)
+        trials = choose_trials(ctx.study, top=plan.spec.refit.top)
         if not trials:
             print("\nrefit: no complete trial to refit; the export ships what the search has.")
             return 0
         plans = [(t, fold_work(ctx, t, k)) for t in trials]
-        code = _run(ctx, plans, k, left, opts, name, stream, workers, search_on is not None)
+        code = _run(ctx, plans, k, left, plan, stream, search_on is not None)
     except KeyboardInterrupt:
         log.warning("interrupted: the fold models done are kept; run the same command to train the rest")
         return 130
@@ -95,10 +87,8 @@ def _run(
     plans: list[tuple[FrozenTrial, Work]],
     k: int,
     left: float | None,
-    opts: RunOptions,
-    name: str,
+    plan: RunPlan,
     stream: TextIO | None,
-    workers: int = 1,
     search_goes_on: bool = False,
 ) -> int | None:
     """Train the fold groups that fit in ``left`` seconds, best trial first; the exit code, or None
@@ -106,14 +96,14 @@ def _run(
     budget = RefitBudget(left)
     chosen = []
     spent = 0.0
-    lanes = max(1, workers)  # processes training fold models side by side
+    lanes = max(1, plan.workers)  # processes training fold models side by side
     models = 0
     for trial, work in plans:  # best first: a group starts only if its missing models fit
         if left is None or side_by_side(spent + work.seconds, models + work.models, lanes) <= left:
             chosen.append((trial, work))
             spent += work.seconds
             models += work.models
-    hand = _by_hand(opts, name, plans, k)
+    hand = _by_hand(plan, plans, k)
     if not chosen:
         trial, work = plans[0]
         time_left, need = format_duration(max(0.0, left or 0.0)), format_duration(work.seconds)
@@ -135,12 +125,13 @@ def _run(
         f"(about {format_duration(expected)} at the trials' pace; {models} model(s) to train{side})"
     )
     if processes > 1:
-        reports = refit_in_processes(ctx, opts, [t for t, _ in chosen], k, left, processes)
+        reports = refit_in_processes(ctx, plan, [t for t, _ in chosen], k, left, processes)
     else:
         reports = []
         with progress.showing():
             for trial, _ in chosen:
-                reports.append(refit_folds(ctx, trial, k, "best", budget, opts.device, opts.augment_on, progress))
+                reports.append(refit_folds(ctx, trial, k, "best", budget, plan.options.device,
+                                           plan.options.augment_on, progress))
     print(table(reports))
     unfinished = [r["trial"] for r in reports if not r["complete"]]
     if unfinished:
@@ -152,7 +143,7 @@ def _run(
     skipped = [t.number for t, _ in plans if all(t.number != c.number for c, _ in chosen)]
     if skipped:
         print(f"refit: trial(s) {skipped} did not fit in the time left; refit them by hand: {hand}")
-    print(f"Next: python -m search.export {_study_args(opts, name)} --out {shlex.quote(f'exports/{name}')} "
+    print(f"Next: python -m search.export {plan.study_args()} --out {shlex.quote(f'exports/{plan.name}')} "
           "ships the best candidate set, fold groups included (python -m search.ensemble shows why)")
     return 0
 
@@ -165,12 +156,6 @@ def side_by_side(seconds: float, models: int, lanes: int) -> float:
     return math.ceil(models / max(1, lanes)) * seconds / models
 
 
-def _study_args(opts: RunOptions, name: str) -> str:
-    storage = "" if opts.storage is None else f" --storage {shlex.quote(redact(opts.storage_url))}"
-    workdir = "" if opts.workdir == DEFAULT_WORKDIR else f" --workdir {shlex.quote(str(opts.workdir))}"
-    return f"{shlex.join(study_flags(name, opts.study))}{storage}{workdir}"
-
-
-def _by_hand(opts: RunOptions, name: str, plans: list[tuple[FrozenTrial, Work]], k: int) -> str:
+def _by_hand(plan: RunPlan, plans: list[tuple[FrozenTrial, Work]], k: int) -> str:
     numbers = " ".join(str(t.number) for t, _ in plans)
-    return f"python -m search.refit {_study_args(opts, name)} --trials {numbers} --folds {k}"
+    return f"python -m search.refit {plan.study_args()} --trials {numbers} --folds {k}"

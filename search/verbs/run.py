@@ -28,9 +28,9 @@ import optuna
 from runners.devices import AUGMENT_PLACES
 from search.cli import positive_int
 from search.engine.budget import process_started_at
-from search.engine.checks import GaveUp, check_workdir
+from search.engine.checks import GaveUp
 from search.engine.launcher import run_local_workers
-from search.engine.options import RunOptions, resolve_spec
+from search.engine.options import RunOptions, RunPlan, plan_run
 from search.engine.prepare import StudyMismatchError
 from search.refitting.phase import refit_phase
 from search.engine.runstudy import print_summary, run_study
@@ -40,14 +40,12 @@ from search.storage.backends import DEFAULT_WORKDIR, STORAGE_ERRORS, storage_err
 from search.common.threads import set_torch_threads
 from search.engine.tracebackfilter import quiet_expected_tracebacks
 from search.engine.track import add_track_args
-from search.engine.workercount import default_workers
-from search.storage.forms import check_storage_url
-from search.studyfile.spec import StudySpec
 
 SUMMARY = "create or resume a study and run its trials"
 
 # The command line only (its docstring is the --help text): the run itself is search/engine/runstudy.py,
-# its options search/engine/options.py, the local launcher search/engine/launcher.py.
+# its options and the plan they resolve to search/engine/options.py, the local launcher
+# search/engine/launcher.py.
 log = logging.getLogger("search")
 
 
@@ -101,28 +99,35 @@ def setup_run_logging(verbose: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.INFO)
 
 
-def execute(opts: RunOptions, workers: int | None = 1, verbose: bool = False, spec: StudySpec | None = None) -> int:
+def execute(opts: RunOptions, workers: int | None = 1, verbose: bool = False) -> int:
     """Run the study in this process, or in ``workers`` local processes (None: the default count,
     search/engine/workercount.py); returns the exit code.
 
-    Problems a user can fix (bad data, a malformed study file, a study made on other data, an
-    unreachable storage) end in one logged line rather than a traceback (``-v`` adds it).
+    The options are resolved once into the run's plan (``plan_run``: the study file read and
+    validated once), which every later step reads. Problems a user can fix (bad data, a malformed
+    study file, a study made on other data, an unreachable storage) end in one logged line rather
+    than a traceback (``-v`` adds it).
     """
     try:
-        check_workdir(opts.workdir)
-        check_storage_url(opts.storage_url)
-        spec = spec or resolve_spec(opts)  # the study file, read and validated once for the whole run
-        if workers is None:
-            workers = default_workers(opts.device, spec.n_trials, opts.threads)
-            log.debug("%d trial process(es) on this machine (search/engine/workercount.py)", workers)
-        def search_on() -> int:  # no fold group fits: the search takes the rest of the time budget
-            return execute(dataclasses.replace(opts, refit=False), workers, verbose, spec)
+        plan = plan_run(opts, workers)
+    except ValueError as exc:
+        log.error("%s", exc, exc_info=verbose)
+        return 2
+    log.debug("%d trial process(es) on this machine (search/engine/workercount.py)", plan.workers)
+    return execute_plan(plan, verbose)
 
-        if workers > 1:
-            return run_local_workers(opts, workers, spec) or refit_phase(
-                opts, verbose, workers=workers, spec=spec, search_on=search_on)
-        log.debug("torch uses %d intra-op threads", set_torch_threads(opts.threads))
-        study = run_study(opts, spec)
+
+def execute_plan(plan: RunPlan, verbose: bool = False) -> int:
+    """``execute`` for a resolved plan: the search, then the study file's [refit] phase."""
+
+    def search_on() -> int:  # no fold group fits: the search takes the rest of the time budget
+        return execute_plan(plan.without_refit(), verbose)
+
+    try:
+        if plan.workers > 1:
+            return run_local_workers(plan) or refit_phase(plan, verbose, search_on=search_on)
+        log.debug("torch uses %d intra-op threads", set_torch_threads(plan.options.threads))
+        study = run_study(plan)
     except KeyboardInterrupt:
         log.warning("interrupted: a running trial is marked failed; run the same command to resume")
         return 130
@@ -133,10 +138,10 @@ def execute(opts: RunOptions, workers: int | None = 1, verbose: bool = False, sp
         log.error("%s", exc)
         return 1
     except STORAGE_ERRORS as exc:  # unreachable, or a user without rights on the tables
-        log.error("%s", storage_error(opts.storage_url, exc))
+        log.error("%s", storage_error(plan.storage_url, exc))
         return 1
-    print_summary(study, opts, spec)
-    return refit_phase(opts, verbose, spec=spec, search_on=search_on)  # the study file's [refit]
+    print_summary(study, plan)
+    return refit_phase(plan, verbose, search_on=search_on)  # the study file's [refit]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

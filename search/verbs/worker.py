@@ -24,11 +24,11 @@ import logging
 import sys
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
 
 from search.engine.launcher import check_concurrent_storage
 from search.storage.reaper import worker_tag
-from search.run import build_parser, execute, options_from_args, setup_run_logging
+from search.engine.options import plan_run
+from search.run import build_parser, execute_plan, options_from_args, setup_run_logging
 from search.storage.secretfilter import hide_secrets
 from search.engine.signals import install_interrupt_handlers
 from search.engine.tracebackfilter import quiet_expected_tracebacks
@@ -73,17 +73,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     hide_secrets(opts.storage_url)
     quiet_expected_tracebacks()
+    workers = args.workers or default_workers(opts.device, threads=opts.threads)  # one per core or GPU
     try:
-        check_concurrent_storage(
-            opts.storage_url, opts.workdir, opts.name or Path(opts.study).stem, "python -m search.worker"
-        )
+        plan = plan_run(opts, workers)  # the study file, read and validated once for the whole run
+    except ValueError as exc:
+        log.error("%s", exc, exc_info=args.verbose)
+        return 2
+    try:
+        check_concurrent_storage(plan.storage_url, plan.workdir, plan.name, "python -m search.worker")
     except ValueError as exc:
         parser.error(str(exc))
-    workers = args.workers or default_workers(opts.device, threads=opts.threads)  # one per core or GPU
     if workers == 1:  # with N > 1 the launcher handles signals and each child is a worker
         install_interrupt_handlers()
-        log.info("worker %s joining study %s (worker index %d)", worker_tag(), opts.name or opts.study, opts.worker_index)
-    return execute(opts, workers, verbose=args.verbose)
+        log.info("worker %s joining study %s (worker index %d)", worker_tag(), plan.name, opts.worker_index)
+    return execute_plan(plan, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,10 @@ from search.engine.budget import (
     process_started_at,
     requeue,
     run_outcome,
-    run_time_budget,
     time_budget,
     trial_pace,
 )
-from search.engine.options import RunOptions
+from search.engine.options import RunOptions, plan_run
 from search.ensembling.candidates import load_candidates
 from search.run import build_parser, execute, options_from_args
 from search.storage.trialstore import TrialStore
@@ -82,10 +81,9 @@ def test_the_command_line_counts_from_the_process_start() -> None:
     assert started <= before and before - started < 3600  # this test process started earlier, not now
     opts = options_from_args(build_parser().parse_args(["--study", "age_cutoff", "--timeout", "120"]))
     assert opts.started_at is not None and abs(opts.started_at - started) < 1.0
-    spec = load_study_spec("age_cutoff", "cpu")
-    assert run_time_budget(opts, spec, search_only=False) == TimeBudget(120.0, opts.started_at, "--timeout")
+    assert plan_run(opts).budget == TimeBudget(120.0, opts.started_at, "--timeout")
     # a library call without a start time counts from the call
-    assert run_time_budget(RunOptions(study="age_cutoff"), load_study_spec("age_cutoff"), now=T0).started_at == T0
+    assert plan_run(RunOptions(study="age_cutoff", device="cpu"), now=T0).budget.started_at == T0
 
 
 def test_the_refit_phase_keeps_its_share_of_the_time_budget() -> None:
@@ -93,17 +91,22 @@ def test_the_refit_phase_keeps_its_share_of_the_time_budget() -> None:
     --no-refit gives the search all of it, and a run without a time budget has no share to keep."""
     spec = load_study_spec("age_cutoff", "cpu")
     assert spec.refit.enabled and spec.refit.time_share == 0.45
-    opts = options_from_args(build_parser().parse_args(["--study", "age_cutoff", "--timeout", "120"]))
-    assert opts.refit
-    search = run_time_budget(opts, spec)
-    assert search.seconds == pytest.approx(66.0) and search.started_at == opts.started_at
+    def plan(*flags: str):
+        return plan_run(options_from_args(build_parser().parse_args(["--study", "age_cutoff", "--device", "cpu",
+                                                                     *flags])))
+
+    run = plan("--timeout", "120")
+    assert run.options.refit and run.refit
+    search = run.search_budget
+    assert search.seconds == pytest.approx(66.0) and search.started_at == run.options.started_at
     assert "the search's 55% of 2 min" in search.source
-    assert run_time_budget(opts, spec, search_only=False).seconds == 120.0
-    whole = options_from_args(build_parser().parse_args(["--study", "age_cutoff", "--timeout", "120", "--no-refit"]))
-    assert run_time_budget(whole, spec) == TimeBudget(120.0, whole.started_at, "--timeout")
-    endless = options_from_args(build_parser().parse_args(["--study", "age_cutoff", "--n-trials", "3"]))
-    assert run_time_budget(endless, spec).seconds is None
-    assert run_time_budget(RunOptions(study="age_cutoff"), spec, now=T0).seconds == 480.0  # library calls: no refit
+    assert run.budget.seconds == 120.0  # the whole run's: the refit phase has what the search leaves
+    assert run.without_refit().search_budget == run.budget and not run.without_refit().refit
+    whole = plan("--timeout", "120", "--no-refit")
+    assert not whole.refit and whole.search_budget == TimeBudget(120.0, whole.options.started_at, "--timeout")
+    assert plan("--n-trials", "3").search_budget.seconds is None
+    library = plan_run(RunOptions(study="age_cutoff", device="cpu"), now=T0)  # library calls: no refit
+    assert not library.refit and library.search_budget.seconds == 480.0
 
 
 def test_format_duration() -> None:

@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.engine.launcher import default_journal_url, plan_workers, run_local_workers, visible_gpus
-from search.engine.options import RunOptions
+from search.engine.options import RunOptions, plan_run
 from tests.support.workers import (
     REPO,
     finished,
@@ -132,7 +132,7 @@ def test_two_local_workers_share_the_study_stop_on_sigterm_and_resume(bench: Pat
     before_resume = {t.number for t in study.trials}  # a trial may have finished before the signal
 
     code = run_local_workers(
-        RunOptions(study="smoke", data=bench, workdir=workdir, device="cpu", n_trials=4), 2
+        plan_run(RunOptions(study="smoke", data=bench, workdir=workdir, device="cpu", n_trials=4), workers=2)
     )
     assert code == 0
     study = open_study_view(url, "smoke")

@@ -52,7 +52,7 @@ def test_the_environment_replaces_the_rule(monkeypatch: pytest.MonkeyPatch) -> N
 def _launches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """What search.run hands the local launcher (nothing trains)."""
     seen: list[int] = []
-    monkeypatch.setattr(run, "run_local_workers", lambda opts, n, spec=None: seen.append(n) or 0)
+    monkeypatch.setattr(run, "run_local_workers", lambda plan: seen.append(plan.workers) or 0)
     return seen
 
 
@@ -73,7 +73,7 @@ def test_search_run_with_threads_alone_runs_one_process_as_before(
     monkeypatch.setattr(workercount, "usable_cores", lambda: 4)
     seen = _launches(monkeypatch)
     ran: list[int | None] = []
-    monkeypatch.setattr(run, "run_study", lambda opts, spec=None: ran.append(opts.threads))
-    monkeypatch.setattr(run, "print_summary", lambda study, opts, spec=None: None)
+    monkeypatch.setattr(run, "run_study", lambda plan: ran.append(plan.options.threads))
+    monkeypatch.setattr(run, "print_summary", lambda study, plan: None)
     assert run.main(["--study", "smoke", "--device", "cpu", "--workdir", str(tmp_path), "--threads", "1"]) == 0
     assert seen == [] and ran == [1], "one process in this one, no launcher"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import optuna
 
-from search.engine.options import RunOptions
+from search.engine.options import RunOptions, plan_run
 from search.refitting.parallel import FoldJob, deal, missing_folds, refit_in_processes
 from search.refitting.store import RefitStore
 from search.refitting.train import open_refit
@@ -23,14 +23,14 @@ def test_two_processes_train_the_missing_folds_and_skip_what_does_not_fit(refit_
     best = optuna.load_study(study_name=refit_study.name, storage=refit_study.storage).best_trial
     store = RefitStore(refit_study.store, best.number)
     assert missing_folds(ctx, best, 2) == [0, 1] and (store.folds_dir(2) / "plan.json").is_file()
-    opts = RunOptions(study=str(refit_study.workdir / "refit.toml"), name=refit_study.name,
-                      storage=refit_study.storage, workdir=refit_study.workdir, device="cpu")
+    plan = plan_run(RunOptions(study=str(refit_study.workdir / "refit.toml"), name=refit_study.name,
+                               storage=refit_study.storage, workdir=refit_study.workdir, device="cpu"))
 
-    [report] = refit_in_processes(ctx, opts, [best], 2, 0.0, workers=2)  # no time: nothing fits
+    [report] = refit_in_processes(ctx, plan, [best], 2, 0.0, workers=2)  # no time: nothing fits
     assert report["folds_done"] == 0 and not report["complete"]
     assert [r["trained"] for r in report["runs"]] == [False, False]
 
-    [report] = refit_in_processes(ctx, opts, [best], 2, None, workers=2)  # no limit: one fold each
+    [report] = refit_in_processes(ctx, plan, [best], 2, None, workers=2)  # no limit: one fold each
     assert report["complete"] and report["folds_done"] == 2 and 0.0 <= report["oof_macro_f1"] <= 1.0
     assert [r["trained"] for r in report["runs"]] == [True, True]
     assert missing_folds(ctx, best, 2) == []

@@ -4,15 +4,17 @@ resumed after a kill, skipped in one line when no group fits; and the whole comm
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
 import pytest
 
+import search.engine.options as options_module
 import search.refitting.train as train_module
 from search.ensembling.candidates import load_candidates
 from search.ensembling.procedure import run_procedure
-from search.engine.options import RunOptions
+from search.engine.options import RunOptions, RunPlan, plan_run
 from search.refitting.phase import refit_phase
 from search.refitting.store import RefitStore
 from search.run import main as run_main
@@ -21,10 +23,10 @@ from search.studyfile.parse import StudyFileError, load_study_spec
 REFIT = "\n[refit]\nenabled = true\ntop = 1\nfolds = 2\n"
 
 
-def _options(refit_study, tmp_path: Path, timeout_s: float | None = None, table: str = REFIT) -> RunOptions:
+def _options(refit_study, tmp_path: Path, timeout_s: float | None = None, table: str = REFIT) -> RunPlan:
     toml = tmp_path / "phase.toml"
     toml.write_text((refit_study.workdir / "refit.toml").read_text() + table)
-    return RunOptions(
+    return plan_run(RunOptions(
         study=str(toml),
         name=refit_study.name,
         storage=refit_study.storage,
@@ -33,7 +35,7 @@ def _options(refit_study, tmp_path: Path, timeout_s: float | None = None, table:
         timeout_s=timeout_s,
         started_at=time.time(),
         refit=True,
-    )
+    ))
 
 
 def _best(refit_study) -> int:
@@ -113,9 +115,7 @@ def test_when_no_fold_group_fits_the_time_left_goes_back_to_the_search(
 def test_off_in_the_study_file_or_by_flag_does_nothing(refit_study, tmp_path: Path, capsys, table: str) -> None:
     assert refit_phase(_options(refit_study, tmp_path, table=table)) == 0
     opts = _options(refit_study, tmp_path)
-    from dataclasses import replace
-
-    assert refit_phase(replace(opts, refit=False)) == 0  # --no-refit
+    assert refit_phase(plan_run(replace(opts.options, refit=False))) == 0  # --no-refit
     assert capsys.readouterr().out == ""
     assert not RefitStore(refit_study.store, _best(refit_study)).root.exists()
 
@@ -146,13 +146,22 @@ def test_age_cutoff_refits_in_both_profiles() -> None:
 
 
 @pytest.mark.slow
-def test_search_run_searches_then_refits(tiny_bench: Path, tmp_path: Path, capsys) -> None:
+def test_search_run_searches_then_refits(tiny_bench: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     text = (Path(__file__).resolve().parents[3] / "studies" / "smoke.toml").read_text()
     toml = tmp_path / "smokefolds.toml"
     toml.write_text(text.replace("epochs = 3", "epochs = 1") + REFIT)
     workdir = tmp_path / "runs"
     args = ["--study", str(toml), "--data", str(tiny_bench), "--workdir", str(workdir), "--device", "cpu"]
+    reads: list[str] = []
+    real_load = options_module.load_study_spec
+
+    def load_study_spec(path, *rest, **named):
+        reads.append(str(path))
+        return real_load(path, *rest, **named)
+
+    monkeypatch.setattr(options_module, "load_study_spec", load_study_spec)
     assert run_main([*args, "--n-trials", "2"]) == 0
+    assert reads == [str(toml)], "the study file is read once, into the run's plan, for the search and the refit"
     out = capsys.readouterr().out
     assert "refit: 1 trial(s) on 2 person folds" in out and "Next: python -m search.export" in out
     study = optuna.load_study(study_name="smokefolds", storage=f"sqlite:///{workdir / 'studies.db'}")
@@ -178,7 +187,7 @@ def test_with_two_processes_the_phase_trains_the_missing_fold_models_side_by_sid
     first = (store.fold_dir(3, 0) / "weights.safetensors").stat().st_mtime_ns
     capsys.readouterr()
 
-    assert refit_phase(opts, workers=2) == 0  # folds 1 and 2, one in each spawned process
+    assert refit_phase(replace(opts, workers=2)) == 0  # folds 1 and 2, one in each spawned process
     out = capsys.readouterr().out
     assert "2 model(s) to train in 2 processes" in out
     assert all(store.has_model(store.fold_dir(3, i)) for i in range(3))

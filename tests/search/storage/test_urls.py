@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search.engine.options import RunOptions
+from search.engine.options import RunOptions, plan_run
 from search.run import main
 from search.storage.backends import dashboard_command, open_storage, redact, url_secrets
 from search.storage.forms import check_storage_url
@@ -89,8 +89,7 @@ def test_next_commands_are_quoted_and_work_without_the_password(tmp_path: Path) 
 
     workdir = tmp_path / "my runs"
     url = "postgresql://automl@db/studies?password=Secret1"
-    opts = RunOptions(study="smoke", storage=url, workdir=workdir)
-    lines = next_commands("my study", opts)
+    lines = next_commands(plan_run(RunOptions(study="smoke", name="my study", storage=url, workdir=workdir)))
     text = "\n".join(lines)
     assert "Secret1" not in text and "***" not in text
     assert "~/.pgpass" in text and "PGPASSWORD" in text
@@ -106,7 +105,7 @@ def test_next_commands_are_quoted_and_work_without_the_password(tmp_path: Path) 
 def test_a_url_without_a_password_gets_no_note(tmp_path: Path) -> None:
     from search.engine.runstudy import next_commands
 
-    lines = next_commands("smoke", RunOptions(study="smoke", storage=f"sqlite:///{tmp_path}/s.db", workdir=tmp_path))
+    lines = next_commands(plan_run(RunOptions(study="smoke", storage=f"sqlite:///{tmp_path}/s.db", workdir=tmp_path)))
     assert not any("PGPASSWORD" in line for line in lines)
     check_storage_url(f"sqlite:///{tmp_path}/s.db")  # accepted
 

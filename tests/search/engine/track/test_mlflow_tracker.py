@@ -84,12 +84,12 @@ def test_the_ensemble_is_one_more_run_with_the_scores_search_ensemble_saved(trac
 
 
 def test_the_next_lines_say_how_to_view_the_runs(tmp_path: Path) -> None:
-    from search.engine.options import RunOptions
+    from search.engine.options import RunOptions, plan_run
     from search.engine.runstudy import next_commands
 
-    lines = next_commands("smoke", RunOptions(study="smoke", workdir=tmp_path, track="mlflow"))
+    lines = next_commands(plan_run(RunOptions(study="smoke", workdir=tmp_path, track="mlflow")))
     assert f"  tracker:   mlflow ui --backend-store-uri {default_uri(tmp_path)}" in lines
-    lines = next_commands("smoke", RunOptions(study="smoke", workdir=tmp_path, track="wandb"))
+    lines = next_commands(plan_run(RunOptions(study="smoke", workdir=tmp_path, track="wandb")))
     assert any(line.startswith(f"  tracker:   wandb sync {tmp_path / 'wandb'}/offline-run-*") for line in lines)
 
 
