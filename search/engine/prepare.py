@@ -153,6 +153,7 @@ def open_study(
             workdir=str(Path(workdir).resolve()),
             description=spec.description,
             pruning_signal=spec.pruner.signal,
+            folds=spec.split.folds,
         ).write(study)
         # Only here, at creation: a resumed study (even one made before enqueue existed) gets none.
         if enqueue_known_good(study, spec):

@@ -34,6 +34,7 @@ class StudyAttrs:
     workdir: str | None = None  # where its checkpoints and caches live (search.storage.trialstore)
     description: str = ""
     pruning_signal: str = "macro_f1"  # studies from before [pruner] signal existed reported macro-F1
+    folds: int | None = None  # the study file's [split] folds at creation (None: a study from before the record)
 
     def write(self, study: optuna.Study) -> None:
         """Record every field in ``study``'s user attributes, the fingerprint last."""
@@ -88,6 +89,10 @@ class StudyAttrs:
             if not isinstance(value, str):
                 raise _bad(study, name, value, "a string")
             values[name] = value
+        folds = attrs.get("folds")
+        if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 0):
+            raise _bad(study, "folds", folds, "a whole number >= 0 or null")
+        values["folds"] = folds
         return cls(**values)
 
 

@@ -6,6 +6,10 @@ The out-of-fold predictions score the trial honestly over every person. A killed
 time-limited refit is resumed by running the same command: only the missing models train.
 ``python -m search.ensemble`` and ``python -m search.export`` then take the fold groups as
 members and the all-people weights in place of their trials' checkpoints.
+
+What the refit needs of the study (its data, split, work folder, and K for a bare ``--folds``)
+comes from what the stored study recorded when ``search.run`` created it (``StudyAttrs``), not
+from the study file as it is now: an edited study file does not change what a study's refit is.
 """
 
 from __future__ import annotations
@@ -75,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def study_folds(ctx: RefitContext, study_file: Path | None = None) -> int:
-    """``[split] folds`` of ``study_file`` (--study), else of the one the study recorded (0 when unset)."""
+    """K for a bare ``--folds``: the ``[split] folds`` the stored study recorded at its creation (0
+    when unset), which wins over its study file as it is now. Only a study recorded before that
+    record existed reads it from ``study_file`` (--study), else from the file the study recorded."""
+    if ctx.attrs.folds is not None:
+        return ctx.attrs.folds
     from search.studyfile.parse import load_study_spec
 
     path = str(study_file) if study_file is not None else ctx.attrs.study_file
@@ -97,6 +105,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     k = args.folds
     if k == 0:
         k = study_folds(ctx, ref.study_file)
+        if k == 0 and ctx.attrs.folds is not None:
+            raise RefitError(
+                f"study {ref.name!r} was created from a study file with no [split] folds "
+                f"({ctx.attrs.study_file}); pass --folds K (K >= 2)."
+            )
         if k == 0:
             raise RefitError(
                 f"{ctx.attrs.study_file} sets no [split] folds; add folds = K (K >= 2) "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import optuna
 
 from runners.metrics import macro_f1
 from search.refit import main
@@ -43,3 +44,23 @@ def test_folds_cover_every_person_once_and_score_out_of_fold(refit_study, capsys
     assert f"{summary['oof_macro_f1']:.4f}" in out
     config = json.loads((store.fold_dir(3, 0) / "config.json").read_text())
     assert config["epochs"] == 2 and config["backbone"] == "test_resnet"  # best epoch of a 2-epoch trial
+
+
+def test_a_bare_folds_takes_k_from_the_stored_study_not_from_its_edited_study_file(refit_study, caplog) -> None:
+    """search.run records [split] folds in the study at its creation; the study file edited since
+    (here to folds = 3, or to none) does not change what the stored study's refit is."""
+    from search.refit import study_folds
+    from search.refitting.train import open_refit
+
+    study = optuna.load_study(study_name=refit_study.name, storage=refit_study.storage)
+    assert study_folds(open_refit(refit_study.name, refit_study.storage)) == 3  # recorded before: the file's
+    study.set_user_attr("folds", 2)
+    assert study_folds(open_refit(refit_study.name, refit_study.storage)) == 2
+    path = refit_study.workdir / "refit.toml"
+    path.write_text(path.read_text().replace("folds = 3\n", ""))  # still 2: the study's record wins
+    assert study_folds(open_refit(refit_study.name, refit_study.storage), path) == 2
+    study.set_user_attr("folds", 0)
+    args = ["--name", refit_study.name, "--storage", refit_study.storage, "--trials", "0", "--folds"]
+    assert main(args) == 2
+    assert f"study {refit_study.name!r} was created from a study file with no [split] folds" in caplog.text
+    assert not RefitStore(refit_study.store, 0).root.exists()
