@@ -33,6 +33,7 @@ def test_a_new_study_records_its_data_and_split_and_saves_the_validation_rows(
     assert attrs.data_root == str(tiny_bench.resolve()) and attrs.workdir == str(tmp_path.resolve())
     assert (attrs.study_file, attrs.profile, attrs.pruning_signal) == (str(spec.path), "cpu", "macro_f1")
     assert attrs.description == spec.description and attrs.relabel is None
+    assert attrs.folds == spec.split.folds == 0  # what search.refit --folds takes K from
     people = sd.data.images["person"].to_numpy().astype(str)
     assert set(people[sd.val_rows]) == set(sd.split.val_people)
     assert set(people[sd.train_rows]) == set(sd.split.train_people)
@@ -45,10 +46,10 @@ def test_a_resumed_study_keeps_its_split_even_when_the_study_file_changes_it(
     spec: StudySpec, tmp_path: Path, tiny_bench: Path
 ) -> None:
     _, first = _open(spec, tmp_path, tiny_bench)
-    reseeded = dataclasses.replace(spec, split=SplitSpec(val_fraction=0.5, seed=7))
+    reseeded = dataclasses.replace(spec, split=SplitSpec(val_fraction=0.5, seed=7, folds=4))
     study, again = _open(reseeded, tmp_path, tiny_bench)
     assert again.split == first.split and np.array_equal(again.val_rows, first.val_rows)
-    assert StudyAttrs.read(study).split == first.split
+    assert StudyAttrs.read(study).split == first.split and StudyAttrs.read(study).folds == 0
 
 
 def test_a_study_is_not_resumed_on_other_data(spec: StudySpec, tmp_path: Path, tiny_bench: Path) -> None:
