@@ -308,3 +308,13 @@ def test_a_refit_budget_counts_down_from_its_creation_and_fits_what_the_time_lef
     assert budget.left() == 30.0 and not budget.fits(31.0)
     endless = RefitBudget(None, clock=lambda: now[0])
     assert endless.left() == float("inf") and endless.fits(1e12)
+
+
+def test_a_local_worker_s_plan_is_the_launcher_s_with_its_own_device_index_and_log_lines(tmp_path: Path) -> None:
+    plan = plan_run(RunOptions(study="smoke", device="auto", profile="cpu", workdir=tmp_path, worker_index=5),
+                    workers=2)
+    child = plan.for_worker(1, "cpu")
+    assert (child.options.device, child.options.worker_index, child.options.progress) == ("cpu", 6, "log")
+    assert child.spec is plan.spec and child.budget == plan.budget and child.storage_url == plan.storage_url
+    assert child.workers == 1 and plan.name == "smoke"
+    assert plan.storage_url == f"sqlite:///{tmp_path / 'studies.db'}"  # the default, resolved once
