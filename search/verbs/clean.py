@@ -38,6 +38,7 @@ from search.data.cache import remove_stale_temps
 from search.common.optuna_compat import stored_study_id, study_storage
 from search.studyfile.parse import StudyFileError, StudySpec, cache_sizes, load_study_spec
 from search.storage.study_attrs import StudyAttrs
+from search.storage.trial_attrs import TrialAttrs
 from search.storage.trialstore import TrialStore, not_a_trial_folder
 
 SUMMARY = "list, and with --yes remove, what a study no longer needs"
@@ -104,7 +105,7 @@ def used_cache_sizes(storage: optuna.storages.BaseStorage, spec: StudySpec | Non
     used: set[CacheSize] = set()
     for summary in storage.get_all_studies():
         for trial in storage.get_all_trials(stored_study_id(summary), deepcopy=False):
-            config = trial.user_attrs.get("config")
+            config = TrialAttrs.read(trial).config
             if isinstance(config, dict) and {"height", "width", "crop"} <= set(config):
                 used.add((int(config["height"]), int(config["width"]), str(config["crop"])))
     if spec is not None:
