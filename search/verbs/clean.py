@@ -195,12 +195,17 @@ def remove(removals: Sequence[Removal]) -> int:
     return freed
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.clean", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_study_args(p)
     p.add_argument("--keep-top", type=int, help="trials to keep (default: the study file's keep_top)")
     p.add_argument("--yes", action="store_true", help="remove; without it nothing is deleted")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     setup_logging(quiet_level=logging.INFO)
     if args.keep_top is not None and args.keep_top < 0:

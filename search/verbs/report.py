@@ -293,7 +293,7 @@ def write_report(study: optuna.Study, out: Path, galleries: Sequence[Gallery] = 
     return write_text(out, "\n".join(parts))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.report", description=__doc__)
     add_study_args(p)
     p.add_argument("--out", type=Path, help="HTML file (default: <workdir>/reports/<name>.html)")
@@ -305,7 +305,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "0: no pictures)")
     p.add_argument("--per-pair", type=int, default=PER_PAIR, metavar="N",
                    help=f"wrong photos shown per pair, most confident first (default {PER_PAIR})")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging(quiet_level=logging.INFO)
     if args.error_pairs < 0 or args.per_pair < 1:
         print(f"error: --error-pairs must be >= 0 and --per-pair >= 1 but got {args.error_pairs} and "
