@@ -35,7 +35,6 @@ class Head:
     """One head; the torch functions get the logits and the module holding ``constants`` as buffers."""
 
     name: str
-    summary: str  # one line: what the head's logits are
     outputs: int  # logits the backbone's classifier gives
     class_scores: Callable[[Any, Any], Any]  # (logits, constants) -> (N, 18) scores; their softmax: the probabilities
     # from the trial's age_cutoff: arrays become buffers (they follow the model's device), ints attributes
@@ -57,5 +56,6 @@ HEADS: Registry[Head] = Registry("head")
 
 # Every module of this package registers its head: single (the default), multi and ordinal first,
 # so that listings and messages name them in that order, then any others by name.
-for _module in dict.fromkeys(["single", "multi", "ordinal", *sorted(m.name for m in pkgutil.iter_modules(__path__))]):
+_FIRST = ["single", "multi", "ordinal"]
+for _module in dict.fromkeys([*_FIRST, *sorted(m.name for m in pkgutil.iter_modules(__path__))]):
     importlib.import_module(f"{__name__}.{_module}")

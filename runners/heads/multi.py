@@ -37,7 +37,6 @@ def _class_scores(logits: Any, c: Any) -> Any:
 
 HEADS.add("multi", Head(
     name="multi",
-    summary="mask (3), gender (2) and age band (3) heads, their product the 18 classes",
     outputs=NUM_MASKS + NUM_GENDERS + NUM_AGE_BANDS,
     class_scores=_class_scores,
     constants=_constants,

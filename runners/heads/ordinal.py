@@ -113,7 +113,6 @@ def age_loss(age_logits: Any, ages: Any, c: Any) -> Any:
 
 HEADS.add("ordinal", Head(
     name="ordinal",
-    summary="mask and gender heads, age as cumulative logits per year learned from the real ages",
     outputs=NUM_ORDINAL_OUTPUTS,
     class_scores=_class_scores,
     constants=_constants,

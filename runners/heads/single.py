@@ -14,7 +14,6 @@ def _class_scores(logits: Any, constants: Any) -> Any:
 
 HEADS.add("single", Head(
     name="single",
-    summary="one 18-way classifier",
     outputs=NUM_CLASSES,
     class_scores=_class_scores,
 ))

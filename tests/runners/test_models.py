@@ -238,7 +238,7 @@ def test_a_head_registered_in_one_place_is_a_valid_choice_and_builds() -> None:
     from runners.heads import HEADS, Head
 
     # a throw-away head: 36 logits, the class score the larger of each class's two
-    HEADS.add("pairs", Head(name="pairs", summary="two logits per class", outputs=36,
+    HEADS.add("pairs", Head(name="pairs", outputs=36,
                             class_scores=lambda logits, c: logits.view(-1, 18, 2).amax(2)))
     try:
         model = build_model(_config("test_resnet", head="pairs")).eval()
