@@ -27,6 +27,7 @@ from runners.weights import check_backbone_name, create_backbone
 
 logger = logging.getLogger(__name__)
 
+
 class ClassScores(nn.Module):
     """A head's step from the classifier's logits to the 18 class scores (``Head.class_scores``),
     holding the head's array constants as buffers, so that they follow the model to its device
@@ -111,7 +112,8 @@ class TrialModel(nn.Module):
 
     def forward_with_age(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Class scores and the head's age logits (what its age loss trains) for a head that learns
-        the real ages; a method beside ``forward``, so that the graph an export traces never sees the choice."""
+        the real ages; a method beside ``forward``, so that the graph an export traces never sees
+        the choice."""
         if not HEADS.get(self.head).learns_age:
             raise ValueError(f"forward_with_age needs a head that learns ages ({_age_heads()}) "
                              f"but this model's head is {self.head!r}.")
