@@ -34,7 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REPO, RUNS_DIR, base_parser, describe_machine, machine, save_result, table
+from benchmarks.common import (
+    REPO,
+    RUNS_DIR,
+    FullDiskFile,
+    base_parser,
+    describe_machine,
+    machine,
+    save_result,
+    table,
+)
 
 log = logging.getLogger("benchmarks.attacks")
 
@@ -249,28 +258,6 @@ def enospc(*args: Any, **kwargs: Any) -> Any:
 
 def interrupt(*args: Any, **kwargs: Any) -> Any:
     raise KeyboardInterrupt
-
-
-class FullDiskFile:
-    """``open`` whose files are created but every write fails with ENOSPC."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        import builtins
-
-        self._file = builtins.open(*args, **kwargs)  # noqa: SIM115
-        self.name = self._file.name
-
-    def __enter__(self) -> FullDiskFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._file.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._file, name)
-
-    def write(self, data: Any) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device", self.name)
 
 
 # ------------------------------------------------------------------------------------------------

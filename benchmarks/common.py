@@ -8,6 +8,8 @@ and runs go under the git-ignored ``data/`` and ``runs/`` folders and are reused
 from __future__ import annotations
 
 import argparse
+import builtins
+import errno
 import json
 import logging
 import math
@@ -34,6 +36,29 @@ RUNS_DIR = REPO / "runs" / "benchmarks"  # git-ignored
 FULL_PEOPLE, FULL_SIZE = 2700, (384, 512)  # the real data: 2,700 train people, 384x512 (WxH) photos
 
 log = logging.getLogger("benchmarks")
+
+
+# a full disk, simulated (benchmarks/attacks.py, and the tests through tests/support/diskfull.py)
+class FullDiskFile:
+    """What ``open`` gives on a full disk: the file is really opened (and created), so the clean-up
+    of a half-written file is exercised too, and every ``write`` raises ``OSError(ENOSPC)``, as a
+    real full disk does on the first block that does not fit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._file = builtins.open(*args, **kwargs)  # noqa: SIM115 (closed by __exit__)
+        self.name = self._file.name
+
+    def __enter__(self) -> FullDiskFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+    def write(self, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", self.name)
 
 
 # machine ------------------------------------------------------------------------------------

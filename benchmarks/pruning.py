@@ -38,6 +38,7 @@ from runners import resolve_device
 from search.engine.options import RunOptions
 from search.studyfile.pruners import PRUNING_SIGNALS
 from search.engine.runstudy import run_study
+from search.storage.trial_attrs import TrialAttrs
 
 log = logging.getLogger("benchmarks.pruning")
 NAME = "pruning"
@@ -145,8 +146,8 @@ def summarise(study: optuna.Study, seconds: float) -> dict[str, Any]:
         # Each trial's learning curve, to replay other pruning rules offline without training again
         # (from its history: the intermediate values are whatever signal the pruner was shown).
         "curves": [{"number": t.number, "state": t.state.name, "params": dict(t.params),
-                    "macro_f1": [h.get("val_macro_f1") for h in t.user_attrs.get("history", [])],
-                    "val_loss": [h.get("val_loss") for h in t.user_attrs.get("history", [])]} for t in trials],
+                    "macro_f1": [h.get("val_macro_f1") for h in TrialAttrs.read(t).history],
+                    "val_loss": [h.get("val_loss") for h in TrialAttrs.read(t).history]} for t in trials],
         "wall_seconds": seconds,
     }
 

@@ -34,7 +34,8 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks import common, pruning
-from search.studyfile.pruners import CURVE_ATTR, PRUNING_SIGNALS, PrunerSpec, check_pruner, make_pruner, reported_value
+from search.studyfile.pruners import PRUNING_SIGNALS, PrunerSpec, check_pruner, make_pruner, reported_value
+from search.storage.trial_attrs import TrialAttrs
 from search.studyfile.parse import StudyFileError
 
 NAME = "pruning_replay"
@@ -143,7 +144,7 @@ def replay(study: RecordedStudy, spec: PrunerSpec, signal: str = "macro_f1") -> 
         state = TrialState.COMPLETE
         for epoch, value in enumerate(reported, start=1):
             # As search.engine.objective reports: macro-F1 as the intermediate value, the signal in the curve.
-            trial.set_user_attr(CURVE_ATTR, reported[:epoch])
+            TrialAttrs.set(trial, pruning_curve=reported[:epoch])
             trial.report(curve[epoch - 1], epoch)
             if epoch < study.epochs and trial.should_prune():
                 state = TrialState.PRUNED

@@ -44,6 +44,7 @@ from search.export import export_bundle, shipped_method
 from search.refitting.store import RefitStore
 from search.engine.budget import RefitBudget
 from search.refitting.train import choose_trials, open_refit, refit_all, refit_folds
+from search.storage.trial_attrs import TrialAttrs
 from search.storage.trialstore import TrialStore
 
 log = logging.getLogger("benchmarks.refit")
@@ -190,11 +191,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     for trial in trials:
         store = RefitStore(ctx.trials, trial.number)
-        config = dict(trial.user_attrs["config"])
+        attrs = TrialAttrs.read(trial)
+        config = dict(attrs.config or {})
         own = ctx.trials.weights_path(trial.number)
-        spent = float(trial.user_attrs.get("seconds_per_epoch") or 0) * int(
-            trial.user_attrs.get("epochs_run") or 0
-        )
+        spent = float(attrs.seconds_per_epoch or 0) * int(attrs.epochs_run or 0)
         add(
             f"trial {trial.number} alone",
             1,

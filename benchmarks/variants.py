@@ -32,6 +32,7 @@ from sklearn.metrics import precision_score
 from benchmarks import common
 from benchmarks.realfaces import _run, ensure_bench, read_labels, score
 from runners.classes import OLD_BAND, decompose
+from search.storage.trial_attrs import TrialAttrs
 from search.studyfile.parse import load_study_spec
 
 log = logging.getLogger("benchmarks.variants")
@@ -109,8 +110,8 @@ def run_variant(args: Any, bench: Path, name: str, overrides: dict[str, Any]) ->
     y = labels.loc[sub["ImageID"], "label"].to_numpy(dtype=np.int64)
     preds = sub["ans"].to_numpy(dtype=np.int64)
     result = {"variant": name, "overrides": overrides, "state": trial.state.name,
-              "val_macro_f1": trial.value, "best_epoch": trial.user_attrs.get("best_epoch"),
-              "seconds_per_epoch": trial.user_attrs.get("seconds_per_epoch"),
+              "val_macro_f1": trial.value, "best_epoch": TrialAttrs.read(trial).best_epoch,
+              "seconds_per_epoch": TrialAttrs.read(trial).seconds_per_epoch,
               "scores": {**score(labels.loc[sub["ImageID"]], preds), "old_precision": old_precision(y, preds)},
               "seconds": seconds, "seconds_total": time.perf_counter() - start, "workdir": str(workdir)}
     saved.write_text(json.dumps(result, indent=1, default=str))

@@ -31,8 +31,8 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks import common
-from search.engine.budget import CUT_ATTR
 from search.engine.workercount import WORKERS_ENV, usable_cores
+from search.storage.trial_attrs import TrialAttrs
 
 log = logging.getLogger("benchmarks.workers")
 NAME = "workers"
@@ -77,15 +77,15 @@ def run_arm(study: str, bench: Path, workdir: Path, workers: int, timeout: float
     trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    paces = [float(t.user_attrs["seconds_per_epoch"]) for t in trials
-             if isinstance(t.user_attrs.get("seconds_per_epoch"), (int, float))]
+    attrs = {t.number: TrialAttrs.read(t) for t in trials}
+    paces = [float(a.seconds_per_epoch) for a in attrs.values() if a.seconds_per_epoch is not None]
     arm: dict[str, Any] = {
         "workers": workers,
         "wall_s": round(wall, 1),
         "finished": len(complete) + len(pruned),
         "complete": len(complete),
         "pruned": len(pruned),
-        "cut_by_budget": sum(1 for t in complete if t.user_attrs.get(CUT_ATTR)),
+        "cut_by_budget": sum(1 for t in complete if attrs[t.number].cut_by_budget),
         "failed": sum(1 for t in trials if t.state == TrialState.FAIL),
         "trials_per_hour": round((len(complete) + len(pruned)) / wall * 3600, 1),
         "seconds_per_epoch": round(statistics.mean(paces), 2) if paces else None,

@@ -40,7 +40,7 @@ def preview_grid(name: str, image: np.ndarray, n: int = 8, cols: int = 3, seed: 
     return grid
 
 
-def main(argv: list[str] | None = None) -> Path:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runners.augment", description="Write a PNG grid of one image through an augmentation set."
     )
@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--height", type=int, default=256, help="resize the image to this height first")
     parser.add_argument("--width", type=int, default=192, help="resize the image to this width first")
     parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.preview not in AUGMENT_SETS:
         parser.error(f"unknown augmentation set {args.preview!r}; valid names are {list_augment_sets()}")

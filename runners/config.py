@@ -11,9 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-# one 18-way head; mask(3)+gender(2)+age(3) heads combined; or mask(3)+gender(2)+ordinal age, which learns
-# the real ages as cumulative logits per year (runners/ordinal.py) and gives the same 18 classes
-HEADS = ("single", "multi", "ordinal")
+from runners.heads import HEADS
+
 HEAD_TYPES = ("linear", "mlp")  # timm's classifier, or Linear-BatchNorm1d-ReLU-Dropout-Linear
 OPTIMIZERS = ("adamw", "adam", "sgd")  # sgd: momentum 0.9, nesterov
 # cosine: warm-up then cosine to 0; cosine_restarts: cycles of restart_epochs; step: x lr_decay every
@@ -32,14 +31,14 @@ class TrialConfig:
     pretrained: bool = False  # timm hub weights, or weights_dir when given
     weights_dir: str | None = None  # local folder of weight files for offline boxes
     unfrozen_depth: int = -1  # trailing backbone stages that train; 0 = head only, -1 = all
-    head: str = "single"
+    head: str = "single"  # a name of runners/heads/ (HEADS)
     head_type: str = "linear"
     head_hidden: int = 512  # mlp head: width of its hidden layer
     head_dropout: float = 0.0  # mlp head: dropout after its hidden layer
     drop_rate: float = 0.0  # timm's dropout before the classifier
     # labels and loss
     age_cutoff: int = 60  # training labels only (ordinal head: its old line); validation always uses >= 60
-    age_loss_weight: float = 1.0  # ordinal head: weight of the age-threshold loss beside the class loss
+    age_loss_weight: float = 1.0  # a head that learns ages (ordinal): weight of its age loss beside the class loss
     focal_gamma: float = 0.0  # 0 = cross-entropy
     label_smoothing: float = 0.0
     class_weighting: str = "none"
@@ -69,7 +68,7 @@ class TrialConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, recorded but unused
 
     def __post_init__(self) -> None:
-        _check_choice("head", self.head, HEADS)
+        _check_choice("head", self.head, tuple(HEADS.names()))
         _check_choice("head_type", self.head_type, HEAD_TYPES)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)

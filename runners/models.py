@@ -1,5 +1,5 @@
-"""The trial's classifier: a timm backbone, one or three heads (the age one may be ordinal,
-runners/ordinal.py), stages for unfrozen depth.
+"""The trial's classifier: a timm backbone, the trial's head (runners/heads/: its logits to the 18
+class scores), stages for unfrozen depth.
 
 Stages come from timm's own metadata so any backbone works: ``group_matcher(coarse=True)``
 (stem, one group per block stage, then the unmatched rest = head), or, for the few families
@@ -21,38 +21,43 @@ import torch
 from timm.models import group_parameters
 from torch import nn
 
-from runners.classes import NUM_AGE_BANDS, NUM_CLASSES, NUM_GENDERS, NUM_MASKS, decompose
 from runners.config import TrialConfig
-from runners.ordinal import NUM_ORDINAL_OUTPUTS, OrdinalCombine
+from runners.heads import HEADS, Head
 from runners.weights import check_backbone_name, create_backbone
 
 logger = logging.getLogger(__name__)
 
-# the 3-head variant's logits are laid out [mask | gender | age]
-_MASK, _GENDER, _AGE = NUM_MASKS, NUM_GENDERS, NUM_AGE_BANDS
-_OUTPUTS = {"single": NUM_CLASSES, "multi": _MASK + _GENDER + _AGE, "ordinal": NUM_ORDINAL_OUTPUTS}
 
+class ClassScores(nn.Module):
+    """A head's step from the classifier's logits to the 18 class scores (``Head.class_scores``),
+    holding the head's array constants as buffers, so that they follow the model to its device
+    and the ONNX graph holds them; they are not persistent (no checkpoint carries them)."""
 
-class MultiHeadCombine(nn.Module):
-    """8 logits (mask 3, gender 2, age 3) -> NUM_CLASSES class scores
-    ``logp_mask[mask(c)] + logp_gender[gender(c)] + logp_age[band(c)]`` (runners.classes.decompose);
-    a softmax over the classes is the product of the three heads' distributions (and the scores
-    are its log-probs)."""
-
-    def __init__(self) -> None:
+    def __init__(self, head: Head, age_cutoff: int) -> None:
         super().__init__()
-        mask, gender, band = (torch.as_tensor(part) for part in decompose(np.arange(NUM_CLASSES)))
-        self.register_buffer("mask_idx", mask, persistent=False)
-        self.register_buffer("gender_idx", gender, persistent=False)
-        self.register_buffer("age_idx", band, persistent=False)
+        self.head = head
+        for name, value in head.constants(age_cutoff).items():
+            if isinstance(value, np.ndarray):
+                self.register_buffer(name, torch.as_tensor(value), persistent=False)
+            else:
+                setattr(self, name, value)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        mask, gender, age = torch.split(logits.float(), [_MASK, _GENDER, _AGE], dim=1)
-        return (
-            torch.log_softmax(mask, 1).index_select(1, self.mask_idx)
-            + torch.log_softmax(gender, 1).index_select(1, self.gender_idx)
-            + torch.log_softmax(age, 1).index_select(1, self.age_idx)
-        )
+        return self.head.class_scores(logits, self)
+
+    def age_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.head.age_logits is None:
+            raise ValueError(f"head {self.head.name!r} learns no ages; use a head that does ({_age_heads()}).")
+        return self.head.age_logits(logits, self)
+
+    def age_loss(self, age_logits: torch.Tensor, ages: torch.Tensor) -> torch.Tensor:
+        if self.head.age_loss is None:
+            raise ValueError(f"head {self.head.name!r} learns no ages; use a head that does ({_age_heads()}).")
+        return self.head.age_loss(age_logits, ages, self)
+
+
+def _age_heads() -> str:
+    return ", ".join(name for name, head in HEADS.items() if head.learns_age)
 
 
 class MlpHead(nn.Sequential):
@@ -95,11 +100,7 @@ class TrialModel(nn.Module):
         self.net = net
         self.backbone = backbone
         self.head = head
-        self.combine: nn.Module = nn.Identity()
-        if head == "multi":
-            self.combine = MultiHeadCombine()
-        elif head == "ordinal":
-            self.combine = OrdinalCombine(age_cutoff)
+        self.combine = ClassScores(HEADS.get(head), age_cutoff)
         groups = stage_groups(net)
         self.n_stages = len(groups) - 1
         self.head_names: frozenset[str] = frozenset(groups[-1])
@@ -110,10 +111,12 @@ class TrialModel(nn.Module):
         return self.combine(self.net(x))
 
     def forward_with_age(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class scores and the ordinal head's cumulative age logits (what its age loss trains);
-        a method beside ``forward``, so that the graph an export traces never sees the choice."""
-        if not isinstance(self.combine, OrdinalCombine):
-            raise ValueError(f"forward_with_age needs the ordinal head but this model's head is {self.head!r}.")
+        """Class scores and the head's age logits (what its age loss trains) for a head that learns
+        the real ages; a method beside ``forward``, so that the graph an export traces never sees
+        the choice."""
+        if not HEADS.get(self.head).learns_age:
+            raise ValueError(f"forward_with_age needs a head that learns ages ({_age_heads()}) "
+                             f"but this model's head is {self.head!r}.")
         raw = self.net(x)
         return self.combine(raw), self.combine.age_logits(raw)
 
@@ -143,7 +146,7 @@ class ClassifierWithPreprocess(nn.Module):
         return self.model(self._normalised(x))
 
     def forward_with_age(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``TrialModel.forward_with_age`` of the normalised input (the ordinal head's training)."""
+        """``TrialModel.forward_with_age`` of the normalised input (the training of a head that learns ages)."""
         return self.model.forward_with_age(self._normalised(x))
 
     def _normalised(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,7 +163,7 @@ def build_model(config: TrialConfig) -> TrialModel:
         kwargs["img_size"] = (config.height, config.width)
     net = create_backbone(
         config.backbone,
-        num_classes=_OUTPUTS[config.head],
+        num_classes=HEADS.get(config.head).outputs,
         pretrained=config.pretrained,
         weights_dir=config.weights_dir,
         **kwargs,

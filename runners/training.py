@@ -29,6 +29,7 @@ from runners.batches import BatchGather, ImageSet, device_batches, make_loader
 from runners.config import TrialConfig
 from runners.device_augment import DeviceAugment, NoDeviceVersion, device_augment
 from runners.devices import autocast_dtype, default_num_workers, requested_augment_on, resolve_device
+from runners.heads import HEADS
 from runners.losses import FocalLoss, class_weights, oversample_copies, oversample_weights
 from runners.metrics import ClassificationMetrics, classification_metrics
 from runners.models import (
@@ -38,7 +39,6 @@ from runners.models import (
     count_parameters,
     model_data_config,
 )
-from runners.ordinal import OrdinalAgeLoss
 from runners.results import EpochRecord, TrialResult
 
 logger = logging.getLogger(__name__)
@@ -84,10 +84,11 @@ def fit(
     placement = requested_augment_on(augment_on)
     train.check("train", config.height, config.width)
     val.check("val", config.height, config.width)
-    if config.head == "ordinal" and train.ages is None:
+    if HEADS.get(config.head).learns_age and train.ages is None:
+        others = ", ".join(repr(name) for name, head in HEADS.items() if not head.learns_age)
         raise ValueError(
-            "head 'ordinal' learns age from the people's real ages, but the training set has none: "
-            "build its ImageSet with ages (TrainData.ages), or use head 'single' or 'multi'."
+            f"head {config.head!r} learns age from the people's real ages, but the training set has none: "
+            f"build its ImageSet with ages (TrainData.ages), or use head {others}."
         )
     workers = default_num_workers(config.augment) if num_workers is None else num_workers
     if workers < 0:
@@ -128,7 +129,7 @@ class _Run:
     train_loader: torch.utils.data.DataLoader
     val_loader: torch.utils.data.DataLoader
     criterion: FocalLoss
-    age_loss: OrdinalAgeLoss | None  # the ordinal head's loss on the real ages; None for other heads
+    age_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None  # the head's age loss; None: learns none
     age_loss_weight: float
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -244,7 +245,7 @@ def _setup(
     # Validated and kept instead of the raw weights when on: early epochs at a high lr then score
     # what the run is heading for, not its noise, which is what pruning compares.
     ema = ModelEmaV3(net, decay=config.ema_decay, use_warmup=True) if config.ema_decay > 0 else None
-    age_loss = OrdinalAgeLoss().to(dev) if config.head == "ordinal" else None
+    age_loss = model.combine.age_loss if HEADS.get(config.head).learns_age else None
     return _Run(net, dev, amp, on_device, train_loader, val_loader, criterion, age_loss, config.age_loss_weight,
                 optimizer, scheduler, scaler, plateau, ema)
 
@@ -280,7 +281,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
 
 
 def _loss(run: _Run, x: torch.Tensor, y: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """The class loss, plus the weighted age-threshold loss on the real ages for the ordinal head."""
+    """The class loss, plus the weighted age loss on the real ages for a head that learns them."""
     if run.age_loss is None:
         return run.criterion(run.net(x), y)
     ages = next(t for t in batch[2:] if t.dtype != torch.bool)
@@ -325,7 +326,7 @@ def _epoch_set(
     """What one epoch draws from, with the sampler's weights. Scope "all": the training rows,
     weighted by ``oversample``, every drawn image augmented. Scope "oversampled": every training
     row once, plain, plus explicit copies of the oversampled rows, the only images augmented."""
-    ages = train.ages if config.head == "ordinal" else None  # batches carry ages only where they are learned
+    ages = train.ages if HEADS.get(config.head).learns_age else None  # batches carry ages only where they are learned
     if config.augment_scope == "all":
         plain = ImageSet(train.images, train.rows, train.labels, ages)
         return BatchGather(plain, transform), oversample_weights(train.labels, config.oversample)

@@ -18,6 +18,7 @@ from typing import Any
 from optuna.trial import BaseTrial
 
 from runners.config import TrialConfig
+from runners.heads import HEADS
 from spaces._params import IntRange
 from spaces._spec import SpaceSpec
 
@@ -33,7 +34,7 @@ CONDITIONS: dict[str, Condition] = {
     "plateau_patience": lambda v: v("schedule") == "plateau",
     "lr_decay": lambda v: v("schedule") in ("step", "plateau"),
     "augment_scope": lambda v: v("oversample") != "none" and v("augment") != "none",
-    "age_loss_weight": lambda v: v("head") == "ordinal",
+    "age_loss_weight": lambda v: HEADS.get(v("head")).learns_age,
 }
 
 

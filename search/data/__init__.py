@@ -23,7 +23,7 @@ from search.data.labels import (
     class_id,
     decompose,
 )
-from search.data.layout import EvalData, TrainData, load_eval, load_train
+from search.data.layout import EvalData, TrainData, load_eval, load_recorded_train, load_train
 from search.data.relabel import Fix, read_relabel
 from search.data.split import PersonSplit, kfold_people, split_people
 
@@ -53,6 +53,7 @@ __all__ = [
     "kfold_people",
     "load_eval",
     "load_image",
+    "load_recorded_train",
     "load_train",
     "read_relabel",
     "split_people",

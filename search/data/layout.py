@@ -183,6 +183,20 @@ def load_train(
     return TrainData(train_dir, people, images, h.hexdigest(), image_fingerprint)
 
 
+def load_recorded_train(
+    root: Path | str, relabel: Path | str | None, fingerprint: str, *, verified_dir: Path | str | None = None
+) -> TrainData:
+    """``root``'s training data as a study recorded it (``load_train``), refused with a DataError
+    when its fingerprint is no longer the ``fingerprint`` recorded: its photos or labels changed since."""
+    data = load_train(root, relabel=relabel, verified_dir=verified_dir)
+    if data.fingerprint != fingerprint:
+        raise DataError(
+            f"the data in {root} changed since the study ran on it (fingerprint {data.fingerprint[:12]}, "
+            f"recorded {fingerprint[:12]}); use the data it ran on, or run a new study on this data."
+        )
+    return data
+
+
 def _opt_path(p: Path | str | None) -> Path | None:
     return None if p is None else Path(p)
 

@@ -45,12 +45,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.storage.backends import RetryCallback, StorageSettings
 from search.engine.trialbudget import FINISHED
+from search.storage.trial_attrs import TrialAttrs
 
 if TYPE_CHECKING:
     from search.studyfile.parse import StudySpec
 
 TIME_CUT_REASON = "stopped at the time budget"  # how a cut trial's reason starts
-CUT_ATTR = "cut_by_budget"  # user attr of a complete trial the time budget stopped: its reason
 PACE_TRIALS = 5  # the pace of a run: its last this-many ended trials
 
 
@@ -265,10 +265,11 @@ def run_outcome(study: optuna.Study, budget: TimeBudget, n_trials: int, needs: T
     start = datetime.datetime.fromtimestamp(budget.started_at)
     mine = [t for t in trials if t.datetime_start is not None and t.datetime_start >= start]
     waiting = {t.system_attrs.get("retry_history", [None])[-1] for t in trials if t.state == TrialState.WAITING}
-    reasons = {t.number: str(t.user_attrs.get("failure_reason", "")) for t in mine if t.state == TrialState.FAIL}
+    attrs = {t.number: TrialAttrs.read(t) for t in mine}
+    reasons = {t.number: attrs[t.number].failure_reason or "" for t in mine if t.state == TrialState.FAIL}
     cut = tuple((n, why, n in waiting) for n, why in reasons.items() if why.startswith(TIME_CUT_REASON))
-    kept = tuple((t.number, str(t.user_attrs[CUT_ATTR])) for t in mine
-                 if t.state == TrialState.COMPLETE and t.user_attrs.get(CUT_ATTR))
+    kept = tuple((t.number, attrs[t.number].cut_by_budget) for t in mine
+                 if t.state == TrialState.COMPLETE and attrs[t.number].cut_by_budget)
     finished = sum(t.state in FINISHED for t in trials)
     deadline = Deadline(budget, needs, clock=(lambda: now) if now is not None else time.time)
     complete = sum(t.state == TrialState.COMPLETE for t in trials)

@@ -23,11 +23,11 @@ from optuna.trial import TrialState
 from runners import EpochRecord, ImageSet, TrialResult, count_stages, fit
 from runners.config import TrialConfig
 from search.storage import records
-from search.engine.budget import CUT_ATTR
 from search.engine.prepare import StudyData
-from search.studyfile.pruners import CURVE_ATTR, reported_value
+from search.studyfile.pruners import reported_value
 from search.storage.backends import artifact_store
 from search.studyfile.parse import StudySpec
+from search.storage.trial_attrs import TrialAttrs
 from search.storage.trialstore import TrialStore
 from spaces import SpaceSpec, get_space
 
@@ -75,16 +75,14 @@ class Objective:
         if self._space is None:
             self._space = space_spec(self.spec)
         config = get_space(self.spec.space)(trial, self._space)
-        trial.set_user_attr("config", config.to_dict())
-        trial.set_user_attr("pruning_signal", self.spec.pruner.signal)
+        TrialAttrs.set(trial, config=config.to_dict(), pruning_signal=self.spec.pruner.signal)
         if self.watch is not None:
             self.watch.trial_started(trial.number, config.epochs)
         try:
             result = self._fit(trial, config)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            trial.set_user_attr("failure_reason", reason)
-            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+            TrialAttrs.set(trial, failure_reason=reason, traceback=traceback.format_exc()[-4000:])
             self._errors.append(reason)
             if len(self._errors) >= self.max_repeated_errors and len(set(self._errors[-self.max_repeated_errors:])) == 1:
                 raise
@@ -99,13 +97,12 @@ class Objective:
         if result.status == "pruned" and cut and result.state_dict is not None and result.val_probs is not None:
             # Minutes of training are a candidate: complete, scored by its best epoch so far.
             result.status, result.reason = "complete", None
-            trial.set_user_attr(CUT_ATTR, cut)
-        for key, value in result.to_summary().items():
-            trial.set_user_attr(key, value)
+            TrialAttrs.set(trial, cut_by_budget=cut)
+        TrialAttrs.set(trial, **result.to_summary())
         if result.status == "failed":
             raise TrialFailed(result.reason or "failed")
         if result.status == "pruned" and cut:  # stopped by the time budget before anything was kept
-            trial.set_user_attr("failure_reason", cut)
+            TrialAttrs.set(trial, failure_reason=cut)
             raise TrialFailed(cut)
         if result.status == "pruned":
             raise optuna.TrialPruned(f"pruned after epoch {len(result.history)}")
@@ -125,7 +122,7 @@ class Objective:
         def report(record: EpochRecord) -> bool:
             # The dashboard's intermediate values are macro-F1; the pruner reads its signal from the curve.
             curve.append(reported_value(signal, record.val_macro_f1, record.val_loss))
-            trial.set_user_attr(CURVE_ATTR, curve)
+            TrialAttrs.set(trial, pruning_curve=curve)
             trial.report(record.val_macro_f1, record.epoch)
             # After the last epoch there is nothing left to save: keep the fully trained trial.
             prune = record.epoch < config.epochs and trial.should_prune()

@@ -37,8 +37,9 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from runners import EpochRecord
-from search.engine.budget import CUT_ATTR, Deadline, TimeBudget, TrialNeeds, requeue, trial_pace
+from search.engine.budget import Deadline, TimeBudget, TrialNeeds, requeue, trial_pace
 from search.engine.trialbudget import FINISHED
+from search.storage.trial_attrs import TrialAttrs
 
 log = logging.getLogger(__name__)
 
@@ -282,15 +283,15 @@ class StudyProgress:
 def describe(trial: FrozenTrial) -> str:
     """One trial's end: ``trial 7 complete: macro-F1 0.8512, 4 epochs``."""
     epochs = len(trial.intermediate_values)
+    attrs = TrialAttrs.read(trial)
     if trial.state == TrialState.COMPLETE:
-        cut = trial.user_attrs.get(CUT_ATTR)
+        cut = attrs.cut_by_budget
         return f"trial {trial.number} complete: macro-F1 {trial.value:.4f}, {epochs} epochs" + (f" ({cut})" if cut else "")
     if trial.state == TrialState.PRUNED:
-        history = trial.user_attrs.get("history") or []
-        scores = [h["val_macro_f1"] for h in history if h.get("val_macro_f1") is not None]
+        scores = [h["val_macro_f1"] for h in attrs.history if h.get("val_macro_f1") is not None]
         best = f" (best macro-F1 {max(scores):.4f})" if scores else ""
         return f"trial {trial.number} pruned after epoch {epochs}{best}"
-    reason = trial.user_attrs.get("failure_reason") or "no reason recorded"
+    reason = attrs.failure_reason or "no reason recorded"
     return f"trial {trial.number} {trial.state.name.lower()}: {reason}"
 
 

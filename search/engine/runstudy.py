@@ -22,7 +22,8 @@ from search.engine.objective import Objective, TrialFailed
 from search.engine.options import RunOptions, RunPlan, plan_run
 from search.engine.prepare import open_study
 from search.engine.progress import run_watch
-from search.storage.reaper import WORKER_ATTR, reap_orphans, worker_tag
+from search.storage.reaper import reap_orphans, worker_tag
+from search.storage.trial_attrs import TrialAttrs
 from search.storage.backends import dashboard_command
 from search.engine.track import TrackCallback, open_tracker, view_command
 from search.engine.trialbudget import StopAtBudget, count_trials, fail_stale
@@ -94,14 +95,14 @@ def worker_objective(
     tag = worker_tag()
 
     def run(trial: optuna.Trial) -> float:
-        trial.set_user_attr(WORKER_ATTR, tag)
+        TrialAttrs.set(trial, worker=tag)
         if n_trials is not None:
             study = trial.study
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             ahead = sum(1 for t in running if t.number < trial.number)
             if count_trials(study) + ahead >= n_trials:
                 reason = f"not run: the budget of {n_trials} trials is taken by finished and running trials"
-                trial.set_user_attr("failure_reason", reason)
+                TrialAttrs.set(trial, failure_reason=reason)
                 log.info("trial %d %s", trial.number, reason)
                 study.stop()
                 raise TrialFailed(reason)

@@ -28,6 +28,7 @@ from search.ensembling.refits import with_refits
 from search.storage.backends import DEFAULT_WORKDIR, resolve_storage
 from search.storage.studies import open_stored_study
 from search.storage.study_attrs import StudyAttrs
+from search.storage.trial_attrs import TrialAttrs
 from search.storage.trialstore import TrialStore, Validation
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def _study_candidates(
                 f"validation "
                 f"set has {len(validation.labels)} rows; the trial folder does not belong to this study."
             )
-        config = trial.user_attrs.get("config") or store.load_config(trial.number)
+        config = TrialAttrs.read(trial).config or store.load_config(trial.number)
         candidates.append(
             Candidate(name, trial.number, probs, dict(config), trial.value, store.weights_path(trial.number, last=True))
         )
@@ -76,8 +77,8 @@ def _study_candidates(
 
 
 def _best_before_last(trial: FrozenTrial) -> bool:
-    best, ran = trial.user_attrs.get("best_epoch"), trial.user_attrs.get("epochs_run")
-    return isinstance(best, int) and isinstance(ran, int) and best < ran
+    attrs = TrialAttrs.read(trial)
+    return attrs.best_epoch is not None and attrs.epochs_run is not None and attrs.best_epoch < attrs.epochs_run
 
 
 def load_candidates(

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runners.classes import NUM_CLASSES, OLD_BAND, decompose
+from runners.metrics import macro_f1
 
 TAUS = np.round(np.arange(0.0, 1.5 + 1e-9, 0.1), 2)  # tau = 1: fully balanced classes
 # old-band offsets, the smallest first so that ties keep the line where the vote puts it
@@ -44,14 +45,6 @@ class DecisionRule:
     tau: float
     old_band_offset: float
     offsets: np.ndarray  # (NUM_CLASSES,)
-
-
-def _macro_f1(labels: np.ndarray, preds: np.ndarray) -> float:
-    """Macro-F1 over the 18 classes, as ``selection.macro_f1`` counts it, without sklearn's overhead."""
-    cm = np.bincount(labels * NUM_CLASSES + preds, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
-    tp = np.diag(cm).astype(np.float64)
-    denom = 2 * tp + (cm.sum(axis=0) - tp) + (cm.sum(axis=1) - tp)
-    return float(np.sum(np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)) / NUM_CLASSES)
 
 
 def prior_direction(labels: np.ndarray) -> np.ndarray:
@@ -82,7 +75,7 @@ def fit_rule(probs: np.ndarray, labels: np.ndarray, old_band: bool = True) -> De
     direction = prior_direction(labels)
     grid = [(d, t) for d in (OLD_BAND_OFFSETS if old_band else (0.0,)) for t in TAUS]
     scores = [
-        _macro_f1(labels, np.argmax(log_probs + t * direction + d * OLD_CLASSES, axis=1)) for d, t in grid
+        macro_f1(labels, np.argmax(log_probs + t * direction + d * OLD_CLASSES, axis=1)) for d, t in grid
     ]
     delta, tau = grid[int(np.argmax(scores))]  # the first among ties
     return DecisionRule(float(tau), float(delta), tau * direction + delta * OLD_CLASSES)

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from runners import EpochRecord, ImageSet, fit
 from runners.config import TrialConfig
-from search.data import kfold_people, load_train
+from search.data import kfold_people, load_recorded_train
 from search.engine.budget import RefitBudget
 from search.storage.backends import resolve_storage
 from search.storage.studies import open_stored_study
@@ -32,6 +32,7 @@ from search.refitting.progress import RefitProgress
 from search.refitting.store import FoldPlan, RefitError, RefitStore
 from search.storage.backends import DEFAULT_WORKDIR
 from search.storage.study_attrs import StudyAttrs
+from search.storage.trial_attrs import TrialAttrs
 from search.storage.trialstore import TrialStore
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,8 @@ def open_refit(study_name: str, storage: str | None = None, workdir: Path | None
     if attrs.data_root is None:
         raise RefitError(f"study {study_name!r} records no data folder; it was not made by python -m search.run.")
     relabel = Path(attrs.relabel) if attrs.relabel else None
-    data = load_train(Path(attrs.data_root), relabel=relabel, verified_dir=root / "cache")
-    if data.fingerprint != attrs.data_fingerprint:
-        raise RefitError(
-            f"the data in {attrs.data_root} changed since study {study_name!r} ran on it (fingerprint "
-            f"{data.fingerprint[:12]}, recorded {attrs.data_fingerprint[:12]}); refit on the data it ran on."
-        )
+    data = load_recorded_train(Path(attrs.data_root), relabel, attrs.data_fingerprint,
+                               verified_dir=root / "cache")
     train_rows, val_rows = attrs.split.indices(data)
     return RefitContext(
         study,
@@ -99,9 +96,10 @@ def refit_config(trial: FrozenTrial, epochs: str = "best") -> TrialConfig:
     """The trial's own TrialConfig with ``epochs`` set to its best epoch, or to the epochs it ran."""
     if epochs not in EPOCH_RULES:
         raise RefitError(f"epochs must be one of {list(EPOCH_RULES)} but got {epochs!r}.")
-    config = trial.user_attrs.get("config")
-    chosen = trial.user_attrs.get("best_epoch" if epochs == "best" else "epochs_run")
-    if not isinstance(config, dict) or not isinstance(chosen, int) or chosen < 1:
+    attrs = TrialAttrs.read(trial)
+    config = attrs.config
+    chosen = attrs.best_epoch if epochs == "best" else attrs.epochs_run
+    if config is None or chosen is None or chosen < 1:
         raise RefitError(
             f"trial {trial.number} records no config or no {'best_epoch' if epochs == 'best' else 'epochs_run'}; "
             "it was not run by this harness's objective, so it cannot be refitted."
@@ -117,8 +115,8 @@ def fold_plan(ctx: RefitContext, k: int) -> FoldPlan:
 
 def expected_seconds_per_image(trial: FrozenTrial, train_images: int) -> float:
     """Seconds per training image-epoch, from the trial's own pace (validation included)."""
-    per_epoch = trial.user_attrs.get("seconds_per_epoch")
-    if not isinstance(per_epoch, (int, float)) or per_epoch <= 0 or train_images <= 0:
+    per_epoch = TrialAttrs.read(trial).seconds_per_epoch
+    if per_epoch is None or per_epoch <= 0 or train_images <= 0:
         return 0.0
     return float(per_epoch) / train_images
 

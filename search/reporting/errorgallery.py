@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from runners.classes import CLASS_NAMES
-from search.data import load_train
+from search.data import load_recorded_train
 from search.data.cache import load_photos
 from search.reporting.gradcam import grad_cam, overlay
 from search.storage.trialstore import TrialStore, Validation
@@ -104,10 +104,8 @@ class ValidationPhotos:
         validation = store.load_validation()
         if not data_root or not Path(data_root).exists():
             raise FileNotFoundError(f"the study's data root {data_root} is not on this machine")
-        data = load_train(Path(data_root), relabel=relabel, verified_dir=Path(workdir) / "cache")
-        if data.fingerprint != validation.fingerprint:
-            raise ValueError(f"the data under {data_root} changed since the study ran (fingerprint "
-                             f"{data.fingerprint[:12]}, the study's {validation.fingerprint[:12]})")
+        data = load_recorded_train(Path(data_root), relabel, validation.fingerprint,
+                                   verified_dir=Path(workdir) / "cache")
         return cls(validation, [data.paths[r] for r in validation.rows])
 
 

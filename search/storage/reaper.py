@@ -2,7 +2,7 @@
 
 A trial whose worker process died (SIGKILL, the OOM killer) would stay RUNNING forever in a
 storage without heartbeats (the journal file). Every trial records the ``host:pid`` of the
-process that ran it (:data:`WORKER_ATTR`); :func:`reap_orphans` fails such a trial when its
+process that ran it (``TrialAttrs.worker``); :func:`reap_orphans` fails such a trial when its
 worker ran on this machine and its process is gone, and re-queues it once with the same
 parameters through Optuna's retry callback: what the heartbeat does for PostgreSQL.
 """
@@ -20,11 +20,9 @@ from optuna.trial import TrialState
 
 from search.common.optuna_compat import study_storage, trial_id
 from search.storage.backends import RetryCallback, StorageSettings, no_experimental_warnings
+from search.storage.trial_attrs import TrialAttrs
 
 log = logging.getLogger(__name__)
-
-WORKER_ATTR = "worker"  # trial user attribute: "host:pid" of the process that ran the trial
-
 
 def worker_tag(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
@@ -51,21 +49,22 @@ def reap_orphans(study: optuna.Study) -> list[int]:
     host = socket.gethostname()
     reaped: list[int] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        tag = trial.user_attrs.get(WORKER_ATTR)
-        if not isinstance(tag, str):
+        tag = TrialAttrs.read(trial).worker
+        if tag is None:
             continue
         tag_host, _, tag_pid = tag.rpartition(":")
         if tag_host != host or not tag_pid.isdigit() or _alive(int(tag_pid)):
             continue
         try:
-            storage.set_trial_user_attr(trial_id(trial), "failure_reason", f"worker {tag} died during the trial")
+            for key, value in TrialAttrs.values(failure_reason=f"worker {tag} died during the trial").items():
+                storage.set_trial_user_attr(trial_id(trial), key, value)
             if not storage.set_trial_state_values(trial_id(trial), TrialState.FAIL):
                 continue
         except UpdateFinishedTrialError:
             continue  # another process reaped it first
         reaped.append(trial.number)
         failed = copy.deepcopy(storage.get_trial(trial_id(trial)))
-        failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "failure_reason"}
+        failed.user_attrs = TrialAttrs.without(failed.user_attrs, "failure_reason")
         with no_experimental_warnings():
             RetryCallback(max_retry=StorageSettings().max_retry)(study, failed)
         log.warning(

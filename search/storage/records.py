@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from runners.classes import CLASS_NAMES
 from search.common.optuna_compat import ArtifactStore
 from search.storage.study_attrs import StudyAttrs
+from search.storage.trial_attrs import TrialAttrs
 
 
 def upload_trial_artifacts(
@@ -71,15 +72,16 @@ def study_note(study: optuna.Study, top: int = 5) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in done[:top]:
-        c = t.user_attrs.get("config", {})
+        attrs = TrialAttrs.read(t)
+        c = attrs.config or {}
         lines.append(
             f"| {t.number} | {t.value:.4f} | {c.get('backbone')} | {c.get('age_cutoff')} | "
             f"{c.get('focal_gamma', 0):.2f} | {c.get('unfrozen_depth')} | {c.get('augment')} | "
-            f"{t.user_attrs.get('best_epoch')} | {t.user_attrs.get('seconds_per_epoch')} |"
+            f"{attrs.best_epoch} | {attrs.seconds_per_epoch} |"
         )
     if done:
         best = done[0]
-        per_class = best.user_attrs.get("per_class_f1", [])
+        per_class = TrialAttrs.read(best).per_class_f1
         weakest = sorted(range(len(per_class)), key=lambda i: per_class[i])[:3]
         lines += ["", "Weakest classes of the best trial: "
                   + ", ".join(f"{i} {CLASS_NAMES[i]} (F1 {per_class[i]:.2f})" for i in weakest)]

@@ -20,6 +20,7 @@ from optuna.trial import FixedTrial
 
 from runners.config import TrialConfig
 from spaces import Categorical, FloatRange, IntRange, ParamSpec, SpaceSpec, get_space
+from search.storage.trial_attrs import TrialAttrs
 from spaces.standard import DEPTH, depth_param_name
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def enqueue_params(table: Any, spec: StudySpec, where: str) -> dict[str, Any]:
 def enqueue_known_good(study: optuna.Study, spec: StudySpec) -> int:
     """Enqueue the profile's known-good trials in a study just created; returns how many."""
     for params in spec.enqueue:
-        study.enqueue_trial(params, user_attrs={"enqueued_from": str(spec.path)}, skip_if_exists=True)
+        study.enqueue_trial(params, user_attrs=TrialAttrs.values(enqueued_from=str(spec.path)), skip_if_exists=True)
     study.set_user_attr(ENQUEUED_ATTR, len(spec.enqueue))
     return len(spec.enqueue)
 

@@ -26,12 +26,12 @@ from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
 from runners.registry import Registry
+from search.storage.trial_attrs import TrialAttrs
 from search.studyfile.validate import StudyFileError, check_fields
 
 # What a trial reports after each epoch, for its pruner to compare: its validation macro-F1, or its
 # validation cross-entropy (reported negated, so that higher is better in a study that maximises F1).
 PRUNING_SIGNALS = ("macro_f1", "val_loss")
-CURVE_ATTR = "pruning_curve"  # user attribute: the pruning signal per epoch (index 0 = epoch 1), higher is better
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def reported_value(signal: str, macro_f1: float, val_loss: float) -> float:
 
 def with_signal(trial: FrozenTrial) -> FrozenTrial:
     """A copy of ``trial`` whose intermediate values are its pruning curve (epoch -> signal)."""
-    curve: Sequence[float] = trial.user_attrs.get(CURVE_ATTR) or []
+    curve: Sequence[float] = TrialAttrs.read(trial).pruning_curve or []
     shown = copy.copy(trial)
     shown.intermediate_values = {epoch: float(v) for epoch, v in enumerate(curve, start=1)}
     return shown

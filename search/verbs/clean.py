@@ -38,6 +38,7 @@ from search.data.cache import remove_stale_temps
 from search.common.optuna_compat import stored_study_id, study_storage
 from search.studyfile.parse import StudyFileError, StudySpec, cache_sizes, load_study_spec
 from search.storage.study_attrs import StudyAttrs
+from search.storage.trial_attrs import TrialAttrs
 from search.storage.trialstore import TrialStore, not_a_trial_folder
 
 SUMMARY = "list, and with --yes remove, what a study no longer needs"
@@ -104,7 +105,7 @@ def used_cache_sizes(storage: optuna.storages.BaseStorage, spec: StudySpec | Non
     used: set[CacheSize] = set()
     for summary in storage.get_all_studies():
         for trial in storage.get_all_trials(stored_study_id(summary), deepcopy=False):
-            config = trial.user_attrs.get("config")
+            config = TrialAttrs.read(trial).config
             if isinstance(config, dict) and {"height", "width", "crop"} <= set(config):
                 used.add((int(config["height"]), int(config["width"]), str(config["crop"])))
     if spec is not None:
@@ -194,12 +195,17 @@ def remove(removals: Sequence[Removal]) -> int:
     return freed
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.clean", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_study_args(p)
     p.add_argument("--keep-top", type=int, help="trials to keep (default: the study file's keep_top)")
     p.add_argument("--yes", action="store_true", help="remove; without it nothing is deleted")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     setup_logging(quiet_level=logging.INFO)
     if args.keep_top is not None and args.keep_top < 0:

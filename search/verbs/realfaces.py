@@ -17,7 +17,7 @@ SUMMARY = "build the real-face bench from a folder of UTKFace photos"
 log = logging.getLogger("search.realfaces")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.realfaces",
                                 description="Build a bench of real faces (UTKFace-named photos) in the "
                                             "competition's layout, masks drawn on.")
@@ -31,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=-1, help="worker processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bench built by this command")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
     start = time.perf_counter()
     try:

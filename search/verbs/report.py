@@ -41,8 +41,8 @@ from search.reporting.errorgallery import (
     gallery_html,
     trial_gallery,
 )
-from search.studyfile.pruners import CURVE_ATTR
 from search.storage.study_attrs import StudyAttrs
+from search.storage.trial_attrs import TrialAttrs
 from search.storage.trialstore import TrialStore
 
 SUMMARY = "one HTML page about a study: figures, and its wrong validation photos with Grad-CAM maps"
@@ -80,7 +80,7 @@ def by_config_value(trials: list[FrozenTrial], key: str, title: str) -> go.Figur
     fig = go.Figure()
     groups: dict[str, list[float]] = {}
     for t in trials:
-        groups.setdefault(str(t.user_attrs.get("config", {}).get(key)), []).append(float(t.value))
+        groups.setdefault(str((TrialAttrs.read(t).config or {}).get(key)), []).append(float(t.value))
     for name in sorted(groups):
         fig.add_trace(go.Box(y=groups[name], name=name, boxpoints="all", jitter=0.3))
     fig.update_layout(title=title, yaxis_title="validation macro-F1 (best epoch)", showlegend=False)
@@ -110,10 +110,11 @@ def f1_and_old_band_by(trials: list[FrozenTrial], key: str, title: str) -> go.Fi
     fig = go.Figure()
     x_f1, f1, x_old, old = [], [], [], []
     for t in trials:
-        value = str(t.user_attrs.get("config", {}).get(key))
+        attrs = TrialAttrs.read(t)
+        value = str((attrs.config or {}).get(key))
         x_f1.append(value)
         f1.append(float(t.value))
-        scores = old_band_scores(t.user_attrs.get("confusion"))
+        scores = old_band_scores(attrs.confusion)
         if scores is not None:
             x_old.append(value)
             old.append(scores[0])
@@ -126,7 +127,7 @@ def f1_and_old_band_by(trials: list[FrozenTrial], key: str, title: str) -> go.Fi
 
 
 def per_class_figure(best: FrozenTrial) -> go.Figure:
-    f1 = best.user_attrs.get("per_class_f1", [])
+    f1 = TrialAttrs.read(best).per_class_f1
     names = [f"{i} {CLASS_NAMES[i]}" for i in range(len(f1))]
     fig = go.Figure(go.Bar(x=names, y=f1))
     fig.update_layout(title=f"Per-class validation F1 of the best trial ({best.number}), best epoch",
@@ -135,7 +136,7 @@ def per_class_figure(best: FrozenTrial) -> go.Figure:
 
 
 def confusion_figure(best: FrozenTrial) -> go.Figure | None:
-    confusion = best.user_attrs.get("confusion")
+    confusion = TrialAttrs.read(best).confusion
     if confusion is None:
         return None
     matrix = np.asarray(confusion)
@@ -150,14 +151,14 @@ def confusion_figure(best: FrozenTrial) -> go.Figure | None:
 
 def pruning_signals(trials: Sequence[FrozenTrial]) -> set[str]:
     """What the trials reported to the pruner (trials from before the signal was recorded reported macro-F1)."""
-    return {str(t.user_attrs.get("pruning_signal", "macro_f1")) for t in trials if t.intermediate_values}
+    return {TrialAttrs.read(t).pruning_signal for t in trials if t.intermediate_values}
 
 
 def f1_by_epoch_figure(trials: Sequence[FrozenTrial]) -> go.Figure:
     """Each trial's validation macro-F1 per epoch, from its recorded history."""
     fig = go.Figure()
     for t in trials:
-        history = t.user_attrs.get("history") or []
+        history = TrialAttrs.read(t).history
         if history:
             fig.add_trace(go.Scatter(x=[h["epoch"] for h in history], y=[h["val_macro_f1"] for h in history],
                                      mode="lines+markers", name=f"trial {t.number} ({t.state.name.lower()})"))
@@ -169,9 +170,10 @@ def signal_by_epoch_figure(trials: Sequence[FrozenTrial]) -> go.Figure:
     """Each loss-pruned trial's pruning signal (the negated validation loss) per epoch."""
     fig = go.Figure()
     for t in trials:
-        if t.user_attrs.get("pruning_signal") != "val_loss":
+        attrs = TrialAttrs.read(t)
+        if attrs.pruning_signal != "val_loss":
             continue
-        curve = t.user_attrs.get(CURVE_ATTR)
+        curve = attrs.pruning_curve
         if curve is None:  # recorded before the curve attribute: its intermediate values were the signal
             points = sorted(t.intermediate_values.items())
         else:
@@ -186,8 +188,8 @@ def signal_by_epoch_figure(trials: Sequence[FrozenTrial]) -> go.Figure:
 def intermediate_values_are_f1(trials: Sequence[FrozenTrial]) -> bool:
     """Whether every trial's intermediate values are macro-F1 (trials that prune on the loss but have no
     pruning curve date from when the intermediate values were the negated loss)."""
-    return all(t.user_attrs.get("pruning_signal", "macro_f1") == "macro_f1" or CURVE_ATTR in t.user_attrs
-               for t in trials if t.intermediate_values)
+    attrs = [TrialAttrs.read(t) for t in trials if t.intermediate_values]
+    return all(a.pruning_signal == "macro_f1" or a.pruning_curve is not None for a in attrs)
 
 
 def build_figures(study: optuna.Study) -> list[tuple[str, go.Figure]]:
@@ -217,7 +219,7 @@ def build_figures(study: optuna.Study) -> list[tuple[str, go.Figure]]:
             log.warning("parameter importances skipped: %s", exc)
     if complete:
         figures.append((BY_CUTOFF, f1_and_old_band_by(complete, "age_cutoff", BY_CUTOFF)))
-        if len({str(t.user_attrs.get("config", {}).get("head")) for t in complete}) > 1:
+        if len({str((TrialAttrs.read(t).config or {}).get("head")) for t in complete}) > 1:
             figures.append((BY_HEAD, f1_and_old_band_by(complete, "head", BY_HEAD)))
         figures.append((BY_BACKBONE, by_config_value(complete, "backbone", BY_BACKBONE)))
         best = max(complete, key=lambda t: t.value)
@@ -291,7 +293,7 @@ def write_report(study: optuna.Study, out: Path, galleries: Sequence[Gallery] = 
     return write_text(out, "\n".join(parts))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.report", description=__doc__)
     add_study_args(p)
     p.add_argument("--out", type=Path, help="HTML file (default: <workdir>/reports/<name>.html)")
@@ -303,7 +305,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "0: no pictures)")
     p.add_argument("--per-pair", type=int, default=PER_PAIR, metavar="N",
                    help=f"wrong photos shown per pair, most confident first (default {PER_PAIR})")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging(quiet_level=logging.INFO)
     if args.error_pairs < 0 or args.per_pair < 1:
         print(f"error: --error-pairs must be >= 0 and --per-pair >= 1 but got {args.error_pairs} and "

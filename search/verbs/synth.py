@@ -16,21 +16,25 @@ SUMMARY = "draw the synthetic bench in the competition's data layout"
 log = logging.getLogger("search.synth")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m search.synth",
+                                description="Draw the synthetic data in the competition's data layout.")
+    p.add_argument("--out", type=Path, default=Path("data/synthetic"),
+                   help="folder to create (default data/synthetic)")
+    p.add_argument("--people", type=int, default=300, help="train people (real data: 2700)")
+    p.add_argument("--size", type=size_arg, default=(96, 128), help="WIDTHxHEIGHT (real photos: 384x512)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-people", type=int, default=None, help="eval people (default people // 3)")
+    p.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet PNG here")
+    p.add_argument("--sheet-per-class", type=int, default=2, help="people per class row on the sheet")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: by bench size)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m search.synth",
-                                     description="Draw the synthetic data in the competition's data layout.")
-    parser.add_argument("--out", type=Path, default=Path("data/synthetic"),
-                        help="folder to create (default data/synthetic)")
-    parser.add_argument("--people", type=int, default=300, help="train people (real data: 2700)")
-    parser.add_argument("--size", type=size_arg, default=(96, 128), help="WIDTHxHEIGHT (real photos: 384x512)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-people", type=int, default=None, help="eval people (default people // 3)")
-    parser.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet PNG here")
-    parser.add_argument("--sheet-per-class", type=int, default=2, help="people per class row on the sheet")
-    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: by bench size)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(message)s")
     start = time.perf_counter()

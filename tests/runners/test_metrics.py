@@ -34,3 +34,28 @@ def test_macro_f1_and_accuracy_score_probabilities_by_their_arg_max() -> None:
     whole = classification_metrics(labels, probs.argmax(1))
     assert macro_f1(labels, probs) == macro_f1(labels, probs.argmax(1)) == whole.macro_f1
     assert accuracy(labels, probs) == whole.accuracy
+
+
+def test_the_counted_f1_is_sklearns_on_all_18_classes() -> None:
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    from runners.metrics import macro_f1
+
+    rng = np.random.default_rng(1)
+    for n in (1, 7, 300):
+        labels, preds = rng.integers(0, 18, n), rng.integers(0, 18, n)
+        preds[: n // 2] = labels[: n // 2]
+        got = classification_metrics(labels, preds)
+        classes = list(range(18))
+        assert got.per_class_f1 == pytest.approx(f1_score(labels, preds, labels=classes, average=None,
+                                                          zero_division=0), abs=1e-12)
+        assert macro_f1(labels, preds) == got.macro_f1 == pytest.approx(
+            f1_score(labels, preds, labels=classes, average="macro", zero_division=0), abs=1e-12)
+        assert np.array_equal(got.confusion, confusion_matrix(labels, preds, labels=classes))
+
+
+def test_a_class_outside_the_18_is_named() -> None:
+    with pytest.raises(ValueError, match=r"preds must be classes 0..17 but hold 0..18"):
+        classification_metrics(np.array([0, 1]), np.array([0, 18]))
+    with pytest.raises(ValueError, match="empty validation set"):
+        classification_metrics(np.array([], dtype=np.int64), np.array([], dtype=np.int64))

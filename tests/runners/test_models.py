@@ -117,25 +117,6 @@ def test_trainable_batchnorm_still_updates_stats() -> None:
     assert not torch.equal(before, bn.running_mean)
 
 
-def test_three_heads_combine_to_a_product_distribution() -> None:
-    torch.manual_seed(0)
-    model = build_model(_config("test_resnet", head="multi")).eval()
-    x = torch.randn(5, 3, 32, 32)
-    with torch.no_grad():
-        scores = model(x)
-        raw = model.net(x)
-    assert scores.shape == (5, 18) and raw.shape == (5, 8)
-    probs = torch.softmax(scores, 1)
-    torch.testing.assert_close(probs.sum(1), torch.ones(5))
-    p_mask, p_gender, p_age = (torch.softmax(t, 1) for t in torch.split(raw, [3, 2, 3], dim=1))
-    joint = probs.view(5, 3, 2, 3)  # class = mask * 6 + gender * 3 + age
-    torch.testing.assert_close(joint.sum((2, 3)), p_mask)
-    torch.testing.assert_close(joint.sum((1, 3)), p_gender)
-    torch.testing.assert_close(joint.sum((1, 2)), p_age)
-    product = p_mask[:, :, None, None] * p_gender[:, None, :, None] * p_age[:, None, None, :]
-    torch.testing.assert_close(joint, product)
-
-
 def test_unknown_backbone_lists_close_matches() -> None:
     with pytest.raises(ValueError, match=r"resnet5O.*resnet50"):
         build_model(_config("resnet5O"))
@@ -251,3 +232,21 @@ def test_gpu_backbones_build_at_a_small_input_with_their_depth_groups(backbone: 
     assert {name for name, p in model.net.named_parameters() if id(p) in mlp} <= model.head_names
     with torch.no_grad():
         assert model.eval()(torch.zeros(1, 3, 64, 48)).shape == (1, 18)
+
+
+def test_a_head_registered_in_one_place_is_a_valid_choice_and_builds() -> None:
+    from runners.heads import HEADS, Head
+
+    # a throw-away head: 36 logits, the class score the larger of each class's two
+    HEADS.add("pairs", Head(name="pairs", outputs=36,
+                            class_scores=lambda logits, c: logits.view(-1, 18, 2).amax(2)))
+    try:
+        model = build_model(_config("test_resnet", head="pairs")).eval()
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            raw, scores = model.net(x), model(x)
+        assert raw.shape == (2, 36) and torch.equal(scores, raw.view(2, 18, 2).amax(2))
+    finally:
+        HEADS.remove("pairs")
+    with pytest.raises(ValueError, match=r"head must be one of \['single', 'multi', 'ordinal'\] but got 'pairs'"):
+        _config("test_resnet", head="pairs")

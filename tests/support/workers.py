@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.storage.backends import open_storage
 from search.benches.synth import generate
+from search.storage.trial_attrs import TrialAttrs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,23 +60,14 @@ def worker_env(threads: int = 2) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
 
 
+def study_cmd(verb: str, study: str | Path, bench: Path, workdir: Path, *extra: str) -> list[str]:
+    """``python -m VERB --study STUDY --data BENCH --workdir WORKDIR --device cpu EXTRA...``."""
+    return [sys.executable, "-m", verb, "--study", str(study), "--data", str(bench), "--workdir", str(workdir),
+            "--device", "cpu", *extra]
+
+
 def worker_cmd(study: str | Path, storage: str, bench: Path, workdir: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "search.worker",
-        "--study",
-        str(study),
-        "--storage",
-        storage,
-        "--data",
-        str(bench),
-        "--workdir",
-        str(workdir),
-        "--device",
-        "cpu",
-        *extra,
-    ]
+    return study_cmd("search.worker", study, bench, workdir, "--storage", storage, *extra)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
@@ -245,7 +237,7 @@ def wait_for_running(
         running = [
             t
             for t in trials(study, TrialState.RUNNING)
-            if "worker" in t.user_attrs and len(t.intermediate_values) >= epochs_done
+            if TrialAttrs.read(t).worker is not None and len(t.intermediate_values) >= epochs_done
         ]
         if len(running) >= count:
             return running

@@ -16,6 +16,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from runners.classes import CLASS_NAMES
+from search.storage.trial_attrs import TrialAttrs
 
 EPOCH_KEYS = ("val_macro_f1", "val_loss", "train_loss", "val_accuracy")  # per-epoch metrics, step = epoch
 
@@ -63,26 +64,26 @@ class TrialLog:
 
 
 def trial_log(study_name: str, trial: FrozenTrial) -> TrialLog:
-    attrs = trial.user_attrs
+    attrs = TrialAttrs.read(trial)
     epochs = []
-    for h in attrs.get("history") or []:
+    for h in attrs.history:
         row = {"epoch": int(h["epoch"])}
         row.update({k: float(h[k]) for k in EPOCH_KEYS if isinstance(h.get(k), (int, float))})
         epochs.append(row)
     tags = {"optuna.study": study_name, "optuna.trial": str(trial.number), "state": trial.state.name.lower()}
     for key in ("failure_reason", "best_epoch", "device", "pruning_signal", "worker"):
-        if attrs.get(key) is not None:
-            tags[key] = str(attrs[key])[:500]
+        if getattr(attrs, key) is not None:
+            tags[key] = str(getattr(attrs, key))[:500]
     return TrialLog(
         study=study_name,
         number=trial.number,
         state=trial.state.name.lower(),
         # a pruned trial's value is its last intermediate value, not a score: only complete ones have one
         value=float(trial.value) if trial.state == TrialState.COMPLETE and trial.value is not None else None,
-        params=dict(attrs.get("config") or trial.params),
+        params=dict(attrs.config or trial.params),
         epochs=epochs,
-        per_class_f1=[float(v) for v in attrs.get("per_class_f1") or []],
-        confusion=attrs.get("confusion"),
+        per_class_f1=[float(v) for v in attrs.per_class_f1],
+        confusion=attrs.confusion,
         tags=tags,
     )
 

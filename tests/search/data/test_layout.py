@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.data import PHOTOS, DataError, load_eval, load_train
+from search.data import PHOTOS, DataError, load_eval, load_recorded_train, load_train
 
 
 def snapshot(root: Path) -> list[tuple[str, int]]:
@@ -57,6 +57,10 @@ def test_fingerprint_follows_the_files(layout, draw_image) -> None:
     after = load_train(layout.root)
     assert after.fingerprint != before.fingerprint
     assert after.image_fingerprint != before.image_fingerprint
+    assert load_recorded_train(layout.root, None, after.fingerprint).fingerprint == after.fingerprint
+    with pytest.raises(DataError, match=rf"the data in .* changed since the study ran on it \(fingerprint "
+                                        rf"{after.fingerprint[:12]}, recorded {before.fingerprint[:12]}\)"):
+        load_recorded_train(layout.root, None, before.fingerprint)
 
 
 def test_missing_train_csv(layout) -> None:

@@ -15,7 +15,6 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from search.engine.budget import (
-    CUT_ATTR,
     TIME_CUT_REASON,
     Deadline,
     RefitBudget,
@@ -31,6 +30,7 @@ from search.engine.budget import (
 from search.engine.options import RunOptions, plan_run
 from search.ensembling.candidates import load_candidates
 from search.run import build_parser, execute, options_from_args
+from search.storage.trial_attrs import TrialAttrs
 from search.storage.trialstore import TrialStore
 from search.studyfile.parse import StudyFileError, load_study_spec
 from tests.search.verbs.test_run import _smoke_variant
@@ -273,7 +273,7 @@ def test_a_trial_running_at_the_time_budget_is_stopped_and_kept_as_a_candidate(
     [cut] = study.trials
     epochs = len(cut.intermediate_values)
     assert cut.state == TrialState.COMPLETE and 1 <= epochs < 1000
-    assert cut.user_attrs[CUT_ATTR] == f"stopped at the time budget after epoch {epochs} of 1000"
+    assert TrialAttrs.read(cut).cut_by_budget == f"stopped at the time budget after epoch {epochs} of 1000"
     assert cut.user_attrs["failure_reason"] is None and cut.user_attrs["status"] == "complete"
     best = max(cut.intermediate_values, key=lambda e: cut.intermediate_values[e])
     assert cut.value == cut.intermediate_values[best] and cut.user_attrs["best_epoch"] == best
@@ -291,7 +291,7 @@ def test_a_trial_running_at_the_time_budget_is_stopped_and_kept_as_a_candidate(
 def test_a_trial_kept_at_the_time_budget_is_named_in_the_message_and_not_queued() -> None:
     study = optuna.create_study(direction="maximize")
     _add(study, TrialState.COMPLETE, T0 + 60, 120, 4, value=0.8)
-    _add(study, TrialState.COMPLETE, T0 + 190, 90, 3, value=0.7, attrs={CUT_ATTR: f"{TIME_CUT_REASON} after epoch 3 of 4"})
+    _add(study, TrialState.COMPLETE, T0 + 190, 90, 3, value=0.7, attrs=TrialAttrs.values(cut_by_budget=f"{TIME_CUT_REASON} after epoch 3 of 4"))
     outcome = run_outcome(study, TimeBudget(300, T0, "--timeout"), n_trials=20, needs=TrialNeeds(4, 2), now=T0 + 290)
     assert outcome.by_time and outcome.kept == ((1, f"{TIME_CUT_REASON} after epoch 3 of 4"),) and not outcome.cut
     message = outcome.message()

@@ -17,7 +17,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from search.engine.prepare import make_sampler, open_study
-from search.storage.reaper import WORKER_ATTR, reap_orphans
+from search.storage.reaper import reap_orphans
 from search.run import build_parser, main, options_from_args
 from search.storage.backends import open_storage
 from search.studyfile.parse import load_study_spec
@@ -67,10 +67,11 @@ _CRASH = textwrap.dedent("""
     import os, signal, socket, sys
     import optuna
     from search.storage.backends import open_storage
+    from search.storage.trial_attrs import TrialAttrs
     study = optuna.create_study(study_name="s", storage=open_storage(sys.argv[1]), load_if_exists=True)
     trial = study.ask()
     trial.suggest_float("x", 0.0, 1.0)
-    trial.set_user_attr(sys.argv[2], f"{socket.gethostname()}:{os.getpid()}")
+    TrialAttrs.set(trial, worker=f"{socket.gethostname()}:{os.getpid()}")
     os.kill(os.getpid(), signal.SIGKILL)
 """)
 
@@ -78,7 +79,7 @@ _CRASH = textwrap.dedent("""
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_a_killed_workers_trial_is_failed_and_retried_when_the_study_restarts(tmp_path: Path, kind: str) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else f"journal://{tmp_path / 's.journal'}"
-    done = subprocess.run([sys.executable, "-c", _CRASH, url, WORKER_ATTR], cwd=REPO, env=ENV,
+    done = subprocess.run([sys.executable, "-c", _CRASH, url], cwd=REPO, env=ENV,
                           capture_output=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr
     study = optuna.load_study(study_name="s", storage=open_storage(url))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from tests.support.workers import (
     finished,
     open_study_view,
     retried_from,
+    study_cmd,
     trials,
     wait_for_running,
     worker_env,
@@ -87,24 +87,7 @@ pytestmark = pytest.mark.slow
 
 
 def _run_cmd(bench: Path, workdir: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "search.run",
-        "--study",
-        "smoke",
-        "--data",
-        str(bench),
-        "--workdir",
-        str(workdir),
-        "--device",
-        "cpu",
-        "--workers",
-        "2",
-        "--n-trials",
-        "4",
-        *extra,
-    ]
+    return study_cmd("search.run", "smoke", bench, workdir, "--workers", "2", "--n-trials", "4", *extra)
 
 
 def test_two_local_workers_share_the_study_stop_on_sigterm_and_resume(bench: Path, tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from runners.classes import NUM_CLASSES
 from runners.config import TrialConfig
 from search.engine.objective import Objective, TrialFailed, retain_top
 from search.engine.prepare import StudyData, open_study
-from search.studyfile.pruners import CURVE_ATTR
 from search.studyfile.parse import StudySpec, load_study_spec
+from search.storage.trial_attrs import TrialAttrs
 from search.storage.trialstore import TrialStore
 
 PARAMS = {"backbone": "test_resnet", "age_cutoff": 59, "focal_gamma": 1.0, "unfrozen_depth": 1, "lr": 0.01,
@@ -82,7 +82,7 @@ def test_a_complete_trial_records_its_summary_artifacts_and_checkpoint(opened: O
     assert attrs["config"]["backbone"] == "test_resnet" and attrs["config"]["epochs"] == 2
     assert attrs["status"] == "complete" and attrs["epochs_run"] == 2 == len(attrs["history"])
     assert attrs["pruning_signal"] == "macro_f1"
-    assert attrs[CURVE_ATTR] == [h["val_macro_f1"] for h in attrs["history"]]
+    assert TrialAttrs.read(trial).pruning_curve == [h["val_macro_f1"] for h in attrs["history"]]
     assert trial.intermediate_values == {h["epoch"]: h["val_macro_f1"] for h in attrs["history"]}
     assert trial.value == max(h["val_macro_f1"] for h in attrs["history"])
     store = TrialStore(opened.workdir, "smoke")
@@ -106,7 +106,7 @@ def test_a_pruned_run_raises_trial_pruned(opened: Opened, monkeypatch: pytest.Mo
     _fake_fit(monkeypatch, "pruned", [_record(1, 0.2)], reason="stopped_by_reporter")
     with pytest.raises(optuna.TrialPruned, match="pruned after epoch 1"):
         Objective(opened.spec, opened.data, opened.workdir)(_ask(opened.study))
-    assert opened.study.trials[0].user_attrs[CURVE_ATTR] == [0.2]
+    assert TrialAttrs.read(opened.study.trials[0]).pruning_curve == [0.2]
 
 
 class _Budget:

@@ -9,14 +9,14 @@ import optuna
 from optuna.trial import TrialState
 
 from search.engine.objective import TrialFailed
-from search.storage.reaper import WORKER_ATTR
 from search.engine.runstudy import worker_objective
+from search.storage.trial_attrs import TrialAttrs
 
 
 def test_trials_record_the_worker_that_ran_them() -> None:
     study = optuna.create_study()
     study.optimize(worker_objective(lambda trial: trial.suggest_float("x", 0, 1)), n_trials=2)
-    assert {t.user_attrs[WORKER_ATTR] for t in study.trials} == {f"{socket.gethostname()}:{os.getpid()}"}
+    assert {TrialAttrs.read(t).worker for t in study.trials} == {f"{socket.gethostname()}:{os.getpid()}"}
 
 
 def test_a_trial_beyond_the_budget_is_not_run() -> None:

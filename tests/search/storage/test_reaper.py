@@ -10,7 +10,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search.storage.reaper import WORKER_ATTR, reap_orphans, worker_tag
+from search.storage.reaper import reap_orphans, worker_tag
+from search.storage.trial_attrs import TrialAttrs
 from search.storage.backends import StorageSettings, open_storage
 from tests.support.workers import retried_from
 
@@ -31,7 +32,7 @@ def test_orphaned_trials_are_failed_and_retried_once(tmp_path: Path) -> None:
         (remote, "another-host:1"),
     ):
         trial.suggest_float("x", 0, 1)
-        trial.set_user_attr(WORKER_ATTR, tag)
+        TrialAttrs.set(trial, worker=tag)
     assert reap_orphans(study) == [orphan.number]
     states = {t.number: t.state for t in study.trials}
     assert states[orphan.number] == TrialState.FAIL
@@ -48,7 +49,7 @@ def test_heartbeat_storages_leave_only_other_machines_trials_to_optuna(tmp_path:
     )
     study = optuna.create_study(storage=storage, study_name="s")
     dead, remote = study.ask(), study.ask()
-    dead.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{_dead_pid()}")
-    remote.set_user_attr(WORKER_ATTR, "another-host:1")
+    TrialAttrs.set(dead, worker=f"{socket.gethostname()}:{_dead_pid()}")
+    TrialAttrs.set(remote, worker="another-host:1")
     assert reap_orphans(study) == [dead.number], "a provably dead local worker does not wait for the grace period"
     assert study.trials[remote.number].state == TrialState.RUNNING

@@ -10,8 +10,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.storage.trial_attrs import TrialAttrs
 from search.studyfile.pruners import (
-    CURVE_ATTR,
     PRUNERS,
     PrunerSpec,
     check_pruner,
@@ -29,7 +29,7 @@ def _run(pruner: optuna.pruners.BasePruner, curves: list[list[float]]) -> list[T
     for curve in curves:
         trial, state = study.ask(), TrialState.COMPLETE
         for epoch, value in enumerate(curve, start=1):
-            trial.set_user_attr(CURVE_ATTR, curve[:epoch])
+            TrialAttrs.set(trial, pruning_curve=curve[:epoch])
             trial.report(value, epoch)
             if epoch < len(curve) and trial.should_prune():
                 state = TrialState.PRUNED
@@ -56,15 +56,15 @@ def test_a_loss_signal_is_read_from_the_curve_not_the_intermediate_values() -> N
     study = optuna.create_study(study_name="signal", direction="maximize", pruner=make_pruner(spec, 3))
     for f1, loss in ((0.5, -1.0), (0.6, -1.2)):
         t = study.ask()
-        t.set_user_attr(CURVE_ATTR, [loss, loss])
+        TrialAttrs.set(t, pruning_curve=[loss, loss])
         t.report(f1, 1)
         t.report(f1, 2)
         study.tell(t, f1)
     low_f1_low_loss, high_f1_high_loss = study.ask(), study.ask()
-    low_f1_low_loss.set_user_attr(CURVE_ATTR, [-0.5])
+    TrialAttrs.set(low_f1_low_loss, pruning_curve=[-0.5])
     low_f1_low_loss.report(0.1, 1)
     assert not low_f1_low_loss.should_prune()
-    high_f1_high_loss.set_user_attr(CURVE_ATTR, [-3.0])
+    TrialAttrs.set(high_f1_high_loss, pruning_curve=[-3.0])
     high_f1_high_loss.report(0.9, 1)
     assert high_f1_high_loss.should_prune()
 

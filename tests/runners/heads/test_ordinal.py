@@ -12,16 +12,14 @@ import torch.nn.functional as F
 
 from runners import ImageSet, TrialConfig, build_model, fit
 from runners.classes import age_band
-from runners.ordinal import (
-    AGE_MAX,
-    NUM_AGE_UNITS,
-    NUM_ORDINAL_OUTPUTS,
-    THRESHOLDS,
-    OrdinalAgeLoss,
-    OrdinalCombine,
-    age_index,
-)
+from runners.heads import HEADS
+from runners.heads.ordinal import AGE_MAX, NUM_AGE_UNITS, NUM_ORDINAL_OUTPUTS, THRESHOLDS, age_index
+from runners.models import ClassScores
 from tests.runners.conftest import SIZE
+
+
+def _ordinal(cutoff: int) -> ClassScores:
+    return ClassScores(HEADS.get("ordinal"), cutoff)
 
 
 def _logits(n: int, scale: float, seed: int = 0) -> torch.Tensor:
@@ -30,7 +28,7 @@ def _logits(n: int, scale: float, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("scale", [0.0, 1.0, 30.0])
 def test_class_probabilities_sum_to_one_and_factor_into_mask_gender_and_bands(scale: float) -> None:
-    combine = OrdinalCombine(60)
+    combine = _ordinal(60)
     logits = _logits(64, scale)
     probs = torch.softmax(combine(logits), 1)
     torch.testing.assert_close(probs.sum(1), torch.ones(64))
@@ -46,29 +44,34 @@ def test_class_probabilities_sum_to_one_and_factor_into_mask_gender_and_bands(sc
 
 @pytest.mark.parametrize("scale", [1.0, 100.0])
 def test_cumulative_logits_never_rise_with_age(scale: float) -> None:
-    z = OrdinalCombine(60).age_logits(_logits(128, scale, seed=1))
+    z = _ordinal(60).age_logits(_logits(128, scale, seed=1))
     assert z.shape == (128, NUM_AGE_UNITS) and torch.isfinite(z).all()
     assert (z[:, 1:] <= z[:, :-1]).all()  # P(age >= t) never rises with t: rank consistency
 
 
 def test_the_old_band_starts_at_the_cutoff() -> None:
     logits = _logits(32, 2.0, seed=2)
-    old = {c: torch.softmax(OrdinalCombine(c)(logits), 1)[:, 2::3].sum(1) for c in (58, 59, 60)}
-    z = OrdinalCombine(60).age_logits(logits)
+    old = {c: torch.softmax(_ordinal(c)(logits), 1)[:, 2::3].sum(1) for c in (58, 59, 60)}
+    z = _ordinal(60).age_logits(logits)
     for cutoff, p_old in old.items():
         torch.testing.assert_close(p_old, torch.sigmoid(z[:, age_index(cutoff)]))
     assert (old[58] >= old[59]).all() and (old[59] >= old[60]).all() and (old[58] > old[60]).any()
     with pytest.raises(ValueError, match="19..65"):
-        OrdinalCombine(AGE_MAX + 1)
+        _ordinal(AGE_MAX + 1)
 
 
 def test_zero_output_starts_from_an_even_spread_of_ages() -> None:
-    p = torch.sigmoid(OrdinalCombine(60).age_logits(torch.zeros(1, NUM_ORDINAL_OUTPUTS)))[0]
+    p = torch.sigmoid(_ordinal(60).age_logits(torch.zeros(1, NUM_ORDINAL_OUTPUTS)))[0]
     assert p[age_index(19)] > 0.9 and 0.6 < p[age_index(30)] < 0.8 and p[age_index(60)] < 0.05
 
 
+def test_the_head_is_registered_with_its_outputs_and_learns_age() -> None:
+    head = HEADS.get("ordinal")
+    assert head.outputs == NUM_ORDINAL_OUTPUTS == 3 + 2 + NUM_AGE_UNITS and head.learns_age
+
+
 def test_the_age_loss_is_coral_on_the_real_ages() -> None:
-    loss = OrdinalAgeLoss()
+    loss = _ordinal(60).age_loss
     z = torch.randn(5, NUM_AGE_UNITS)
     ages = torch.tensor([18, 29, 45, 60, 80])  # 80 counts as AGE_MAX
     target = (np.minimum(ages.numpy(), AGE_MAX)[:, None] >= THRESHOLDS[None, :]).astype(np.float32)
