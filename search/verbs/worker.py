@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from search.engine.launcher import check_concurrent_storage
 from search.storage.reaper import worker_tag
 from search.engine.options import plan_run
-from search.run import build_parser, execute_plan, options_from_args, setup_run_logging
+from search.run import build_parser as run_parser, execute_plan, options_from_args, setup_run_logging
 from search.storage.secretfilter import hide_secrets
 from search.engine.signals import install_interrupt_handlers
 from search.engine.tracebackfilter import quiet_expected_tracebacks
@@ -39,8 +39,8 @@ SUMMARY = "join a running study from any machine (shared storage)"
 log = logging.getLogger("search")
 
 
-def worker_parser() -> argparse.ArgumentParser:
-    p = build_parser(prog="python -m search.worker")
+def build_parser() -> argparse.ArgumentParser:
+    p = run_parser(prog="python -m search.worker")
     p.description = __doc__
     p.add_argument(
         "--worker-index",
@@ -57,7 +57,7 @@ def default_worker_index() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = worker_parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.storage is None:
         parser.error(

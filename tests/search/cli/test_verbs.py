@@ -14,7 +14,6 @@ from search.cli.verbs import REPO, listing, verb_files, verb_summaries
 
 VERBS = {"run", "worker", "report", "ensemble", "export", "predict", "refit", "clean", "synth", "realfaces"}
 # search.worker's parser is search.run's with the worker's flags added, under its own name
-PARSER_BUILDERS = {"search.worker": "worker_parser"}
 
 
 def test_python_m_search_lists_every_verb_in_one_line_each() -> None:
@@ -28,7 +27,7 @@ def test_python_m_search_lists_every_verb_in_one_line_each() -> None:
 def test_every_verb_runs_as_python_m_and_has_one_shape(module: str) -> None:
     verb = importlib.import_module(module)
     assert callable(verb.main) and "\n" not in verb.SUMMARY and verb.SUMMARY
-    parser = getattr(verb, PARSER_BUILDERS.get(module, "build_parser"))()
+    parser = verb.build_parser()
     assert isinstance(parser, argparse.ArgumentParser) and parser.prog == f"python -m {module}"
     source = verb_files()[module].read_text()
     assert 'if __name__ == "__main__":' in source, f"{module} cannot run as python -m {module}"

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from search.engine.options import RunOptions
 from search.run import build_parser, options_from_args
 from search.storage.backends import StorageSettings, open_storage
-from search.worker import default_worker_index, main, worker_parser
+from search.worker import default_worker_index, main, build_parser
 from tests.support.workers import (
     REPO,
     PostgresServer,
@@ -33,7 +33,7 @@ from tests.support.workers import (
 
 
 def test_worker_takes_the_run_flags_plus_its_index() -> None:
-    args = worker_parser().parse_args(
+    args = build_parser().parse_args(
         [
             "--study",
             "full",
