@@ -10,9 +10,11 @@ trial's own pace, so the phase does not start what it cannot finish; a model the
 cuts is thrown away. A run with several trial processes trains as many fold models at once
 (search/refitting/parallel.py), so its groups fit in a share of the time. The fold models are kept
 as they finish, so a killed phase, or one that ran out of time, resumes when the same command runs again: only the missing models train.
-When no group fits, one line says so and the run ends as the search left it (exit 0):
-``python -m search.export`` ships the search's best. ``--no-refit`` (or ``enabled = false``)
-skips the phase; ``python -m search.refit`` refits by hand. Everything the phase needs (the study
+When no group fits, one line says so and the search takes the time back (the run ends as the
+search left it: ``python -m search.export`` ships the search's best); when the groups are done and
+a new trial still fits in the time left, the search goes on in it too, so no budget is left idle.
+``--no-refit`` (or ``enabled = false``) skips the phase; ``python -m search.refit`` refits by
+hand. Everything the phase needs (the study
 file's [refit] table, the time budget, storage, device, processes) comes from the run's plan
 (``RunPlan``, search/engine/options.py); it reads no study file.
 """
@@ -26,9 +28,9 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
-from search.engine.budget import RefitBudget, format_duration
+from search.engine.budget import Deadline, RefitBudget, TrialNeeds, format_duration, trial_pace
 from search.engine.options import RunPlan
 from search.refitting.parallel import refit_in_processes
 from search.refitting.progress import refit_progress
@@ -79,7 +81,23 @@ def refit_phase(
         return 2
     if code is None:  # no fold group fits
         return search_on() if search_on else 0
+    if code == 0 and search_on is not None and _trial_fits(ctx, plan, clock()):
+        print(f"\nrefit: done with {format_duration(plan.budget.left(clock()) or 0.0)} of the time budget left; "
+              "the search goes on in it (its new trials are candidates too).")
+        return search_on()
     return code
+
+
+def _trial_fits(ctx: RefitContext, plan: RunPlan, now: float) -> bool:
+    """Whether a new trial still fits in what the refit left of the run's time budget, at the run's
+    trial pace."""
+    if plan.budget.seconds is None:
+        return False
+    trials = ctx.study.get_trials(deepcopy=False)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    pace = trial_pace(trials, plan.budget.started_at)
+    deadline = Deadline(plan.budget, TrialNeeds.of(plan.spec), clock=lambda: now)
+    return pace is not None and deadline.can_start(pace, complete)
 
 
 def _run(

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 ENV_VAR = "MASK_DATA_DIR"
 SYNTHETIC_NAME = "synthetic"
 LEGACY_NAME = "bench"  # the folder's name before it was renamed SYNTHETIC_NAME
+# The main command's data: 150 people (and 50 eval people), half the generator's default, so that a
+# 2-core machine completes at least 6 trials and a fold group in the CPU profile's 8 minutes
+# (issue 25; benchmarks/README.md, "The main command"). Its scores say nothing about accuracy anyway.
+DEMO_PEOPLE = 150
 
 
 def _complete(root: Path) -> bool:
@@ -51,7 +55,7 @@ def ensure_synthetic_data(
 ) -> Path:
     """``cache_root/synthetic``, generated when absent (or ``cache_root/bench`` from earlier versions).
 
-    ``people``: its size on first generation (the generator's default when None); an existing
+    ``people``: its size on first generation (``DEMO_PEOPLE`` when None); an existing
     folder is reused whatever its size - delete it to draw another.
     """
     cache_root = Path(cache_root).expanduser().resolve()
@@ -87,7 +91,6 @@ def _generate(root: Path, people: int | None, seed: int) -> None:
         ) from exc
     log.info("generating the synthetic data into %s (first use)", root)
     with atomic_path(root) as tmp:
-        kwargs = {"seed": seed} if people is None else {"people": people, "seed": seed}
-        generate(tmp, **kwargs)
+        generate(tmp, people=DEMO_PEOPLE if people is None else people, seed=seed)
         if not _complete(tmp):
             raise DataError(f"the generator left no train/train.csv and eval/info.csv in {tmp}.")

@@ -3,6 +3,7 @@ resumed after a kill, skipped in one line when no group fits; and the whole comm
 
 from __future__ import annotations
 
+import datetime
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -109,6 +110,43 @@ def test_when_no_fold_group_fits_the_time_left_goes_back_to_the_search(
     out = capsys.readouterr().out.strip()
     assert "the search goes on in that time instead, and the export ships the search's best" in out
     assert searched == [True] and trained == []
+
+
+def _a_searched_trial(refit_study, seconds_per_epoch: float = 10.0) -> None:
+    """A finished 2-epoch trial of this run's search (the template's trials carry no per-epoch reports,
+    so the search's pace would be unknown), weak enough not to be refitted."""
+    study = optuna.load_study(study_name=refit_study.name, storage=refit_study.storage)
+    end = datetime.datetime.now()
+    study.add_trial(optuna.trial.FrozenTrial(
+        number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=0.0, values=None,
+        datetime_start=end - datetime.timedelta(seconds=2 * seconds_per_epoch), datetime_complete=end,
+        params={}, distributions={}, user_attrs={}, system_attrs={}, intermediate_values={1: 0.0, 2: 0.0},
+    ))
+
+
+def test_time_left_after_the_fold_groups_goes_back_to_the_search(refit_study, tmp_path: Path, capsys) -> None:
+    opts = _options(refit_study, tmp_path, timeout_s=3600.0)
+    _a_searched_trial(refit_study)
+    searched: list[bool] = []
+    assert refit_phase(opts, search_on=lambda: searched.append(True) or 0) == 0
+    out = capsys.readouterr().out
+    assert "refit: 1 trial(s) on 2 person folds" in out and "of the time budget left; the search goes on in it" in out
+    assert searched == [True]
+
+
+def test_no_search_after_the_fold_groups_when_no_trial_fits_the_time_left(
+    refit_study, tmp_path: Path, capsys
+) -> None:
+    opts = _options(refit_study, tmp_path, timeout_s=3600.0)
+    _a_searched_trial(refit_study)
+    calls = iter(range(1_000))
+    # the phase plans at the start of the budget; from the next reading of the clock on (after the
+    # groups), one second of the hour is left: less than a trial's epochs at the recorded pace
+    clock = lambda: opts.budget.started_at + (0.0 if next(calls) < 1 else 3599.0)  # noqa: E731
+    searched: list[bool] = []
+    assert refit_phase(opts, clock=clock, search_on=lambda: searched.append(True) or 0) == 0
+    assert "refit: 1 trial(s) on 2 person folds" in capsys.readouterr().out
+    assert searched == []
 
 
 @pytest.mark.parametrize("table", ["\n[refit]\nenabled = false\n", ""])

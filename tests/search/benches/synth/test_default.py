@@ -123,3 +123,18 @@ def test_incomplete_folder_from_before_the_rename_is_not_used(counted, tmp_path:
     (tmp_path / "data" / "bench" / "train").mkdir(parents=True)
     root = default_data_root(tmp_path / "data", people=24)
     assert root == (tmp_path / "data" / "synthetic").resolve() and len(counted) == 1
+
+
+def test_the_main_command_s_data_is_drawn_at_the_demo_size(monkeypatch, tmp_path: Path, layout_builder) -> None:
+    from search.benches.synth.default import DEMO_PEOPLE
+
+    asked: list[int] = []
+
+    def generate(out_dir: Path, people: int = 300, seed: int = 0) -> Path:
+        asked.append(people)
+        return layout_builder(Path(out_dir), eval_images=3).root
+
+    monkeypatch.setitem(sys.modules, "search.benches.synth", types.SimpleNamespace(generate=generate))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    default_data_root(tmp_path / "data")
+    assert asked == [DEMO_PEOPLE] and DEMO_PEOPLE < 300
