@@ -161,7 +161,10 @@ def test_a_bad_augment_place_in_the_environment_is_refused_before_any_trial(
 
 def test_ctrl_c_marks_the_trial_failed_and_the_study_resumes(tiny_bench: Path, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    cmd = [sys.executable, "-m", "search.run", "--study", "smoke", "--data", str(tiny_bench),
+    # Trials of 12 epochs, not 3: the poll below must see one running even on a loaded machine
+    study_file = tmp_path / "smoke.toml"
+    study_file.write_text((REPO / "studies" / "smoke.toml").read_text().replace("epochs = 3", "epochs = 12"))
+    cmd = [sys.executable, "-m", "search.run", "--study", str(study_file), "--data", str(tiny_bench),
            "--workdir", str(tmp_path / "runs"), "--storage", storage, "--device", "cpu", "--n-trials", "3"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
