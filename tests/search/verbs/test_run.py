@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -166,19 +167,37 @@ def test_ctrl_c_marks_the_trial_failed_and_the_study_resumes(tiny_bench: Path, t
     study_file.write_text((REPO / "studies" / "smoke.toml").read_text().replace("epochs = 3", "epochs = 12"))
     cmd = [sys.executable, "-m", "search.run", "--study", str(study_file), "--data", str(tiny_bench),
            "--workdir", str(tmp_path / "runs"), "--storage", storage, "--device", "cpu", "--n-trials", "3"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a clean environment: nothing an earlier test of the session left in os.environ reaches the run
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
+    env.update(PYTHONPATH=str(REPO), MASK_AUTOML_WORKERS="1", OMP_NUM_THREADS="1")
+
+    def default_sigint() -> None:  # whatever the test process inherited or set, the run gets a plain Ctrl-C
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=default_sigint)
+    lines: list[str] = []
+
+    def read() -> None:  # read as it comes, so the pipe never fills and the run never waits on it
+        lines.extend(proc.stdout)  # type: ignore[arg-type]
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     deadline = time.time() + 120
-    while time.time() < deadline:
-        time.sleep(0.5)
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
         try:
             study = optuna.load_study(study_name="smoke", storage=storage)
         except KeyError:
             continue
         if _trials(study, TrialState.RUNNING):
+            time.sleep(0.5)  # into its first epoch
             break
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    out = "".join(lines)
     assert proc.returncode == 130, out
     assert "resume" in out
     study = optuna.load_study(study_name="smoke", storage=storage)
