@@ -13,8 +13,10 @@ Within the time budget:
 
 - a trial starts only if the time left covers the epochs it needs, at the pace of the run's recent
   trials: those its pruner gives every trial before judging it (``[pruner] min_resource``), or all
-  of them while the pruner cannot stop it (``none``, or fewer than ``min_complete`` trials complete).
-  A trial that cannot get that far would be stopped before it told the study anything;
+  of them without a pruner (``none``). A trial that cannot get that far would be stopped before it
+  told the study anything comparable; one that gets that far and is then stopped is kept (below), so
+  the last minutes of a budget still add a candidate (issue 25: a 2-core demo left 70-80 s idle
+  because its 6th trial needed all 5 epochs while fewer than ``min_complete`` trials were complete);
 - a running trial is stopped after an epoch when the next epoch, at that trial's pace, would end
   past the budget. It is kept: recorded COMPLETE with its best epoch's macro-F1 and checkpoint, a
   candidate for the ensemble and the export like any other, its ``cut_by_budget`` attribute saying
@@ -122,23 +124,21 @@ def search_part(budget: TimeBudget, time_share: float) -> TimeBudget:
 
 @dataclass(frozen=True)
 class TrialNeeds:
-    """The epochs a new trial must have time for: before its pruner can judge it, or all of them
-    while the pruner cannot stop it (no pruner, or fewer than ``min_complete`` complete trials)."""
+    """The epochs a new trial must have time for: those before its pruner can judge it, or all of
+    them without a pruner. (Before ``min_complete`` trials are complete the pruner stops nothing, but
+    the budget may: such a trial is kept with its best epoch, so the same epochs suffice.)"""
 
     epochs: int = 1  # a trial's full budget
     min_resource: int = 1  # epochs every trial gets before it can be pruned
-    min_complete: int = 0  # no trial is pruned while fewer trials than this are complete
     prunes: bool = True
 
     @classmethod
     def of(cls, spec: StudySpec) -> TrialNeeds:
         pruner = spec.pruner
-        return cls(spec.base_config().epochs, pruner.min_resource, pruner.min_complete, pruner.name != "none")
+        return cls(spec.base_config().epochs, pruner.min_resource, pruner.name != "none")
 
-    def epochs_needed(self, complete: int) -> int:
-        if not self.prunes or complete < self.min_complete:
-            return self.epochs
-        return max(1, min(self.min_resource, self.epochs))
+    def epochs_needed(self) -> int:
+        return max(1, min(self.min_resource, self.epochs)) if self.prunes else self.epochs
 
 
 def trial_pace(trials: Sequence[FrozenTrial], since: float | None = None) -> float | None:
@@ -172,15 +172,14 @@ class Deadline:
     def left(self) -> float | None:
         return self.budget.left(self.clock())
 
-    def can_start(self, pace: float | None, complete: int = 0) -> bool:
-        """Whether a new trial can run the epochs it needs at ``pace`` s/epoch within the budget,
-        with ``complete`` trials of the study complete."""
+    def can_start(self, pace: float | None) -> bool:
+        """Whether a new trial can run the epochs it needs at ``pace`` s/epoch within the budget."""
         left = self.left()
         if left is None:
             return True
         if left <= 0:
             return False
-        return pace is None or left >= self.needs.epochs_needed(complete) * pace
+        return pace is None or left >= self.needs.epochs_needed() * pace
 
     def cut_after(self, trial: int, epoch: int, epochs: int, epoch_seconds: float) -> bool:
         """Whether to stop ``trial`` after ``epoch``: its next epoch would end past the budget."""
@@ -272,8 +271,7 @@ def run_outcome(study: optuna.Study, budget: TimeBudget, n_trials: int, needs: T
                  if t.state == TrialState.COMPLETE and attrs[t.number].cut_by_budget)
     finished = sum(t.state in FINISHED for t in trials)
     deadline = Deadline(budget, needs, clock=(lambda: now) if now is not None else time.time)
-    complete = sum(t.state == TrialState.COMPLETE for t in trials)
-    no_room = not deadline.can_start(trial_pace(trials, budget.started_at), complete)
+    no_room = not deadline.can_start(trial_pace(trials, budget.started_at))
     return RunOutcome(
         budget=budget,
         n_trials=n_trials,

@@ -322,8 +322,7 @@ class RunWatch:
             requeue(study, trial)
         self.progress.trial_finished(study, trial)
         trials = study.get_trials(deepcopy=False)
-        complete = sum(t.state == TrialState.COMPLETE for t in trials)
-        if cut or not self.deadline.can_start(trial_pace(trials, self.deadline.budget.started_at), complete):
+        if cut or not self.deadline.can_start(trial_pace(trials, self.deadline.budget.started_at)):
             study.stop()
 
 

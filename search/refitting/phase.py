@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from search.engine.budget import Deadline, RefitBudget, TrialNeeds, format_duration, trial_pace
 from search.engine.options import RunPlan
@@ -94,10 +94,9 @@ def _trial_fits(ctx: RefitContext, plan: RunPlan, now: float) -> bool:
     if plan.budget.seconds is None:
         return False
     trials = ctx.study.get_trials(deepcopy=False)
-    complete = sum(t.state == TrialState.COMPLETE for t in trials)
     pace = trial_pace(trials, plan.budget.started_at)
     deadline = Deadline(plan.budget, TrialNeeds.of(plan.spec), clock=lambda: now)
-    return pace is not None and deadline.can_start(pace, complete)
+    return pace is not None and deadline.can_start(pace)
 
 
 def _run(

@@ -123,21 +123,20 @@ class Clock:
 
 def test_a_trial_starts_only_if_it_can_reach_its_first_pruning_decision() -> None:
     clock = Clock(T0 + 400)  # 80 s left of 480
-    needs = TrialNeeds(epochs=4, min_resource=2, min_complete=5)
-    deadline = Deadline(TimeBudget(480, T0), needs, clock=clock)
+    deadline = Deadline(TimeBudget(480, T0), TrialNeeds(epochs=4, min_resource=2), clock=clock)
     assert deadline.can_start(None)  # no pace known yet
-    # 5 trials complete: the pruner may stop the next one after 2 epochs, which must fit
-    assert deadline.can_start(40.0, complete=5)  # 2 epochs x 40 s = 80 s
-    assert not deadline.can_start(41.0, complete=5)
-    # fewer complete: nothing can stop it before its 4 epochs, which must fit
-    assert deadline.can_start(20.0, complete=4) and not deadline.can_start(21.0, complete=4)
-    assert not Deadline(TimeBudget(480, T0), TrialNeeds(4, 2, 0, prunes=False), clock=clock).can_start(21.0, 9)
+    # the pruner may judge it after 2 epochs (and the budget may cut it there: it is kept), which must fit
+    assert deadline.can_start(40.0)  # 2 epochs x 40 s = 80 s
+    assert not deadline.can_start(41.0)
+    # without a pruner all its 4 epochs must fit
+    without = Deadline(TimeBudget(480, T0), TrialNeeds(4, 2, prunes=False), clock=clock)
+    assert without.can_start(20.0) and not without.can_start(21.0)
     clock.now = T0 + 480
     assert not deadline.can_start(None)
     assert Deadline(TimeBudget(None, T0), clock=clock).can_start(1e9)  # no budget, no limit
 
 
-@pytest.mark.parametrize(("name", "needs"), [("age_cutoff", TrialNeeds(5, 2, 5)), ("smoke", TrialNeeds(3, 1, 0))])
+@pytest.mark.parametrize(("name", "needs"), [("age_cutoff", TrialNeeds(5, 2)), ("smoke", TrialNeeds(3, 1))])
 def test_what_a_trial_needs_comes_from_the_study_file(name: str, needs: TrialNeeds) -> None:
     assert TrialNeeds.of(load_study_spec(name, "cpu")) == needs
 
