@@ -112,8 +112,8 @@ def fit(
         result.status, result.reason = "failed", "cuda_oom"
     if result.status == "failed":
         logger.warning("trial failed: %s (%s)", result.reason, config.backbone)
-    gc.collect()
-    if dev.type == "cuda":
+    if dev.type == "cuda":  # tensors in reference cycles would hold GPU memory into the next trial
+        gc.collect()
         torch.cuda.empty_cache()
     return result
 

@@ -88,8 +88,7 @@ class Objective:
                 raise
             raise TrialFailed(reason) from exc
         finally:
-            gc.collect()
-            _empty_cuda_cache()
+            _release_gpu_memory()
         self._errors.clear()
         cut = self.watch.cut_reason(trial.number) if self.watch is not None else None
         if result.status == "pruned" and cut and _early_stopped(result, config):
@@ -179,8 +178,13 @@ def _study_best(study: optuna.Study) -> str:
     return f"{max(values):.4f}" if values else "-"
 
 
-def _empty_cuda_cache() -> None:
+def _release_gpu_memory() -> None:
+    """Free what a finished trial held on the GPU before the next one starts (tensors caught in
+    reference cycles, then the allocator's cache). Only where CUDA was used: a full collection costs
+    0.7 s or more in a process that imported torch and timm, three times a trial before, half of a
+    tiny study's time on the CPU."""
     import torch
 
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        gc.collect()
         torch.cuda.empty_cache()

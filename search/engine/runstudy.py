@@ -73,7 +73,6 @@ def run_study(plan: RunPlan | RunOptions) -> optuna.Study:
                 timeout=left,
                 callbacks=callbacks,
                 catch=(TrialFailed,),
-                gc_after_trial=True,
             )
     if trial_budget.gave_up:
         raise GaveUp(f"study {study.study_name} stopped: {trial_budget.failures} trials failed; see their "
