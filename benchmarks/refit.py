@@ -43,7 +43,7 @@ from search.ensembling.selection import Candidate, SelectionSettings
 from search.export import export_bundle, shipped_method
 from search.refitting.store import RefitStore
 from search.engine.budget import RefitBudget
-from search.refitting.train import choose_trials, open_refit, refit_all, refit_folds
+from search.refitting.train import DEFAULT_EPOCHS, EPOCH_RULES, choose_trials, open_refit, refit_all, refit_folds
 from search.storage.trial_attrs import TrialAttrs
 from search.storage.trialstore import TrialStore
 
@@ -67,7 +67,7 @@ def build_parser() -> Any:
     p.add_argument("--trials", type=int, nargs="+", required=True, help="trial numbers to refit")
     p.add_argument("--folds", type=common.positive_int, default=3, help="K person folds")
     p.add_argument("--no-all-people", action="store_true", help="skip the all-people refit")
-    p.add_argument("--epochs", choices=("best", "ran"), default="best", help="search.refit --epochs")
+    p.add_argument("--epochs", choices=EPOCH_RULES, default=DEFAULT_EPOCHS, help="search.refit --epochs")
     p.add_argument("--timeout", type=float, help="time budget of the refits in seconds")
     p.add_argument(
         "--baseline-bundle", type=Path, help="the study's exported bundle (default: <workdir>/bundle)"

@@ -26,6 +26,7 @@ from search.engine.options import RunPlan
 from search.refitting.progress import RefitProgress
 from search.refitting.store import RefitStore
 from search.refitting.train import (
+    DEFAULT_EPOCHS,
     ModelRun,
     RefitContext,
     choose_trials,
@@ -91,7 +92,7 @@ def refit_in_processes(
         log.error("refit: %s ended with an error (see above); the models they saved are kept", ", ".join(failed))
     reports = []
     for trial in trials:  # nothing left to train here: each group's state and out-of-fold score
-        report = refit_folds(ctx, trial, k, "best", RefitBudget(0.0), plan.options.device, plan.options.augment_on,
+        report = refit_folds(ctx, trial, k, DEFAULT_EPOCHS, RefitBudget(0.0), plan.options.device, plan.options.augment_on,
                              folds=())
         store = RefitStore(ctx.trials, trial.number)
         report["runs"] = [vars(ModelRun(f"fold {i}", 0.0, store.has_model(store.fold_dir(k, i))))
@@ -114,11 +115,11 @@ def _refit_process(
     try:
         ctx = open_refit(name, plan.storage_url, plan.workdir)
         by_number = {t.number: t for t in choose_trials(ctx.study, sorted({j.trial for j in jobs}))}
-        epochs = sum(refit_config(by_number[j.trial], "best").epochs for j in jobs)
+        epochs = sum(refit_config(by_number[j.trial], DEFAULT_EPOCHS).epochs for j in jobs)
         progress = RefitProgress(len(jobs), epochs, bar=False, stream=sys.stderr)  # N processes: log lines
         for job in jobs:
             budget = RefitBudget(None if deadline is None else deadline - time.time())
-            refit_folds(ctx, by_number[job.trial], k, "best", budget, slot.device, plan.options.augment_on, progress,
+            refit_folds(ctx, by_number[job.trial], k, DEFAULT_EPOCHS, budget, slot.device, plan.options.augment_on, progress,
                         folds=(job.fold,))
     except KeyboardInterrupt:
         code = 130  # the model in training is not saved; the next run trains it

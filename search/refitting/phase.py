@@ -36,6 +36,7 @@ from search.refitting.parallel import refit_in_processes
 from search.refitting.progress import refit_progress
 from search.refitting.store import RefitError
 from search.refitting.train import (
+    DEFAULT_EPOCHS,
     RefitContext,
     Work,
     choose_trials,
@@ -147,7 +148,7 @@ def _run(
         reports = []
         with progress.showing():
             for trial, _ in chosen:
-                reports.append(refit_folds(ctx, trial, k, "best", budget, plan.options.device,
+                reports.append(refit_folds(ctx, trial, k, DEFAULT_EPOCHS, budget, plan.options.device,
                                            plan.options.augment_on, progress))
     print(table(reports))
     unfinished = [r["trial"] for r in reports if not r["complete"]]

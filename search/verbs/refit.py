@@ -27,6 +27,7 @@ from search.refitting.progress import refit_progress
 from search.refitting.store import RefitError
 from search.refitting.train import (
     refit_table as table,
+    DEFAULT_EPOCHS,
     EPOCH_RULES,
     RefitContext,
     all_work,
@@ -67,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--epochs",
         choices=EPOCH_RULES,
-        default="best",
-        help="best: the trial's best epoch (default); ran: every epoch the trial ran",
+        default=DEFAULT_EPOCHS,
+        help="ran: every epoch the trial ran (default); best: its best epoch's count",
     )
     p.add_argument("--timeout", type=float, dest="timeout_s", help="time budget in seconds for this run")
     p.add_argument("--device", help="cpu, cuda, ... (default: the best available)")

@@ -20,7 +20,7 @@ from search.export import export_bundle
 from search.refit import main
 from search.refitting.store import FoldPlan, RefitError, RefitStore
 from search.engine.budget import RefitBudget
-from search.refitting.train import choose_trials, open_refit, refit_all, refit_folds
+from search.refitting.train import choose_trials, open_refit, refit_all, refit_config, refit_folds
 from search.studyfile.parse import StudyFileError, load_study_spec
 
 
@@ -86,6 +86,27 @@ def test_another_fold_plan_in_the_folder_is_refused(refit_study, tmp_path: Path)
     store.save_plan(FoldPlan(2, 0, "abc", (("a",), ("b",))))  # the same plan again is fine
     with pytest.raises(RefitError, match=r"folds-2.*holds other folds .*Delete"):
         store.save_plan(FoldPlan(2, 1, "abc", (("b",), ("a",))))
+
+
+def test_a_refit_runs_every_epoch_the_trial_ran_unless_told_its_best_epochs_count() -> None:
+    import datetime
+
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import FrozenTrial, TrialState
+
+    from runners.config import TrialConfig
+
+    now = datetime.datetime.now()
+    trial = FrozenTrial(
+        number=4, trial_id=4, state=TrialState.COMPLETE, value=0.5, datetime_start=now, datetime_complete=now,
+        params={"lr": 0.01}, distributions={"lr": FloatDistribution(1e-3, 1e-1)}, system_attrs={},
+        intermediate_values={1: 0.3, 2: 0.5, 3: 0.4, 4: 0.45, 5: 0.44},
+        user_attrs={"config": TrialConfig(epochs=5).to_dict(), "best_epoch": 2, "epochs_run": 5},
+    )
+    assert refit_config(trial).epochs == 5  # the whole schedule, as trials are scored at their last epoch
+    assert refit_config(trial, "best").epochs == 2
+    with pytest.raises(RefitError, match="epochs must be one of"):
+        refit_config(trial, "last")
 
 
 def test_all_people_refit_trains_on_everyone_for_the_chosen_epochs(refit_study) -> None:
