@@ -14,7 +14,7 @@ from runners.metrics import macro_f1
 from search.data import PersonSplit
 from search.ensembling.candidates import CandidatePool
 from search.ensembling.honest import FOLD_GROUPS, SELECTED
-from search.ensembling.procedure import run_procedure
+from search.ensembling.procedure import FOLD_FOOTING, run_procedure
 from search.ensembling.selection import Candidate
 from search.ensembling.votes import VoteSpec
 from search.storage.study_attrs import StudyAttrs
@@ -66,8 +66,7 @@ def test_a_fold_group_better_held_out_wins_most_of_the_vote() -> None:
     for held_out in outcome.honest.score(SELECTED).weights:  # chosen on each half alike
         assert max(held_out) > 0.5
     assert outcome.choice("best single").members == (group,)
-    assert outcome.shipped in outcome.methods and "highest held-out macro-F1" in outcome.why
-    assert outcome.honest.score(outcome.shipped).macro_f1 == max(s.macro_f1 for s in outcome.honest.scores)
+    assert outcome.shipped == FOLD_GROUPS and outcome.why.startswith("fold groups' vote")
 
 
 def test_a_fold_group_far_ahead_ships_as_the_fold_groups_vote_with_its_out_of_fold_estimate() -> None:
@@ -84,6 +83,21 @@ def test_trials_better_than_the_fold_group_keep_the_vote() -> None:
     group = next(i for i, c in enumerate(outcome.candidates) if c.is_fold_group)
     assert group not in outcome.choice(SELECTED).members
     assert outcome.shipped != FOLD_GROUPS
+    assert outcome.honest.score(outcome.shipped).macro_f1 == max(s.macro_f1 for s in outcome.honest.scores)
+    assert "highest held-out macro-F1" in outcome.why and "ahead of the fold groups' vote" in outcome.why
+
+
+@pytest.mark.parametrize(("group_hit_rate", "ships"), [(0.8, False), (0.88, True)])
+def test_the_fold_groups_vote_ships_unless_a_row_is_ahead_of_it_by_more_than_the_footing_gap(
+    group_hit_rate: float, ships: bool
+) -> None:
+    outcome = run_procedure(_pool((group_hit_rate,), trial_hit_rate=0.55))
+    scores = {s.method: s.macro_f1 for s in outcome.honest.scores}
+    behind = max(scores.values()) - scores[FOLD_GROUPS]
+    assert behind > 0.02, "a trial row is ahead of the fold group held out"
+    assert (behind <= FOLD_FOOTING) == ships and (outcome.shipped == FOLD_GROUPS) == ships
+    if not ships:
+        assert scores[outcome.shipped] == max(scores.values())
 
 
 def test_the_fold_groups_estimate_is_out_of_fold_over_every_person() -> None:
