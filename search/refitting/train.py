@@ -5,7 +5,7 @@ schedule, as the trials are scored and shipped at their last epoch. ``epochs="be
 epoch its validation macro-F1 chose instead (with the schedule run to the end over those epochs).
 On real faces, the same trial's 3-fold group scored 0.515 eval macro-F1 at the 5 epochs it ran
 against 0.488 at its best epoch's 3 (benchmarks/README.md, "Fold groups at every epoch the trial
-ran"). A refit keeps its last epoch's weights: no held-out person chooses anything, so the
+ran, and which row ships"). A refit keeps its last epoch's weights: no held-out person chooses anything, so the
 out-of-fold predictions are an honest score of the procedure over every person.
 """
 
