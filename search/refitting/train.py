@@ -151,10 +151,14 @@ def train_model(
                      sd.data.ages[train_rows])
     val = ImageSet(images, val_rows, sd.data.labels[val_rows])
     start = time.monotonic()
+    epoch_seconds: list[float] = []
 
     def report(record: EpochRecord) -> bool:
         left_epochs = config.epochs - record.epoch
-        per_epoch = (time.monotonic() - start) / record.epoch
+        epoch_seconds.append(record.seconds)
+        # The epochs' own pace: the model's set-up, counted once in the first epoch's share of the
+        # elapsed time, would make a model cut after one epoch when the rest fits.
+        per_epoch = sum(epoch_seconds) / len(epoch_seconds)
         if progress is not None:
             progress.epoch_done()
         log.debug(

@@ -20,7 +20,7 @@ from search.export import export_bundle
 from search.refit import main
 from search.refitting.store import FoldPlan, RefitError, RefitStore
 from search.engine.budget import RefitBudget
-from search.refitting.train import choose_trials, open_refit, refit_all, refit_config, refit_folds
+from search.refitting.train import choose_trials, open_refit, refit_all, refit_config, refit_folds, train_model
 from search.studyfile.parse import StudyFileError, load_study_spec
 
 
@@ -107,6 +107,21 @@ def test_a_refit_runs_every_epoch_the_trial_ran_unless_told_its_best_epochs_coun
     assert refit_config(trial, "best").epochs == 2
     with pytest.raises(RefitError, match="epochs must be one of"):
         refit_config(trial, "last")
+
+
+def test_the_budget_is_asked_for_the_epochs_left_at_the_epochs_own_pace(refit_study) -> None:
+    ctx, trial = _trial(refit_study, 1)
+    asked: list[float] = []
+
+    class Recording(RefitBudget):
+        def fits(self, seconds: float) -> bool:
+            asked.append(seconds)
+            return True
+
+    config = refit_config(trial).replace(epochs=3)
+    result, _ = train_model(ctx, config, ctx.data.train_rows, ctx.data.val_rows, Recording(None))
+    epoch = [r.seconds for r in result.history]  # each epoch's own time: not the model's set-up
+    assert asked == pytest.approx([2 * epoch[0], 1 * (epoch[0] + epoch[1]) / 2])
 
 
 def test_all_people_refit_trains_on_everyone_for_the_chosen_epochs(refit_study) -> None:
