@@ -43,7 +43,14 @@ from search.ensembling.selection import Candidate, SelectionSettings
 from search.export import export_bundle, shipped_method
 from search.refitting.store import RefitStore
 from search.engine.budget import RefitBudget
-from search.refitting.train import DEFAULT_EPOCHS, EPOCH_RULES, choose_trials, open_refit, refit_all, refit_folds
+from search.refitting.train import (
+    DEFAULT_EPOCHS,
+    EPOCH_RULES,
+    choose_trials,
+    open_refit,
+    refit_all,
+    refit_folds,
+)
 from search.storage.trial_attrs import TrialAttrs
 from search.storage.trialstore import TrialStore
 

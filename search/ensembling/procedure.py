@@ -14,10 +14,10 @@ what ships, chosen among the trials the sampler picked on the same validation pe
 faces (four runs) the fold group's held-out score was 0.02-0.13 below its eval score, and the
 trial rows' from 0.04 above to 0.06 below theirs: the fold group's vote beat the held-out pick on
 eval in 3 of the 4 (benchmarks/README.md, "Fold groups at every epoch the trial ran, and which row
-ships"). The estimate is the shipped row's held-out score, or,
-for the fold groups' vote, its out-of-fold macro-F1 over every person of the data (a fold group
-predicts each person with the model that never saw them, and the vote chooses nothing): every
-person rather than half of the validation people, and a conservative figure (single models).
+ships"). The estimate is the shipped row's held-out score, or, for the fold groups' vote, its
+out-of-fold macro-F1 over every person of the data (a fold group predicts each person with the
+model that never saw them, and the vote chooses nothing): every person rather than half of the
+validation people, and a conservative figure (single models).
 """
 
 from __future__ import annotations

@@ -92,8 +92,8 @@ def refit_in_processes(
         log.error("refit: %s ended with an error (see above); the models they saved are kept", ", ".join(failed))
     reports = []
     for trial in trials:  # nothing left to train here: each group's state and out-of-fold score
-        report = refit_folds(ctx, trial, k, DEFAULT_EPOCHS, RefitBudget(0.0), plan.options.device, plan.options.augment_on,
-                             folds=())
+        report = refit_folds(ctx, trial, k, DEFAULT_EPOCHS, RefitBudget(0.0), plan.options.device,
+                             plan.options.augment_on, folds=())
         store = RefitStore(ctx.trials, trial.number)
         report["runs"] = [vars(ModelRun(f"fold {i}", 0.0, store.has_model(store.fold_dir(k, i))))
                           for i in missing[trial.number]]
@@ -119,8 +119,8 @@ def _refit_process(
         progress = RefitProgress(len(jobs), epochs, bar=False, stream=sys.stderr)  # N processes: log lines
         for job in jobs:
             budget = RefitBudget(None if deadline is None else deadline - time.time())
-            refit_folds(ctx, by_number[job.trial], k, DEFAULT_EPOCHS, budget, slot.device, plan.options.augment_on, progress,
-                        folds=(job.fold,))
+            refit_folds(ctx, by_number[job.trial], k, DEFAULT_EPOCHS, budget, slot.device,
+                        plan.options.augment_on, progress, folds=(job.fold,))
     except KeyboardInterrupt:
         code = 130  # the model in training is not saved; the next run trains it
     except Exception:
