@@ -14,7 +14,7 @@ from runners.metrics import macro_f1
 from search.data import PersonSplit
 from search.ensembling.candidates import CandidatePool
 from search.ensembling.honest import FOLD_GROUPS, SELECTED
-from search.ensembling.procedure import FOLD_FOOTING, run_procedure
+from search.ensembling.procedure import FOLD_FOOTING, VoteGain, run_procedure, trials_vote_gain
 from search.ensembling.selection import Candidate
 from search.ensembling.votes import VoteSpec
 from search.storage.study_attrs import StudyAttrs
@@ -108,10 +108,15 @@ def test_the_fold_groups_estimate_is_out_of_fold_over_every_person() -> None:
     labels = groups[0].all_people[1]
     assert outcome.all_people[FOLD_GROUPS][0] == pytest.approx(macro_f1(labels, probs))
     estimate, on = outcome.estimate(FOLD_GROUPS)
-    assert estimate == outcome.all_people[FOLD_GROUPS][0] and on == f"out-of-fold, all people ({PEOPLE * 3} images)"
+    gain = outcome.vote_gain
+    assert gain is not None and gain.members == 3 and gain.added > 0, "independent trial errors: the vote gains"
+    assert estimate == pytest.approx(outcome.all_people[FOLD_GROUPS][0] + gain.added)
+    assert on == f"out-of-fold, all people ({PEOPLE * 3} images) + {gain.text()}"
     assert outcome.estimate(SELECTED) == (outcome.honest.score(SELECTED).macro_f1, "held-out, cv")
     assert f"out-of-fold, all people ({PEOPLE * 3} images)" in outcome.table()
-    assert outcome.to_dict()["out_of_fold_all_people"][FOLD_GROUPS]["macro_f1"] == estimate
+    saved = outcome.to_dict()
+    assert saved["out_of_fold_all_people"][FOLD_GROUPS]["macro_f1"] == outcome.all_people[FOLD_GROUPS][0]
+    assert saved["fold_vote_gain"]["added"] == gain.added
     assert set(outcome.all_people) == {FOLD_GROUPS}  # a row with trials has no such estimate
 
 
@@ -135,3 +140,27 @@ def test_a_geometric_vote_competes_with_the_fold_groups_and_takes_no_decision_ru
     assert outcome.shipped in outcome.methods
     assert outcome.honest.vote["old_band_offset"] == "none: a geometric vote takes no decision rule"
     assert all(row["decision_rule"] is None for row in outcome.to_dict()["final"])
+
+
+def test_the_vote_gain_is_the_vote_of_the_k_best_trials_over_their_mean_on_the_validation_people() -> None:
+    pool = _pool((0.8,))
+    labels = np.asarray(pool.validation.labels)
+    trials = [c for c in pool.candidates if not c.refit]
+    gain = trials_vote_gain(list(pool.candidates), labels, 3)
+    best = sorted(trials, key=lambda c: macro_f1(labels, c.probs), reverse=True)[:3]
+    assert gain.trials == tuple(c.name for c in best), "the fold group itself is not a trial"
+    assert gain.vote == pytest.approx(macro_f1(labels, np.mean([c.probs for c in best], axis=0)))
+    assert gain.mean_single == pytest.approx(np.mean([macro_f1(labels, c.probs) for c in best]))
+    four = trials_vote_gain(list(pool.candidates), labels, 5)
+    assert four.members == 4 and len(four.trials) == 4, "fewer trials than folds: the vote of all of them"
+    assert VoteGain(3, (), vote=0.40, mean_single=0.45).added == 0.0, "a vote that lost adds nothing"
+
+
+def test_with_one_trial_the_estimate_is_the_out_of_fold_score_alone() -> None:
+    pool = _pool((0.8,))
+    pool = CandidatePool(pool.study, pool.workdir, pool.attrs, pool.validation,
+                         [c for c in pool.candidates if c.refit or c.number == 0])
+    outcome = run_procedure(pool)
+    assert outcome.vote_gain is None
+    assert outcome.estimate(FOLD_GROUPS) == (outcome.all_people[FOLD_GROUPS][0],
+                                             f"out-of-fold, all people ({PEOPLE * 3} images)")
