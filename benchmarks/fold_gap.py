@@ -13,8 +13,10 @@ with the votes of every pair of models in between (how the gain grows with membe
 old band's F1 beside each. Two figures go with it that need no eval labels: the out-of-fold
 score's standard deviation over bootstrap draws of people (the noise of a score over that many
 people), and the vote's gain among the study's own K best trials on its validation people (a
-candidate estimate of the fold vote's gain). Nothing is trained; each group is read from its
-folder (``<workdir>/trials/<study>/refit_<trial>/folds-<K>``).
+candidate estimate of the fold vote's gain). Last, the decision rule for macro-F1 (tau and the
+old-band offset, search.ensembling.decision) fitted on the out-of-fold predictions of every
+person: its gain cross-fitted over two halves of the people, and on the eval vote. Nothing is
+trained; each group is read from its folder (``<workdir>/trials/<study>/refit_<trial>/folds-<K>``).
 
     python -m benchmarks.fold_gap --groups runs/s0/trials/age_cutoff/refit_00002/folds-3 --data data/realfaces_s0/data
 """
@@ -36,6 +38,7 @@ from benchmarks.realfaces import score
 from runners import resolve_device
 from search.data import image_cache, load_eval, load_train
 from search.deploy.graph import build_checkpoint, build_ensemble, torch_predict
+from search.ensembling.decision import apply_offsets, fit_rule
 from search.ensembling.evalscore import find_eval_labels, read_eval_labels
 
 log = logging.getLogger("benchmarks.fold_gap")
@@ -116,6 +119,27 @@ def trial_vote_gain(trials_dir: Path, members: int) -> dict[str, Any] | None:
     return {"trials": top, "vote": vote, "mean_single": mean, "gain": vote - mean}
 
 
+def rule_on_out_of_fold(oof: dict[str, np.ndarray], people: np.ndarray, eval_labels: np.ndarray,
+                        eval_vote: np.ndarray) -> dict[str, Any]:
+    """The decision rule (search.ensembling.decision: tau and the old-band offset) fitted on the
+    group's out-of-fold predictions: cross-fitted over two halves of the people (fitted on one,
+    scored on the other, both ways: its honest gain), then fitted on every person and applied to the
+    eval vote (its gain there)."""
+    ids = np.unique(people)
+    half = np.isin(people, np.random.default_rng(0).permutation(ids)[: len(ids) // 2])
+    probs, labels = oof["probs"], oof["labels"]
+    crossed = []
+    for fit_rows, score_rows in ((half, ~half), (~half, half)):
+        rule = fit_rule(probs[fit_rows], labels[fit_rows])
+        with_rule = _scores(labels[score_rows], apply_offsets(probs[score_rows], rule.offsets))
+        without = _scores(labels[score_rows], probs[score_rows])
+        crossed.append({k: with_rule[k] - without[k] for k in with_rule})
+    rule = fit_rule(probs, labels)
+    return {"tau": rule.tau, "old_band_offset": rule.old_band_offset,
+            "out_of_fold_gain": {k: float(np.mean([c[k] for c in crossed])) for k in crossed[0]},
+            "eval_vote": _scores(eval_labels, apply_offsets(eval_vote, rule.offsets))}
+
+
 def measure(folder: Path, data_root: Path, cache: Path, device: str) -> dict[str, Any]:
     models, config, oof = read_group(folder)
     labels_path = find_eval_labels(data_root)
@@ -132,7 +156,8 @@ def measure(folder: Path, data_root: Path, cache: Path, device: str) -> dict[str
     single = [_scores(ev_labels, p) for p in probs]
     own_fold = [_scores(oof["labels"][oof["fold"] == i], oof["probs"][oof["fold"] == i]) for i in range(len(models))]
     pairs = [_scores(ev_labels, (probs[a] + probs[b]) / 2) for a, b in itertools.combinations(range(len(models)), 2)]
-    vote = _scores(ev_labels, np.mean(probs, axis=0))
+    vote_probs = np.mean(probs, axis=0)
+    vote = _scores(ev_labels, vote_probs)
     out_of_fold = _scores(oof["labels"], oof["probs"])
     people = load_train(data_root).images["person_index"].to_numpy()[oof["rows"]]
     mean_single = {k: float(np.mean([s[k] for s in single])) for k in vote}
@@ -148,6 +173,7 @@ def measure(folder: Path, data_root: Path, cache: Path, device: str) -> dict[str
         "out_of_fold_sd_people": people_sd(oof["labels"], oof["probs"], people),
         "oof_people": int(len(np.unique(people))),
         "trial_vote_gain": trial_vote_gain(folder.parent.parent, len(models)),
+        "rule": rule_on_out_of_fold(oof, people, ev_labels, vote_probs),
     }
 
 
@@ -176,6 +202,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figures = {"groups": groups, "seconds": time.perf_counter() - start,
                "mean_gap": float(np.mean([g["gap"] for g in groups])),
                "mean_gap_vote": float(np.mean([g["gap_vote"] for g in groups]))}
+    print("\nthe decision rule fitted on the out-of-fold predictions:")
+    print(common.table(["group", "tau", "old-band offset", "OOF gain, cross-fitted: macro-F1 / old F1",
+                        "eval vote: macro-F1 / old F1", "with the rule"],
+                       [[g["name"], g["rule"]["tau"], g["rule"]["old_band_offset"],
+                         f"{g['rule']['out_of_fold_gain']['macro_f1']:+.4f} / {g['rule']['out_of_fold_gain']['old_f1']:+.4f}",
+                         f"{g['eval_vote']['macro_f1']:.4f} / {g['eval_vote']['old_f1']:.4f}",
+                         f"{g['rule']['eval_vote']['macro_f1']:.4f} / {g['rule']['eval_vote']['old_f1']:.4f}"]
+                        for g in groups]))
     print(f"\nmean gap (eval vote - out of fold) {figures['mean_gap']:+.4f}, of it the vote's gain "
           f"{figures['mean_gap_vote']:+.4f} ({len(groups)} groups)")
     common.save_result(NAME, inputs={"groups": [str(g) for g in args.groups], "data": [str(d) for d in args.data],

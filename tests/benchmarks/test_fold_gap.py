@@ -34,6 +34,10 @@ def test_fold_gap_splits_the_gap_into_people_and_vote_and_matches_the_ensembles_
     (f1, _), = score_on_eval(pool.candidates, [Choice(SELECTED, (member,), (1.0,))], refit_study.data_root,
                              cache).values()
     assert g["eval_vote"]["macro_f1"] == pytest.approx(f1), "the same vote search.ensemble scores"
+    rule = g["rule"]
+    assert set(rule["out_of_fold_gain"]) == {"macro_f1", "old_f1", "old_recall"}
+    if rule["tau"] == 0 and rule["old_band_offset"] == 0:
+        assert rule["eval_vote"] == g["eval_vote"], "no offsets: the vote unchanged"
     assert saved_result(tmp_path, "fold_gap")["figures"]["groups"][0]["gap"] == pytest.approx(g["gap"])
 
 
@@ -65,3 +69,30 @@ def test_the_trials_vote_gain_is_the_vote_of_the_best_trials_minus_their_mean(tm
     assert gain["vote"] == pytest.approx(perfect) and max(singles) < perfect
     assert gain["gain"] == pytest.approx(perfect - np.mean(singles)) and gain["gain"] > 0
     assert fold_gap.trial_vote_gain(tmp_path, 4) is None, "fewer trials than members"
+
+
+def test_a_rule_fitted_out_of_fold_lifts_an_old_band_every_model_under_predicts() -> None:
+    import numpy as np
+
+    from runners.classes import NUM_CLASSES, OLD_BAND, decompose
+
+    rng = np.random.default_rng(0)
+    old = np.flatnonzero(decompose(np.arange(NUM_CLASSES))[2] == OLD_BAND)
+
+    def biased(labels: np.ndarray) -> np.ndarray:
+        """Right class on top, except that an old person's class loses to its 30-59 neighbour."""
+        probs = rng.random((len(labels), NUM_CLASSES)) * 0.05
+        probs[np.arange(len(labels)), labels] += 0.5
+        is_old = np.isin(labels, old)
+        probs[np.flatnonzero(is_old), labels[is_old] - 1] += 0.6
+        return probs / probs.sum(1, keepdims=True)
+
+    people = np.repeat(np.arange(120), 3)
+    labels = np.repeat(rng.integers(0, NUM_CLASSES, 120), 3)
+    ev_labels = np.repeat(rng.integers(0, NUM_CLASSES, 60), 3)
+    oof = {"probs": biased(labels), "labels": labels}
+    out = fold_gap.rule_on_out_of_fold(oof, people, ev_labels, biased(ev_labels))
+    assert out["old_band_offset"] > 0, "the line moves toward the old band"
+    assert out["out_of_fold_gain"]["old_f1"] > 0 and out["out_of_fold_gain"]["macro_f1"] > 0
+    before = fold_gap._scores(ev_labels, biased(ev_labels))
+    assert out["eval_vote"]["old_f1"] > before["old_f1"]
