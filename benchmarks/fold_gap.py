@@ -6,8 +6,10 @@ model on (K-1)/K of the people. This script takes finished fold groups and the b
 trained on, predicts the bench's eval images with every fold model, and splits the gap
 
     eval macro-F1 of the K-model vote - out-of-fold macro-F1
-      = (mean eval macro-F1 of the single models - out-of-fold macro-F1)   "people": eval people vs train people
-      + (eval macro-F1 of the vote - mean eval macro-F1 of the single models)   "vote gain"
+      = (mean eval macro-F1 of the single models - out-of-fold macro-F1)     "people"
+      + (eval macro-F1 of the vote - mean eval macro-F1 of the single models)  "vote gain"
+
+("people": the eval people against the train people, for the same single models)
 
 with the votes of every pair of models in between (how the gain grows with members) and the
 old band's F1 beside each. Two figures go with it that need no eval labels: the out-of-fold
@@ -18,7 +20,7 @@ old-band offset, search.ensembling.decision) fitted on the out-of-fold predictio
 person: its gain cross-fitted over two halves of the people, and on the eval vote. Nothing is
 trained; each group is read from its folder (``<workdir>/trials/<study>/refit_<trial>/folds-<K>``).
 
-    python -m benchmarks.fold_gap --groups runs/s0/trials/age_cutoff/refit_00002/folds-3 --data data/realfaces_s0/data
+    python -m benchmarks.fold_gap --groups W/trials/age_cutoff/refit_00002/folds-3 --data BENCH/data
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def build_parser() -> Any:
     p.add_argument("--groups", type=Path, nargs="+", required=True,
                    help="fold-group folders (.../refit_<trial>/folds-<K>, each with oof.npz and fold_<i>/)")
     p.add_argument("--data", type=Path, nargs="+", required=True,
-                   help="the data folder each group was trained on, in the same order (its eval labels beside it)")
+                   help="the data folder each group was trained on, in the same order "
+                        "(its eval labels beside it)")
     p.add_argument("--names", nargs="+", help="a label per group for the table (default: the folder path)")
     p.add_argument("--cache", type=Path, default=common.RUNS_DIR / NAME / "cache",
                    help="decoded eval images (a run's <workdir>/cache reuses its own)")
@@ -77,7 +80,8 @@ def read_group(folder: Path) -> tuple[list[Path], dict[str, Any], dict[str, np.n
                          "finish it with python -m search.refit first.")
     with np.load(folder / "oof.npz", allow_pickle=False) as z:
         if "labels" not in z.files:
-            raise SystemExit(f"{folder / 'oof.npz'} has no labels (saved by an older version); refit the group again.")
+            raise SystemExit(f"{folder / 'oof.npz'} has no labels (saved by an older version); "
+                             "refit the group again.")
         oof = {key: z[key] for key in ("rows", "probs", "fold", "labels")}
     config = json.loads((models[0] / "config.json").read_text())
     return models, config, oof
@@ -147,15 +151,18 @@ def measure(folder: Path, data_root: Path, cache: Path, device: str) -> dict[str
         raise SystemExit(f"{data_root} has no eval labels beside it: pass the bench's data folder.")
     ev = load_eval(data_root, check_images=False)
     ev_labels = read_eval_labels(labels_path, ev.info["ImageID"].tolist())
-    images = image_cache(ev.paths, config["height"], config["width"], config["crop"], cache, key=ev.fingerprint)
+    height, width, crop = config["height"], config["width"], config["crop"]
+    images = image_cache(ev.paths, height, width, crop, cache, key=ev.fingerprint)
     probs = []
     for m in models:
         log.info("predicting %d eval images with %s", len(ev_labels), m)
         module = build_checkpoint(json.loads((m / "config.json").read_text()), m / "weights.safetensors")[0]
         probs.append(torch_predict(build_ensemble([module], [1.0]), images, 64, device))
     single = [_scores(ev_labels, p) for p in probs]
-    own_fold = [_scores(oof["labels"][oof["fold"] == i], oof["probs"][oof["fold"] == i]) for i in range(len(models))]
-    pairs = [_scores(ev_labels, (probs[a] + probs[b]) / 2) for a, b in itertools.combinations(range(len(models)), 2)]
+    own_fold = [_scores(oof["labels"][oof["fold"] == i], oof["probs"][oof["fold"] == i])
+                for i in range(len(models))]
+    pairs = [_scores(ev_labels, (probs[a] + probs[b]) / 2)
+             for a, b in itertools.combinations(range(len(models)), 2)]
     vote_probs = np.mean(probs, axis=0)
     vote = _scores(ev_labels, vote_probs)
     out_of_fold = _scores(oof["labels"], oof["probs"])
@@ -164,9 +171,11 @@ def measure(folder: Path, data_root: Path, cache: Path, device: str) -> dict[str
     mean_pair = {k: float(np.mean([s[k] for s in pairs])) for k in vote} if pairs else None
     return {
         "group": str(folder), "data": str(data_root), "k": len(models), "epochs": config["epochs"],
-        "backbone": config["backbone"], "oof_images": int(len(oof["labels"])), "eval_images": int(len(ev_labels)),
+        "backbone": config["backbone"], "oof_images": int(len(oof["labels"])),
+        "eval_images": int(len(ev_labels)),
         "out_of_fold": out_of_fold, "out_of_fold_per_model": own_fold,
-        "eval_single": single, "eval_mean_single": mean_single, "eval_mean_pair": mean_pair, "eval_vote": vote,
+        "eval_single": single, "eval_mean_single": mean_single, "eval_mean_pair": mean_pair,
+        "eval_vote": vote,
         "gap": vote["macro_f1"] - out_of_fold["macro_f1"],
         "gap_people": mean_single["macro_f1"] - out_of_fold["macro_f1"],
         "gap_vote": vote["macro_f1"] - mean_single["macro_f1"],
@@ -180,8 +189,8 @@ def measure(folder: Path, data_root: Path, cache: Path, device: str) -> dict[str
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     if len(args.groups) != len(args.data):
-        raise SystemExit(f"--groups has {len(args.groups)} folders but --data {len(args.data)}: give one data folder "
-                         "per group, in the same order.")
+        raise SystemExit(f"--groups has {len(args.groups)} folders but --data {len(args.data)}: "
+                         "give one data folder per group, in the same order.")
     names = args.names or [str(g) for g in args.groups]
     if len(names) != len(args.groups):
         raise SystemExit(f"--names has {len(names)} labels for {len(args.groups)} groups.")
@@ -206,14 +215,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(common.table(["group", "tau", "old-band offset", "OOF gain, cross-fitted: macro-F1 / old F1",
                         "eval vote: macro-F1 / old F1", "with the rule"],
                        [[g["name"], g["rule"]["tau"], g["rule"]["old_band_offset"],
-                         f"{g['rule']['out_of_fold_gain']['macro_f1']:+.4f} / {g['rule']['out_of_fold_gain']['old_f1']:+.4f}",
+                         "{macro_f1:+.4f} / {old_f1:+.4f}".format(**g["rule"]["out_of_fold_gain"]),
                          f"{g['eval_vote']['macro_f1']:.4f} / {g['eval_vote']['old_f1']:.4f}",
                          f"{g['rule']['eval_vote']['macro_f1']:.4f} / {g['rule']['eval_vote']['old_f1']:.4f}"]
                         for g in groups]))
     print(f"\nmean gap (eval vote - out of fold) {figures['mean_gap']:+.4f}, of it the vote's gain "
           f"{figures['mean_gap_vote']:+.4f} ({len(groups)} groups)")
-    common.save_result(NAME, inputs={"groups": [str(g) for g in args.groups], "data": [str(d) for d in args.data],
-                                     "names": names, "device": device},
+    inputs = {"groups": [str(g) for g in args.groups], "data": [str(d) for d in args.data], "names": names,
+              "device": device}
+    common.save_result(NAME, inputs=inputs,
                        figures=figures, machine_info=common.machine(device), results_dir=args.results_dir,
                        notes=["no training: every figure is a prediction of saved fold models"])
     return figures

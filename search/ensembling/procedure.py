@@ -17,11 +17,12 @@ eval in 3 of the 4 (benchmarks/README.md, "Fold groups at every epoch the trial 
 ships"). The estimate is the shipped row's held-out score, or, for the fold groups' vote, its
 out-of-fold macro-F1 over every person of the data (a fold group predicts each person with the
 model that never saw them, and the vote chooses nothing) plus the gain of a K-model vote, which
-the out-of-fold score of single models lacks: measured among the study's own K best trials on the
-validation people, whom none of them trained on (``trials_vote_gain``; never below 0; of all the
-trials when fewer than K exist, none with one). On real faces the fold vote's gain over its single models was
-+0.031 to +0.055 on eval and the trials' +0.017 to +0.042: the estimate's error went from -0.046..-0.102
-to -0.003..-0.069, still conservative (benchmarks/README.md, "What the fold group's estimate misses").
+the out-of-fold score of single models lacks: measured among the study's own K best trials on
+the validation people, whom none of them trained on (``trials_vote_gain``; never below 0; of all
+the trials when fewer than K exist, none with one). On real faces the fold vote's gain over its
+single models was +0.031 to +0.055 on eval and the trials' +0.017 to +0.042; on four runs the
+estimate's error went from -0.046..-0.102 to -0.069..+0.010 (benchmarks/README.md, "What the
+fold group's estimate misses").
 """
 
 from __future__ import annotations

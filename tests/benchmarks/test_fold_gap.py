@@ -16,7 +16,9 @@ from search.refitting.train import choose_trials, open_refit, refit_folds
 from tests.benchmarks.conftest import saved_result
 
 
-def test_fold_gap_splits_the_gap_into_people_and_vote_and_matches_the_ensembles_eval(refit_study, tmp_path: Path) -> None:
+def test_fold_gap_splits_the_gap_into_people_and_vote_and_matches_the_ensembles_eval(
+    refit_study, tmp_path: Path
+) -> None:
     ctx = open_refit(refit_study.name, refit_study.storage)
     trial = choose_trials(ctx.study, [0])[0]
     refit_folds(ctx, trial, 3)
@@ -24,9 +26,11 @@ def test_fold_gap_splits_the_gap_into_people_and_vote_and_matches_the_ensembles_
     cache = refit_study.workdir / "cache"
 
     figures = fold_gap.main(["--groups", str(group), "--data", str(refit_study.data_root), "--names", "t0",
-                             "--cache", str(cache), "--device", "cpu", "--results-dir", str(tmp_path / "results")])
+                             "--cache", str(cache), "--device", "cpu",
+                             "--results-dir", str(tmp_path / "results")])
     (g,) = figures["groups"]
-    assert g["name"] == "t0" and g["k"] == 3 and len(g["eval_single"]) == 3 and len(g["out_of_fold_per_model"]) == 3
+    assert g["name"] == "t0" and g["k"] == 3
+    assert len(g["eval_single"]) == 3 and len(g["out_of_fold_per_model"]) == 3
     assert g["gap"] == pytest.approx(g["gap_people"] + g["gap_vote"])
     assert g["gap_vote"] == pytest.approx(g["eval_vote"]["macro_f1"] - g["eval_mean_single"]["macro_f1"])
     pool = load_candidates(refit_study.name, refit_study.storage)
