@@ -42,6 +42,7 @@ from search.data import image_cache, load_eval, load_train
 from search.deploy.graph import build_checkpoint, build_ensemble, torch_predict
 from search.ensembling.decision import apply_offsets, fit_rule
 from search.ensembling.evalscore import find_eval_labels, read_eval_labels
+from search.ensembling.procedure import vote_gain
 
 log = logging.getLogger("benchmarks.fold_gap")
 NAME = "fold_gap"
@@ -102,8 +103,8 @@ def people_sd(labels: np.ndarray, probs: np.ndarray, people: np.ndarray, draws: 
 
 def trial_vote_gain(trials_dir: Path, members: int) -> dict[str, Any] | None:
     """The vote's gain among the study's own trials on its validation people (whom no trial trained
-    on): macro-F1 of the soft vote of the ``members`` best trials minus their mean, at the epoch each
-    ships (the last it ran where kept, else its best)."""
+    on): ``search.ensembling.procedure.vote_gain`` of the ``members`` best trials, at the epoch each
+    ships (the last it ran where kept, else its best); None with fewer trials."""
     val = trials_dir / "validation.npz"
     if not val.is_file():
         return None
@@ -116,11 +117,7 @@ def trial_vote_gain(trials_dir: Path, members: int) -> dict[str, Any] | None:
             probs[t.name] = np.load(f)
     if len(probs) < members:
         return None
-    single = {name: _scores(labels, p)["macro_f1"] for name, p in probs.items()}
-    top = sorted(single, key=single.get, reverse=True)[:members]
-    vote = _scores(labels, np.mean([probs[n] for n in top], axis=0))["macro_f1"]
-    mean = float(np.mean([single[n] for n in top]))
-    return {"trials": top, "vote": vote, "mean_single": mean, "gain": vote - mean}
+    return vote_gain(probs, labels, members).to_dict()
 
 
 def rule_on_out_of_fold(oof: dict[str, np.ndarray], people: np.ndarray, eval_labels: np.ndarray,
@@ -146,6 +143,12 @@ def rule_on_out_of_fold(oof: dict[str, np.ndarray], people: np.ndarray, eval_lab
 
 def measure(folder: Path, data_root: Path, cache: Path, device: str) -> dict[str, Any]:
     models, config, oof = read_group(folder)
+    train = load_train(data_root)
+    planned = json.loads((folder / "plan.json").read_text())["fingerprint"]
+    if train.fingerprint != planned:
+        raise SystemExit(f"{data_root} is not the data {folder} was trained on (fingerprint "
+                         f"{train.fingerprint[:12]}, its plan {planned[:12]}): pass its own bench's data "
+                         "folder, in the same order as --groups.")
     labels_path = find_eval_labels(data_root)
     if labels_path is None:
         raise SystemExit(f"{data_root} has no eval labels beside it: pass the bench's data folder.")
@@ -166,7 +169,7 @@ def measure(folder: Path, data_root: Path, cache: Path, device: str) -> dict[str
     vote_probs = np.mean(probs, axis=0)
     vote = _scores(ev_labels, vote_probs)
     out_of_fold = _scores(oof["labels"], oof["probs"])
-    people = load_train(data_root).images["person_index"].to_numpy()[oof["rows"]]
+    people = train.images["person_index"].to_numpy()[oof["rows"]]
     mean_single = {k: float(np.mean([s[k] for s in single])) for k in vote}
     mean_pair = {k: float(np.mean([s[k] for s in pairs])) for k in vote} if pairs else None
     return {

@@ -27,6 +27,7 @@ fold group's estimate misses").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,19 +81,24 @@ class VoteGain:
                 "mean_single": self.mean_single, "gain": self.gain, "added": self.added}
 
 
+def vote_gain(probs: Mapping[str, np.ndarray], labels: np.ndarray, members: int) -> VoteGain:
+    """The soft vote of the ``members`` best of these models (by macro-F1 on ``labels``) against
+    their mean; ``probs``: each model's probabilities on the rows of ``labels``, by name."""
+    singles = {name: macro_f1(labels, p) for name, p in probs.items()}
+    best = sorted(singles, key=singles.__getitem__, reverse=True)[:members]
+    vote = macro_f1(labels, np.mean([probs[name] for name in best], axis=0))
+    return VoteGain(len(best), tuple(best), vote, float(np.mean([singles[name] for name in best])))
+
+
 def trials_vote_gain(candidates: list[Candidate], labels: np.ndarray, members: int) -> VoteGain | None:
-    """The soft vote of the ``members`` best study trials (by validation macro-F1) against their mean,
-    on the validation people; of all of them when there are fewer (a vote of fewer models gains less:
-    a lower figure), None with fewer than two. Refits are left out: an all-people refit trained on
-    these people, and a fold group is what is being estimated."""
-    trials = [c for c in candidates if not c.refit]
-    members = min(members, len(trials))
-    if members < 2:
+    """``vote_gain`` of the ``members`` best study trials on the validation people; of all of them
+    when there are fewer (a vote of fewer models gains less: a lower figure), None with fewer than
+    two. Refits are left out: an all-people refit trained on these people, and a fold group is what
+    is being estimated."""
+    trials = {c.name: c.probs for c in candidates if not c.refit}
+    if min(members, len(trials)) < 2:
         return None
-    ranked = sorted(trials, key=lambda c: macro_f1(labels, c.probs), reverse=True)[:members]
-    singles = [macro_f1(labels, c.probs) for c in ranked]
-    vote = macro_f1(labels, np.mean([c.probs for c in ranked], axis=0))
-    return VoteGain(members, tuple(c.name for c in ranked), vote, float(np.mean(singles)))
+    return vote_gain(trials, labels, members)
 
 
 @dataclass
@@ -216,7 +222,7 @@ def run_procedure(
     all_people, images = out_of_fold_scores(candidates, final)
     gain = None
     if FOLD_GROUPS in all_people:
-        k = max(int(c.refit.partition("-")[2]) for c in candidates if c.is_fold_group)
+        k = max(c.fold_count for c in candidates if c.is_fold_group)
         gain = trials_vote_gain(candidates, labels, k)
     outcome = Outcome(
         pool.study, candidates, honest, final, in_sample, list(pool.notes), vote=vote, all_people=all_people,

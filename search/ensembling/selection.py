@@ -53,6 +53,11 @@ class Candidate:
         return self.refit.startswith("folds-")
 
     @property
+    def fold_count(self) -> int:
+        """K of a fold group (``folds-K``); 0 for anything else."""
+        return int(self.refit.removeprefix("folds-")) if self.is_fold_group else 0
+
+    @property
     def name(self) -> str:
         return f"{self.study}#{self.number}" + (f"/{self.refit}" if self.refit else "")
 

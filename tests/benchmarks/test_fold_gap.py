@@ -100,3 +100,22 @@ def test_a_rule_fitted_out_of_fold_lifts_an_old_band_every_model_under_predicts(
     assert out["out_of_fold_gain"]["old_f1"] > 0 and out["out_of_fold_gain"]["macro_f1"] > 0
     before = fold_gap._scores(ev_labels, biased(ev_labels))
     assert out["eval_vote"]["old_f1"] > before["old_f1"]
+
+
+def test_a_data_folder_the_group_was_not_trained_on_is_refused(tiny_bench: Path, tmp_path: Path) -> None:
+    import json
+
+    import numpy as np
+
+    group = tmp_path / "folds-2"
+    for i in range(2):
+        (group / f"fold_{i}").mkdir(parents=True)
+        (group / f"fold_{i}" / "weights.safetensors").write_bytes(b"")
+        (group / f"fold_{i}" / "config.json").write_text("{}")
+    (group / "plan.json").write_text(json.dumps({"k": 2, "fingerprint": "0" * 64}))
+    np.savez(group / "oof.npz", rows=np.arange(2), probs=np.zeros((2, 18)), fold=np.arange(2),
+             labels=np.arange(2))
+    with pytest.raises(SystemExit, match=r"is not the data .* was trained on .*its plan 000000000000"):
+        fold_gap.main(["--groups", str(group), "--data", str(tiny_bench),
+                       "--results-dir", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists(), "nothing saved"
