@@ -42,9 +42,18 @@ JPEG_QUALITY = 90
 _SPLIT_CODE = {"train": 0, "eval": 1}
 
 
-def real_eval_image_id(seed: int, person: BenchPerson, stem: str) -> str:
-    """The ImageID of a real-face eval photo (search.benches.synth.people.hashed_image_id)."""
-    return hashed_image_id("search.realfaces", seed, person.index, stem)
+def real_eval_image_id(seed: int, index: int, stem: str) -> str:
+    """The ImageID of eval person ``index``'s photo ``stem`` (search.benches.synth.people.hashed_image_id)."""
+    return hashed_image_id("search.realfaces", seed, index, stem)
+
+
+def eval_person_of_image(bench: Path) -> dict[str, int]:
+    """ImageID -> the eval person it shows, for a bench this module built (its bench.json): eval ImageIDs
+    are hashed, so whole people can only be resampled (a score's noise over people) through this."""
+    record = json.loads((Path(bench) / "bench.json").read_text())
+    seed = record["params"]["seed"]
+    n_eval = sum(p["split"] == "eval" for p in record["people"])
+    return {real_eval_image_id(seed, i, stem): i for i in range(n_eval) for stem in PHOTOS}
 
 
 def _write_person(person: BenchPerson, faces_dir: Path, size: tuple[int, int], seed: int, data: Path) -> None:
@@ -55,7 +64,7 @@ def _write_person(person: BenchPerson, faces_dir: Path, size: tuple[int, int], s
     for stem in PHOTOS:
         photo = draw_portrait(chip, scene, MASK_NAMES[MASK_OF_PHOTO[stem]], size, rng)
         if person.split == "eval":
-            path = data / "eval" / "images" / real_eval_image_id(seed, person, stem)
+            path = data / "eval" / "images" / real_eval_image_id(seed, person.index, stem)
         else:
             path = data / "train" / "images" / person.folder / f"{stem}{person.ext}"
         if path.suffix == ".png":
@@ -74,7 +83,8 @@ def _write_tables(root: Path, train: list[BenchPerson], evals: list[BenchPerson]
         band = age_band(p.age)
         for stem in PHOTOS:
             mask = MASK_OF_PHOTO[stem]
-            rows.append((real_eval_image_id(seed, p, stem), class_of(mask, p.gender, p.age), mask, p.gender, band, p.age))
+            rows.append((real_eval_image_id(seed, p.index, stem), class_of(mask, p.gender, p.age), mask, p.gender,
+                         band, p.age))
     table = pd.DataFrame(rows, columns=["ImageID", "label", "mask", "gender", "age_band", "age"])
     table = table.iloc[np.random.default_rng([seed, 14]).permutation(len(table))]
     table.assign(ans=0)[["ImageID", "ans"]].to_csv(data / "eval" / "info.csv", index=False)
