@@ -2,9 +2,10 @@
 inside the same time budget.
 
 A study file's ``[refit]`` table turns it on (``enabled``) and says which trials (the ``top`` best
-complete ones), on how many person folds (``folds``, else ``[split] folds``) and what share of the
-run's time budget the phase keeps (``time_share``: the search stops at ``1 - time_share`` of it,
-search/engine/budget.py). The phase has whatever time the search left; without a time budget it trains
+complete ones), on how many person folds (``folds``, else ``[split] folds``; with ``max_folds``, the
+most folds from ``max_folds`` down to ``folds`` whose group fits the time left, ``choose_folds``) and
+what share of the run's time budget the phase keeps (``time_share``: the search stops at
+``1 - time_share`` of it, search/engine/budget.py). The phase has whatever time the search left; without a time budget it trains
 every fold group. A group starts only if its missing fold models fit in the time left at the
 trial's own pace, so the phase does not start what it cannot finish; a model the budget still
 cuts is thrown away. A run with several trial processes trains as many fold models at once
@@ -47,6 +48,7 @@ from search.refitting.train import (
 )
 
 log = logging.getLogger("search.refit")
+MORE_FOLDS_SLACK = 0.15  # share of the time left that a group on more than the fewest folds must leave over
 
 
 def refit_phase(
@@ -72,6 +74,11 @@ def refit_phase(
         if not trials:
             print("\nrefit: no complete trial to refit; the export ships what the search has.")
             return 0
+        choices = plan.spec.refit_fold_choices
+        k, why = choose_folds({c: fold_work(ctx, trials[0], c) for c in choices}, left, max(1, plan.workers))
+        if len(choices) > 1 and why:
+            print(f"\nrefit: {k} person folds of {choices[-1]}-{choices[0]} ([refit] folds to max_folds): "
+                  f"{why}")
         plans = [(t, fold_work(ctx, t, k)) for t in trials]
         code = _run(ctx, plans, k, left, plan, stream, search_on is not None)
     except KeyboardInterrupt:
@@ -87,6 +94,29 @@ def refit_phase(
               "the search goes on in it (its new trials are candidates too).")
         return search_on()
     return code
+
+
+def choose_folds(works: dict[int, Work], left: float | None, lanes: int) -> tuple[int, str]:
+    """K of the run's fold groups and why, from what the best trial's group still needs at each K
+    (``works``, most folds first): a group an earlier run began, if its missing models fit (a resumed
+    phase finishes what it started); else the most folds whose group fits in ``left`` seconds (the
+    most of all without a time budget): each fold model trains on more people and the vote has more
+    members (benchmarks/README.md, "More folds, not more groups"); else the fewest, with no reason (the phase then
+    says that no group fits). More folds than the fewest must fit with ``MORE_FOLDS_SLACK`` to spare: a
+    group the budget cuts short is not shipped at all, and groups have run up to 8 % over their plan."""
+    fewest = list(works)[-1]
+
+    def fits_in(k: int) -> bool:
+        need = side_by_side(works[k].seconds, works[k].models, lanes)
+        return left is None or need <= left * (1.0 if k == fewest else 1.0 - MORE_FOLDS_SLACK)
+
+    fits = [k for k in works if fits_in(k)]
+    begun = [k for k in fits if works[k].models < k]
+    if begun:
+        return begun[0], "the group an earlier run began"
+    if fits:
+        return fits[0], "no time budget" if left is None else "the most whose group fits the time left"
+    return fewest, ""
 
 
 def _trial_fits(ctx: RefitContext, plan: RunPlan, now: float) -> bool:

@@ -160,6 +160,9 @@ def _parse(raw: dict[str, Any], path: Path, profile: str) -> StudySpec:
     if spec.refit.enabled and spec.refit_folds < 2:
         raise StudyFileError(f"{path}: [refit] is enabled but names no folds: set refit.folds (or split.folds) "
                              "to K >= 2, or enabled = false.")
+    if spec.refit.max_folds and spec.refit.max_folds < max(2, spec.refit_folds):
+        raise StudyFileError(f"{path}: refit.max_folds must be 0 (folds only) or at least the refit's folds "
+                             f"({spec.refit_folds}), got {spec.refit.max_folds!r}.")
     if not 0.0 < spec.split.val_fraction < 1.0:
         raise StudyFileError(f"{path}: split.val_fraction must be in (0, 1), got {spec.split.val_fraction}.")
     try:

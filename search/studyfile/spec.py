@@ -31,11 +31,13 @@ class SplitSpec:
 @dataclass(frozen=True)
 class RefitSpec:
     """After the search, ``python -m search.run`` refits the ``top`` best trials on ``folds`` person
-    folds (0: ``[split] folds``) within ``time_share`` of the run's time budget (search/refit/phase.py)."""
+    folds (0: ``[split] folds``), or on up to ``max_folds`` where that fits, within ``time_share`` of the
+    run's time budget (search/refitting/phase.py)."""
 
     enabled: bool = False
     top: int = 1
     folds: int = 0
+    max_folds: int = 0  # > folds: the most folds, from this down to folds, whose group fits the time left
     time_share: float = 0.4  # of a run's time budget kept for the refit; the search gets the rest
 
 
@@ -61,6 +63,12 @@ class StudySpec:
     def refit_folds(self) -> int:
         """K of the refit phase's fold groups: ``[refit] folds``, else ``[split] folds``."""
         return self.refit.folds or self.split.folds
+
+    @property
+    def refit_fold_choices(self) -> tuple[int, ...]:
+        """The K the refit phase may train, most first: ``[refit] max_folds`` down to ``refit_folds``."""
+        k = self.refit_folds
+        return tuple(range(max(self.refit.max_folds, k), k - 1, -1))
 
     def base_config(self) -> TrialConfig:
         return TrialConfig.from_dict(self.fixed)

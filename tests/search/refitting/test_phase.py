@@ -13,10 +13,11 @@ import pytest
 
 import search.engine.options as options_module
 import search.refitting.train as train_module
+from search.refitting.train import Work
 from search.ensembling.candidates import load_candidates
 from search.ensembling.procedure import run_procedure
 from search.engine.options import RunOptions, RunPlan, plan_run
-from search.refitting.phase import refit_phase
+from search.refitting.phase import MORE_FOLDS_SLACK, choose_folds, refit_phase
 from search.refitting.store import RefitStore
 from search.run import main as run_main
 from search.studyfile.parse import StudyFileError, load_study_spec
@@ -181,6 +182,36 @@ def test_age_cutoff_refits_in_both_profiles() -> None:
     cpu, gpu = load_study_spec("age_cutoff", "cpu"), load_study_spec("age_cutoff", "gpu")
     assert cpu.refit.enabled and (cpu.refit.top, cpu.refit_folds, cpu.refit.time_share) == (1, 3, 0.45)
     assert gpu.refit.enabled and (gpu.refit.top, gpu.refit_folds, gpu.refit.time_share) == (2, 5, 0.4)
+    assert cpu.refit_fold_choices == (5, 4, 3) and gpu.refit_fold_choices == (5,)
+
+
+def test_the_most_folds_that_fit_with_room_to_spare_or_the_group_already_begun() -> None:
+    fresh = {4: Work(4, 8, 40.0), 3: Work(3, 6, 30.0), 2: Work(2, 4, 20.0)}  # most folds first
+    assert choose_folds(fresh, 100.0, 1) == (4, "the most whose group fits the time left")
+    assert choose_folds(fresh, None, 1) == (4, "no time budget")
+    tight = 40.0 / (1.0 - MORE_FOLDS_SLACK)
+    assert choose_folds(fresh, tight, 1)[0] == 4 and choose_folds(fresh, tight - 1.0, 1)[0] == 3
+    assert choose_folds(fresh, 21.0, 1)[0] == 2, "the fewest folds need no room to spare"
+    assert choose_folds(fresh, 19.0, 1) == (2, ""), "nothing fits: the fewest, and the phase says so"
+    assert choose_folds(fresh, 24.0, 1)[0] == 2 and choose_folds(fresh, 24.0, 2)[0] == 4, "two processes: two rounds"
+    begun = {**fresh, 3: Work(1, 2, 10.0)}  # an earlier run left one of three models to train
+    assert choose_folds(begun, 100.0, 1) == (3, "the group an earlier run began")
+    assert choose_folds(begun, 9.0, 1) == (2, ""), "a begun group that does not fit is not chosen"
+
+
+def test_max_folds_below_the_refit_s_folds_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[params]\nlr = [0.1]\n[refit]\nenabled = true\nfolds = 3\nmax_folds = 2\n")
+    with pytest.raises(StudyFileError, match="refit.max_folds must be 0 .* at least the refit's folds .3."):
+        load_study_spec(path, "cpu")
+
+
+def test_the_phase_trains_the_most_folds_that_fit(refit_study, tmp_path: Path, capsys) -> None:
+    opts = _options(refit_study, tmp_path, timeout_s=3600.0, table=REFIT + "max_folds = 3\n")
+    assert refit_phase(opts) == 0
+    out = capsys.readouterr().out
+    assert "refit: 3 person folds of 2-3 ([refit] folds to max_folds): the most whose group fits" in out
+    assert RefitStore(refit_study.store, _best(refit_study)).fold_groups() == [3]
 
 
 @pytest.mark.slow
