@@ -5,10 +5,10 @@ A study file's ``[refit]`` table turns it on (``enabled``) and says which trials
 complete ones), on how many person folds (``folds``, else ``[split] folds``; with ``max_folds``, the
 most folds from ``max_folds`` down to ``folds`` whose group fits the time left, ``choose_folds``) and
 what share of the run's time budget the phase keeps (``time_share``: the search stops at
-``1 - time_share`` of it, search/engine/budget.py). The phase has whatever time the search left; without a time budget it trains
-every fold group. A group starts only if its missing fold models fit in the time left at the
-trial's own pace, so the phase does not start what it cannot finish; a model the budget still
-cuts is thrown away. A run with several trial processes trains as many fold models at once
+``1 - time_share`` of it, search/engine/budget.py). The phase has whatever time the search left;
+without a time budget it trains every fold group. A group starts only if its missing fold models
+fit in the time left at the trial's own pace, so the phase does not start what it cannot finish; a
+model the budget still cuts is thrown away. A run with several trial processes trains as many fold models at once
 (search/refitting/parallel.py), so its groups fit in a share of the time. The fold models are kept
 as they finish, so a killed phase, or one that ran out of time, resumes when the same command runs again: only the missing models train.
 When no group fits, one line says so and the search takes the time back (the run ends as the
@@ -48,7 +48,7 @@ from search.refitting.train import (
 )
 
 log = logging.getLogger("search.refit")
-MORE_FOLDS_SLACK = 0.15  # share of the time left that a group on more than the fewest folds must leave over
+MORE_FOLDS_SLACK = 0.15  # share of the time left a group on more than the fewest folds must leave over
 
 
 def refit_phase(
@@ -74,7 +74,8 @@ def refit_phase(
         if not trials:
             print("\nrefit: no complete trial to refit; the export ships what the search has.")
             return 0
-        choices = plan.spec.refit_fold_choices
+        people = ctx.data.data.images["person"].nunique()
+        choices = [c for c in plan.spec.refit_fold_choices if c <= people] or [plan.spec.refit_folds]
         k, why = choose_folds({c: fold_work(ctx, trials[0], c) for c in choices}, left, max(1, plan.workers))
         if len(choices) > 1 and why:
             print(f"\nrefit: {k} person folds of {choices[-1]}-{choices[0]} ([refit] folds to max_folds): "
@@ -101,9 +102,9 @@ def choose_folds(works: dict[int, Work], left: float | None, lanes: int) -> tupl
     (``works``, most folds first): a group an earlier run began, if its missing models fit (a resumed
     phase finishes what it started); else the most folds whose group fits in ``left`` seconds (the
     most of all without a time budget): each fold model trains on more people and the vote has more
-    members (benchmarks/README.md, "More folds, not more groups"); else the fewest, with no reason (the phase then
-    says that no group fits). More folds than the fewest must fit with ``MORE_FOLDS_SLACK`` to spare: a
-    group the budget cuts short is not shipped at all, and groups have run up to 8 % over their plan."""
+    members (benchmarks/README.md, "More folds, not more groups"); else the fewest, with no reason (the
+    phase then says that no group fits). More folds than the fewest must fit with ``MORE_FOLDS_SLACK``
+    to spare: a group the budget cuts short is not shipped at all, and groups have run 8 % over plan."""
     fewest = list(works)[-1]
 
     def fits_in(k: int) -> bool:
