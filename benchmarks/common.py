@@ -193,6 +193,19 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
+def paired_names(flag: str, items: Sequence[Any], noun: str, other_flag: str, others: Sequence[Any],
+                 other_noun: str, names: Sequence[str] | None) -> list[str]:
+    """The table label of each of ``items`` (``--names``, else the item itself), after checking that
+    ``others`` pairs one with each item and ``names`` labels each; a SystemExit naming the flags if not."""
+    if len(items) != len(others):
+        raise SystemExit(f"{flag} has {len(items)} entries but {other_flag} {len(others)}: "
+                         f"give one {other_noun} per {noun}, in the same order.")
+    labels = list(names) if names else [str(i) for i in items]
+    if len(labels) != len(items):
+        raise SystemExit(f"--names has {len(labels)} labels for {len(items)} {noun}s.")
+    return labels
+
+
 def setup(args: argparse.Namespace) -> None:
     """Logging, torch threads, and SIGTERM as Ctrl-C so temporary folders are removed on either."""
     setup_logging(args.verbose)

@@ -191,12 +191,7 @@ def measure(folder: Path, data_root: Path, cache: Path, device: str) -> dict[str
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
-    if len(args.groups) != len(args.data):
-        raise SystemExit(f"--groups has {len(args.groups)} folders but --data {len(args.data)}: "
-                         "give one data folder per group, in the same order.")
-    names = args.names or [str(g) for g in args.groups]
-    if len(names) != len(args.groups):
-        raise SystemExit(f"--names has {len(names)} labels for {len(args.groups)} groups.")
+    names = common.paired_names("--groups", args.groups, "group", "--data", args.data, "data folder", args.names)
     common.setup(args)
     device = str(resolve_device(args.device))
     start = time.perf_counter()

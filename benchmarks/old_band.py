@@ -154,12 +154,8 @@ def measure(source: Path, bench: Path, device: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
-    if len(args.sources) != len(args.benches):
-        raise SystemExit(f"--sources has {len(args.sources)} entries but --benches {len(args.benches)}: "
-                         "give one bench per source, in the same order.")
-    names = args.names or [str(s) for s in args.sources]
-    if len(names) != len(args.sources):
-        raise SystemExit(f"--names has {len(names)} labels for {len(args.sources)} sources.")
+    names = common.paired_names("--sources", args.sources, "source", "--benches", args.benches, "bench",
+                                args.names)
     common.setup(args)
     device = str(resolve_device(args.device))
     start = time.perf_counter()
