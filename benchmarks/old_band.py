@@ -114,8 +114,13 @@ def people_sd(is_old: np.ndarray, pred_old: np.ndarray, people: np.ndarray, draw
 
 
 def measure(source: Path, bench: Path, device: str) -> dict[str, Any]:
+    labels_path = bench / "eval_labels.csv"
+    if not (bench / "bench.json").is_file() or not labels_path.is_file() or \
+            "age" not in pd.read_csv(labels_path, nrows=0).columns:
+        raise SystemExit(f"{bench} is not a real-face bench (bench.json, and eval_labels.csv with an age "
+                         "column): pass the folder python -m search.realfaces built.")
     ids, probs = eval_probabilities(source, bench, device)
-    labels = pd.read_csv(bench / "eval_labels.csv", dtype={"ImageID": str}).set_index("ImageID")
+    labels = pd.read_csv(labels_path, dtype={"ImageID": str}).set_index("ImageID")
     unknown = [i for i in ids if i not in labels.index]
     if unknown:
         raise SystemExit(f"{source} predicted ImageID {unknown[0]!r}, which {bench}/eval_labels.csv does not "

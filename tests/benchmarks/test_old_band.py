@@ -92,6 +92,8 @@ def test_a_bundle_is_scored_on_the_bench_and_a_wrong_pairing_is_refused(
     other = _cached_run(bench, tmp_path / "other", lambda age: 0.1)
     with pytest.raises(SystemExit, match="one bench per source"):
         old_band.main(["--sources", str(out), str(other), "--benches", str(bench)])
+    with pytest.raises(SystemExit, match="not a real-face bench"):
+        old_band.main(["--sources", str(other), "--benches", str(tmp_path)])
     with pytest.raises(SystemExit, match="neither a bundle folder"):
         old_band.main(["--sources", str(tmp_path / "nothing.json"), "--benches", str(bench)])
     (tmp_path / "wrong").mkdir()
