@@ -42,10 +42,16 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def smoke_toml(tmp_path: Path, epochs: int = 3, lr: str | None = None, n_trials: int | None = None) -> Path:
-    """A copy of studies/smoke.toml with more epochs, another lr spec or another budget."""
+def smoke_toml(
+    tmp_path: Path, epochs: int = 3, lr: str | None = None, n_trials: int | None = None, prune: bool = True
+) -> Path:
+    """A copy of studies/smoke.toml with more epochs, another lr spec or budget, or no pruner."""
     text = (REPO / "studies" / "smoke.toml").read_text()
     text = text.replace("epochs = 3", f"epochs = {epochs}").replace("patience = 3", f"patience = {epochs}")
+    if not prune:
+        pruner = '[pruner]\nname = "successive_halving"\nmin_resource = 1\nreduction_factor = 2\n'
+        assert pruner in text, "studies/smoke.toml's [pruner] table changed: update smoke_toml"
+        text = text.replace(pruner, '[pruner]\nname = "none"\n')
     if lr is not None:
         text = text.replace("lr = { low = 3e-3, high = 3e-2, log = true }", f"lr = {lr}")
     if n_trials is not None:

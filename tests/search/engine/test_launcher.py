@@ -22,6 +22,7 @@ from tests.support.workers import (
     finished,
     open_study_view,
     retried_from,
+    smoke_toml,
     study_cmd,
     trials,
     wait_for_running,
@@ -139,24 +140,27 @@ def test_two_local_workers_share_the_study_stop_on_sigterm_and_resume(bench: Pat
 
 
 def test_a_killed_local_worker_loses_only_its_trial(bench: Path, tmp_path: Path) -> None:
+    # Unpruned 20-epoch trials: long enough to be killed midway on a fast machine too, where a
+    # smoke study's four trials can all end within a second.
+    study_file = smoke_toml(tmp_path, epochs=20, prune=False)
     workdir = tmp_path / "runs"
-    url = default_journal_url(workdir, "smoke")
+    url = default_journal_url(workdir, "study")
     proc = subprocess.Popen(
-        _run_cmd(bench, workdir, "--storage", url),
+        study_cmd("search.run", study_file, bench, workdir, "--workers", "2", "--n-trials", "4", "--storage", url),
         cwd=REPO,
         env=worker_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    (victim, *_) = wait_for_running(url, "smoke", proc, epochs_done=1)
+    (victim, *_) = wait_for_running(url, "study", proc, epochs_done=1)
     pid = int(victim.user_attrs["worker"].rpartition(":")[2])
     os.kill(pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 1, "the launcher reports the dead worker"
     assert f"killed by signal {signal.SIGKILL.value}" in err
 
-    study = open_study_view(url, "smoke")
+    study = open_study_view(url, "study")
     killed = study.trials[victim.number]
     assert killed.state == TrialState.FAIL and "died" in killed.user_attrs["failure_reason"]
     (retry,) = [t for t in study.trials if retried_from(t) == victim.number]
@@ -165,10 +169,10 @@ def test_a_killed_local_worker_loses_only_its_trial(bench: Path, tmp_path: Path)
     assert len(finished(study)) == 4
     assert not trials(study, TrialState.RUNNING)
     if retry.state == TrialState.WAITING:
-        # the surviving worker met the budget with the trial it was running when the other died (a
-        # smoke trial is seconds long): the retry waits for the next run, which takes it first
-        again = study_cmd("search.run", "smoke", bench, workdir, "--n-trials", "5", "--storage", url)
+        # the surviving worker met the budget with the trial it was running when the other died:
+        # the retry waits for the next run, which takes it first
+        again = study_cmd("search.run", study_file, bench, workdir, "--n-trials", "5", "--storage", url)
         done = subprocess.run(again, cwd=REPO, env=worker_env(), capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stderr[-2000:]
-        retry = open_study_view(url, "smoke").trials[retry.number]
+        retry = open_study_view(url, "study").trials[retry.number]
     assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED), "the retry ran, with the same parameters"

@@ -15,6 +15,7 @@ from tests.support.workers import (
     REPO,
     finished,
     open_study_view,
+    smoke_toml,
     trials,
     wait_for_running,
     worker_cmd,
@@ -26,20 +27,22 @@ pytestmark = pytest.mark.slow
 
 def test_sigint_and_sigterm_stop_a_worker_cleanly_and_the_study_resumes(bench: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "runs"
-    url = default_journal_url(workdir, "smoke")
-    cmd = worker_cmd("smoke", url, bench, workdir, "--n-trials", "3")
+    # Unpruned 8-epoch trials, so that a trial is still running when the signal comes on a fast machine
+    study_file = smoke_toml(tmp_path, epochs=8, prune=False)
+    url = default_journal_url(workdir, "study")
+    cmd = worker_cmd(study_file, url, bench, workdir, "--n-trials", "3")
     stopped = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         proc = subprocess.Popen(
             cmd, cwd=REPO, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        (running,) = wait_for_running(url, "smoke", proc)
+        (running,) = wait_for_running(url, "study", proc)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode in (0, 130), err[-3000:]
         assert "Traceback" not in err, err[-3000:]
         assert "resume" in err
-        study = open_study_view(url, "smoke")
+        study = open_study_view(url, "study")
         assert study.trials[running.number].state == TrialState.FAIL, f"{sig.name} left the trial unfinished"
         assert not trials(study, TrialState.RUNNING)
         stopped.append(running.number)
@@ -47,7 +50,7 @@ def test_sigint_and_sigterm_stop_a_worker_cleanly_and_the_study_resumes(bench: P
 
     done = subprocess.run(cmd, cwd=REPO, env=worker_env(), capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    study = open_study_view(url, "smoke")
+    study = open_study_view(url, "study")
     assert len(finished(study)) == 3
     assert [t.number for t in trials(study, TrialState.FAIL)] == stopped
     assert not trials(study, TrialState.RUNNING)

@@ -158,7 +158,7 @@ def test_a_storage_error_does_not_print_the_password(
 
 
 def test_a_killed_worker_costs_only_its_trial(pg_url: str, bench: Path, tmp_path: Path) -> None:
-    study_file = smoke_toml(tmp_path, epochs=6)  # long enough trials to kill one midway
+    study_file = smoke_toml(tmp_path, epochs=20, prune=False)  # long enough to kill one midway
     cmd = worker_cmd(
         study_file, pg_url, bench, tmp_path / "runs", "--n-trials", "2", "--heartbeat", "1", "--grace", "3"
     )
