@@ -21,9 +21,11 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from search.common.atomic import write_text
 from search.run import positive_int
@@ -335,6 +337,16 @@ def synchronize(device: Any) -> None:
 
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
+
+
+def people_sd(score: Callable[[np.ndarray], float], people: np.ndarray, draws: int = 200) -> float:
+    """Standard deviation of ``score(rows)`` over bootstrap draws of whole people (``people``: the
+    person of each row): how much a figure measured on these few people is a draw of them."""
+    rng = np.random.default_rng(0)
+    ids = np.unique(people)
+    rows_of = [np.flatnonzero(people == p) for p in ids]
+    return float(np.std([score(np.concatenate([rows_of[i] for i in rng.integers(0, len(ids), len(ids))]))
+                         for _ in range(draws)]))
 
 
 def ratio(a: float, b: float) -> float:

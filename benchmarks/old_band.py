@@ -101,18 +101,6 @@ def ceiling(is_old: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     return {"old_f1": best[0], "predicted_share": best[1], "offset": best[2]}
 
 
-def people_sd(is_old: np.ndarray, pred_old: np.ndarray, people: np.ndarray, draws: int = 200) -> float:
-    """Standard deviation of old-band F1 over bootstrap draws of whole people."""
-    rng = np.random.default_rng(0)
-    ids = np.unique(people)
-    rows_of = [np.flatnonzero(people == p) for p in ids]
-    scores = []
-    for _ in range(draws):
-        rows = np.concatenate([rows_of[i] for i in rng.integers(0, len(ids), len(ids))])
-        scores.append(f1_score(is_old[rows], pred_old[rows], zero_division=0))
-    return float(np.std(scores))
-
-
 def measure(source: Path, bench: Path, device: str) -> dict[str, Any]:
     labels_path = bench / "eval_labels.csv"
     if not (bench / "bench.json").is_file() or not labels_path.is_file() or \
@@ -148,7 +136,8 @@ def measure(source: Path, bench: Path, device: str) -> dict[str, Any]:
         "argmax": {**{k: argmax[k] for k in ("macro_f1", "old_f1", "old_recall")},
                    "old_precision": float(precision_score(is_old, pred_old, zero_division=0)),
                    "predicted_old_share": float(pred_old.mean())},
-        "old_f1_sd_people": people_sd(is_old, pred_old, people),
+        "old_f1_sd_people": common.people_sd(
+            lambda rows: f1_score(is_old[rows], pred_old[rows], zero_division=0), people),
         "auc_old_against": auc,
         "mean_p_old_by_age": {str(k): float(v) for k, v in by_age.items()},
         "ceiling": ceiling(is_old, probs),

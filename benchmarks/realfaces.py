@@ -38,6 +38,7 @@ from benchmarks import common
 from benchmarks.plain_run import PlainSettings, plain_run
 from runners.classes import NUM_AGE_BANDS, NUM_CLASSES, NUM_GENDERS, NUM_MASKS, OLD_BAND, decompose
 from search.benches.realfaces import build
+from search.benches.realfaces.build import eval_person_of_image
 
 log = logging.getLogger("benchmarks.realfaces")
 NAME = "realfaces"
@@ -60,6 +61,24 @@ def score(labels: pd.DataFrame, preds: np.ndarray) -> dict[str, float]:
     out["old_recall"] = float(recall_score(old_true, old_pred, zero_division=0))
     out["old_f1"] = float(f1_score(old_true, old_pred, zero_division=0))
     return out
+
+
+def people_sds(bench: Path, labels: pd.DataFrame, plain: dict[str, int],
+               sub: pd.DataFrame) -> tuple[float, float, float]:
+    """SD over bootstrap draws of eval people of the plain run's macro-F1, the harness's, and their
+    difference: how much of a seed's figure is which 250 people the bench drew."""
+    ids = sub["ImageID"].tolist()
+    person_of = eval_person_of_image(bench)
+    people = np.asarray([person_of[i] for i in ids])
+    y = labels.loc[ids, "label"].to_numpy(dtype=np.int64)
+    ours, theirs = sub["ans"].to_numpy(dtype=np.int64), np.asarray([plain[i] for i in ids])
+
+    def macro(pred: np.ndarray, rows: np.ndarray) -> float:
+        return float(f1_score(y[rows], pred[rows], labels=list(range(NUM_CLASSES)), average="macro", zero_division=0))
+
+    return (common.people_sd(lambda rows: macro(theirs, rows), people),
+            common.people_sd(lambda rows: macro(ours, rows), people),
+            common.people_sd(lambda rows: macro(ours, rows) - macro(theirs, rows), people))
 
 
 def read_labels(bench: Path) -> pd.DataFrame:
@@ -143,6 +162,8 @@ def one_seed(args: Any, seed: int) -> dict[str, Any]:
     side = harness(args, bench, budget * args.study_share, seed)
     sub = side.pop("submission")
     ours = score(labels.loc[sub["ImageID"]], sub["ans"].to_numpy())
+    plain_scores["macro_f1_sd_people"], ours["macro_f1_sd_people"], ours["minus_plain_sd_people"] = people_sds(
+        bench, labels, dict(zip(plain["image_ids"], plain_preds, strict=True)), sub)
     shipped = side["shipped"]  # the row export chose, with its estimate (out-of-fold for the fold groups' vote)
     exported = shipped["method"] if shipped else "selected + decision rule" if side["decision_rule"] else "selected ensemble"
     estimate = shipped["estimate"]["macro_f1"] if shipped else side["honest"][exported]
@@ -192,6 +213,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mean = {side: {k: float(np.mean([r[side]["scores"][k] for r in runs])) for k in keys} for side in ("plain", "harness")}
     gap = float(np.mean([r["harness"]["honest_estimate"] - r["harness"]["scores"]["macro_f1"] for r in runs]))
     print(common.table(["seed", "side", *keys, "honest est.", "wall s", "complete/pruned/failed"], rows))
+    for r in runs:  # results saved before the SDs were measured have none
+        if "minus_plain_sd_people" in r["harness"]["scores"]:
+            ours, theirs = r["harness"]["scores"], r["plain"]["scores"]
+            print(f"seed {r['seed']}: harness - plain macro-F1 {ours['macro_f1'] - theirs['macro_f1']:+.4f} "
+                  f"± {ours['minus_plain_sd_people']:.4f}; SD over eval people: harness {ours['macro_f1_sd_people']:.4f}, "
+                  f"plain {theirs['macro_f1_sd_people']:.4f}")
     print(f"\nmean over seeds: harness - plain macro-F1 {mean['harness']['macro_f1'] - mean['plain']['macro_f1']:+.4f}; "
           f"harness old-band F1 {mean['harness']['old_f1']:.4f}; honest estimate - eval {gap:+.4f}")
     figures = {"runs": runs, "mean": mean, "harness_minus_plain_macro_f1": mean["harness"]["macro_f1"] - mean["plain"]["macro_f1"],

@@ -7,6 +7,7 @@ import json
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks import common, ensemble, harness_overhead, pruning
@@ -78,3 +79,16 @@ def test_study_files_written_by_the_scripts_are_valid_studies(script: str, tmp_p
     assert set(spec.params) == set(doc["params"])
     if script.startswith("pruning"):
         assert spec.pruner.name == pruner and spec.base_config().patience == spec.base_config().epochs
+
+
+def test_people_sd_resamples_whole_people() -> None:
+    people = np.repeat(np.arange(100), 2)  # two rows a person
+    value = np.repeat(np.arange(100) % 2, 2).astype(float)  # half the people score 1
+
+    def share(rows: np.ndarray) -> float:
+        counts = np.bincount(people[rows], minlength=100)
+        assert np.all(counts % 2 == 0), "a person's rows are drawn together"
+        return float(value[rows].mean())
+
+    assert common.people_sd(share, people) == pytest.approx(0.05, abs=0.01)  # sqrt(0.25 / 100)
+    assert common.people_sd(lambda rows: 0.7, people) == 0.0

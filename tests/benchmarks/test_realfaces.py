@@ -26,4 +26,7 @@ def test_realfaces_runs_both_sides_and_scores_them(tmp_path: Path, monkeypatch: 
     assert set(harness["seconds"]) == {"run", "ensemble", "export", "predict"}
     assert harness["trials"]["complete"] >= 1 and 0.0 <= harness["honest_estimate"] <= 1.0
     assert harness["exported_method"] == harness["shipped"]["method"] and harness["exported_method"] in harness["honest"]
+    sds = (run["plain"]["scores"]["macro_f1_sd_people"], harness["scores"]["macro_f1_sd_people"],
+           harness["scores"]["minus_plain_sd_people"])
+    assert all(0.0 <= sd < 0.5 for sd in sds) and max(sds) > 0.0, "12 eval people: each figure is a draw"
     assert saved_result(tmp_path, "realfaces")["figures"]["runs"][0]["seed"] == 1
