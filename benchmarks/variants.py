@@ -10,6 +10,12 @@ band's recall, precision and F1. The first variant is the baseline the others ar
     python -m benchmarks.variants --faces UTKFace --exclude exclude.txt --seeds 0 1 --threads 1 \\
         --variants cutoff58:age_cutoff=58 cutoff59:age_cutoff=59 cutoff60:age_cutoff=60
 
+One override is the benchmark's, not the trial's: ``train_people=N`` trains on N of the bench's
+train people (drawn per gender x age band, so the bands keep their shares; ``subset_data``) and
+scores on the same eval people, to see what more people to learn from would buy:
+
+    python -m benchmarks.variants ... --people 1500 --variants p500:train_people=500 p1500:
+
 A variant whose scores are saved in its work folder is read back, not trained again, so an
 interrupted run resumes.
 """
@@ -31,7 +37,10 @@ from sklearn.metrics import precision_score
 
 from benchmarks import common
 from benchmarks.realfaces import _run, ensure_bench, read_labels, score
-from runners.classes import OLD_BAND, decompose
+from runners.classes import OLD_BAND, YOUNG_CUTOFF, decompose
+from runners.classes import CANONICAL_CUTOFF as OLD_AGE
+from search.benches.synth.people import allocate
+from search.common.atomic import swap_dir, temp_dir
 from search.storage.trial_attrs import TrialAttrs
 from search.studyfile.parse import load_study_spec
 
@@ -79,6 +88,32 @@ def study_doc(overrides: dict[str, Any], base: dict[str, Any] | None = None) -> 
             "params": {"age_cutoff": [cutoff]}}
 
 
+def subset_data(bench: Path, people: int, seed: int = 0) -> Path:
+    """A data folder of ``people`` of the bench's train people, drawn per gender x age band, and all its
+    eval people: train.csv's rows and links to their folders, the eval folder linked whole. Made once
+    under the bench (``data-trainN``) and reused."""
+    out = bench / f"data-train{people}"
+    if (out / "train" / "train.csv").is_file():
+        return out
+    train = pd.read_csv(bench / "data" / "train" / "train.csv", dtype={"id": str})
+    if not 6 <= people < len(train):
+        raise SystemExit(f"train_people={people}: the bench {bench} has {len(train)} train people; ask for "
+                         "6 or more and fewer than that.")
+    cell = train["gender"] + np.digitize(train["age"], [YOUNG_CUTOFF, OLD_AGE]).astype(str)
+    sizes = cell.value_counts().sort_index()
+    take = dict(zip(sizes.index, allocate(people, sizes.to_numpy(dtype=float), minimum=1), strict=True))
+    rng = np.random.default_rng(seed)
+    keep = pd.concat([rows.iloc[rng.permutation(len(rows))[:take[c]]] for c, rows in train.groupby(cell)])
+    with temp_dir(out) as tmp:
+        (tmp / "train" / "images").mkdir(parents=True)
+        for folder in keep["path"]:
+            (tmp / "train" / "images" / folder).symlink_to(bench / "data" / "train" / "images" / folder)
+        (tmp / "eval").symlink_to(bench / "data" / "eval")
+        keep.sort_index().to_csv(tmp / "train" / "train.csv", index=False)
+        swap_dir(tmp, out)
+    return out
+
+
 def old_precision(labels: np.ndarray, preds: np.ndarray) -> float:
     return float(precision_score(decompose(labels)[2] == OLD_BAND, decompose(preds)[2] == OLD_BAND, zero_division=0))
 
@@ -89,10 +124,12 @@ def run_variant(args: Any, bench: Path, name: str, overrides: dict[str, Any]) ->
     if saved.is_file():
         log.info("%s: read back from %s", name, saved)
         return {**json.loads(saved.read_text()), "reused": True}
+    trial_overrides = {k: v for k, v in overrides.items() if k != "train_people"}
+    data = str(subset_data(bench.resolve(), overrides["train_people"]) if "train_people" in overrides else bench / "data")
     workdir.mkdir(parents=True, exist_ok=True)
-    study_file = common.write_toml(workdir / f"{name}.toml", study_doc(overrides, args.base_overrides))
+    study_file = common.write_toml(workdir / f"{name}.toml", study_doc(trial_overrides, args.base_overrides))
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or os.cpu_count())}
-    py, data, logs = sys.executable, str(bench / "data"), workdir / "commands.log"
+    py, logs = sys.executable, workdir / "commands.log"
     stored = ["--name", name, "--workdir", str(workdir)]
     threads = ["--threads", str(args.threads)] if args.threads else []
     start = time.perf_counter()

@@ -47,3 +47,26 @@ def test_variants_train_score_and_resume(tmp_path: Path, monkeypatch: pytest.Mon
     again = variants.main(argv)  # saved scores are read back, nothing is trained again
     assert all(r["reused"] for r in again["runs"])
     assert [r["scores"] for r in again["runs"]] == [r["scores"] for r in out["runs"]]
+
+
+def test_subset_data_keeps_the_band_shares_and_every_eval_person(tiny_bench: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from benchmarks.variants import subset_data
+    from search.data.layout import load_train
+
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "data").symlink_to(tiny_bench)  # a bench's data folder in the competition layout
+    full = pd.read_csv(tiny_bench / "train" / "train.csv", dtype={"id": str})
+    data = subset_data(bench, 36)
+    part = pd.read_csv(data / "train" / "train.csv", dtype={"id": str})
+    assert len(part) == 36 and set(part["path"]) < set(full["path"])
+    for share in (lambda df: (df["age"] >= 60).mean(), lambda df: (df["gender"] == "male").mean()):
+        assert abs(share(part) - share(full)) < 0.03
+    assert len(load_train(data / "train", n_jobs=1).people) == 36, "the folders read through their links"
+    assert (data / "eval").resolve() == (tiny_bench / "eval").resolve()
+    made = (data / "train" / "train.csv").stat().st_mtime_ns
+    assert subset_data(bench, 36) == data and (data / "train" / "train.csv").stat().st_mtime_ns == made
+    with pytest.raises(SystemExit, match=f"has {len(full)} train people"):
+        subset_data(bench, len(full))
