@@ -12,6 +12,9 @@ exported method) is printed beside its eval score.
 
 Plain runs are cached under runs/benchmarks/realfaces (their probabilities and wall time), so
 a second call with the same bench and settings measures the harness side only; the JSON says so.
+The harness's budget is a multiple of that cached time, so a machine faster or less loaded than on the
+day it was cached gives the harness more work per second of budget: ``--fresh-plain`` times the plain
+run again (``--plain-only``: and nothing else) and keeps the earlier time beside the new one.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from benchmarks.plain_run import PlainSettings, plain_run
 from runners.classes import NUM_AGE_BANDS, NUM_CLASSES, NUM_GENDERS, NUM_MASKS, OLD_BAND, decompose
 from search.benches.realfaces import build
 from search.benches.realfaces.build import eval_person_of_image
+from search.common.atomic import write_text, write_with
 
 log = logging.getLogger("benchmarks.realfaces")
 NAME = "realfaces"
@@ -94,18 +98,23 @@ def ensure_bench(args: Any, seed: int) -> Path:
     return out
 
 
-def cached_plain(bench: Path, settings: PlainSettings, threads: int) -> dict[str, Any]:
+def cached_plain(bench: Path, settings: PlainSettings, threads: int, fresh: bool = False) -> dict[str, Any]:
+    """The plain run on this bench, read back when an earlier run cached it, unless ``fresh``: then run
+    again (its wall time measured on today's machine), the cache replaced, and the cached time kept
+    as ``cached_seconds``."""
     key = hashlib.sha256(json.dumps([str(bench.resolve()), asdict(settings), threads]).encode()).hexdigest()[:12]
     meta, npy = WORK / f"plain-{key}.json", WORK / f"plain-{key}.npy"
-    if meta.is_file() and npy.is_file():
-        result = json.loads(meta.read_text())
-        result["probs"], result["reused"] = np.load(npy), True
-        return result
+    cached = json.loads(meta.read_text()) if meta.is_file() and npy.is_file() else None
+    if cached is not None and not fresh:
+        cached["probs"], cached["reused"] = np.load(npy), True
+        return cached
     result = plain_run(bench / "data", settings)
     WORK.mkdir(parents=True, exist_ok=True)
-    np.save(npy, result["probs"])
-    meta.write_text(json.dumps({k: v for k, v in result.items() if k != "probs"}, indent=1))
+    write_with(npy, lambda f: np.save(f, result["probs"]))
+    write_text(meta, json.dumps({k: v for k, v in result.items() if k != "probs"}, indent=1))
     result["reused"] = False
+    if cached is not None:
+        result["cached_seconds"] = cached["seconds"]
     return result
 
 
@@ -153,9 +162,14 @@ def harness(args: Any, bench: Path, timeout_s: float, seed: int) -> dict[str, An
 def one_seed(args: Any, seed: int) -> dict[str, Any]:
     bench = ensure_bench(args, seed)
     labels = read_labels(bench)
-    plain = cached_plain(bench, PlainSettings(epochs=args.plain_epochs), args.threads)
+    plain = cached_plain(bench, PlainSettings(epochs=args.plain_epochs), args.threads, fresh=args.fresh_plain)
     plain_preds = np.argmax(plain["probs"], axis=1)
     plain_scores = score(labels.loc[plain["image_ids"]], plain_preds)
+    plain_side = {"scores": plain_scores, "seconds": plain["seconds"], "best_val_macro_f1": plain["best_val_macro_f1"],
+                  "history": plain["history"], "reused": plain["reused"],
+                  **({"cached_seconds": plain["cached_seconds"]} if "cached_seconds" in plain else {})}
+    if args.plain_only:
+        return {"bench": str(bench), "seed": seed, "plain": plain_side}
     budget = args.budget_factor * plain["seconds"]
     # The study stops starting trials at its timeout; the trial then running, ensemble, export and
     # predict come after, so the study gets the budget less a margin for them.
@@ -167,9 +181,7 @@ def one_seed(args: Any, seed: int) -> dict[str, Any]:
     shipped = side["shipped"]  # the row export chose, with its estimate (out-of-fold for the fold groups' vote)
     exported = shipped["method"] if shipped else "selected + decision rule" if side["decision_rule"] else "selected ensemble"
     estimate = shipped["estimate"]["macro_f1"] if shipped else side["honest"][exported]
-    return {"bench": str(bench), "seed": seed, "plain": {"scores": plain_scores, "seconds": plain["seconds"],
-                                                          "best_val_macro_f1": plain["best_val_macro_f1"],
-                                                          "history": plain["history"], "reused": plain["reused"]},
+    return {"bench": str(bench), "seed": seed, "plain": plain_side,
             "harness": {"scores": ours, "honest_estimate": estimate, "exported_method": exported,
                         "seconds_total": sum(side["seconds"].values()), "budget_seconds": budget, **side}}
 
@@ -189,6 +201,9 @@ def build_parser() -> Any:
     p.add_argument("--study", default="age_cutoff", help="study file the harness runs (a name in studies/ or a .toml path)")
     p.add_argument("--tag", default="default", help="names the harness's work folder, to keep runs apart")
     p.add_argument("--name", default=NAME, help="result file name (benchmarks/results/NAME.json)")
+    p.add_argument("--fresh-plain", action="store_true",
+                   help="run the plain side again even when cached (its wall time on today's machine), replacing the cache")
+    p.add_argument("--plain-only", action="store_true", help="the plain side only (with --fresh-plain: time it again)")
     p.add_argument("--combine", type=Path, nargs="+", help="instead of running: combine these result files")
     return p
 
@@ -204,25 +219,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         runs = [one_seed(args, seed) for seed in args.seeds]
     rows, keys = [], ("macro_f1", "accuracy", "mask_f1", "gender_f1", "age_f1", "old_recall", "old_f1")
     for r in runs:
-        for side in ("plain", "harness"):
+        for side in ("plain", "harness") if "harness" in r else ("plain",):
             s = r[side]
             rows.append([r["seed"], side, *(f"{s['scores'][k]:.4f}" for k in keys),
                          f"{s['honest_estimate']:.4f}" if side == "harness" else "-",
                          f"{s.get('seconds_total', s['seconds']):.0f}",
                          "-" if side == "plain" else "{complete}/{pruned}/{fail}".format(**s["trials"])])
-    mean = {side: {k: float(np.mean([r[side]["scores"][k] for r in runs])) for k in keys} for side in ("plain", "harness")}
-    gap = float(np.mean([r["harness"]["honest_estimate"] - r["harness"]["scores"]["macro_f1"] for r in runs]))
     print(common.table(["seed", "side", *keys, "honest est.", "wall s", "complete/pruned/failed"], rows))
-    for r in runs:  # results saved before the SDs were measured have none
-        if "minus_plain_sd_people" in r["harness"]["scores"]:
+    for r in runs:
+        if "cached_seconds" in r["plain"]:
+            print(f"seed {r['seed']}: plain run {r['plain']['seconds']:.0f} s now, {r['plain']['cached_seconds']:.0f} s "
+                  "when it was cached")
+        if "minus_plain_sd_people" in r.get("harness", {}).get("scores", {}):  # results saved before had none
             ours, theirs = r["harness"]["scores"], r["plain"]["scores"]
             print(f"seed {r['seed']}: harness - plain macro-F1 {ours['macro_f1'] - theirs['macro_f1']:+.4f} "
                   f"± {ours['minus_plain_sd_people']:.4f}; SD over eval people: harness {ours['macro_f1_sd_people']:.4f}, "
                   f"plain {theirs['macro_f1_sd_people']:.4f}")
-    print(f"\nmean over seeds: harness - plain macro-F1 {mean['harness']['macro_f1'] - mean['plain']['macro_f1']:+.4f}; "
-          f"harness old-band F1 {mean['harness']['old_f1']:.4f}; honest estimate - eval {gap:+.4f}")
-    figures = {"runs": runs, "mean": mean, "harness_minus_plain_macro_f1": mean["harness"]["macro_f1"] - mean["plain"]["macro_f1"],
-               "honest_minus_eval": gap}
+    figures: dict[str, Any] = {"runs": runs}
+    if all("harness" in r for r in runs):
+        mean = {side: {k: float(np.mean([r[side]["scores"][k] for r in runs])) for k in keys} for side in ("plain", "harness")}
+        gap = float(np.mean([r["harness"]["honest_estimate"] - r["harness"]["scores"]["macro_f1"] for r in runs]))
+        print(f"\nmean over seeds: harness - plain macro-F1 {mean['harness']['macro_f1'] - mean['plain']['macro_f1']:+.4f}; "
+              f"harness old-band F1 {mean['harness']['old_f1']:.4f}; honest estimate - eval {gap:+.4f}")
+        figures.update(mean=mean, harness_minus_plain_macro_f1=mean["harness"]["macro_f1"] - mean["plain"]["macro_f1"],
+                       honest_minus_eval=gap)
     path = common.save_result(args.name, inputs={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                               figures=figures, machine_info=common.machine(), results_dir=args.results_dir,
                               notes=["scores on the bench's eval labels; honest est. = search.ensemble's held-out "

@@ -30,3 +30,13 @@ def test_realfaces_runs_both_sides_and_scores_them(tmp_path: Path, monkeypatch: 
            harness["scores"]["minus_plain_sd_people"])
     assert all(0.0 <= sd < 0.5 for sd in sds) and max(sds) > 0.0, "12 eval people: each figure is a draw"
     assert saved_result(tmp_path, "realfaces")["figures"]["runs"][0]["seed"] == 1
+
+    # the plain side alone, timed again on today's machine: the cached time is kept beside the new one
+    again = realfaces.main(["--faces", str(faces), "--seeds", "1", "--people", "40", "--eval-people", "12",
+                            "--size", "96x128", "--plain-epochs", "1", "--threads", "1", "--plain-only",
+                            "--fresh-plain", "--name", "plain_again", "--results-dir", str(tmp_path / "results")])
+    (plain,) = [r["plain"] for r in again["runs"]]
+    assert "harness" not in again["runs"][0] and "mean" not in again
+    assert not plain["reused"] and plain["cached_seconds"] == run["plain"]["seconds"]
+    cached = realfaces.cached_plain(Path(run["bench"]), realfaces.PlainSettings(epochs=1), 1)
+    assert cached["reused"] and cached["seconds"] == plain["seconds"], "the fresh run replaced the cache"
