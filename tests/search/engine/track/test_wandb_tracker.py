@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -78,8 +79,13 @@ def test_trials_and_the_ensemble_are_offline_runs(smoke_run: SmokeRun, tmp_path:
     assert not callback.failed
     assert ensemble_main(["--study", "smoke", "--storage", smoke_run.storage, "--workdir", str(smoke_run.workdir),
                           "--no-eval", "--track", "wandb", "--track-to", str(tmp_path)]) == 0
-    runs = offline_runs(tmp_path)
-    assert sorted(runs) == sorted([f"trial {t.number}" for t in finished] + ["ensemble (ensemble)"])
+    expected = sorted([f"trial {t.number}" for t in finished] + ["ensemble (ensemble)"])
+    # W&B's service process writes the files; on a loaded machine the last run's record has been seen
+    # to land after finish() returned, so read until it is there (or 30 s have passed)
+    deadline = time.monotonic() + 30
+    while sorted(runs := offline_runs(tmp_path)) != expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert sorted(runs) == expected
     for trial in finished:
         run = runs[f"trial {trial.number}"]
         assert run["project"] == "smoke" and run["group"] == "trials"
