@@ -31,6 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks import common
+from search.engine.runstudy import NOT_RUN
 from search.engine.workercount import WORKERS_ENV, usable_cores
 from search.storage.trial_attrs import TrialAttrs
 
@@ -78,6 +79,7 @@ def run_arm(study: str, bench: Path, workdir: Path, workers: int, timeout: float
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     attrs = {t.number: TrialAttrs.read(t) for t in trials}
+    failed = [t for t in trials if t.state == TrialState.FAIL]
     paces = [float(a.seconds_per_epoch) for a in attrs.values() if a.seconds_per_epoch is not None]
     arm: dict[str, Any] = {
         "workers": workers,
@@ -86,7 +88,9 @@ def run_arm(study: str, bench: Path, workdir: Path, workers: int, timeout: float
         "complete": len(complete),
         "pruned": len(pruned),
         "cut_by_budget": sum(1 for t in complete if attrs[t.number].cut_by_budget),
-        "failed": sum(1 for t in trials if t.state == TrialState.FAIL),
+        # a trial a racing worker created past the trial budget ends FAIL at once, not run: not a failure
+        "failed": sum(1 for t in failed if not (attrs[t.number].failure_reason or "").startswith(NOT_RUN)),
+        "not_run_past_budget": sum(1 for t in failed if (attrs[t.number].failure_reason or "").startswith(NOT_RUN)),
         "trials_per_hour": round((len(complete) + len(pruned)) / wall * 3600, 1),
         "seconds_per_epoch": round(statistics.mean(paces), 2) if paces else None,
         "best_val_macro_f1": max((t.value for t in complete if t.value is not None), default=None),

@@ -29,6 +29,7 @@ from search.engine.track import TrackCallback, open_tracker, view_command
 from search.engine.trialbudget import StopAtBudget, count_trials, fail_stale
 from search.storage.urls import PASSWORD_NOTE, has_password
 
+NOT_RUN = "not run:"  # how a trial created past the trial budget by a racing worker says so (it is FAIL)
 log = logging.getLogger("search")
 
 
@@ -100,7 +101,7 @@ def worker_objective(
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             ahead = sum(1 for t in running if t.number < trial.number)
             if count_trials(study) + ahead >= n_trials:
-                reason = f"not run: the budget of {n_trials} trials is taken by finished and running trials"
+                reason = f"{NOT_RUN} the budget of {n_trials} trials is taken by finished and running trials"
                 TrialAttrs.set(trial, failure_reason=reason)
                 log.info("trial %d %s", trial.number, reason)
                 study.stop()
