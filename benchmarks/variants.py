@@ -40,7 +40,7 @@ from benchmarks.realfaces import _run, ensure_bench, read_labels, score
 from runners.classes import OLD_BAND, YOUNG_CUTOFF, decompose
 from runners.classes import CANONICAL_CUTOFF as OLD_AGE
 from search.benches.synth.people import allocate
-from search.common.atomic import swap_dir, temp_dir
+from search.common.atomic import temp_dir
 from search.storage.trial_attrs import TrialAttrs
 from search.studyfile.parse import load_study_spec
 
@@ -95,6 +95,9 @@ def subset_data(bench: Path, people: int, seed: int = 0) -> Path:
     out = bench / f"data-train{people}"
     if (out / "train" / "train.csv").is_file():
         return out
+    if out.exists() or out.is_symlink():  # not a subset this function finished: never replace it
+        raise SystemExit(f"{out} exists but has no train/train.csv; it is not a subset this benchmark made. "
+                         "Move it away, or pass another train_people.")
     train = pd.read_csv(bench / "data" / "train" / "train.csv", dtype={"id": str})
     if not 6 <= people < len(train):
         raise SystemExit(f"train_people={people}: the bench {bench} has {len(train)} train people; ask for "
@@ -110,7 +113,7 @@ def subset_data(bench: Path, people: int, seed: int = 0) -> Path:
             (tmp / "train" / "images" / folder).symlink_to(bench / "data" / "train" / "images" / folder)
         (tmp / "eval").symlink_to(bench / "data" / "eval")
         keep.sort_index().to_csv(tmp / "train" / "train.csv", index=False)
-        swap_dir(tmp, out)
+        os.replace(tmp, out)  # out is missing (checked above): a plain rename
     return out
 
 

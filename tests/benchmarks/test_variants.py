@@ -70,3 +70,7 @@ def test_subset_data_keeps_the_band_shares_and_every_eval_person(tiny_bench: Pat
     assert subset_data(bench, 36) == data and (data / "train" / "train.csv").stat().st_mtime_ns == made
     with pytest.raises(SystemExit, match=f"has {len(full)} train people"):
         subset_data(bench, len(full))
+    (bench / "data-train20").mkdir()  # a folder of someone else's under the bench is never replaced
+    with pytest.raises(SystemExit, match="not a subset this benchmark made"):
+        subset_data(bench, 20)
+    assert (bench / "data-train20").is_dir() and not any((bench / "data-train20").iterdir())
