@@ -291,16 +291,18 @@ def test_docs_studies_table_names_every_key_the_parser_takes() -> None:
 @pytest.mark.parametrize("head", ["single", "ordinal"])
 def test_a_variant_of_age_cutoff_fixes_the_cutoff_and_the_head(tmp_path: Path, cutoff: int, head: str) -> None:
     # What a measurement of the cutoff runs: the shipped file with age_cutoff and head moved from the
-    # searched params to [fixed] (a key left in params would still be searched), the GPU's enqueued
-    # recipe (cutoff 58, three heads) taken out.
+    # searched params to [fixed] (a key left in params would still be searched), the enqueued trials
+    # (the GPU's recipe at cutoff 58 with three heads, the CPU's at cutoff 59) taken out.
     text = (STUDIES_DIR / "age_cutoff.toml").read_text()
+    text = text[: text.index("[[profiles.gpu.enqueue]]")] + text[text.index("# CPU: the one ImageNet"):]
+    text = text[: text.index("# The trial that ranked first")]
+    assert "enqueue" not in text
     for old, new in (("age_cutoff = [58, 59, 60]\n", ""),
                      ('head = ["single", "multi", "ordinal"]\n', ""),
                      ('head = ["single", "ordinal"]\n', ""),
                      ('head = "single"\n', f'head = "{head}"\nage_cutoff = {cutoff}\n')):
-        assert old in text, old
+        assert text.count(old) == 1, old
         text = text.replace(old, new)
-    text = text[: text.index("[[profiles.gpu.enqueue]]")] + text[text.index("# CPU: the one ImageNet"):]
     path = tmp_path / f"cutoff{cutoff}_{head}.toml"
     path.write_text(text)
     for profile in ("cpu", "gpu"):
