@@ -42,7 +42,7 @@ from search.engine.prepare import open_study
 from search.storage.reaper import reap_orphans, worker_tag
 from search.engine.runstudy import print_summary, run_study
 from search.storage.secretfilter import hide_secrets
-from search.engine.signals import install_interrupt_handlers
+from search.engine.signals import ignore_interrupts, install_interrupt_handlers
 from search.storage.backends import STORAGE_ERRORS, redact, storage_error, takes_concurrent_writers
 from search.studyfile.parse import cache_sizes
 from search.engine.tracebackfilter import quiet_expected_tracebacks
@@ -200,7 +200,7 @@ def run_local_workers(plan: RunPlan) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-    failed = {i: c for i, c in codes.items() if c not in (0, 130)}
+    failed = failed_workers(codes, forwarded=signals)
     for index, code in failed.items():
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         log.error("worker %d %s; see its log above", index, how)
@@ -212,6 +212,14 @@ def run_local_workers(plan: RunPlan) -> int:
         return 130
     print_summary(study, plan)
     return 0
+
+
+def failed_workers(codes: dict[int, int], forwarded: list[int]) -> dict[int, int]:
+    """The workers that failed, by exit code. 0 and 130 are clean ends; so is death by SIGINT or
+    SIGTERM after this launcher forwarded a stop: it landed while the worker was shutting down,
+    where Python turns an uncaught KeyboardInterrupt into death by SIGINT."""
+    stopped = {0, 130} | ({-signal.SIGINT, -signal.SIGTERM} if forwarded else set())
+    return {i: c for i, c in codes.items() if c not in stopped}
 
 
 def _wait(procs: list[multiprocessing.process.BaseProcess], study: optuna.Study) -> dict[int, int]:
@@ -249,6 +257,7 @@ def _worker_process(plan: RunPlan, slot: WorkerSlot, level: int) -> None:
         torch.set_num_threads(slot.threads)
         log.info("worker %d (%s) on %s, %d threads", slot.index, worker_tag(), slot.device, slot.threads)
         run_study(plan)
+        ignore_interrupts()
     except KeyboardInterrupt:
         log.warning("worker %d interrupted: its running trial is marked failed", slot.index)
         code = 130
@@ -261,5 +270,6 @@ def _worker_process(plan: RunPlan, slot: WorkerSlot, level: int) -> None:
     except Exception:
         log.exception("worker %d failed", slot.index)
         code = 1
+    ignore_interrupts()
     logging.shutdown()
     sys.exit(code)

@@ -70,3 +70,10 @@ def install_interrupt_handlers(force_after_s: float = FORCE_AFTER_S) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
+
+
+def ignore_interrupts() -> None:
+    """Once a worker's study is over there is nothing left to stop: a signal that lands while the
+    process shuts down would otherwise raise inside Python's exit and kill it by SIGINT."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)

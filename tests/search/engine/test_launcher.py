@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from search.engine.launcher import default_journal_url, plan_workers, run_local_workers, visible_gpus
+from search.engine.launcher import (
+    default_journal_url,
+    failed_workers,
+    plan_workers,
+    run_local_workers,
+    visible_gpus,
+)
 from search.engine.options import RunOptions, plan_run
 from tests.support.workers import (
     REPO,
@@ -88,28 +94,27 @@ def test_default_journal_is_an_absolute_file_under_the_workdir(
 pytestmark = pytest.mark.slow
 
 
-def _run_cmd(bench: Path, workdir: Path, *extra: str) -> list[str]:
-    return study_cmd("search.run", "smoke", bench, workdir, "--workers", "2", "--n-trials", "4", *extra)
-
-
 def test_two_local_workers_share_the_study_stop_on_sigterm_and_resume(bench: Path, tmp_path: Path) -> None:
+    # Unpruned 20-epoch trials, so both workers are still inside one when the signal lands: the
+    # smoke study's four 3-epoch trials can all end within a second of the check below.
+    study_file = smoke_toml(tmp_path, epochs=20, prune=False)
     workdir = tmp_path / "runs"
     url = f"sqlite:///{workdir / 'studies.db'}"  # the run's storage, whatever the number of processes
     proc = subprocess.Popen(
-        _run_cmd(bench, workdir),
+        study_cmd("search.run", study_file, bench, workdir, "--workers", "2", "--n-trials", "4"),
         cwd=REPO,
         env=worker_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for_running(url, "smoke", proc, count=2)  # both workers are inside a trial
+    wait_for_running(url, "study", proc, count=2)  # both workers are inside a trial
     signalled = datetime.now()  # Optuna's trial times are naive local times too
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "resume" in err
-    study = open_study_view(url, "smoke")
+    study = open_study_view(url, "study")
     interrupted = trials(study, TrialState.FAIL)
     # A short smoke trial may end between the check above and the signal (its worker then stops
     # between trials): every trial still unfinished at the signal is the one marked failed.
@@ -122,10 +127,10 @@ def test_two_local_workers_share_the_study_stop_on_sigterm_and_resume(bench: Pat
     before_resume = {t.number for t in study.trials}  # a trial may have finished before the signal
 
     code = run_local_workers(
-        plan_run(RunOptions(study="smoke", data=bench, workdir=workdir, device="cpu", n_trials=4), workers=2)
+        plan_run(RunOptions(study=str(study_file), data=bench, workdir=workdir, device="cpu", n_trials=4), workers=2)
     )
     assert code == 0
-    study = open_study_view(url, "smoke")
+    study = open_study_view(url, "study")
     done = finished(study)
     assert len(done) == 4, "the budget counts finished trials over both workers, exactly"
     assert not trials(study, TrialState.RUNNING) and not trials(study, TrialState.WAITING)
@@ -176,3 +181,12 @@ def test_a_killed_local_worker_loses_only_its_trial(bench: Path, tmp_path: Path)
         assert done.returncode == 0, done.stderr[-2000:]
         retry = open_study_view(url, "study").trials[retry.number]
     assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED), "the retry ran, with the same parameters"
+
+
+def test_a_worker_that_dies_of_a_forwarded_stop_is_interrupted_not_failed() -> None:
+    # CI saw it: SIGTERM reached a worker whose study was done while Python was shutting it down,
+    # and the run exited 1 ("worker 0 was killed by signal 2") instead of 130.
+    codes = {0: -int(signal.SIGINT), 1: 130, 2: 0}
+    assert failed_workers(codes, forwarded=[int(signal.SIGTERM)]) == {}
+    assert failed_workers(codes, forwarded=[]) == {0: -int(signal.SIGINT)}, "unasked, it is a failure"
+    assert failed_workers({0: 1, 1: -9}, forwarded=[int(signal.SIGTERM)]) == {0: 1, 1: -9}
