@@ -31,7 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks import common
-from search.engine.runstudy import NOT_RUN
+from search.engine.nearcopy import NOT_RUN
 from search.engine.workercount import WORKERS_ENV, usable_cores
 from search.storage.trial_attrs import TrialAttrs
 

@@ -4,7 +4,8 @@ This is the only place where a trial's outcome is classified:
 complete -> value; stopped by the time budget after an epoch -> complete with its best epoch's
 value, its ``cut_by_budget`` attribute saying where (a candidate like any other); pruned ->
 optuna.TrialPruned; NaN loss / out of memory -> TrialFailed (the
-study goes on); any other error -> TrialFailed too, unless the same error ends several
+study goes on); a sampled near copy of a complete or running trial -> TrialFailed before it trains
+(search/engine/nearcopy.py); any other error -> TrialFailed too, unless the same error ends several
 trials in a row, which is a bug or broken data rather than a bad configuration.
 """
 
@@ -23,6 +24,7 @@ from optuna.trial import TrialState
 from runners import EpochRecord, ImageSet, TrialResult, count_stages, fit
 from runners.config import TrialConfig
 from search.storage import records
+from search.engine.nearcopy import NOT_RUN, differences, near_copy_of
 from search.engine.prepare import StudyData
 from search.studyfile.pruners import reported_value
 from search.storage.backends import artifact_store
@@ -76,6 +78,12 @@ class Objective:
             self._space = space_spec(self.spec)
         config = get_space(self.spec.space)(trial, self._space)
         TrialAttrs.set(trial, config=config.to_dict(), pruning_signal=self.spec.pruner.signal)
+        twin = near_copy_of(trial)
+        if twin is not None:
+            reason = f"{NOT_RUN} a near copy of trial {twin.number} ({differences(trial.params, twin.params)})"
+            TrialAttrs.set(trial, failure_reason=reason)
+            log.info("trial %d %s", trial.number, reason)
+            raise TrialFailed(reason)
         if self.watch is not None:
             self.watch.trial_started(trial.number, config.epochs)
         try:

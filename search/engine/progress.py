@@ -38,6 +38,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from runners import EpochRecord
 from search.engine.budget import Deadline, TimeBudget, TrialNeeds, requeue, trial_pace
+from search.engine.nearcopy import NOT_RUN
 from search.engine.trialbudget import FINISHED
 from search.storage.trial_attrs import TrialAttrs
 
@@ -292,6 +293,8 @@ def describe(trial: FrozenTrial) -> str:
         best = f" (best macro-F1 {max(scores):.4f})" if scores else ""
         return f"trial {trial.number} pruned after epoch {epochs}{best}"
     reason = attrs.failure_reason or "no reason recorded"
+    if reason.startswith(NOT_RUN):  # ended before it trained, on purpose: not a failure
+        return f"trial {trial.number} {reason}"
     return f"trial {trial.number} {trial.state.name.lower()}: {reason}"
 
 

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.storage import records
 from search.engine.budget import TrialNeeds, run_outcome
 from search.engine.checks import GaveUp
+from search.engine.nearcopy import NOT_RUN
 from search.engine.objective import Objective, TrialFailed
 from search.engine.options import RunOptions, RunPlan, plan_run
 from search.engine.prepare import open_study
@@ -29,7 +30,6 @@ from search.engine.track import TrackCallback, open_tracker, view_command
 from search.engine.trialbudget import StopAtBudget, count_trials, fail_stale
 from search.storage.urls import PASSWORD_NOTE, has_password
 
-NOT_RUN = "not run:"  # how a trial created past the trial budget by a racing worker says so (it is FAIL)
 log = logging.getLogger("search")
 
 

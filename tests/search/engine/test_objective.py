@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,25 @@ def test_a_pruned_run_raises_trial_pruned(opened: Opened, monkeypatch: pytest.Mo
     with pytest.raises(optuna.TrialPruned, match="pruned after epoch 1"):
         Objective(opened.spec, opened.data, opened.workdir)(_ask(opened.study))
     assert TrialAttrs.read(opened.study.trials[0]).pruning_curve == [0.2]
+
+
+def test_a_sampled_near_copy_of_a_complete_trial_ends_before_it_trains(
+    opened: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_fit(monkeypatch, "complete", [_record(1, 0.3)], best_macro_f1=0.3, state_dict={}, val_probs=None)
+    objective = Objective(opened.spec, opened.data, opened.workdir)
+    monkeypatch.setattr(objective, "_keep", lambda *_: None)
+    assert objective(_ask(opened.study)) == 0.3
+    monkeypatch.setattr(objective_module, "fit", lambda *_, **__: pytest.fail("a near copy must not train"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        opened.study.sampler = optuna.samplers.PartialFixedSampler(
+            {**opened.study.trials[0].params, "lr": 0.0101}, opened.study.sampler
+        )
+    with pytest.raises(TrialFailed, match=r"not run: a near copy of trial 0 \(lr 0.0101 / 0.01\)"):
+        objective(opened.study.ask())
+    (_, copy) = opened.study.trials
+    assert TrialAttrs.read(copy).failure_reason.startswith("not run: a near copy of trial 0")
 
 
 class _Budget:

@@ -140,6 +140,8 @@ def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_a_failed_trial_is_described_with_its_reason() -> None:
     trial = _trial(4, TrialState.FAIL, 2, reason="stopped at the time budget after epoch 2 of 4")
     assert describe(trial) == "trial 4 fail: stopped at the time budget after epoch 2 of 4"
+    copy = _trial(3, TrialState.FAIL, 0, reason="not run: a near copy of trial 0 (lr 0.00577 / 0.0058)")
+    assert describe(copy) == "trial 3 not run: a near copy of trial 0 (lr 0.00577 / 0.0058)", "not called a failure"
 
 
 def test_a_trial_kept_at_the_time_budget_is_described_as_complete_and_cut() -> None:
