@@ -57,3 +57,19 @@ def test_other_failures_and_debug_runs_keep_it(captured) -> None:
     finally:
         filter_log.setLevel(old)
     assert "Traceback" in stream.getvalue()
+
+
+def test_a_trial_not_run_loses_optunas_two_warnings_other_trials_keep_theirs(captured) -> None:
+    logger, stream = captured
+    quiet_expected_tracebacks()
+    for number, reason in ((3, "not run: a near copy of trial 0 (lr 0.00577 / 0.0058)"), (4, "loss is NaN")):
+        try:
+            raise TrialFailed(reason)
+        except TrialFailed as exc:
+            logger.warning(f"Trial {number} failed with parameters: {{}} because of the following error: {exc!r}.",
+                           exc_info=True)
+        logger.warning(f"Trial {number} failed with value None.")
+    assert stream.getvalue().splitlines() == [
+        "Trial 4 failed with parameters: {} because of the following error: TrialFailed('loss is NaN').",
+        "Trial 4 failed with value None.",
+    ]
