@@ -180,7 +180,7 @@ def test_the_refit_table_is_checked_at_load(tmp_path: Path, table: str, message:
 
 def test_age_cutoff_refits_in_both_profiles() -> None:
     cpu, gpu = load_study_spec("age_cutoff", "cpu"), load_study_spec("age_cutoff", "gpu")
-    assert cpu.refit.enabled and (cpu.refit.top, cpu.refit_folds, cpu.refit.time_share) == (1, 3, 0.45)
+    assert cpu.refit.enabled and (cpu.refit.top, cpu.refit_folds, cpu.refit.time_share) == (1, 3, 0.6)
     assert gpu.refit.enabled and (gpu.refit.top, gpu.refit_folds, gpu.refit.time_share) == (2, 5, 0.4)
     assert cpu.refit_fold_choices == (5, 4, 3) and gpu.refit_fold_choices == (5,)
 
