@@ -52,6 +52,6 @@ def _near_value(x: Any, y: Any, distribution: BaseDistribution | None) -> bool:
 
 
 def differences(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """``lr 0.00577 / 0.0058, focal_gamma 2.61 / 2.6``: the parameters that are not equal."""
-    return ", ".join(f"{k} {a[k]:.3g} / {b[k]:.3g}" for k in a if a[k] != b.get(k)
-                     and isinstance(a[k], float)) or "the same parameters"
+    """``lr 0.00577 / 0.0058, focal_gamma 2.61 / 2.6``: the parameters of two near copies that are
+    not equal (floats only: ``near`` holds every other kind equal)."""
+    return ", ".join(f"{k} {a[k]:.3g} / {b[k]:.3g}" for k in a if a[k] != b[k]) or "the same parameters"

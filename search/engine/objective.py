@@ -81,8 +81,7 @@ class Objective:
         twin = near_copy_of(trial)
         if twin is not None:
             reason = f"{NOT_RUN} a near copy of trial {twin.number} ({differences(trial.params, twin.params)})"
-            TrialAttrs.set(trial, failure_reason=reason)
-            log.info("trial %d %s", trial.number, reason)
+            TrialAttrs.set(trial, failure_reason=reason)  # the progress line says it (progress.describe)
             raise TrialFailed(reason)
         if self.watch is not None:
             self.watch.trial_started(trial.number, config.epochs)
