@@ -22,7 +22,11 @@ the validation people, whom none of them trained on (``trials_vote_gain``; never
 the trials when fewer than K exist, none with one). On real faces the fold vote's gain over its
 single models was +0.031 to +0.055 on eval and the trials' +0.017 to +0.042; on four runs the
 estimate's error went from -0.046..-0.102 to -0.069..+0.010 (benchmarks/README.md, "What the
-fold group's estimate misses").
+fold group's estimate misses"). Only trials within ``GAIN_MARGIN`` of the best one vote: the K
+fold models are one configuration, and a vote of one strong trial with weaker ones gains much
+over their mean but nothing over the strong one (on a held-out bench, +0.069 of a 4-trial vote
+whose best member stood 0.06 above the rest; benchmarks/README.md, "The vote gain among alike
+trials").
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ from search.ensembling.votes import VoteSpec, combine
 
 
 FOLD_FOOTING = 0.10  # held-out macro-F1 another row must be ahead of the fold groups' vote to ship instead
+# Validation macro-F1 below the best trial within which trials are as alike as one configuration's fold
+# models: those scored 0.04-0.12 apart on their folds' people (real faces, 4-5 folds of 500 people).
+GAIN_MARGIN = 0.04
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class VoteGain:
     trials: tuple[str, ...]
     vote: float
     mean_single: float
+    margin: float | None = None  # trials further below the best than this were left out
 
     @property
     def gain(self) -> float:
@@ -74,31 +82,41 @@ class VoteGain:
         return max(0.0, self.gain)
 
     def text(self) -> str:
-        return f"{self.members}-model vote gain {self.added:+.4f} (among the {self.members} best trials)"
+        within = "" if self.margin is None else f" within {self.margin:.2f} of the best"
+        if self.members < 2:
+            return f"no vote gain (no other trial{within})"
+        return f"{self.members}-model vote gain {self.added:+.4f} (among the {self.members} best trials{within})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"members": self.members, "trials": list(self.trials), "vote": self.vote,
-                "mean_single": self.mean_single, "gain": self.gain, "added": self.added}
+                "mean_single": self.mean_single, "gain": self.gain, "added": self.added, "margin": self.margin}
 
 
-def vote_gain(probs: Mapping[str, np.ndarray], labels: np.ndarray, members: int) -> VoteGain:
+def vote_gain(
+    probs: Mapping[str, np.ndarray], labels: np.ndarray, members: int, margin: float | None = None
+) -> VoteGain:
     """The soft vote of the ``members`` best of these models (by macro-F1 on ``labels``) against
-    their mean; ``probs``: each model's probabilities on the rows of ``labels``, by name."""
+    their mean; ``probs``: each model's probabilities on the rows of ``labels``, by name. With
+    ``margin``, only models within it of the best one vote (the best alone: no gain)."""
     singles = {name: macro_f1(labels, p) for name, p in probs.items()}
     best = sorted(singles, key=singles.__getitem__, reverse=True)[:members]
+    if margin is not None:
+        best = [name for name in best if singles[best[0]] - singles[name] <= margin]
     vote = macro_f1(labels, np.mean([probs[name] for name in best], axis=0))
-    return VoteGain(len(best), tuple(best), vote, float(np.mean([singles[name] for name in best])))
+    return VoteGain(len(best), tuple(best), vote, float(np.mean([singles[name] for name in best])), margin)
 
 
-def trials_vote_gain(candidates: list[Candidate], labels: np.ndarray, members: int) -> VoteGain | None:
-    """``vote_gain`` of the ``members`` best study trials on the validation people; of all of them
-    when there are fewer (a vote of fewer models gains less: a lower figure), None with fewer than
-    two. Refits are left out: an all-people refit trained on these people, and a fold group is what
-    is being estimated."""
+def trials_vote_gain(
+    candidates: list[Candidate], labels: np.ndarray, members: int, margin: float | None = GAIN_MARGIN
+) -> VoteGain | None:
+    """``vote_gain`` of the ``members`` best study trials within ``margin`` of the best one, on the
+    validation people; of all of them when there are fewer (a vote of fewer models gains less: a
+    lower figure), None with fewer than two trials. Refits are left out: an all-people refit trained
+    on these people, and a fold group is what is being estimated."""
     trials = {c.name: c.probs for c in candidates if not c.refit}
     if min(members, len(trials)) < 2:
         return None
-    return vote_gain(trials, labels, members)
+    return vote_gain(trials, labels, members, margin)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from runners.metrics import macro_f1
 from search.data import PersonSplit
 from search.ensembling.candidates import CandidatePool
 from search.ensembling.honest import FOLD_GROUPS, SELECTED
-from search.ensembling.procedure import FOLD_FOOTING, VoteGain, run_procedure, trials_vote_gain
+from search.ensembling.procedure import FOLD_FOOTING, GAIN_MARGIN, VoteGain, run_procedure, trials_vote_gain
 from search.ensembling.selection import Candidate
 from search.ensembling.votes import VoteSpec
 from search.storage.study_attrs import StudyAttrs
@@ -32,7 +32,7 @@ def _probs(labels: np.ndarray, hit_rate: float, rng: np.random.Generator) -> np.
     return (probs / probs.sum(1, keepdims=True)).astype(np.float32)
 
 
-def _pool(group_hit_rates: tuple[float, ...], trial_hit_rate: float = 0.55) -> CandidatePool:
+def _pool(group_hit_rates: tuple[float, ...], trial_hit_rates: tuple[float, ...] = (0.55,) * 4) -> CandidatePool:
     rng = np.random.default_rng(0)
     person = np.repeat(np.arange(PEOPLE), IMAGES_EACH)
     labels = np.repeat(rng.integers(0, NUM_CLASSES, PEOPLE), IMAGES_EACH)
@@ -40,8 +40,8 @@ def _pool(group_hit_rates: tuple[float, ...], trial_hit_rate: float = 0.55) -> C
     validation = Validation(val_rows, labels[val_rows], person[val_rows].astype(str), "fp")
     config = {"backbone": "test_resnet", "age_cutoff": 60, "height": 32, "width": 32, "crop": "full"}
     candidates = [
-        Candidate("s", n, _probs(labels[val_rows], trial_hit_rate, rng), config, weights=Path(f"t{n}"))
-        for n in range(4)
+        Candidate("s", n, _probs(labels[val_rows], rate, rng), config, weights=Path(f"t{n}"))
+        for n, rate in enumerate(trial_hit_rates)
     ]
     for n, rate in enumerate(group_hit_rates):
         oof = _probs(labels, rate, rng)  # every person predicted by the fold model that never saw them
@@ -70,7 +70,7 @@ def test_a_fold_group_better_held_out_wins_most_of_the_vote() -> None:
 
 
 def test_a_fold_group_far_ahead_ships_as_the_fold_groups_vote_with_its_out_of_fold_estimate() -> None:
-    outcome = run_procedure(_pool((0.97,), trial_hit_rate=0.4))
+    outcome = run_procedure(_pool((0.97,), trial_hit_rates=(0.4,) * 4))
     group = next(i for i, c in enumerate(outcome.candidates) if c.is_fold_group)
     assert outcome.choice("best single").members == (group,)
     assert outcome.honest.score("best single").macro_f1 == outcome.honest.score(FOLD_GROUPS).macro_f1
@@ -79,7 +79,7 @@ def test_a_fold_group_far_ahead_ships_as_the_fold_groups_vote_with_its_out_of_fo
 
 
 def test_trials_better_than_the_fold_group_keep_the_vote() -> None:
-    outcome = run_procedure(_pool((0.3,), trial_hit_rate=0.8))
+    outcome = run_procedure(_pool((0.3,), trial_hit_rates=(0.8,) * 4))
     group = next(i for i, c in enumerate(outcome.candidates) if c.is_fold_group)
     assert group not in outcome.choice(SELECTED).members
     assert outcome.shipped != FOLD_GROUPS
@@ -91,7 +91,7 @@ def test_trials_better_than_the_fold_group_keep_the_vote() -> None:
 def test_the_fold_groups_vote_ships_unless_a_row_is_ahead_of_it_by_more_than_the_footing_gap(
     group_hit_rate: float, ships: bool
 ) -> None:
-    outcome = run_procedure(_pool((group_hit_rate,), trial_hit_rate=0.55))
+    outcome = run_procedure(_pool((group_hit_rate,), trial_hit_rates=(0.55,) * 4))
     scores = {s.method: s.macro_f1 for s in outcome.honest.scores}
     behind = max(scores.values()) - scores[FOLD_GROUPS]
     assert behind > 0.02, "a trial row is ahead of the fold group held out"
@@ -146,14 +146,35 @@ def test_the_vote_gain_is_the_vote_of_the_k_best_trials_over_their_mean_on_the_v
     pool = _pool((0.8,))
     labels = np.asarray(pool.validation.labels)
     trials = [c for c in pool.candidates if not c.refit]
-    gain = trials_vote_gain(list(pool.candidates), labels, 3)
+    gain = trials_vote_gain(list(pool.candidates), labels, 3, margin=None)
     best = sorted(trials, key=lambda c: macro_f1(labels, c.probs), reverse=True)[:3]
     assert gain.trials == tuple(c.name for c in best), "the fold group itself is not a trial"
     assert gain.vote == pytest.approx(macro_f1(labels, np.mean([c.probs for c in best], axis=0)))
     assert gain.mean_single == pytest.approx(np.mean([macro_f1(labels, c.probs) for c in best]))
-    four = trials_vote_gain(list(pool.candidates), labels, 5)
+    four = trials_vote_gain(list(pool.candidates), labels, 5, margin=None)
     assert four.members == 4 and len(four.trials) == 4, "fewer trials than folds: the vote of all of them"
     assert VoteGain(3, (), vote=0.40, mean_single=0.45).added == 0.0, "a vote that lost adds nothing"
+
+
+def test_only_trials_within_the_margin_of_the_best_vote_in_the_gain() -> None:
+    """One strong trial among weak ones: their vote gains much over their mean, nothing over the
+    strong one, so the estimate adds no gain and says why; trials alike all vote."""
+    uneven = _pool((0.8,), trial_hit_rates=(0.9, 0.4, 0.4, 0.4))
+    labels = np.asarray(uneven.validation.labels)
+    unfiltered = trials_vote_gain(list(uneven.candidates), labels, 3, margin=None)
+    assert unfiltered.members == 3 and unfiltered.gain > 0.05, "the test needs a vote that gains over a weak mean"
+    outcome = run_procedure(uneven)
+    assert outcome.vote_gain.members == 1 and outcome.vote_gain.added == 0.0
+    value, on = outcome.estimate(FOLD_GROUPS)
+    assert value == outcome.all_people[FOLD_GROUPS][0]
+    assert on.endswith(f"no vote gain (no other trial within {GAIN_MARGIN:.2f} of the best)")
+    alike = _pool((0.8,), trial_hit_rates=(0.6, 0.6, 0.6, 0.5))
+    singles = {c.name: macro_f1(labels, c.probs) for c in alike.candidates if not c.refit}
+    within = sorted((n for n in singles if max(singles.values()) - singles[n] <= GAIN_MARGIN),
+                    key=singles.__getitem__, reverse=True)
+    assert 2 <= len(within) < len(singles), "the test needs some trials within the margin and one out of it"
+    gain = trials_vote_gain(list(alike.candidates), labels, 4)
+    assert gain.trials == tuple(within) and gain.margin == GAIN_MARGIN
 
 
 def test_with_one_trial_the_estimate_is_the_out_of_fold_score_alone() -> None:
