@@ -72,8 +72,19 @@ def install_interrupt_handlers(force_after_s: float = FORCE_AFTER_S) -> None:
         signal.signal(sig, handler)
 
 
-def ignore_interrupts() -> None:
+def ignore_interrupts(force_after_s: float = FORCE_AFTER_S) -> None:
     """Once a worker's study is over there is nothing left to stop: a signal that lands while the
-    process shuts down would otherwise raise inside Python's exit and kill it by SIGINT."""
+    process shuts down would otherwise raise inside Python's exit and kill it by SIGINT. Ignored,
+    then, but as in a trial a signal later than ``force_after_s`` after the first exits at once
+    (130): a worker that hangs on its way out still ends on a second Ctrl-C."""
+    first: list[float] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if not first:
+            first.append(now)
+        elif now - first[0] > force_after_s:
+            os._exit(130)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, handler)

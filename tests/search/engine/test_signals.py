@@ -71,3 +71,29 @@ def test_an_interrupt_inside_optunas_storage_code_waits_for_it_to_return() -> No
     caller: dict = {"release": namespace["release"]}
     exec(compile("def write():\n    return release().f_back\n", "search/engine/objective.py", "exec"), caller)
     assert not in_storage_code(caller["write"]())  # the objective's own frame, below no storage frame
+
+
+def test_a_finished_worker_ignores_an_interrupt_but_exits_on_a_later_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import time
+
+    from search.engine import signals
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    clock = [100.0]
+    exits: list[int] = []
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(os, "_exit", exits.append)
+    try:
+        signals.ignore_interrupts(force_after_s=2.0)
+        handler = signal.getsignal(signal.SIGTERM)
+        handler(signal.SIGTERM, None)  # the stop the launcher forwards: nothing is raised
+        clock[0] += 1.0
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # the terminal's copy of the same Ctrl-C
+        assert exits == []
+        clock[0] += 1.5
+        handler(signal.SIGINT, None)  # a second Ctrl-C, later: exit now
+        assert exits == [130]
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
