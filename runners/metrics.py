@@ -60,6 +60,27 @@ def confusion_matrix(labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
     return counts.reshape(NUM_CLASSES, NUM_CLASSES).astype(np.int64)
 
 
+def macro_f1_people_sd(
+    labels: np.ndarray, probs_or_preds: np.ndarray, people: np.ndarray, draws: int = 200, seed: int = 0
+) -> float:
+    """Standard deviation of ``macro_f1`` over bootstrap draws of whole people (``people``: the person
+    of each row): how far a score measured on these few people is a draw of them. Each person's
+    confusion counts are summed once; a draw is a weighted sum of them."""
+    labels = np.asarray(labels, dtype=np.int64)
+    cells = labels * NUM_CLASSES + _preds(probs_or_preds)
+    ids, person = np.unique(np.asarray(people).astype(str), return_inverse=True)
+    if len(ids) != 0 and len(cells) != len(person):
+        raise ValueError(f"labels and people must have the same length but got {len(cells)} and {len(person)}.")
+    if len(ids) < 2:
+        return 0.0
+    per_person = np.zeros((len(ids), NUM_CLASSES * NUM_CLASSES))
+    np.add.at(per_person, (person, cells), 1)
+    picks = np.random.default_rng(seed).integers(0, len(ids), (draws, len(ids)))
+    counts = np.stack([np.bincount(row, minlength=len(ids)) for row in picks])
+    confusions = (counts @ per_person).reshape(draws, NUM_CLASSES, NUM_CLASSES)
+    return float(np.std([_f1_per_class(c).sum() / NUM_CLASSES for c in confusions]))
+
+
 def _f1_per_class(confusion: np.ndarray) -> np.ndarray:
     tp = np.diag(confusion).astype(np.float64)
     denom = 2 * tp + (confusion.sum(axis=0) - tp) + (confusion.sum(axis=1) - tp)

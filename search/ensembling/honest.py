@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from runners.metrics import accuracy, macro_f1
+from runners.metrics import accuracy, macro_f1, macro_f1_people_sd
 from search.ensembling.decision import apply_offsets, fit_rule
 from search.ensembling.selection import (
     Candidate,
@@ -73,6 +73,9 @@ class MethodScore:
     accuracy: float
     members: list[list[str]] = field(default_factory=list)  # per fold: member names
     weights: list[list[float]] = field(default_factory=list)  # per fold: their weights
+    # SD of macro_f1 over bootstrap draws of the people it is scored on (cv: of the two halves'
+    # mean, the halves' people being disjoint): how much of a miss the people alone explain
+    macro_f1_sd: float = 0.0
 
 
 @dataclass
@@ -203,6 +206,7 @@ def honest_estimate(
         folds = folds[:1]
     people = np.asarray(people).astype(str)
     per_method: dict[str, MethodScore] = {m: MethodScore(m, 0.0, 0.0) for m in names}
+    variance = dict.fromkeys(names, 0.0)
     fold_info = []
     for sel_rows, score_rows in folds:
         fold_info.append(
@@ -218,8 +222,12 @@ def honest_estimate(
             entry = per_method[choice.method]
             entry.macro_f1 += macro_f1(labels[score_rows], probs) / len(folds)
             entry.accuracy += accuracy(labels[score_rows], probs) / len(folds)
+            sd = macro_f1_people_sd(labels[score_rows], probs, people[score_rows], seed=seed)
+            variance[choice.method] += (sd / len(folds)) ** 2
             entry.members.append([candidates[m].name for m in choice.members])
             entry.weights.append([round(w, 6) for w in choice.weights])
+    for m in names:
+        per_method[m].macro_f1_sd = float(np.sqrt(variance[m]))
     scores = [per_method[m] for m in names]
     return HonestReport(mode, seed, settings.to_dict(), fold_info, scores, vote.to_dict())
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from runners.metrics import accuracy, macro_f1
+from runners.metrics import accuracy, macro_f1, macro_f1_people_sd
 from search.ensembling.candidates import CandidatePool
 from search.ensembling.honest import (
     FOLD_GROUPS,
@@ -131,6 +131,7 @@ class Outcome:
     vote: VoteSpec = field(default_factory=VoteSpec)
     all_people: dict[str, tuple[float, float]] = field(default_factory=dict)  # out-of-fold, every person
     oof_images: int = 0  # image rows (of every person) the all_people scores are over
+    all_people_sd: dict[str, float] = field(default_factory=dict)  # macro-F1's SD over draws of those people
     shipped: str = ""  # the method the held-out column chose (pick_method); "" before it is chosen
     why: str = ""
     vote_gain: VoteGain | None = None  # the K-model vote's gain added to the fold groups' out-of-fold score
@@ -147,6 +148,20 @@ class Outcome:
                 return self.all_people[method][0] + self.vote_gain.added, f"{on} + {self.vote_gain.text()}"
             return self.all_people[method][0], on
         return self.honest.score(method).macro_f1, f"held-out, {self.honest.mode}"
+
+    def estimate_sd(self, method: str) -> float | None:
+        """How far ``estimate(method)`` moves over bootstrap draws of the people it is scored on (for
+        the fold groups' vote: of its out-of-fold part); None where the people were not kept."""
+        if method in self.all_people:
+            return self.all_people_sd.get(method)
+        return self.honest.score(method).macro_f1_sd
+
+    def estimate_text(self, method: str) -> str:
+        """``estimate(method)`` as printed: "0.4600 ± 0.031 over people (held-out, cv)"."""
+        value, on = self.estimate(method)
+        sd = self.estimate_sd(method)
+        spread = "" if sd is None else f" ± {sd:.3f} over people"
+        return f"{value:.4f}{spread} ({on})"
 
     def choice(self, method: str | None = None) -> Choice:
         """The final choice of ``method`` (default: the ensemble with the chosen vote)."""
@@ -214,6 +229,7 @@ class Outcome:
             "notes": list(self.notes),
             "out_of_fold_all_people": {m: {"macro_f1": v[0], "accuracy": v[1]} for m, v in self.all_people.items()},
             "out_of_fold_images": self.oof_images,
+            "out_of_fold_sd_over_people": dict(self.all_people_sd),
             "fold_vote_gain": None if self.vote_gain is None else self.vote_gain.to_dict(),
             "shipped": self.shipped,
             "why": self.why,
@@ -237,14 +253,14 @@ def run_procedure(
     for c in final:
         probs = choice_probs(candidates, c)
         in_sample[c.method] = (macro_f1(labels, probs), accuracy(labels, probs))
-    all_people, images = out_of_fold_scores(candidates, final)
+    all_people, images, all_people_sd = out_of_fold_scores(candidates, final)
     gain = None
     if FOLD_GROUPS in all_people:
         k = max(c.fold_count for c in candidates if c.is_fold_group)
         gain = trials_vote_gain(candidates, labels, k)
     outcome = Outcome(
         pool.study, candidates, honest, final, in_sample, list(pool.notes), vote=vote, all_people=all_people,
-        oof_images=images, vote_gain=gain,
+        oof_images=images, vote_gain=gain, all_people_sd=all_people_sd,
     )
     outcome.shipped, outcome.why = pick_method(outcome)
     return outcome
@@ -252,10 +268,12 @@ def run_procedure(
 
 def out_of_fold_scores(
     candidates: list[Candidate], final: list[Choice]
-) -> tuple[dict[str, tuple[float, float]], int]:
-    """({method: (macro-F1, accuracy)}, images) over every image row, for the choices made of fold
-    groups only whose out-of-fold predictions cover every row (today: the fold groups' vote)."""
+) -> tuple[dict[str, tuple[float, float]], int, dict[str, float]]:
+    """({method: (macro-F1, accuracy)}, images, {method: macro-F1's SD over people}) over every image
+    row, for the choices made of fold groups only whose out-of-fold predictions cover every row
+    (today: the fold groups' vote); the SD where the groups kept the rows' people."""
     scores: dict[str, tuple[float, float]] = {}
+    sds: dict[str, float] = {}
     rows = 0
     for choice in final:
         members = [candidates[m] for m in choice.members]
@@ -268,7 +286,10 @@ def out_of_fold_scores(
         probs = combine([p[0] for p in parts], choice.weights, choice.vote)
         scores[choice.method] = (macro_f1(labels, probs), accuracy(labels, probs))
         rows = len(labels)
-    return scores, rows
+        people = members[0].all_people_ids
+        if people is not None and len(people) == rows:
+            sds[choice.method] = macro_f1_people_sd(labels, probs, people)
+    return scores, rows, sds
 
 
 def pick_method(outcome: Outcome) -> tuple[str, str]:

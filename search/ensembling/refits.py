@@ -67,6 +67,7 @@ def with_refits(
                     refit=f"folds-{k}",
                     checkpoints=tuple(f / "weights.safetensors" for f in folds),
                     all_people=None if labels is None else (probs, labels),
+                    all_people_ids=store.load_oof_people(k),
                 )
             )
     return out, notes

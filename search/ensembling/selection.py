@@ -47,6 +47,7 @@ class Candidate:
     # A fold group's out-of-fold (probabilities, labels) over every image row of the data: its estimate
     # over every person, not only the validation people (search.ensembling.procedure)
     all_people: tuple[np.ndarray, np.ndarray] | None = None
+    all_people_ids: np.ndarray | None = None  # the person of each of those rows (None: saved before they were kept)
 
     @property
     def is_fold_group(self) -> bool:

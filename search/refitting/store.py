@@ -8,7 +8,7 @@
         folds-5/
             plan.json             the K folds: held-out people of each, seed, data fingerprint
             fold_0/ .. fold_4/    as all/, plus val_rows.npy and val_probs.npy (its held-out fold)
-            oof.npz               out-of-fold probabilities of every image row, once each, and its labels
+            oof.npz               out-of-fold probabilities of every image row, once each, its labels and people
             summary.json          out-of-fold macro-F1 over every person and on the study's validation people
 
 A model folder is written under a temporary name and renamed when complete, so a killed refit
@@ -174,11 +174,15 @@ class RefitStore:
         fold: np.ndarray,
         summary: dict[str, Any],
         labels: np.ndarray | None = None,
+        people: np.ndarray | None = None,
     ) -> None:
         """The out-of-fold predictions; ``labels``: the rows' canonical classes, which score a vote of
-        fold groups over every person (search.ensembling.procedure)."""
+        fold groups over every person (search.ensembling.procedure); ``people``: the rows' persons,
+        over whom that score's spread is drawn."""
         folder = self.folds_dir(k)
         extra = {} if labels is None else {"labels": np.asarray(labels, dtype=np.int64)}
+        if people is not None:
+            extra["people"] = np.asarray(people).astype(str)
         write_with(folder / "oof.npz", lambda f: np.savez(f, rows=rows, probs=probs, fold=fold, **extra))
         write_text(folder / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
 
@@ -190,6 +194,11 @@ class RefitStore:
         """The canonical class of each out-of-fold row; None for a group saved before they were kept."""
         with np.load(self.folds_dir(k) / "oof.npz", allow_pickle=False) as z:
             return z["labels"] if "labels" in z.files else None
+
+    def load_oof_people(self, k: int) -> np.ndarray | None:
+        """The person of each out-of-fold row; None for a group saved before they were kept."""
+        with np.load(self.folds_dir(k) / "oof.npz", allow_pickle=False) as z:
+            return z["people"] if "people" in z.files else None
 
     def load_summary(self, k: int) -> dict[str, Any]:
         return json.loads((self.folds_dir(k) / "summary.json").read_text())

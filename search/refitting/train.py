@@ -319,7 +319,8 @@ def out_of_fold(ctx: RefitContext, store: RefitStore, plan: FoldPlan, trial: Fro
         "fold_macro_f1": fold_f1,
         "trial_validation_macro_f1": trial.value,
     }
-    store.save_oof(plan.k, np.arange(n, dtype=np.int64), probs, fold, summary, labels)
+    people = ctx.data.data.images["person"].to_numpy()
+    store.save_oof(plan.k, np.arange(n, dtype=np.int64), probs, fold, summary, labels, people)
     ctx.study.set_user_attr(
         f"refit_{trial.number:05d}_folds{plan.k}",
         {k: summary[k] for k in ("oof_macro_f1", "oof_accuracy", "oof_macro_f1_validation_people")}

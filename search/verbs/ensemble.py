@@ -84,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"decision rule on all validation people: tau {rule.tau:.2f}, "
             f"old-band offset {rule.old_band_offset:+.2f}"
         )
-    estimate, on = outcome.estimate(outcome.shipped)
-    print(f"python -m search.export ships {outcome.shipped!r}: {outcome.why}; estimate {estimate:.4f} ({on})")
+    print(f"python -m search.export ships {outcome.shipped!r}: {outcome.why}; "
+          f"estimate {outcome.estimate_text(outcome.shipped)}")
     if len(outcome.candidates) < 5:
         print(
             f"only {len(outcome.candidates)} candidate trial(s): a top-k vote with k above that uses them all"

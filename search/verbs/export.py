@@ -139,7 +139,8 @@ def export_bundle(
         },
         "honest": outcome.honest.to_dict(),
         "shipped": {"method": method, "why": outcome.why if method == outcome.shipped else "asked for",
-                    "estimate": dict(zip(("macro_f1", "on"), outcome.estimate(method), strict=True))},
+                    "estimate": dict(zip(("macro_f1", "on"), outcome.estimate(method), strict=True))
+                    | {"sd_over_people": outcome.estimate_sd(method)}},
     }
     spec = BundleSpec(
         vote=choice.vote,
@@ -179,14 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     sel = manifest.metrics["selection"]
     method = shipped_method(outcome, args.decision_rule)
-    estimate, on = outcome.estimate(method)
     print(outcome.table())
     why = outcome.why if method == outcome.shipped else "asked for with --weights or --decision-rule"
     print(
         f"\nexported {method!r} ({why}): {len(manifest.members)} member(s), {manifest.vote} vote, input "
         f"{manifest.input.height}x{manifest.input.width} {manifest.input.crop}, to {args.out}: "
         f"validation macro-F1 {sel['macro_f1']:.4f} "
-        f"(in-sample), honest estimate {estimate:.4f} ({on})"
+        f"(in-sample), honest estimate {outcome.estimate_text(method)}"
     )
     if manifest.offsets is not None:
         print(f"decision rule shipped: tau {manifest.rule.get('tau', 0.0):.2f}, "

@@ -59,3 +59,20 @@ def test_a_class_outside_the_18_is_named() -> None:
         classification_metrics(np.array([0, 1]), np.array([0, 18]))
     with pytest.raises(ValueError, match="empty validation set"):
         classification_metrics(np.array([], dtype=np.int64), np.array([], dtype=np.int64))
+
+
+def test_the_spread_over_people_is_a_bootstrap_of_whole_people() -> None:
+    from runners.metrics import macro_f1, macro_f1_people_sd
+
+    rng = np.random.default_rng(3)
+    people = np.repeat([f"p{i}" for i in range(40)], 5)
+    labels = np.repeat(rng.integers(0, 18, 40), 5)
+    preds = np.where(rng.random(200) < 0.6, labels, rng.integers(0, 18, 200))
+    ids, person = np.unique(people, return_inverse=True)
+    picks = np.random.default_rng(7).integers(0, len(ids), (50, len(ids)))
+    direct = [macro_f1(labels[rows], preds[rows]) for rows in
+              (np.concatenate([np.flatnonzero(person == i) for i in draw]) for draw in picks)]
+    assert macro_f1_people_sd(labels, preds, people, draws=50, seed=7) == pytest.approx(np.std(direct))
+    assert macro_f1_people_sd(labels, preds, np.full(200, "one")) == 0.0  # one person: nothing to draw
+    with pytest.raises(ValueError, match="same length"):
+        macro_f1_people_sd(labels, preds, people[:10])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from search.ensembling.honest import METHODS, choice_probs, choose, format_table, honest_estimate, person_halves
-from runners.metrics import macro_f1
+from runners.metrics import macro_f1, macro_f1_people_sd
 from search.ensembling.selection import Candidate, SelectionSettings
 
 
@@ -96,6 +96,26 @@ def test_cv_mode_averages_both_halves() -> None:
         best.append(macro_f1(labels[score], choice_probs(cands, choice)[score]))
     assert report.score("best single").macro_f1 == pytest.approx(np.mean(best))
     assert report.to_dict()["mode"] == "cv"
+
+
+def test_each_held_out_score_carries_its_spread_over_the_people_it_is_scored_on() -> None:
+    people, labels = people_table()
+    cands = noisy_candidates(labels)
+    settings = SelectionSettings(max_members=3)
+    folds = person_halves(people, labels, seed=1)
+    split = honest_estimate(cands, labels, people, settings, mode="split", seed=1)
+    sel, score = folds[0]
+    for choice in choose(cands, labels, settings, sel):
+        probs = choice_probs(cands, choice)[score]
+        expected = macro_f1_people_sd(labels[score], probs, people[score], seed=1)
+        assert split.score(choice.method).macro_f1_sd == pytest.approx(expected) and expected > 0
+    cv = honest_estimate(cands, labels, people, settings, mode="cv", seed=1)
+    halves = [
+        macro_f1_people_sd(labels[score], choice_probs(cands, choose(cands, labels, settings, sel)[0])[score],
+                           people[score], seed=1)
+        for sel, score in folds
+    ]  # the mean of two halves of disjoint people: its variance is the halves' over four
+    assert cv.score("best single").macro_f1_sd == pytest.approx(np.hypot(*halves) / 2)
 
 
 def test_unknown_mode_is_an_error() -> None:

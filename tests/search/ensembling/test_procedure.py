@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from runners.classes import NUM_CLASSES
-from runners.metrics import macro_f1
+from runners.metrics import macro_f1, macro_f1_people_sd
 from search.data import PersonSplit
 from search.ensembling.candidates import CandidatePool
 from search.ensembling.honest import FOLD_GROUPS, SELECTED
@@ -32,7 +32,9 @@ def _probs(labels: np.ndarray, hit_rate: float, rng: np.random.Generator) -> np.
     return (probs / probs.sum(1, keepdims=True)).astype(np.float32)
 
 
-def _pool(group_hit_rates: tuple[float, ...], trial_hit_rates: tuple[float, ...] = (0.55,) * 4) -> CandidatePool:
+def _pool(
+    group_hit_rates: tuple[float, ...], trial_hit_rates: tuple[float, ...] = (0.55,) * 4, people_kept: bool = True
+) -> CandidatePool:
     rng = np.random.default_rng(0)
     person = np.repeat(np.arange(PEOPLE), IMAGES_EACH)
     labels = np.repeat(rng.integers(0, NUM_CLASSES, PEOPLE), IMAGES_EACH)
@@ -47,7 +49,8 @@ def _pool(group_hit_rates: tuple[float, ...], trial_hit_rates: tuple[float, ...]
         oof = _probs(labels, rate, rng)  # every person predicted by the fold model that never saw them
         candidates.append(
             Candidate(
-                "s", n, oof[val_rows], config, refit="folds-3", checkpoints=(Path("f0"),), all_people=(oof, labels)
+                "s", n, oof[val_rows], config, refit="folds-3", checkpoints=(Path("f0"),), all_people=(oof, labels),
+                all_people_ids=person.astype(str) if people_kept else None,
             )
         )
     val_people = {str(p) for p in range(PEOPLE // 5)}
@@ -185,3 +188,25 @@ def test_with_one_trial_the_estimate_is_the_out_of_fold_score_alone() -> None:
     assert outcome.vote_gain is None
     assert outcome.estimate(FOLD_GROUPS) == (outcome.all_people[FOLD_GROUPS][0],
                                              f"out-of-fold, all people ({PEOPLE * 3} images)")
+
+
+def test_every_estimate_says_how_far_its_people_alone_move_it() -> None:
+    outcome = run_procedure(_pool((0.8, 0.7)))
+    groups = [c for c in outcome.candidates if c.is_fold_group]
+    probs = (groups[0].all_people[0] + groups[1].all_people[0]) / 2
+    person = np.repeat(np.arange(PEOPLE), IMAGES_EACH).astype(str)
+    oof_sd = outcome.estimate_sd(FOLD_GROUPS)
+    assert oof_sd == pytest.approx(macro_f1_people_sd(groups[0].all_people[1], probs, person))
+    held_out_sd = outcome.estimate_sd(SELECTED)
+    assert held_out_sd == outcome.honest.score(SELECTED).macro_f1_sd
+    assert held_out_sd > oof_sd > 0  # 80 validation people against all 400
+    value, on = outcome.estimate(SELECTED)
+    assert outcome.estimate_text(SELECTED) == f"{value:.4f} ± {held_out_sd:.3f} over people ({on})"
+    assert outcome.to_dict()["out_of_fold_sd_over_people"] == {FOLD_GROUPS: oof_sd}
+
+
+def test_a_fold_group_saved_without_its_people_has_no_spread_and_says_nothing() -> None:
+    outcome = run_procedure(_pool((0.8, 0.7), people_kept=False))
+    value, on = outcome.estimate(FOLD_GROUPS)
+    assert outcome.estimate_sd(FOLD_GROUPS) is None
+    assert outcome.estimate_text(FOLD_GROUPS) == f"{value:.4f} ({on})"

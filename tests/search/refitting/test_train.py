@@ -150,6 +150,9 @@ def test_refits_enter_selection_and_the_bundle_predicts_with_k_checkpoints(
     store = RefitStore(refit_study.store, 0)
     _, oof, _ = store.load_oof(3)
     np.testing.assert_array_equal(group.probs, oof[refit_study.validation.rows])  # out-of-fold on validation
+    people = refit_study.data.images["person"].to_numpy().astype(str)  # each row's person: the estimate's spread
+    np.testing.assert_array_equal(store.load_oof_people(3), people)
+    np.testing.assert_array_equal(group.all_people_ids, people)
     assert len(group.weight_files()) == 3 and group.weights is None
     refitted = pool.candidates[1]
     assert refitted.weights == RefitStore(refit_study.store, 1).all_dir() / "weights.safetensors"

@@ -62,6 +62,10 @@ def test_manifest_describes_members_preprocessing_classes_metrics(
     assert set(m["files"]) == {"ensemble.onnx"} | {c for x in m["members"] for c in x["checkpoints"]}
     assert 0.0 <= m["metrics"]["selection"]["macro_f1"] <= 1.0
     assert [s["method"] for s in m["metrics"]["honest"]["scores"]] == list(METHODS)
+    shipped = m["metrics"]["shipped"]
+    held_out = {s["method"]: s for s in m["metrics"]["honest"]["scores"]}[shipped["method"]]
+    assert shipped["estimate"]["macro_f1"] == held_out["macro_f1"]
+    assert shipped["estimate"]["sd_over_people"] == held_out["macro_f1_sd"] > 0  # its spread over people
     assert not list(bundle_dir.parent.glob(".tiny.tmp-*"))  # the temporary folder was renamed away
 
 
@@ -114,6 +118,8 @@ def test_ensemble_cli_prints_the_table_and_saves_json(
     rule = final["selected + decision rule"]["decision_rule"]
     assert set(rule) == {"tau", "old_band_offset"} and final["selected ensemble"]["decision_rule"] is None
     assert f"tau {rule['tau']:.2f}, old-band offset {rule['old_band_offset']:+.2f}" in out
+    shipped = {x["method"]: x for x in saved["honest"]["scores"]}[saved["shipped"]]
+    assert f"± {shipped['macro_f1_sd']:.3f} over people (held-out, split)" in out
 
 
 def test_ensemble_cli_unknown_study_is_a_clear_error(
