@@ -38,6 +38,7 @@ import pandas as pd
 from benchmarks import common
 from benchmarks.realfaces import score
 from runners import resolve_device
+from runners.metrics import macro_f1_people_sd
 from search.data import image_cache, load_eval, load_train
 from search.deploy.graph import build_checkpoint, build_ensemble, torch_predict
 from search.ensembling.decision import apply_offsets, fit_rule
@@ -86,19 +87,6 @@ def read_group(folder: Path) -> tuple[list[Path], dict[str, Any], dict[str, np.n
         oof = {key: z[key] for key in ("rows", "probs", "fold", "labels")}
     config = json.loads((models[0] / "config.json").read_text())
     return models, config, oof
-
-
-def people_sd(labels: np.ndarray, probs: np.ndarray, people: np.ndarray, draws: int = 200) -> float:
-    """Standard deviation of macro-F1 over bootstrap draws of whole people: the sampling noise of a
-    score over this many people, which no estimate made without the eval labels can beat."""
-    rng = np.random.default_rng(0)
-    ids = np.unique(people)
-    rows_of = {p: np.flatnonzero(people == p) for p in ids}
-    scores = []
-    for _ in range(draws):
-        rows = np.concatenate([rows_of[p] for p in rng.choice(ids, size=len(ids))])
-        scores.append(score(_labels(labels[rows]), probs[rows].argmax(1))["macro_f1"])
-    return float(np.std(scores))
 
 
 def trial_vote_gain(trials_dir: Path, members: int) -> dict[str, Any] | None:
@@ -182,7 +170,7 @@ def measure(folder: Path, data_root: Path, cache: Path, device: str) -> dict[str
         "gap": vote["macro_f1"] - out_of_fold["macro_f1"],
         "gap_people": mean_single["macro_f1"] - out_of_fold["macro_f1"],
         "gap_vote": vote["macro_f1"] - mean_single["macro_f1"],
-        "out_of_fold_sd_people": people_sd(oof["labels"], oof["probs"], people),
+        "out_of_fold_sd_people": macro_f1_people_sd(oof["labels"], oof["probs"], people),
         "oof_people": int(len(np.unique(people))),
         "trial_vote_gain": trial_vote_gain(folder.parent.parent, len(models)),
         "rule": rule_on_out_of_fold(oof, people, ev_labels, vote_probs),
