@@ -87,6 +87,28 @@ def test_submission_follows_info_csv_order(bundle_dir: Path, tiny_study: TinyStu
         assert bundle.predict_proba([paths[i]]).argmax() == torch_sub["ans"][i]
 
 
+def test_the_default_backend_is_onnx_on_the_cpu_and_torch_on_cuda(
+    bundle_dir: Path, tiny_study: TinyStudy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from search.deploy.graph import choose_backend
+
+    assert choose_backend("auto", "cpu") == "onnx" and choose_backend("torch", "cpu") == "torch"
+    assert choose_backend("auto", "auto") == ("torch" if torch.cuda.is_available() else "onnx")
+    assert choose_backend("onnx", "auto") == "onnx"
+    eval_dir = tiny_study.data_root / "eval"
+    outs = {}
+    for flags in ([], ["--backend", "torch"]):
+        out = tmp_path / f"sub{len(flags)}.csv"
+        assert main(["--bundle", str(bundle_dir), "--data", str(eval_dir), "--out", str(out), "--device", "cpu",
+                     *flags]) == 0
+        outs[len(flags)] = out.read_bytes()
+    printed = capsys.readouterr().out
+    assert "(onnx)" in printed and "(torch)" in printed  # each run names the backend it used
+    assert outs[0] == outs[2]  # the same submission either way
+
+
 def test_default_output_is_submission_csv_in_the_current_folder(
     bundle_dir: Path, tiny_study: TinyStudy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
