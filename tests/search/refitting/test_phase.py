@@ -17,7 +17,7 @@ from search.refitting.train import Work
 from search.ensembling.candidates import load_candidates
 from search.ensembling.procedure import run_procedure
 from search.engine.options import RunOptions, RunPlan, plan_run
-from search.refitting.phase import MORE_FOLDS_SLACK, choose_folds, refit_phase
+from search.refitting.phase import GROUP_SLACK, MORE_FOLDS_SLACK, choose_folds, refit_phase
 from search.refitting.store import RefitStore
 from search.run import main as run_main
 from search.studyfile.parse import StudyFileError, load_study_spec
@@ -191,7 +191,9 @@ def test_the_most_folds_that_fit_with_room_to_spare_or_the_group_already_begun()
     assert choose_folds(fresh, None, 1) == (4, "no time budget")
     tight = 40.0 / (1.0 - MORE_FOLDS_SLACK)
     assert choose_folds(fresh, tight, 1)[0] == 4 and choose_folds(fresh, tight - 1.0, 1)[0] == 3
-    assert choose_folds(fresh, 21.0, 1)[0] == 2, "the fewest folds need no room to spare"
+    fewest_tight = 20.0 / (1.0 - GROUP_SLACK)
+    assert choose_folds(fresh, fewest_tight, 1) == (2, "the most whose group fits the time left")
+    assert choose_folds(fresh, fewest_tight - 1.0, 1) == (2, ""), "the fewest folds too need room to spare"
     assert choose_folds(fresh, 19.0, 1) == (2, ""), "nothing fits: the fewest, and the phase says so"
     assert choose_folds(fresh, 24.0, 1)[0] == 2 and choose_folds(fresh, 24.0, 2)[0] == 4, "two processes: two rounds"
     begun = {**fresh, 3: Work(1, 2, 10.0)}  # an earlier run left one of three models to train
