@@ -49,8 +49,8 @@ from search.refitting.train import (
 
 log = logging.getLogger("search.refit")
 # Shares of the time left a fold group must leave over to start: a group the budget cuts short ships
-# nothing and its time is lost, and groups have run 8-13 % over plan (on real faces at 1x a 3-fold group
-# planned at 6 min 47 s of 7 min 3 s ran 13 % over and was cut: benchmarks/README.md, "Bigger offline
+# nothing and its time is lost, and groups have run up to 13 % over plan (on real faces at 1x three
+# 3-fold groups planned at 93-97 % of the time left were cut: benchmarks/README.md, "Bigger offline
 # backbones and input"). More folds than the fewest leave more: the fewest are the fallback.
 GROUP_SLACK = 0.10
 MORE_FOLDS_SLACK = 0.15
