@@ -26,6 +26,12 @@ Within the time budget:
 A run thus ends within one epoch's misestimate of its budget, not a whole trial past it. The same
 command resumes the study with a new budget until the study's trials are done.
 
+When a ``[refit]`` phase follows the search, the search stops at its part of the budget and the
+refit's share is kept for fold groups (``RefitReserve``), but only while a group could use it: when
+the search's pace shows that not even the fewest folds' group could finish in the share, the search
+takes the whole budget at once (recorded in the study, ``search_took_share``), rather than cutting its
+trials short for a share the refit phase would hand back unused.
+
 The refit's models have theirs too (``RefitBudget``): what is left of the run's budget for the
 refit phase, or ``python -m search.refit --timeout``.
 """
@@ -34,6 +40,8 @@ from __future__ import annotations
 
 import copy
 import datetime
+import logging
+import math
 import os
 import time
 import warnings
@@ -54,6 +62,15 @@ if TYPE_CHECKING:
 
 TIME_CUT_REASON = "stopped at the time budget"  # how a cut trial's reason starts
 PACE_TRIALS = 5  # the pace of a run: its last this-many ended trials
+# Share of the time left a fold group must leave over to start: a group the budget cuts short ships
+# nothing and its time is lost, and groups have run up to 13 % over plan (on real faces at 1x three
+# 3-fold groups planned at 93-97 % of the time left were cut: benchmarks/README.md, "Bigger offline
+# backbones and input"). The refit phase (search/refitting/phase.py) and the search's reserve for it
+# (``RefitReserve``) apply the same margin.
+GROUP_SLACK = 0.10
+TOOK_SHARE_ATTR = "search_took_refit_share"  # study user attr: {"run_started_at": s, "why": text}
+
+log = logging.getLogger("search")
 
 
 def process_started_at() -> float:
@@ -122,6 +139,61 @@ def search_part(budget: TimeBudget, time_share: float) -> TimeBudget:
                       "the rest is the fold refit's")
 
 
+def side_by_side(seconds: float, models: int, lanes: int) -> float:
+    """Wall time of ``models`` fold models taking ``seconds`` in all, in ``lanes`` processes: rounds
+    of ``lanes`` models at a time, each round as long as an average model."""
+    if models <= 0:
+        return 0.0
+    return math.ceil(models / max(1, lanes)) * seconds / models
+
+
+@dataclass(frozen=True)
+class RefitReserve:
+    """The refit phase's share of a run's time budget, as the search sees it (module docstring).
+
+    A fold group of a trial that ran E epochs at S s/epoch (validation included) trains ``folds``
+    models of E epochs, each on (K-1)/K of the people where the trial trained on ``train_fraction``
+    of them: the estimate of search/refitting/train.py's ``fold_work``, with all folds missing.
+    """
+
+    whole: TimeBudget  # the run's whole budget: the search's, once the share is taken
+    folds: int  # the fewest folds a group may have
+    train_fraction: float  # 1 - [split] val_fraction
+    lanes: int = 1  # processes training fold models side by side
+
+    def group_seconds(self, epoch_seconds: float, epochs: int) -> float:
+        """Wall time of the fewest folds' group of a trial that ran ``epochs`` at ``epoch_seconds``."""
+        k = self.folds
+        per_model = epoch_seconds * epochs * (k - 1) / k / self.train_fraction
+        return side_by_side(per_model * k, k, self.lanes)
+
+    def shortfall(self, epoch_seconds: float, epochs: int, now: float) -> str | None:
+        """Why no group could use the share if the search ended ``now``; None when one could."""
+        left = self.whole.left(now)
+        if left is None:
+            return None
+        need = self.group_seconds(epoch_seconds, epochs)
+        if need <= left * (1.0 - GROUP_SLACK):
+            return None
+        return (f"at {epoch_seconds:.0f} s an epoch, a {self.folds}-fold group of {epochs}-epoch models needs "
+                f"about {format_duration(need)}, more than the {format_duration(max(0.0, left))} the refit "
+                f"would have (with {GROUP_SLACK:.0%} to spare), so the search kept the refit's share of "
+                "the time budget")
+
+
+def search_took_share(study: optuna.Study, budget: TimeBudget) -> str | None:
+    """Why the search of the run that started at ``budget.started_at`` took the refit's share of its
+    time budget (``RefitReserve``), as its watch recorded in ``study``; None when it did not."""
+    took = study.user_attrs.get(TOOK_SHARE_ATTR)
+    if isinstance(took, dict) and took.get("run_started_at") == budget.started_at:
+        return str(took.get("why", "the search kept the refit's share of the time budget"))
+    return None
+
+
+def record_took_share(study: optuna.Study, budget: TimeBudget, why: str) -> None:
+    study.set_user_attr(TOOK_SHARE_ATTR, {"run_started_at": budget.started_at, "why": why})
+
+
 @dataclass(frozen=True)
 class TrialNeeds:
     """The epochs a new trial must have time for: those before its pruner can judge it, or all of
@@ -162,12 +234,18 @@ def _seconds(trial: FrozenTrial) -> float:
 
 @dataclass
 class Deadline:
-    """The time budget applied while trials run; ``clock`` is time.time unless a test says otherwise."""
+    """The time budget applied while trials run; ``clock`` is time.time unless a test says otherwise.
+
+    With a ``reserve`` (the refit phase's share, beyond ``budget``), a trial that would stop, or not
+    start, at ``budget`` first checks whether a fold group could use the share; if none could, the
+    deadline moves to the whole budget (``took_share`` says why) and the trial goes on."""
 
     budget: TimeBudget
     needs: TrialNeeds = field(default_factory=TrialNeeds)
     clock: Callable[[], float] = time.time
     cut: dict[int, str] = field(default_factory=dict)  # trial number -> why it was stopped
+    reserve: RefitReserve | None = None
+    took_share: str | None = None  # why the search took the refit's share, once it did
 
     def left(self) -> float | None:
         return self.budget.left(self.clock())
@@ -177,16 +255,30 @@ class Deadline:
         left = self.left()
         if left is None:
             return True
-        if left <= 0:
-            return False
-        return pace is None or left >= self.needs.epochs_needed() * pace
+        needed = self.needs.epochs_needed()
+        if left > 0 and (pace is None or left >= needed * pace):
+            return True
+        return pace is not None and self._take_share(pace, needed) and self.can_start(pace)
 
     def cut_after(self, trial: int, epoch: int, epochs: int, epoch_seconds: float) -> bool:
         """Whether to stop ``trial`` after ``epoch``: its next epoch would end past the budget."""
         left = self.left()
         if left is None or epoch >= epochs or epoch_seconds <= left:
             return False
+        if self._take_share(epoch_seconds, epoch):
+            return self.cut_after(trial, epoch, epochs, epoch_seconds)
         self.cut[trial] = f"{TIME_CUT_REASON} after epoch {epoch} of {epochs}"
+        return True
+
+    def _take_share(self, epoch_seconds: float, epochs: int) -> bool:
+        """Move the deadline to the whole budget when no fold group could use the refit's share."""
+        if self.reserve is None:
+            return False
+        why = self.reserve.shortfall(epoch_seconds, epochs, self.clock())
+        if why is None:
+            return False
+        self.budget, self.reserve, self.took_share = self.reserve.whole, None, why
+        log.info("refit: %s (%s left)", why, format_duration(max(0.0, self.left() or 0.0)))
         return True
 
 

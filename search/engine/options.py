@@ -19,7 +19,7 @@ from pathlib import Path
 from runners import resolve_device
 from runners.devices import requested_augment_on
 from search.cli.studyargs import study_flags
-from search.engine.budget import TimeBudget, search_part, time_budget
+from search.engine.budget import RefitReserve, TimeBudget, search_part, time_budget
 from search.engine.checks import check_budget, check_threads, check_workdir
 from search.engine.track import check_installed
 from search.engine.workercount import default_workers
@@ -91,6 +91,7 @@ class RunPlan:
     search_budget: TimeBudget  # the search's part of it: all of it unless the refit phase follows
     refit: bool  # the study file's [refit] phase follows the search (not --no-refit, and enabled)
     workers: int = 1  # trial processes on this machine (search/engine/workercount.py)
+    reserve: RefitReserve | None = None  # the refit's share, which the search takes when no group could use it
 
     @property
     def workdir(self) -> Path:
@@ -99,7 +100,7 @@ class RunPlan:
     def without_refit(self) -> RunPlan:
         """The plan of a search that takes the whole time budget (no refit phase follows)."""
         options = dataclasses.replace(self.options, refit=False)
-        return dataclasses.replace(self, options=options, search_budget=self.budget, refit=False)
+        return dataclasses.replace(self, options=options, search_budget=self.budget, refit=False, reserve=None)
 
     def for_worker(self, index: int, device: str) -> RunPlan:
         """One local worker process's plan: its device, its sampler offset, log lines (no bar)."""
@@ -131,6 +132,9 @@ def plan_run(opts: RunOptions, workers: int | None = 1, now: float | None = None
     started = opts.started_at if opts.started_at is not None else (time.time() if now is None else now)
     budget = time_budget(spec, opts.timeout_s, opts.n_trials, started)
     refit = opts.refit and spec.refit.enabled
+    reserve = None
+    if refit and budget.seconds is not None:
+        reserve = RefitReserve(budget, spec.refit_fold_choices[-1], 1.0 - spec.split.val_fraction, workers)
     return RunPlan(
         options=dataclasses.replace(opts, profile=spec.profile),
         spec=spec,
@@ -141,6 +145,7 @@ def plan_run(opts: RunOptions, workers: int | None = 1, now: float | None = None
         search_budget=search_part(budget, spec.refit.time_share) if refit else budget,
         refit=refit,
         workers=workers,
+        reserve=reserve,
     )
 
 

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from runners import EpochRecord
-from search.engine.budget import Deadline, TimeBudget, TrialNeeds, requeue, trial_pace
+from search.engine.budget import Deadline, RefitReserve, TimeBudget, TrialNeeds, record_took_share, requeue, trial_pace
 from search.engine.nearcopy import NOT_RUN
 from search.engine.trialbudget import FINISHED
 from search.storage.trial_attrs import TrialAttrs
@@ -307,6 +307,7 @@ class RunWatch:
     def __init__(self, progress: StudyProgress, deadline: Deadline) -> None:
         self.progress = progress
         self.deadline = deadline
+        self.recorded = False  # the search's taking the refit's share is in the study
 
     def trial_started(self, number: int, epochs: int) -> None:
         self.progress.trial_started(number, epochs)
@@ -314,7 +315,9 @@ class RunWatch:
     def epoch_done(self, number: int, record: EpochRecord, epochs: int, pruned: bool) -> bool:
         """True: stop the (unpruned) trial after this epoch, the next would end past the time budget."""
         self.progress.epoch_done(number, record.epoch, epochs, record.seconds)
-        return not pruned and self.deadline.cut_after(number, record.epoch, epochs, record.seconds)
+        cut = not pruned and self.deadline.cut_after(number, record.epoch, epochs, record.seconds)
+        self.progress.budget = self.deadline.budget  # the whole budget, once the search took the refit's share
+        return cut
 
     def cut_reason(self, number: int) -> str | None:
         return self.deadline.cut.get(number)
@@ -327,6 +330,10 @@ class RunWatch:
         trials = study.get_trials(deepcopy=False)
         if cut or not self.deadline.can_start(trial_pace(trials, self.deadline.budget.started_at)):
             study.stop()
+        self.progress.budget = self.deadline.budget
+        if self.deadline.took_share and not self.recorded:  # for the summary and the refit phase
+            record_took_share(study, self.deadline.budget, self.deadline.took_share)
+            self.recorded = True
 
 
 def progress_mode(mode: str) -> str:
@@ -343,10 +350,12 @@ def run_watch(
     mode: str = "auto",
     stream: TextIO | None = None,
     terminal: Callable[[TextIO], bool] = is_terminal,
+    reserve: RefitReserve | None = None,
 ) -> RunWatch:
-    """The watch of one run: a bar when ``mode`` is auto and ``stream`` (stderr) is a terminal."""
+    """The watch of one run: a bar when ``mode`` is auto and ``stream`` (stderr) is a terminal;
+    ``reserve``: the refit's share beyond ``budget``, which the search may take (search/engine/budget.py)."""
     stream = stream or sys.stderr
     bar = progress_mode(mode) == "auto" and terminal(stream)
     progress = StudyProgress(study.study_name, n_trials, budget, bar=bar, stream=stream)
     progress.load(study)
-    return RunWatch(progress, Deadline(budget, needs))
+    return RunWatch(progress, Deadline(budget, needs, reserve=reserve))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import shlex
+import time
 from collections.abc import Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.storage import records
-from search.engine.budget import TrialNeeds, run_outcome
+from search.engine.budget import TrialNeeds, run_outcome, search_took_share, trial_pace
 from search.engine.checks import GaveUp
 from search.engine.nearcopy import NOT_RUN
 from search.engine.objective import Objective, TrialFailed
@@ -55,11 +56,14 @@ def run_study(plan: RunPlan | RunOptions) -> optuna.Study:
         log.info("study %s: the budget of %d trials is taken by %d finished and %d running trials; nothing to "
                  "start (pass --n-trials to run more)", study.study_name, spec.n_trials, count_trials(study), running)
         return study
-    watch = run_watch(study, spec.n_trials, plan.search_budget, TrialNeeds.of(spec), opts.progress)
+    watch = run_watch(study, spec.n_trials, plan.search_budget, TrialNeeds.of(spec), opts.progress,
+                      reserve=plan.reserve)
     objective = worker_objective(
         Objective(spec, study_data, opts.workdir, device=opts.device, augment_on=opts.augment_on, watch=watch),
         spec.n_trials,
     )
+    if plan.reserve is not None and (watch.deadline.left() or 0.0) <= 0:  # the search's part is spent already:
+        watch.deadline.can_start(trial_pace(study.get_trials(deepcopy=False)))  # its share, if no group could use it
     left = watch.deadline.left()
     log.info("study %s (%s profile): running up to %d more trials%s", study.study_name, spec.profile, remaining,
              "" if left is None else f" for up to {left:.0f} s" if left > 0 else ": none, the time budget is spent")
@@ -67,11 +71,15 @@ def run_study(plan: RunPlan | RunOptions) -> optuna.Study:
     callbacks = [trial_budget, _note, watch]
     if opts.track:
         callbacks.append(TrackCallback(open_tracker(opts.track, opts.workdir, study.study_name, opts.track_to)))
+    # Optuna's own timeout only ends the loop between trials. While the search may still take the
+    # refit's share, it is the whole budget's: the watch stops the loop at the search's part.
+    reserve = watch.deadline.reserve
+    timeout = left if reserve is None else reserve.whole.left(time.time())
     with watch.progress.showing(verbose=log.isEnabledFor(logging.DEBUG)):
         if left is None or left > 0:
             study.optimize(
                 objective,
-                timeout=left,
+                timeout=timeout,
                 callbacks=callbacks,
                 catch=(TrialFailed,),
             )
@@ -130,7 +138,8 @@ def time_budget_message(study: optuna.Study, plan: RunPlan) -> str | None:
     """What ``print_summary`` adds when the time budget ended the run (None otherwise or without a start time)."""
     if plan.options.started_at is None:
         return None
-    return run_outcome(study, plan.search_budget, plan.spec.n_trials, TrialNeeds.of(plan.spec)).message()
+    budget = plan.budget if search_took_share(study, plan.budget) else plan.search_budget
+    return run_outcome(study, budget, plan.spec.n_trials, TrialNeeds.of(plan.spec)).message()
 
 
 def next_commands(plan: RunPlan) -> list[str]:

@@ -12,7 +12,9 @@ model the budget still cuts is thrown away. A run with several trial processes t
 (search/refitting/parallel.py), so its groups fit in a share of the time. The fold models are kept
 as they finish, so a killed phase, or one that ran out of time, resumes when the same command runs again: only the missing models train.
 When no group fits, one line says so and the search takes the time back (the run ends as the
-search left it: ``python -m search.export`` ships the search's best); when the groups are done and
+search left it: ``python -m search.export`` ships the search's best); when the search already took
+the share because its pace showed no group could fit (search/engine/budget.py, ``RefitReserve``), the
+phase says so and trains nothing; when the groups are done and
 a new trial still fits in the time left, the search goes on in it too, so no budget is left idle.
 ``--no-refit`` (or ``enabled = false``) skips the phase; ``python -m search.refit`` refits by
 hand. Everything the phase needs (the study
@@ -23,7 +25,6 @@ file's [refit] table, the time budget, storage, device, processes) comes from th
 from __future__ import annotations
 
 import logging
-import math
 import shlex
 import time
 from collections.abc import Callable
@@ -31,7 +32,16 @@ from typing import TextIO
 
 from optuna.trial import FrozenTrial
 
-from search.engine.budget import Deadline, RefitBudget, TrialNeeds, format_duration, trial_pace
+from search.engine.budget import (
+    GROUP_SLACK,
+    Deadline,
+    RefitBudget,
+    TrialNeeds,
+    format_duration,
+    search_took_share,
+    side_by_side,
+    trial_pace,
+)
 from search.engine.options import RunPlan
 from search.refitting.parallel import refit_in_processes
 from search.refitting.progress import refit_progress
@@ -48,11 +58,8 @@ from search.refitting.train import (
 )
 
 log = logging.getLogger("search.refit")
-# Shares of the time left a fold group must leave over to start: a group the budget cuts short ships
-# nothing and its time is lost, and groups have run up to 13 % over plan (on real faces at 1x three
-# 3-fold groups planned at 93-97 % of the time left were cut: benchmarks/README.md, "Bigger offline
-# backbones and input"). More folds than the fewest leave more: the fewest are the fallback.
-GROUP_SLACK = 0.10
+# More folds than the fewest must leave more of the time left over than GROUP_SLACK
+# (search/engine/budget.py): the fewest are the fallback.
 MORE_FOLDS_SLACK = 0.15
 
 
@@ -78,6 +85,12 @@ def refit_phase(
         trials = choose_trials(ctx.study, top=plan.spec.refit.top)
         if not trials:
             print("\nrefit: no complete trial to refit; the export ships what the search has.")
+            return 0
+        took = search_took_share(ctx.study, plan.budget)
+        if took:  # the search ran to the end of the budget: no group could have used the share
+            numbers = " ".join(str(t.number) for t in trials)
+            print(f"\nrefit: none in this run: {took}; the export ships the search's best. Refit without a "
+                  f"time limit: python -m search.refit {plan.study_args()} --trials {numbers} --folds {k}")
             return 0
         people = ctx.data.data.images["person"].nunique()
         choices = [c for c in plan.spec.refit_fold_choices if c <= people] or [plan.spec.refit_folds]
@@ -201,14 +214,6 @@ def _run(
     print(f"Next: python -m search.export {plan.study_args()} --out {shlex.quote(f'exports/{plan.name}')} "
           "ships the best candidate set, fold groups included (python -m search.ensemble shows why)")
     return 0
-
-
-def side_by_side(seconds: float, models: int, lanes: int) -> float:
-    """Wall time of ``models`` fold models taking ``seconds`` in all, in ``lanes`` processes: rounds
-    of ``lanes`` models at a time, each round as long as an average model."""
-    if models <= 0:
-        return 0.0
-    return math.ceil(models / max(1, lanes)) * seconds / models
 
 
 def _by_hand(plan: RunPlan, plans: list[tuple[FrozenTrial, Work]], k: int) -> str:

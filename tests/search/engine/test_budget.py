@@ -15,15 +15,18 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from search.engine.budget import (
+    GROUP_SLACK,
     TIME_CUT_REASON,
     Deadline,
     RefitBudget,
+    RefitReserve,
     TimeBudget,
     TrialNeeds,
     format_duration,
     process_started_at,
     requeue,
     run_outcome,
+    search_took_share,
     time_budget,
     trial_pace,
 )
@@ -149,6 +152,60 @@ def test_a_running_trial_is_cut_when_its_next_epoch_would_end_past_the_budget() 
     assert deadline.cut == {3: f"{TIME_CUT_REASON} after epoch 2 of 4"}
     assert not deadline.cut_after(5, epoch=4, epochs=4, epoch_seconds=31.0)  # its last epoch: it is done
     assert not Deadline(TimeBudget(None, T0), clock=clock).cut_after(6, 1, 4, 1e9)
+
+
+def test_a_fold_group_s_time_is_its_models_on_k_minus_1_folds_of_the_people_in_rounds_of_the_processes() -> None:
+    reserve = RefitReserve(TimeBudget(600, T0), folds=3, train_fraction=0.8)
+    # each of 3 models: 2 epochs on 2/3 of the people, where the trial's 10 s epochs saw 0.8 of them
+    assert reserve.group_seconds(10.0, 2) == pytest.approx(3 * 10.0 * 2 * (2 / 3) / 0.8)
+    assert RefitReserve(TimeBudget(600, T0), 3, 0.8, lanes=2).group_seconds(10.0, 2) == pytest.approx(
+        2 * 10.0 * 2 * (2 / 3) / 0.8)  # two rounds of two processes
+    need = reserve.group_seconds(10.0, 2)  # 50 s
+    fits_at = T0 + 600 - need / (1 - GROUP_SLACK)  # the share left must hold it with GROUP_SLACK to spare
+    assert reserve.shortfall(10.0, 2, fits_at - 1) is None
+    why = reserve.shortfall(10.0, 2, fits_at + 1)
+    assert why is not None and why.startswith("at 10 s an epoch, a 3-fold group of 2-epoch models needs about 50 s")
+    assert RefitReserve(TimeBudget(None, T0), 3, 0.8).shortfall(1e9, 9, T0) is None  # no time budget
+
+
+def test_the_search_keeps_the_refit_s_share_only_while_a_fold_group_could_use_it() -> None:
+    """At the search's part of the budget a trial is cut as without a refit, when the fewest folds'
+    group of its epochs so far fits in the share; when it does not, the search takes the whole budget
+    and the trial goes on."""
+    clock = Clock(T0 + 190)  # 10 s left of the search's 200; 400 s left of the whole 600
+    whole = TimeBudget(600, T0, "--timeout")
+
+    def deadline() -> Deadline:
+        return Deadline(TimeBudget(200, T0), TrialNeeds(5, 2), clock=clock, reserve=RefitReserve(whole, 3, 0.8))
+
+    usable = deadline()  # a group of 2 epochs at 60 s: 3 x 60 x 2 x (2/3) / 0.8 = 300 s <= 0.9 x 400
+    assert usable.cut_after(0, epoch=2, epochs=5, epoch_seconds=60.0)
+    assert usable.took_share is None and usable.budget.seconds == 200 and usable.reserve is not None
+    unusable = deadline()  # at 80 s an epoch: 400 s > 0.9 x 400
+    assert not unusable.cut_after(0, epoch=2, epochs=5, epoch_seconds=80.0)
+    assert unusable.budget == whole and unusable.reserve is None and not unusable.cut
+    assert unusable.took_share is not None and "so the search kept the refit's share" in unusable.took_share
+    # and trials go on starting in it, with no check again
+    assert unusable.can_start(80.0)
+    clock.now = T0 + 600 - 100
+    assert not unusable.cut_after(1, epoch=1, epochs=5, epoch_seconds=90.0)
+    assert unusable.cut_after(1, epoch=1, epochs=5, epoch_seconds=101.0)  # the whole budget's end
+
+    clock.now = T0 + 190
+    starts = deadline()  # a new trial needs its 2 epochs (the pruner's first judgement) before the search's end
+    assert not starts.can_start(60.0) and starts.took_share is None  # 300 s group fits the share: it is kept
+    assert starts.can_start(80.0) and starts.budget == whole  # no group could: the search takes it
+    assert not Deadline(TimeBudget(200, T0), TrialNeeds(5, 2), clock=clock).can_start(80.0)  # no reserve: as before
+
+
+def test_a_run_with_a_refit_phase_and_a_time_budget_plans_the_reserve() -> None:
+    plan = plan_run(options_from_args(build_parser().parse_args(
+        ["--study", "age_cutoff", "--device", "cpu", "--timeout", "600", "--workers", "2"])), workers=2)
+    assert plan.reserve == RefitReserve(plan.budget, folds=3, train_fraction=0.8, lanes=2)  # cpu: folds 3..5
+    assert plan.without_refit().reserve is None
+    for flags in (["--no-refit"], ["--n-trials", "3"]):  # no share to keep, or no time budget
+        assert plan_run(options_from_args(build_parser().parse_args(
+            ["--study", "age_cutoff", "--device", "cpu", *flags]))).reserve is None
 
 
 def _add(study: optuna.Study, state: TrialState, start: float, seconds: float, epochs: int,
@@ -285,6 +342,33 @@ def test_a_trial_running_at_the_time_budget_is_stopped_and_kept_as_a_candidate(
     store = TrialStore(runs, "long")
     assert (store.trial_dir(0) / "weights.safetensors").is_file()
     assert [c.name for c in load_candidates("long", f"sqlite:///{runs / 'studies.db'}", runs).candidates] == ["long#0"]
+
+
+def test_a_search_whose_trial_no_fold_group_could_follow_takes_the_refit_s_share(
+    tiny_bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trial of 1000 epochs with a refit phase keeping 75 % of 8 s, on 20 folds: no 20-fold group of
+    even one epoch fits in 6 s, so the trial is not cut at the search's 2 s but runs to the whole
+    budget; the summary counts the whole budget and the refit phase says why it trains nothing."""
+    toml = _smoke_variant(tmp_path / "share.toml", ("epochs = 3", "epochs = 1000"), ("patience = 3", "patience = 1000"),
+                          ('name = "successive_halving"', 'name = "none"'), ("n_trials = 8", "n_trials = 2"))
+    toml.write_text(toml.read_text() + "\n[refit]\nenabled = true\ntop = 1\nfolds = 20\ntime_share = 0.75\n")
+    runs = tmp_path / "runs"
+    started = time.time()
+    opts = RunOptions(study=str(toml), data=tiny_bench, workdir=runs, device="cpu", timeout_s=8, started_at=started,
+                      refit=True)
+    assert execute(opts) == 0
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="share", storage=f"sqlite:///{runs / 'studies.db'}")
+    [trial] = study.trials
+    assert trial.state == TrialState.COMPLETE and TrialAttrs.read(trial).cut_by_budget
+    assert trial.datetime_complete.timestamp() - started > 2 + 1, "not cut at the search's 2 s"
+    why = search_took_share(study, plan_run(opts).budget)
+    assert why is not None and why.startswith("at ") and "a 20-fold group of" in why
+    assert "Time budget reached: 1 trial fit in this run's 8 s (--timeout, counted" in out
+    assert f"refit: none in this run: {why}; the export ships the search's best." in out
+    assert "--trials 0 --folds 20" in out and "no fold group fits" not in out
+    assert not list(runs.rglob("folds-*")), "no fold model trained"
 
 
 def test_a_trial_kept_at_the_time_budget_is_named_in_the_message_and_not_queued() -> None:

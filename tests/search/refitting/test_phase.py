@@ -16,6 +16,7 @@ import search.refitting.train as train_module
 from search.refitting.train import Work
 from search.ensembling.candidates import load_candidates
 from search.ensembling.procedure import run_procedure
+from search.engine.budget import TimeBudget, record_took_share, search_took_share
 from search.engine.options import RunOptions, RunPlan, plan_run
 from search.refitting.phase import GROUP_SLACK, MORE_FOLDS_SLACK, choose_folds, refit_phase
 from search.refitting.store import RefitStore
@@ -111,6 +112,24 @@ def test_when_no_fold_group_fits_the_time_left_goes_back_to_the_search(
     out = capsys.readouterr().out.strip()
     assert "the search goes on in that time instead, and the export ships the search's best" in out
     assert searched == [True] and trained == []
+
+
+def test_when_the_search_took_the_share_the_phase_says_why_and_trains_nothing(
+    refit_study, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    opts = _options(refit_study, tmp_path, timeout_s=3600.0)  # a group would fit: the run's own record rules
+    study = optuna.load_study(study_name=refit_study.name, storage=refit_study.storage)
+    why = "at 80 s an epoch, a 2-fold group of 5-epoch models needs about 8 min 20 s, more than ..."
+    record_took_share(study, TimeBudget(3600.0, opts.budget.started_at - 1), why)  # an earlier run's: no effect
+    assert search_took_share(study, opts.budget) is None
+    record_took_share(study, opts.budget, why)
+    trained = _counting(monkeypatch)
+    searched: list[bool] = []
+    assert refit_phase(opts, search_on=lambda: searched.append(True) or 0) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"refit: none in this run: {why}; the export ships the search's best.")
+    assert out.endswith(f"--trials {_best(refit_study)} --folds 2")
+    assert trained == [] and searched == []
 
 
 def _a_searched_trial(refit_study, seconds_per_epoch: float = 10.0) -> None:
