@@ -246,6 +246,10 @@ class Deadline:
     cut: dict[int, str] = field(default_factory=dict)  # trial number -> why it was stopped
     reserve: RefitReserve | None = None
     took_share: str | None = None  # why the search took the refit's share, once it did
+    # With several trial processes: one that took the share tells the others (and the summary and the
+    # refit phase) through the study, so that none stops at the search's part while another goes on.
+    taken_elsewhere: Callable[[], str | None] | None = None
+    announce: Callable[[str], None] | None = None
 
     def left(self) -> float | None:
         return self.budget.left(self.clock())
@@ -274,11 +278,15 @@ class Deadline:
         """Move the deadline to the whole budget when no fold group could use the refit's share."""
         if self.reserve is None:
             return False
-        why = self.reserve.shortfall(epoch_seconds, epochs, self.clock())
+        elsewhere = self.taken_elsewhere() if self.taken_elsewhere else None
+        why = elsewhere or self.reserve.shortfall(epoch_seconds, epochs, self.clock())
         if why is None:
             return False
         self.budget, self.reserve, self.took_share = self.reserve.whole, None, why
-        log.info("refit: %s (%s left)", why, format_duration(max(0.0, self.left() or 0.0)))
+        if not elsewhere:
+            log.info("refit: %s (%s left)", why, format_duration(max(0.0, self.left() or 0.0)))
+            if self.announce:
+                self.announce(why)
         return True
 
 

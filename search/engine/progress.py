@@ -37,7 +37,16 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from runners import EpochRecord
-from search.engine.budget import Deadline, RefitReserve, TimeBudget, TrialNeeds, record_took_share, requeue, trial_pace
+from search.engine.budget import (
+    Deadline,
+    RefitReserve,
+    TimeBudget,
+    TrialNeeds,
+    record_took_share,
+    requeue,
+    search_took_share,
+    trial_pace,
+)
 from search.engine.nearcopy import NOT_RUN
 from search.engine.trialbudget import FINISHED
 from search.storage.trial_attrs import TrialAttrs
@@ -307,7 +316,6 @@ class RunWatch:
     def __init__(self, progress: StudyProgress, deadline: Deadline) -> None:
         self.progress = progress
         self.deadline = deadline
-        self.recorded = False  # the search's taking the refit's share is in the study
 
     def trial_started(self, number: int, epochs: int) -> None:
         self.progress.trial_started(number, epochs)
@@ -331,9 +339,6 @@ class RunWatch:
         if cut or not self.deadline.can_start(trial_pace(trials, self.deadline.budget.started_at)):
             study.stop()
         self.progress.budget = self.deadline.budget
-        if self.deadline.took_share and not self.recorded:  # for the summary and the refit phase
-            record_took_share(study, self.deadline.budget, self.deadline.took_share)
-            self.recorded = True
 
 
 def progress_mode(mode: str) -> str:
@@ -358,4 +363,8 @@ def run_watch(
     bar = progress_mode(mode) == "auto" and terminal(stream)
     progress = StudyProgress(study.study_name, n_trials, budget, bar=bar, stream=stream)
     progress.load(study)
-    return RunWatch(progress, Deadline(budget, needs, reserve=reserve))
+    deadline = Deadline(budget, needs, reserve=reserve)
+    if reserve is not None:
+        deadline.taken_elsewhere = lambda: search_took_share(study, reserve.whole)
+        deadline.announce = lambda why: record_took_share(study, reserve.whole, why)
+    return RunWatch(progress, deadline)

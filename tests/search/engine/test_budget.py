@@ -197,6 +197,15 @@ def test_the_search_keeps_the_refit_s_share_only_while_a_fold_group_could_use_it
     assert starts.can_start(80.0) and starts.budget == whole  # no group could: the search takes it
     assert not Deadline(TimeBudget(200, T0), TrialNeeds(5, 2), clock=clock).can_start(80.0)  # no reserve: as before
 
+    # two trial processes of one run: the one that takes the share tells the other, which goes on too
+    told: list[str] = []
+    first, second = deadline(), deadline()
+    for each in (first, second):
+        each.taken_elsewhere, each.announce = (lambda: told[0] if told else None), told.append
+    assert not first.cut_after(0, epoch=2, epochs=5, epoch_seconds=80.0) and len(told) == 1
+    assert not second.cut_after(1, epoch=2, epochs=5, epoch_seconds=60.0)  # its own group would have fit
+    assert second.budget == whole and second.took_share == told[0] and len(told) == 1
+
 
 def test_a_run_with_a_refit_phase_and_a_time_budget_plans_the_reserve() -> None:
     plan = plan_run(options_from_args(build_parser().parse_args(
