@@ -246,6 +246,7 @@ class Deadline:
     cut: dict[int, str] = field(default_factory=dict)  # trial number -> why it was stopped
     reserve: RefitReserve | None = None
     took_share: str | None = None  # why the search took the refit's share, once it did
+    best: tuple[float, int] | None = None  # the best complete trial's s/epoch and epochs: the refit's first group
     # With several trial processes: one that took the share tells the others (and the summary and the
     # refit phase) through the study, so that none stops at the search's part while another goes on.
     taken_elsewhere: Callable[[], str | None] | None = None
@@ -262,24 +263,29 @@ class Deadline:
         needed = self.needs.epochs_needed()
         if left > 0 and (pace is None or left >= needed * pace):
             return True
-        return pace is not None and self._take_share(pace, needed) and self.can_start(pace)
+        group = self.best or ((pace, needed) if pace is not None else None)  # what the refit would train first
+        return group is not None and self._take_share(group) and self.can_start(pace)
 
     def cut_after(self, trial: int, epoch: int, epochs: int, epoch_seconds: float) -> bool:
         """Whether to stop ``trial`` after ``epoch``: its next epoch would end past the budget."""
         left = self.left()
         if left is None or epoch >= epochs or epoch_seconds <= left:
             return False
-        if self._take_share(epoch_seconds, epoch):
+        if self._take_share((epoch_seconds, epoch), *([self.best] if self.best else [])):
             return self.cut_after(trial, epoch, epochs, epoch_seconds)
         self.cut[trial] = f"{TIME_CUT_REASON} after epoch {epoch} of {epochs}"
         return True
 
-    def _take_share(self, epoch_seconds: float, epochs: int) -> bool:
-        """Move the deadline to the whole budget when no fold group could use the refit's share."""
+    def _take_share(self, *groups: tuple[float, int]) -> bool:
+        """Move the deadline to the whole budget when no fold group of ``groups`` (s/epoch and
+        epochs of the trials the refit may take first: this one, the best so far) could use the
+        refit's share."""
         if self.reserve is None:
             return False
         elsewhere = self.taken_elsewhere() if self.taken_elsewhere else None
-        why = elsewhere or self.reserve.shortfall(epoch_seconds, epochs, self.clock())
+        now = self.clock()
+        short = [self.reserve.shortfall(seconds, epochs, now) for seconds, epochs in groups]
+        why = elsewhere or (short[0] if short and all(short) else None)
         if why is None:
             return False
         self.budget, self.reserve, self.took_share = self.reserve.whole, None, why

@@ -336,9 +336,22 @@ class RunWatch:
             requeue(study, trial)
         self.progress.trial_finished(study, trial)
         trials = study.get_trials(deepcopy=False)
+        if self.deadline.reserve is not None:
+            self.deadline.best = best_pace(trials)
         if cut or not self.deadline.can_start(trial_pace(trials, self.deadline.budget.started_at)):
             study.stop()
         self.progress.budget = self.deadline.budget
+
+
+def best_pace(trials: list[FrozenTrial]) -> tuple[float, int] | None:
+    """The best complete trial's s/epoch and epochs run (the refit's first group), if it records them."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        return None
+    attrs = TrialAttrs.read(max(complete, key=lambda t: t.value))  # type: ignore[arg-type, return-value]
+    if not attrs.seconds_per_epoch or not attrs.epochs_run:
+        return None
+    return float(attrs.seconds_per_epoch), int(attrs.epochs_run)
 
 
 def progress_mode(mode: str) -> str:

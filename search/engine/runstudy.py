@@ -23,7 +23,7 @@ from search.engine.nearcopy import NOT_RUN
 from search.engine.objective import Objective, TrialFailed
 from search.engine.options import RunOptions, RunPlan, plan_run
 from search.engine.prepare import open_study
-from search.engine.progress import run_watch
+from search.engine.progress import best_pace, run_watch
 from search.storage.reaper import reap_orphans, worker_tag
 from search.storage.trial_attrs import TrialAttrs
 from search.storage.backends import dashboard_command
@@ -62,8 +62,11 @@ def run_study(plan: RunPlan | RunOptions) -> optuna.Study:
         Objective(spec, study_data, opts.workdir, device=opts.device, augment_on=opts.augment_on, watch=watch),
         spec.n_trials,
     )
-    if plan.reserve is not None and (watch.deadline.left() or 0.0) <= 0:  # the search's part is spent already:
-        watch.deadline.can_start(trial_pace(study.get_trials(deepcopy=False)))  # its share, if no group could use it
+    if plan.reserve is not None:  # a resumed run: its best trial so far is the refit's first group
+        trials = study.get_trials(deepcopy=False)
+        watch.deadline.best = best_pace(trials)
+        if (watch.deadline.left() or 0.0) <= 0:  # the search's part is spent already: the share, if no group fits
+            watch.deadline.can_start(trial_pace(trials))
     left = watch.deadline.left()
     log.info("study %s (%s profile): running up to %d more trials%s", study.study_name, spec.profile, remaining,
              "" if left is None else f" for up to {left:.0f} s" if left > 0 else ": none, the time budget is spent")

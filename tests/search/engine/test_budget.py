@@ -196,6 +196,15 @@ def test_the_search_keeps_the_refit_s_share_only_while_a_fold_group_could_use_it
     assert not starts.can_start(60.0) and starts.took_share is None  # 300 s group fits the share: it is kept
     assert starts.can_start(80.0) and starts.budget == whole  # no group could: the search takes it
     assert not Deadline(TimeBudget(200, T0), TrialNeeds(5, 2), clock=clock).can_start(80.0)  # no reserve: as before
+    # the refit trains the best trial so far first: its 5 epochs at 60 s (750 s) cannot fit, so a trial
+    # that would not start at the search's end takes the share, whatever the new trial's own epochs
+    after_best = deadline()
+    after_best.best = (60.0, 5)
+    assert after_best.can_start(60.0) and after_best.budget == whole
+    # a trial cut at the search's end keeps the share while its own group or the best's could use it
+    either = deadline()
+    either.best = (10.0, 5)  # the best's group: 125 s
+    assert either.cut_after(0, epoch=2, epochs=5, epoch_seconds=80.0) and either.reserve is not None
 
     # two trial processes of one run: the one that takes the share tells the other, which goes on too
     told: list[str] = []
@@ -228,6 +237,17 @@ def _add(study: optuna.Study, state: TrialState, start: float, seconds: float, e
         user_attrs=({"failure_reason": reason} if reason else {}) | (attrs or {}), system_attrs={},
         intermediate_values={e: 0.1 * e for e in range(1, epochs + 1)},
     ))
+
+
+def test_the_refit_s_first_group_is_the_best_complete_trial_s_pace_and_epochs() -> None:
+    from search.engine.progress import best_pace
+
+    study = optuna.create_study(direction="maximize")
+    assert best_pace(study.trials) is None
+    _add(study, TrialState.COMPLETE, T0, 100, 2, value=0.5, attrs=TrialAttrs.values(seconds_per_epoch=50.0, epochs_run=2))
+    _add(study, TrialState.COMPLETE, T0, 100, 4, value=0.7, attrs=TrialAttrs.values(seconds_per_epoch=25.0, epochs_run=4))
+    _add(study, TrialState.PRUNED, T0, 100, 1, attrs=TrialAttrs.values(seconds_per_epoch=9.0, epochs_run=1))
+    assert best_pace(study.trials) == (25.0, 4)
 
 
 def test_the_pace_is_seconds_per_epoch_of_this_runs_trials() -> None:
