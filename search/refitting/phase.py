@@ -58,9 +58,6 @@ from search.refitting.train import (
 )
 
 log = logging.getLogger("search.refit")
-# More folds than the fewest must leave more of the time left over than GROUP_SLACK
-# (search/engine/budget.py): the fewest are the fallback.
-MORE_FOLDS_SLACK = 0.15
 
 
 def refit_phase(
@@ -121,14 +118,13 @@ def choose_folds(works: dict[int, Work], left: float | None, lanes: int) -> tupl
     phase finishes what it started); else the most folds whose group fits in ``left`` seconds (the
     most of all without a time budget): each fold model trains on more people and the vote has more
     members (benchmarks/README.md, "More folds, not more groups"); else the fewest, with no reason (the
-    phase then says that no group fits). A group must fit with ``GROUP_SLACK`` of the time to spare,
-    more folds than the fewest with ``MORE_FOLDS_SLACK``: a group the budget cuts short is not shipped
-    at all."""
+    phase then says that no group fits). A group must fit with ``GROUP_SLACK`` of the time to spare
+    (search/engine/budget.py): a group the budget cuts short is not shipped at all."""
     fewest = list(works)[-1]
 
     def fits_in(k: int) -> bool:
         need = side_by_side(works[k].seconds, works[k].models, lanes)
-        return left is None or need <= left * (1.0 - (GROUP_SLACK if k == fewest else MORE_FOLDS_SLACK))
+        return left is None or need <= left * (1.0 - GROUP_SLACK)
 
     fits = [k for k in works if fits_in(k)]
     begun = [k for k in fits if works[k].models < k]

@@ -164,7 +164,8 @@ def test_a_fold_group_s_time_is_its_models_on_k_minus_1_folds_of_the_people_in_r
     fits_at = T0 + 600 - need / (1 - GROUP_SLACK)  # the share left must hold it with GROUP_SLACK to spare
     assert reserve.shortfall(10.0, 2, fits_at - 1) is None
     why = reserve.shortfall(10.0, 2, fits_at + 1)
-    assert why is not None and why.startswith("at 10 s an epoch, a 3-fold group of 2-epoch models needs about 50 s")
+    assert why is not None and why.startswith("at 10 s an epoch, a 3-fold group of 2-epoch models needs about 50 s of the")
+    assert "the refit would have, more than the 85% a group may plan on" in why
     assert RefitReserve(TimeBudget(None, T0), 3, 0.8).shortfall(1e9, 9, T0) is None  # no time budget
 
 

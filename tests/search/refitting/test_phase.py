@@ -18,7 +18,7 @@ from search.ensembling.candidates import load_candidates
 from search.ensembling.procedure import run_procedure
 from search.engine.budget import TimeBudget, record_took_share, search_took_share
 from search.engine.options import RunOptions, RunPlan, plan_run
-from search.refitting.phase import GROUP_SLACK, MORE_FOLDS_SLACK, choose_folds, refit_phase
+from search.refitting.phase import GROUP_SLACK, choose_folds, refit_phase
 from search.refitting.store import RefitStore
 from search.run import main as run_main
 from search.studyfile.parse import StudyFileError, load_study_spec
@@ -208,13 +208,13 @@ def test_the_most_folds_that_fit_with_room_to_spare_or_the_group_already_begun()
     fresh = {4: Work(4, 8, 40.0), 3: Work(3, 6, 30.0), 2: Work(2, 4, 20.0)}  # most folds first
     assert choose_folds(fresh, 100.0, 1) == (4, "the most whose group fits the time left")
     assert choose_folds(fresh, None, 1) == (4, "no time budget")
-    tight = 40.0 / (1.0 - MORE_FOLDS_SLACK)
+    tight = 40.0 / (1.0 - GROUP_SLACK)
     assert choose_folds(fresh, tight, 1)[0] == 4 and choose_folds(fresh, tight - 1.0, 1)[0] == 3
     fewest_tight = 20.0 / (1.0 - GROUP_SLACK)
     assert choose_folds(fresh, fewest_tight, 1) == (2, "the most whose group fits the time left")
     assert choose_folds(fresh, fewest_tight - 1.0, 1) == (2, ""), "the fewest folds too need room to spare"
     assert choose_folds(fresh, 19.0, 1) == (2, ""), "nothing fits: the fewest, and the phase says so"
-    assert choose_folds(fresh, 24.0, 1)[0] == 2 and choose_folds(fresh, 24.0, 2)[0] == 4, "two processes: two rounds"
+    assert choose_folds(fresh, 26.0, 1)[0] == 2 and choose_folds(fresh, 26.0, 2)[0] == 4, "two processes: two rounds"
     begun = {**fresh, 3: Work(1, 2, 10.0)}  # an earlier run left one of three models to train
     assert choose_folds(begun, 100.0, 1) == (3, "the group an earlier run began")
     assert choose_folds(begun, 9.0, 1) == (2, ""), "a begun group that does not fit is not chosen"
