@@ -30,6 +30,21 @@ def default_threads() -> int:
     return intra_op_threads(len(os.sched_getaffinity(0)), default_num_workers("flip"))
 
 
+def inference_threads() -> int:
+    """onnxruntime's intra-op threads for predict: ``OMP_NUM_THREADS`` when set, else the cores this
+    process may run on when that is fewer than the machine's, else 0 (onnxruntime's own default).
+
+    onnxruntime starts one thread per physical core whatever the process's CPU affinity, so under
+    ``taskset`` or a container's cpuset they share the allowed cores: on one allowed core of two,
+    two threads predicted 1.6x slower than one (benchmarks/README.md, "Predict on a pinned core").
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    allowed = len(os.sched_getaffinity(0))
+    return allowed if allowed < (os.cpu_count() or allowed) else 0
+
+
 def set_torch_threads(threads: int | None) -> int:
     """Set torch's intra-op threads to ``threads``, or to :func:`default_threads`; returns the count."""
     import torch

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from runners.classes import NUM_CLASSES
+from search.common.threads import inference_threads
 from search.deploy.votes import VOTES
 from search.data.cache import DETECTED_CROPS, crop_box
 from search.deploy.manifest import (
@@ -295,6 +296,7 @@ def onnx_session(path: Path | bytes, device: str = "cpu", name: str | None = Non
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = inference_threads()
     model = path if isinstance(path, bytes) else str(path)
     try:
         return ort.InferenceSession(model, sess_options=options, providers=providers)

@@ -139,3 +139,21 @@ def test_every_vote_in_torch_and_onnx_is_its_numpy_vote(tmp_path: Path, vote: st
     expected = combine(each, weights, vote)
     np.testing.assert_allclose(torch_predict(net, images), expected, atol=1e-5)
     np.testing.assert_allclose(onnx_predict(onnx_session(tmp_path / f"{vote}.onnx"), images), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("env", "allowed", "cores", "threads"),
+                         [(None, 1, 2, 1), (None, 3, 16, 3), (None, 8, 8, 0), ("2", 1, 2, 2), ("x", 1, 4, 1)])
+def test_an_onnx_session_runs_as_many_threads_as_the_process_may_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: str | None, allowed: int, cores: int, threads: int
+) -> None:
+    # onnxruntime's default is a thread per physical core, even under taskset: on one core of two, 1.6x slower
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(allowed)))
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    export_onnx(build_ensemble([build_member([Fixed(0)], None)], [1.0]), tmp_path / "one.onnx", 8, 8)
+    session = onnx_session(tmp_path / "one.onnx")
+    assert session.get_session_options().intra_op_num_threads == threads
+    assert onnx_predict(session, np.zeros((2, 8, 8, 3), np.uint8)).shape == (2, 18)
