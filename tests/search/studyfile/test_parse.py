@@ -44,8 +44,8 @@ def test_age_cutoff_study_searches_the_ordinal_age_head_on_both_profiles() -> No
 
 def test_age_cutoff_starts_its_cpu_profile_from_the_known_good_cpu_trial() -> None:
     (trial,) = load_study_spec("age_cutoff", profile="cpu").enqueue
-    assert trial["backbone"] == "tf_efficientnet_lite0" and trial["head"] == "single"
-    assert trial["unfrozen_depth.tf_efficientnet_lite0"] == 7  # a stage count, checked against lite0's
+    assert trial["backbone"] == "tf_efficientnet_lite2" and trial["head"] == "single"
+    assert trial["unfrozen_depth.tf_efficientnet_lite2"] == 7  # a stage count, checked against lite2's
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED - {"smoke"}))
@@ -294,7 +294,7 @@ def test_a_variant_of_age_cutoff_fixes_the_cutoff_and_the_head(tmp_path: Path, c
     # searched params to [fixed] (a key left in params would still be searched), the enqueued trials
     # (the GPU's recipe at cutoff 58 with three heads, the CPU's at cutoff 59) taken out.
     text = (STUDIES_DIR / "age_cutoff.toml").read_text()
-    text = text[: text.index("[[profiles.gpu.enqueue]]")] + text[text.index("# CPU: the one ImageNet"):]
+    text = text[: text.index("[[profiles.gpu.enqueue]]")] + text[text.index("# CPU: tf_efficientnet_lite2"):]
     text = text[: text.index("# The trial that ranked first")]
     assert "enqueue" not in text
     for old, new in (("age_cutoff = [58, 59, 60]\n", ""),
