@@ -42,8 +42,10 @@ def test_complete_trial_keeps_the_best_epoch(image_sets, tiny_config: TrialConfi
     assert 0 < result.n_trainable <= result.n_params
     for record in result.history:
         assert record.seconds > 0 and record.train_images_per_s > 0 and math.isfinite(record.train_loss)
+        assert 0 < record.val_seconds < record.seconds  # the validation pass, timed inside the epoch
     summary = json.loads(json.dumps(result.to_summary()))
     assert summary["best_epoch"] == result.best_epoch and len(summary["history"]) == 3
+    assert all(h["val_seconds"] > 0 for h in summary["history"])  # kept in the trial's attributes
     assert "val_probs" not in summary and "state_dict" not in summary
 
 
