@@ -176,16 +176,16 @@ def _train_trial(
         train_loss, seen = _train_epoch(run, epoch, progress)
         train_seconds = time.perf_counter() - start
         metrics, probs, val_loss = _validate(run, val, epoch)
-        val_seconds = time.perf_counter() - start - train_seconds
+        seconds = time.perf_counter() - start
         record = EpochRecord(
             epoch=epoch,
             train_loss=train_loss,
             val_loss=val_loss,
             val_macro_f1=metrics.macro_f1,
             val_accuracy=metrics.accuracy,
-            seconds=time.perf_counter() - start,
+            seconds=seconds,
             train_images_per_s=seen / train_seconds if train_seconds > 0 else 0.0,
-            val_seconds=val_seconds,
+            val_seconds=seconds - train_seconds,
         )
         result.history.append(record)
         logger.debug("epoch %d: %s", epoch, record)

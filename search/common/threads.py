@@ -19,15 +19,18 @@ def intra_op_threads(cores: int, loader_workers: int) -> int:
     return max(1, cores - max(0, loader_workers))
 
 
+def env_threads() -> int:
+    """``OMP_NUM_THREADS`` when it is a whole number >= 1 (the user's choice), else 0."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(env) if env.isdigit() and int(env) >= 1 else 0
+
+
 def default_threads() -> int:
     """``OMP_NUM_THREADS`` when set, else the rule on this machine, with the loader workers an
     augmenting trial starts."""
     from runners.devices import default_num_workers
 
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) >= 1:
-        return int(env)
-    return intra_op_threads(len(os.sched_getaffinity(0)), default_num_workers("flip"))
+    return env_threads() or intra_op_threads(len(os.sched_getaffinity(0)), default_num_workers("flip"))
 
 
 def inference_threads() -> int:
@@ -38,11 +41,8 @@ def inference_threads() -> int:
     ``taskset`` or a container's cpuset they share the allowed cores: on one allowed core of two,
     two threads predicted 1.6x slower than one (benchmarks/README.md, "Predict on a pinned core").
     """
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) >= 1:
-        return int(env)
     allowed = len(os.sched_getaffinity(0))
-    return allowed if allowed < (os.cpu_count() or allowed) else 0
+    return env_threads() or (allowed if allowed < (os.cpu_count() or allowed) else 0)
 
 
 def set_torch_threads(threads: int | None) -> int:
