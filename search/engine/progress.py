@@ -39,6 +39,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from runners import EpochRecord
 from search.engine.budget import (
     Deadline,
+    EpochPace,
     RefitReserve,
     TimeBudget,
     TrialNeeds,
@@ -323,7 +324,7 @@ class RunWatch:
     def epoch_done(self, number: int, record: EpochRecord, epochs: int, pruned: bool) -> bool:
         """True: stop the (unpruned) trial after this epoch, the next would end past the time budget."""
         self.progress.epoch_done(number, record.epoch, epochs, record.seconds)
-        cut = not pruned and self.deadline.cut_after(number, record.epoch, epochs, record.seconds)
+        cut = not pruned and self.deadline.cut_after(number, record.epoch, epochs, record.seconds, record.val_seconds)
         self.progress.budget = self.deadline.budget  # the whole budget, once the search took the refit's share
         return cut
 
@@ -343,15 +344,16 @@ class RunWatch:
         self.progress.budget = self.deadline.budget
 
 
-def best_pace(trials: list[FrozenTrial]) -> tuple[float, int] | None:
-    """The best complete trial's s/epoch and epochs run (the refit's first group), if it records them."""
+def best_pace(trials: list[FrozenTrial]) -> tuple[EpochPace, int] | None:
+    """The best complete trial's pace and epochs run (the refit's first group), if it records them."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     if not complete:
         return None
     attrs = TrialAttrs.read(max(complete, key=lambda t: t.value))  # type: ignore[arg-type, return-value]
-    if not attrs.seconds_per_epoch or not attrs.epochs_run:
+    pace = EpochPace.of(attrs)
+    if pace is None or not attrs.epochs_run:
         return None
-    return float(attrs.seconds_per_epoch), int(attrs.epochs_run)
+    return pace, int(attrs.epochs_run)
 
 
 def progress_mode(mode: str) -> str:

@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from runners import EpochRecord, ImageSet, fit
 from runners.config import TrialConfig
 from search.data import kfold_people, load_recorded_train
-from search.engine.budget import RefitBudget
+from search.engine.budget import EpochPace, RefitBudget
 from search.storage.backends import resolve_storage
 from search.storage.studies import open_stored_study
 from runners.metrics import accuracy, macro_f1
@@ -116,12 +116,15 @@ def fold_plan(ctx: RefitContext, k: int) -> FoldPlan:
     return FoldPlan(k, ctx.data.split.seed, ctx.data.data.fingerprint, tuple(s.val_people for s in splits))
 
 
-def expected_seconds_per_image(trial: FrozenTrial, train_images: int) -> float:
-    """Seconds per training image-epoch, from the trial's own pace (validation included)."""
-    per_epoch = TrialAttrs.read(trial).seconds_per_epoch
-    if per_epoch is None or per_epoch <= 0 or train_images <= 0:
+def model_seconds(ctx: RefitContext, trial: FrozenTrial, train_images: int, val_images: int, epochs: int) -> float:
+    """Seconds a refit model of ``trial`` takes to train ``epochs`` on ``train_images`` and validate
+    each on ``val_images``, at the trial's own pace (search/engine/budget.py's ``EpochPace``: its
+    training and validation parts scaled apart); 0.0 when the trial records no pace."""
+    pace = EpochPace.of(TrialAttrs.read(trial))
+    trial_train, trial_val = len(ctx.data.train_rows), len(ctx.data.val_rows)
+    if pace is None or trial_train <= 0:
         return 0.0
-    return float(per_epoch) / train_images
+    return epochs * pace.scaled(train_images / trial_train, val_images / trial_val if trial_val else 0.0)
 
 
 @dataclass
@@ -195,10 +198,9 @@ def fold_work(ctx: RefitContext, trial: FrozenTrial, k: int, epochs: str = DEFAU
     store = RefitStore(ctx.trials, trial.number)
     plan = fold_plan(ctx, k)
     person = ctx.data.data.images["person"].to_numpy().astype(str)
-    pace = expected_seconds_per_image(trial, len(ctx.data.train_rows))
-    missing = [held for i, held in enumerate(plan.folds) if not store.has_model(store.fold_dir(k, i))]
-    images = sum(int(np.sum(~np.isin(person, held))) for held in missing)
-    return Work(len(missing), len(missing) * config.epochs, pace * images * config.epochs)
+    missing = [np.isin(person, held) for i, held in enumerate(plan.folds) if not store.has_model(store.fold_dir(k, i))]
+    seconds = sum(model_seconds(ctx, trial, int(np.sum(~out)), int(np.sum(out)), config.epochs) for out in missing)
+    return Work(len(missing), len(missing) * config.epochs, seconds)
 
 
 def all_work(ctx: RefitContext, trial: FrozenTrial, epochs: str = DEFAULT_EPOCHS) -> Work:
@@ -207,8 +209,8 @@ def all_work(ctx: RefitContext, trial: FrozenTrial, epochs: str = DEFAULT_EPOCHS
     store = RefitStore(ctx.trials, trial.number)
     if store.has_model(store.all_dir()):
         return Work(0, 0, 0.0)
-    pace = expected_seconds_per_image(trial, len(ctx.data.train_rows))
-    return Work(1, config.epochs, pace * len(ctx.data.data.images) * config.epochs)
+    return Work(1, config.epochs, model_seconds(ctx, trial, len(ctx.data.data.images), len(ctx.data.val_rows),
+                                                config.epochs))
 
 
 def refit_folds(
@@ -230,7 +232,6 @@ def refit_folds(
     plan = fold_plan(ctx, k)
     store.save_plan(plan)
     person = ctx.data.data.images["person"].to_numpy().astype(str)
-    pace = expected_seconds_per_image(trial, len(ctx.data.train_rows))
     runs: list[ModelRun] = []
     for i, held in enumerate(plan.folds):
         folder = store.fold_dir(k, i)
@@ -238,7 +239,7 @@ def refit_folds(
             continue
         out = np.isin(person, held)
         train_rows, val_rows = np.flatnonzero(~out), np.flatnonzero(out)
-        need = pace * len(train_rows) * config.epochs
+        need = model_seconds(ctx, trial, len(train_rows), len(val_rows), config.epochs)
         if not budget.fits(need):
             log.info(
                 "trial %d fold %d/%d: needs about %.0f s, %.0f s left",
@@ -354,7 +355,7 @@ def refit_all(
     if store.has_model(folder):
         return report | {"complete": True, "runs": []}
     rows = np.arange(len(ctx.data.data.images), dtype=np.int64)
-    need = expected_seconds_per_image(trial, len(ctx.data.train_rows)) * len(rows) * config.epochs
+    need = model_seconds(ctx, trial, len(rows), len(ctx.data.val_rows), config.epochs)
     if not budget.fits(need):
         if progress is not None:
             progress.skipped(config.epochs)

@@ -18,6 +18,7 @@ from search.engine.budget import (
     GROUP_SLACK,
     TIME_CUT_REASON,
     Deadline,
+    EpochPace,
     RefitBudget,
     RefitReserve,
     TimeBudget,
@@ -157,16 +158,33 @@ def test_a_running_trial_is_cut_when_its_next_epoch_would_end_past_the_budget() 
 def test_a_fold_group_s_time_is_its_models_on_k_minus_1_folds_of_the_people_in_rounds_of_the_processes() -> None:
     reserve = RefitReserve(TimeBudget(600, T0), folds=3, train_fraction=0.8)
     # each of 3 models: 2 epochs on 2/3 of the people, where the trial's 10 s epochs saw 0.8 of them
-    assert reserve.group_seconds(10.0, 2) == pytest.approx(3 * 10.0 * 2 * (2 / 3) / 0.8)
-    assert RefitReserve(TimeBudget(600, T0), 3, 0.8, lanes=2).group_seconds(10.0, 2) == pytest.approx(
+    assert reserve.group_seconds(EpochPace(10.0), 2) == pytest.approx(3 * 10.0 * 2 * (2 / 3) / 0.8)
+    assert RefitReserve(TimeBudget(600, T0), 3, 0.8, lanes=2).group_seconds(EpochPace(10.0), 2) == pytest.approx(
         2 * 10.0 * 2 * (2 / 3) / 0.8)  # two rounds of two processes
-    need = reserve.group_seconds(10.0, 2)  # 50 s
+    need = reserve.group_seconds(EpochPace(10.0), 2)  # 50 s
     fits_at = T0 + 600 - need / (1 - GROUP_SLACK)  # the share left must hold it with GROUP_SLACK to spare
-    assert reserve.shortfall(10.0, 2, fits_at - 1) is None
-    why = reserve.shortfall(10.0, 2, fits_at + 1)
+    assert reserve.shortfall(EpochPace(10.0), 2, fits_at - 1) is None
+    why = reserve.shortfall(EpochPace(10.0), 2, fits_at + 1)
     assert why is not None and why.startswith("at 10 s an epoch, a 3-fold group of 2-epoch models needs about 50 s of the")
     assert "the refit would have, more than the 85% a group may plan on" in why
-    assert RefitReserve(TimeBudget(None, T0), 3, 0.8).shortfall(1e9, 9, T0) is None  # no time budget
+    assert RefitReserve(TimeBudget(None, T0), 3, 0.8).shortfall(EpochPace(1e9), 9, T0) is None  # no time budget
+
+
+def test_a_fold_model_s_epoch_scales_training_by_its_training_people_and_validation_by_its_held_out_ones() -> None:
+    """A 3-fold model of a 0.8 / 0.2 split trains on (2/3) / 0.8 of the trial's images and holds out
+    (1/3) / 0.2 of its validation images: with 2 s of a 10 s epoch validating, 8 x 0.833 + 2 x 1.667."""
+    reserve = RefitReserve(TimeBudget(600, T0), folds=3, train_fraction=0.8)
+    split = EpochPace(10.0, val_seconds=2.0)
+    assert split.scaled((2 / 3) / 0.8, (1 / 3) / 0.2) == pytest.approx(8 * (2 / 3) / 0.8 + 2 * (1 / 3) / 0.2)
+    assert reserve.group_seconds(split, 2) == pytest.approx(3 * 2 * 10.0)  # 60 s, where the old rule said 50 s
+    assert EpochPace(10.0).scaled(0.5, 9.0) == 5.0  # no split recorded: the whole epoch scales by training images
+    # read from a trial's attributes: the mean validation pass of its epoch records, if every one has it
+    history = [{"epoch": 1, "seconds": 10.0, "val_seconds": 1.5}, {"epoch": 2, "seconds": 10.0, "val_seconds": 2.5}]
+    assert EpochPace.of(TrialAttrs(seconds_per_epoch=10.0, history=history)) == EpochPace(10.0, 2.0)
+    older = [{"epoch": 1, "seconds": 10.0}, {"epoch": 2, "seconds": 10.0, "val_seconds": 0.0}]
+    assert EpochPace.of(TrialAttrs(seconds_per_epoch=10.0, history=older)) == EpochPace(10.0)
+    assert EpochPace.of(TrialAttrs(seconds_per_epoch=10.0)) == EpochPace(10.0)
+    assert EpochPace.of(TrialAttrs()) is None and EpochPace.of(TrialAttrs(seconds_per_epoch=0.0)) is None
 
 
 def test_the_search_keeps_the_refit_s_share_only_while_a_fold_group_could_use_it() -> None:
@@ -186,6 +204,11 @@ def test_the_search_keeps_the_refit_s_share_only_while_a_fold_group_could_use_it
     assert not unusable.cut_after(0, epoch=2, epochs=5, epoch_seconds=80.0)
     assert unusable.budget == whole and unusable.reserve is None and not unusable.cut
     assert unusable.took_share is not None and "so the search kept the refit's share" in unusable.took_share
+    # a 60 s epoch of which 12 s validate: each fold model validates 1/3 of the people, 1.67x the
+    # trial's 100: 3 x 2 x (48 x 0.833 + 12 x 1.667) = 360 s > 0.85 x 400, so no group could use it
+    validating = deadline()
+    assert not validating.cut_after(0, epoch=2, epochs=5, epoch_seconds=60.0, val_seconds=12.0)
+    assert validating.budget == whole and validating.took_share is not None
     # and trials go on starting in it, with no check again
     assert unusable.can_start(80.0)
     clock.now = T0 + 600 - 100
@@ -200,11 +223,11 @@ def test_the_search_keeps_the_refit_s_share_only_while_a_fold_group_could_use_it
     # the refit trains the best trial so far first: its 5 epochs at 60 s (750 s) cannot fit, so a trial
     # that would not start at the search's end takes the share, whatever the new trial's own epochs
     after_best = deadline()
-    after_best.best = (60.0, 5)
+    after_best.best = (EpochPace(60.0), 5)
     assert after_best.can_start(60.0) and after_best.budget == whole
     # a trial cut at the search's end keeps the share while its own group or the best's could use it
     either = deadline()
-    either.best = (10.0, 5)  # the best's group: 125 s
+    either.best = (EpochPace(10.0), 5)  # the best's group: 125 s
     assert either.cut_after(0, epoch=2, epochs=5, epoch_seconds=80.0) and either.reserve is not None
 
     # two trial processes of one run: the one that takes the share tells the other, which goes on too
@@ -246,9 +269,11 @@ def test_the_refit_s_first_group_is_the_best_complete_trial_s_pace_and_epochs() 
     study = optuna.create_study(direction="maximize")
     assert best_pace(study.trials) is None
     _add(study, TrialState.COMPLETE, T0, 100, 2, value=0.5, attrs=TrialAttrs.values(seconds_per_epoch=50.0, epochs_run=2))
-    _add(study, TrialState.COMPLETE, T0, 100, 4, value=0.7, attrs=TrialAttrs.values(seconds_per_epoch=25.0, epochs_run=4))
+    history = [{"epoch": e, "seconds": 25.0, "val_seconds": 5.0} for e in range(1, 5)]
+    _add(study, TrialState.COMPLETE, T0, 100, 4, value=0.7,
+         attrs=TrialAttrs.values(seconds_per_epoch=25.0, epochs_run=4, history=history))
     _add(study, TrialState.PRUNED, T0, 100, 1, attrs=TrialAttrs.values(seconds_per_epoch=9.0, epochs_run=1))
-    assert best_pace(study.trials) == (25.0, 4)
+    assert best_pace(study.trials) == (EpochPace(25.0, 5.0), 4)
 
 
 def test_the_pace_is_seconds_per_epoch_of_this_runs_trials() -> None:

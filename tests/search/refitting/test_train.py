@@ -3,6 +3,7 @@ ensemble candidates and bundle members."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -122,6 +123,27 @@ def test_the_budget_is_asked_for_the_epochs_left_at_the_epochs_own_pace(refit_st
     result, _ = train_model(ctx, config, ctx.data.train_rows, ctx.data.val_rows, Recording(None))
     epoch = [r.seconds for r in result.history]  # each epoch's own time: not the model's set-up
     assert asked == pytest.approx([2 * epoch[0], 1 * (epoch[0] + epoch[1]) / 2])
+
+
+def test_a_fold_group_s_cost_scales_the_trial_s_training_and_validation_apart(refit_study) -> None:
+    """K fold models train on (K-1) x every image in all and hold out every image once; the trial
+    trained on its training rows and validated on its validation rows, each epoch's split recorded."""
+    from search.engine.budget import EpochPace
+    from search.refitting.train import fold_work
+    from search.storage.trial_attrs import TrialAttrs
+
+    ctx, recorded = _trial(refit_study, 1)
+    trial = copy.deepcopy(recorded)  # 1 s epochs (the fixture's), a quarter of each its validation pass
+    trial.user_attrs = {**trial.user_attrs, "history": [{"epoch": e, "seconds": 1.0, "val_seconds": 0.25} for e in (1, 2)]}
+    pace = EpochPace.of(TrialAttrs.read(trial))
+    assert pace == EpochPace(1.0, 0.25)
+    images, epochs = len(ctx.data.data.images), refit_config(trial).epochs
+    trained, validated = len(ctx.data.train_rows), len(ctx.data.val_rows)
+    work = fold_work(ctx, trial, 3)
+    assert work.models == 3 and work.epochs == 3 * epochs
+    assert work.seconds == pytest.approx(epochs * ((pace.seconds - pace.val_seconds) * 2 * images / trained
+                                                   + pace.val_seconds * images / validated))
+    assert work.seconds > fold_work(ctx, recorded, 3).seconds  # each fold holds out 1/3, more than the trial's 1/5
 
 
 def test_all_people_refit_trains_on_everyone_for_the_chosen_epochs(refit_study) -> None:
