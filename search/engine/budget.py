@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 TIME_CUT_REASON = "stopped at the time budget"  # how a cut trial's reason starts
 PACE_TRIALS = 5  # the pace of a run: its last this-many ended trials
 # Share of the time left a fold group must leave over to start: a group the budget cuts short ships
-# nothing and its time is lost. On real faces groups ran -1 % to +13 % over plan at 3x (lite0 and
+# with its last model stopped early (search/refitting/train.py keeps it), a weaker group. On real faces groups ran -1 % to +13 % over plan at 3x (lite0 and
 # lite2, 8 groups, planned at 65-82 % of the time left) and +19 % at 1x (lite2, planned at 88 %, its
 # third model cut): benchmarks/README.md, "The refit's share, kept only when a group can use it".
 # Those plans scaled the whole epoch by training images; since ``EpochPace`` they scale validation
@@ -338,7 +338,8 @@ class Deadline:
 class RefitBudget:
     """A refit's time budget (search/refitting/): no model starts unless its epochs fit in the time
     left at the expected pace, and one that would still run past the deadline stops after an epoch
-    (it is thrown away: a partial refit is not a refit; the next run trains it again). Counted on
+    (a fold model is kept with that epoch's weights, and a later run with the time trains it again;
+    an all-people model is thrown away: search/refitting/train.py). Counted on
     the monotonic clock from its creation; ``timeout_s`` None: no limit."""
 
     def __init__(self, timeout_s: float | None, clock: Callable[[], float] = time.monotonic) -> None:

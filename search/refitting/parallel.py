@@ -46,10 +46,11 @@ class FoldJob:
 
 
 def missing_folds(ctx: RefitContext, trial: FrozenTrial, k: int) -> list[int]:
-    """Fold indices of ``trial`` without a model yet; writes (or checks) the group's fold plan."""
+    """Fold indices of ``trial`` without a model yet, or with one a time budget cut short; writes (or
+    checks) the group's fold plan."""
     store = RefitStore(ctx.trials, trial.number)
     store.save_plan(fold_plan(ctx, k))
-    return [i for i in range(k) if not store.has_model(store.fold_dir(k, i))]
+    return [i for i in range(k) if not store.has_whole_model(store.fold_dir(k, i))]
 
 
 def deal(jobs: list[FoldJob], workers: int) -> list[list[FoldJob]]:
@@ -84,7 +85,7 @@ def refit_in_processes(
             proc.join()
     except KeyboardInterrupt:
         for proc in procs:
-            proc.terminate()  # a model cut short is not saved; the next run trains it again
+            proc.terminate()  # a model killed mid-epoch is not saved; the next run trains it again
             proc.join()
         raise
     failed = [p.name for p in procs if p.exitcode not in (0, None)]
@@ -95,7 +96,8 @@ def refit_in_processes(
         report = refit_folds(ctx, trial, k, DEFAULT_EPOCHS, RefitBudget(0.0), plan.options.device,
                              plan.options.augment_on, folds=())
         store = RefitStore(ctx.trials, trial.number)
-        report["runs"] = [vars(ModelRun(f"fold {i}", 0.0, store.has_model(store.fold_dir(k, i))))
+        report["runs"] = [vars(ModelRun(f"fold {i}", 0.0, store.has_whole_model(store.fold_dir(k, i)),
+                                        store.cut_at(store.fold_dir(k, i))))
                           for i in missing[trial.number]]
         reports.append(report)
     return reports

@@ -8,9 +8,10 @@ what share of the run's time budget the phase keeps (``time_share``: the search 
 ``1 - time_share`` of it, search/engine/budget.py). The phase has whatever time the search left;
 without a time budget it trains every fold group. A group starts only if its missing fold models
 fit in the time left at the trial's own pace, so the phase does not start what it cannot finish; a
-model the budget still cuts is thrown away. A run with several trial processes trains as many fold models at once
+fold model the budget still cuts is kept at the epoch it reached (its group ships; the next run with
+the time trains it again). A run with several trial processes trains as many fold models at once
 (search/refitting/parallel.py), so its groups fit in a share of the time. The fold models are kept
-as they finish, so a killed phase, or one that ran out of time, resumes when the same command runs again: only the missing models train.
+as they finish, so a killed phase, or one that ran out of time, resumes when the same command runs again: only the missing (or cut) models train.
 When no group fits, one line says so and the search takes the time back (the run ends as the
 search left it: ``python -m search.export`` ships the search's best); when the search already took
 the share because its pace showed no group could fit (search/engine/budget.py, ``RefitReserve``), the
@@ -204,6 +205,11 @@ def _run(
             "the same command trains only their missing models, after its search. Or now, without a time "
             f"limit: {hand}"
         )
+    shortened = [r["trial"] for r in reports if r.get("cut_folds")]
+    if shortened:
+        print(f"refit: the time budget stopped fold model(s) of trial(s) {shortened} before their last epoch; "
+              "they are kept (the table says after which epoch), so their groups ship; the same command trains "
+              "them again after its search, when they fit.")
     skipped = [t.number for t, _ in plans if all(t.number != c.number for c, _ in chosen)]
     if skipped:
         print(f"refit: trial(s) {skipped} did not fit in the time left; refit them by hand: {hand}")

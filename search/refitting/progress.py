@@ -78,10 +78,15 @@ class RefitProgress:
         self.done_epochs += 1
         self._draw()
 
-    def model_done(self, name: str, trained: bool) -> None:
-        """One model ended: trained, or stopped at the time budget (its epochs are not coming back)."""
+    def model_done(self, name: str, trained: bool, cut_at: int | None = None, epochs: int | None = None) -> None:
+        """One model ended: trained, or stopped at the time budget (its epochs are not coming back),
+        kept after epoch ``cut_at`` of ``epochs`` when given."""
+        if not trained and cut_at is not None and epochs is not None:
+            self.skipped(epochs - cut_at)
         if not self.wants_bar:
             what = "done" if trained else "stopped at the time budget"
+            if not trained and cut_at is not None:
+                what += f" after epoch {cut_at} of {epochs}, kept (a later run with the time trains it again)"
             log.info("refit: %s %s | %s", name, what, self.text())
 
     def skipped(self, epochs: int) -> None:

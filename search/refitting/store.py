@@ -7,7 +7,8 @@
             result.json           the run's TrialResult summary
         folds-5/
             plan.json             the K folds: held-out people of each, seed, data fingerprint
-            fold_0/ .. fold_4/    as all/, plus val_rows.npy and val_probs.npy (its held-out fold)
+            fold_0/ .. fold_4/    as all/, plus val_rows.npy and val_probs.npy (its held-out fold);
+                                  result.json's cut_at_epoch: the time budget stopped it after that epoch
             oof.npz               out-of-fold probabilities of every image row, once each, its labels and people
             summary.json          out-of-fold macro-F1 over every person and on the study's validation people
 
@@ -137,6 +138,21 @@ class RefitStore:
     # models ---------------------------------------------------------------------------------
     def has_model(self, folder: Path) -> bool:
         return (folder / "weights.safetensors").is_file() and (folder / "result.json").is_file()
+
+    def cut_at(self, folder: Path) -> int | None:
+        """The epoch after which the time budget stopped the model stored in ``folder``: kept, so that
+        its group ships, and trained again by a later refit with the time; None: none stored, or whole."""
+        if not self.has_model(folder):
+            return None
+        try:
+            cut = json.loads((folder / "result.json").read_text()).get("cut_at_epoch")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return cut if isinstance(cut, int) and not isinstance(cut, bool) and cut > 0 else None
+
+    def has_whole_model(self, folder: Path) -> bool:
+        """A model is stored in ``folder`` and it ran all its epochs."""
+        return self.has_model(folder) and self.cut_at(folder) is None
 
     def save_model(
         self,

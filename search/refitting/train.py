@@ -129,11 +129,12 @@ def model_seconds(ctx: RefitContext, trial: FrozenTrial, train_images: int, val_
 
 @dataclass
 class ModelRun:
-    """What training one refit model gives back: its result, or None when the budget cut it."""
+    """What became of one refit model this run: trained whole, cut short, or not started."""
 
     name: str
     seconds: float
-    trained: bool  # False: not started or stopped at the time budget; the next run trains it
+    trained: bool  # False: not started or stopped at the time budget; a later run trains it (again)
+    cut_at_epoch: int | None = None  # stopped at the time budget after this epoch, and kept (fold models)
 
 
 def train_model(
@@ -147,7 +148,8 @@ def train_model(
     progress: RefitProgress | None = None,
 ) -> tuple[Any, float]:
     """Fit ``config`` on ``train_rows`` (its training labels), keeping the last epoch; returns
-    (TrialResult or None when stopped at the budget, seconds)."""
+    (TrialResult, seconds): its status "complete", or "pruned" when the budget stopped it after an
+    epoch (``history`` says which; its weights and held-out probabilities are that epoch's)."""
     sd = ctx.data
     images = sd.images(config.height, config.width, config.crop)
     train = ImageSet(images, train_rows, sd.data.training_labels(config.age_cutoff)[train_rows],
@@ -178,8 +180,6 @@ def train_model(
     seconds = time.monotonic() - start
     if result.status == "failed":
         raise RefitError(f"the refit of {config.backbone} failed: {result.reason}.")
-    if result.status == "pruned":
-        return None, seconds
     return result, seconds
 
 
@@ -193,12 +193,14 @@ class Work:
 
 
 def fold_work(ctx: RefitContext, trial: FrozenTrial, k: int, epochs: str = DEFAULT_EPOCHS) -> Work:
-    """The fold models of ``trial`` not trained yet, and their cost at the trial's own pace."""
+    """The fold models of ``trial`` not trained yet (or cut short at a time budget), and their cost
+    at the trial's own pace."""
     config = refit_config(trial, epochs)
     store = RefitStore(ctx.trials, trial.number)
     plan = fold_plan(ctx, k)
     person = ctx.data.data.images["person"].to_numpy().astype(str)
-    missing = [np.isin(person, held) for i, held in enumerate(plan.folds) if not store.has_model(store.fold_dir(k, i))]
+    missing = [np.isin(person, held) for i, held in enumerate(plan.folds)
+               if not store.has_whole_model(store.fold_dir(k, i))]
     seconds = sum(model_seconds(ctx, trial, int(np.sum(~out)), int(np.sum(out)), config.epochs) for out in missing)
     return Work(len(missing), len(missing) * config.epochs, seconds)
 
@@ -225,7 +227,13 @@ def refit_folds(
     folds: Collection[int] | None = None,
 ) -> dict[str, Any]:
     """Train the missing fold models of ``trial`` (of ``folds`` only, when given: another process
-    trains the others); with all K done, its out-of-fold score."""
+    trains the others); with all K done, its out-of-fold score.
+
+    A model the budget stops after an epoch is kept with that epoch's weights and held-out
+    predictions (``cut_at_epoch`` in its result.json): the time, not a held-out score, chose where it
+    stopped, so the out-of-fold score stays honest, and the group ships rather than losing every
+    model it trained. A later refit with the time trains it again (and keeps the one that ran more
+    epochs, if that one is cut too)."""
     budget = budget or RefitBudget(None)
     config = refit_config(trial, epochs)
     store = RefitStore(ctx.trials, trial.number)
@@ -235,8 +243,9 @@ def refit_folds(
     runs: list[ModelRun] = []
     for i, held in enumerate(plan.folds):
         folder = store.fold_dir(k, i)
-        if store.has_model(folder) or (folds is not None and i not in folds):
+        if store.has_whole_model(folder) or (folds is not None and i not in folds):
             continue
+        stored_cut = store.cut_at(folder)
         out = np.isin(person, held)
         train_rows, val_rows = np.flatnonzero(~out), np.flatnonzero(out)
         need = model_seconds(ctx, trial, len(train_rows), len(val_rows), config.epochs)
@@ -265,12 +274,16 @@ def refit_folds(
         if progress is not None:
             progress.model_started(name)
         result, seconds = train_model(ctx, config, train_rows, val_rows, budget, device, augment_on, progress)
-        runs.append(ModelRun(f"fold {i}", seconds, result is not None))
+        cut = None if result.status == "complete" else len(result.history)
+        keep = cut is None or stored_cut is None or cut > stored_cut
+        runs.append(ModelRun(f"fold {i}", seconds, cut is None, cut if keep else None))
         if progress is not None:
-            progress.model_done(name, result is not None)
-        if result is None:
+            progress.model_done(name, cut is None, cut, config.epochs)
+        if not keep:
             continue
         summary = result.to_summary() | {"fold": i, "k": k, "epochs_rule": epochs, "trial": trial.number}
+        if cut is not None:
+            summary["cut_at_epoch"] = cut
         store.save_model(folder, result.state_dict, config.to_dict(), summary, (val_rows, result.val_probs))
     done = [i for i in range(k) if store.has_model(store.fold_dir(k, i))]
     report = {
@@ -280,12 +293,19 @@ def refit_folds(
         "epochs": config.epochs,
         "epochs_rule": epochs,
         "folds_done": len(done),
+        "cut_folds": cut_folds(store, k),  # as out_of_fold's summary below records them
         "runs": [vars(r) for r in runs],
         "complete": len(done) == k,
     }
     if len(done) == k:
         report |= out_of_fold(ctx, store, plan, trial)
     return report
+
+
+def cut_folds(store: RefitStore, k: int) -> dict[str, int]:
+    """Fold index (a string, as JSON keeps it) -> the epoch after which the time budget stopped its
+    stored model, for each cut one."""
+    return {str(i): e for i in range(k) if (e := store.cut_at(store.fold_dir(k, i))) is not None}
 
 
 def out_of_fold(ctx: RefitContext, store: RefitStore, plan: FoldPlan, trial: FrozenTrial) -> dict[str, Any]:
@@ -318,6 +338,7 @@ def out_of_fold(ctx: RefitContext, store: RefitStore, plan: FoldPlan, trial: Fro
         "oof_accuracy": accuracy(labels, probs),
         "oof_macro_f1_validation_people": macro_f1(labels[val_rows], probs[val_rows]),
         "fold_macro_f1": fold_f1,
+        "cut_folds": cut_folds(store, plan.k),
         "trial_validation_macro_f1": trial.value,
     }
     people = ctx.data.data.images["person"].to_numpy()
@@ -366,8 +387,8 @@ def refit_all(
         progress.model_started(name)
     result, seconds = train_model(ctx, config, rows, ctx.data.val_rows, budget, device, augment_on, progress)
     if progress is not None:
-        progress.model_done(name, result is not None)
-    if result is None:
+        progress.model_done(name, result.status == "complete")
+    if result.status != "complete":  # not kept: the trial's validation score stands for the whole model only
         return report | {"complete": False, "runs": [vars(ModelRun("all", seconds, False))]}
     summary = result.to_summary() | {
         "trained_on": "all people",
@@ -389,7 +410,9 @@ def refit_table(reports: Sequence[dict[str, Any]]) -> str:
     for r in reports:
         trained = sum(1 for run in r["runs"] if run["trained"])
         if r["mode"] == "folds":
-            what = f"{r['k']} folds ({r['folds_done']}/{r['k']} done)"
+            cut = r.get("cut_folds") or {}
+            short = "".join(f", fold {int(i) + 1} cut after epoch {e}" for i, e in sorted(cut.items()))
+            what = f"{r['k']} folds ({r['folds_done']}/{r['k']} done{short})"
             oof = f"{r['oof_macro_f1']:.4f}" if r["complete"] else "-"
             val = f"{r['oof_macro_f1_validation_people']:.4f}" if r["complete"] else "-"
         else:

@@ -21,7 +21,15 @@ from search.export import export_bundle
 from search.refit import main
 from search.refitting.store import FoldPlan, RefitError, RefitStore
 from search.engine.budget import RefitBudget
-from search.refitting.train import choose_trials, open_refit, refit_all, refit_config, refit_folds, train_model
+from search.refitting.train import (
+    choose_trials,
+    open_refit,
+    refit_all,
+    refit_config,
+    refit_folds,
+    refit_table,
+    train_model,
+)
 from search.studyfile.parse import StudyFileError, load_study_spec
 
 
@@ -58,9 +66,6 @@ def test_folds_are_person_disjoint_and_cover_everyone(refit_study) -> None:
 def test_a_killed_refit_redoes_only_the_missing_folds(refit_study) -> None:
     ctx, trial = _trial(refit_study, 0)
     store = RefitStore(ctx.trials, 0)
-    # Budget cut during fold 0's second epoch (start: yes, after epoch 1: no): nothing is kept.
-    report = refit_folds(ctx, trial, 3, budget=Answers(1))
-    assert not report["complete"] and report["folds_done"] == 0 and not store.has_model(store.fold_dir(3, 0))
     # Fold 0 fits (start and after epoch 1), folds 1 and 2 are not started.
     report = refit_folds(ctx, trial, 3, budget=Answers(2))
     assert report["folds_done"] == 1 and [r["trained"] for r in report["runs"]] == [True, False, False]
@@ -71,6 +76,36 @@ def test_a_killed_refit_redoes_only_the_missing_folds(refit_study) -> None:
     assert (store.fold_dir(3, 0) / "weights.safetensors").stat().st_mtime_ns == first
     assert store.fold_groups() == [3] and 0.0 <= report["oof_macro_f1"] <= 1.0
     assert "oof_macro_f1" in ctx.study.user_attrs["refit_00000_folds3"]
+
+
+def test_a_fold_model_the_budget_stops_is_kept_and_trained_again_when_there_is_time(refit_study) -> None:
+    """Cut after epoch 1 of 2 (start: yes, after epoch 1: no), fold 0 is kept with that epoch's
+    weights and held-out predictions, so that its group completes; a later refit that is cut again no
+    sooner keeps the stored one, and one with the time replaces it with a whole model."""
+    from search.refitting.train import fold_work
+
+    ctx, trial = _trial(refit_study, 0)
+    store = RefitStore(ctx.trials, 0)
+    fold0 = store.fold_dir(3, 0)
+    report = refit_folds(ctx, trial, 3, budget=Answers(1))
+    assert report["runs"][0] == {"name": "fold 0", "seconds": report["runs"][0]["seconds"], "trained": False,
+                                 "cut_at_epoch": 1}
+    assert store.cut_at(fold0) == 1 and not store.has_whole_model(fold0) and report["cut_folds"] == {"0": 1}
+    rows, probs = store.load_held_out(fold0)
+    assert len(rows) == len(probs) > 0 and np.allclose(probs.sum(1), 1.0, atol=1e-4)
+    assert fold_work(ctx, trial, 3).models == 3  # still to train: the cut model too
+    cut_weights = (fold0 / "weights.safetensors").stat().st_mtime_ns
+    report = refit_folds(ctx, trial, 3, budget=Answers(1))  # cut after epoch 1 again: not further
+    assert report["runs"][0]["cut_at_epoch"] is None and (fold0 / "weights.safetensors").stat().st_mtime_ns == cut_weights
+    # the other folds train whole: the group is complete, its out-of-fold summary names the cut fold
+    report = refit_folds(ctx, trial, 3, folds=(1, 2))
+    assert report["complete"] and report["cut_folds"] == {"0": 1}
+    assert store.load_summary(3)["cut_folds"] == {"0": 1}
+    assert "fold 1 cut after epoch 1" in refit_table([report])
+    report = refit_folds(ctx, trial, 3)  # time enough: fold 0 again, whole this time
+    assert [r["name"] for r in report["runs"]] == ["fold 0"] and report["runs"][0]["trained"]
+    assert store.has_whole_model(fold0) and report["cut_folds"] == {} and store.load_summary(3)["cut_folds"] == {}
+    assert fold_work(ctx, trial, 3).models == 0
 
 
 def test_the_cli_resumes_after_the_time_budget(refit_study, capsys) -> None:
