@@ -64,12 +64,17 @@ def fit(
     num_workers: int | None = None,
     augment_on: str | None = None,
     keep: str = "best",
+    validate_every_epoch: bool = True,
 ) -> TrialResult:
     """Train one configuration; validation each epoch on ``val`` (canonical labels, never augmented).
 
     ``keep``: "best" keeps the weights and probabilities of the epoch with the best validation
     macro-F1 (and stops early after ``patience`` worse epochs); "last" keeps the final epoch's,
     so that ``val`` chooses nothing and its score stays held out (search.refit).
+    ``validate_every_epoch`` False (with keep="last" only): validate just the epoch kept, the last
+    one or the one after which ``reporter`` stops the run, and save the other passes' time (a refit's
+    fold model validates 1/K of the people; a plateau schedule, which needs each epoch's validation
+    loss, validates every epoch anyway). The other epochs' records carry NaN validation figures.
 
     ``num_workers``: loader processes for augmentation (default: env MASK_AUTOML_LOADER_WORKERS, else
     0 without augmentation, min(4, cpus - 1) with it).
@@ -80,6 +85,8 @@ def fit(
     """
     if keep not in KEEP:
         raise ValueError(f"keep must be one of {list(KEEP)} but got {keep!r}.")
+    if not validate_every_epoch and keep != "last":
+        raise ValueError('validate_every_epoch=False needs keep="last": keeping the best epoch scores every epoch.')
     dev = resolve_device(device)
     placement = requested_augment_on(augment_on)
     train.check("train", config.height, config.width)
@@ -101,7 +108,8 @@ def fit(
     try:
         if dev.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
-        _train_trial(config, train, val, reporter, dev, progress, workers, augmentation, result, keep)
+        _train_trial(config, train, val, reporter, dev, progress, workers, augmentation, result, keep,
+                     validate_every_epoch)
     except torch.cuda.OutOfMemoryError:
         oom = True  # handled below, once this frame no longer holds the traceback and its tensors
     except _Diverged as exc:
@@ -167,31 +175,42 @@ def _train_trial(
     augmentation: tuple[A.Compose | None, DeviceAugment | None],
     result: TrialResult,
     keep: str = "best",
+    validate_every_epoch: bool = True,
 ) -> None:
     run = _setup(config, train, val, dev, workers, augmentation, result)
     best = _Best()
+    validate_all = validate_every_epoch or run.plateau is not None
     epochs = tqdm(range(1, config.epochs + 1), desc=f"trial {config.backbone}", unit="epoch", disable=not progress)
     for epoch in epochs:
         start = time.perf_counter()
         train_loss, seen = _train_epoch(run, epoch, progress)
         train_seconds = time.perf_counter() - start
-        metrics, probs, val_loss = _validate(run, val, epoch)
+        scored = validate_all or epoch == config.epochs
+        metrics, probs, val_loss = _validate(run, val, epoch) if scored else (None, None, math.nan)
         seconds = time.perf_counter() - start
         record = EpochRecord(
             epoch=epoch,
             train_loss=train_loss,
             val_loss=val_loss,
-            val_macro_f1=metrics.macro_f1,
-            val_accuracy=metrics.accuracy,
+            val_macro_f1=metrics.macro_f1 if metrics is not None else math.nan,
+            val_accuracy=metrics.accuracy if metrics is not None else math.nan,
             seconds=seconds,
             train_images_per_s=seen / train_seconds if train_seconds > 0 else 0.0,
             val_seconds=seconds - train_seconds,
         )
         result.history.append(record)
         logger.debug("epoch %d: %s", epoch, record)
-        epochs.set_postfix(f1=f"{metrics.macro_f1:.4f}", loss=f"{record.train_loss:.4f}")
-        _keep_best(run, best, epoch, metrics, probs, result, keep == "last")
+        epochs.set_postfix(f1=f"{record.val_macro_f1:.4f}", loss=f"{record.train_loss:.4f}")
+        if metrics is not None:
+            _keep_best(run, best, epoch, metrics, probs, result, keep == "last")
         if reporter is not None and reporter(record):
+            if metrics is None:  # stopped after an epoch it did not validate: validate the one it keeps
+                scoring = time.perf_counter()
+                metrics, probs, record.val_loss = _validate(run, val, epoch)
+                record.val_macro_f1, record.val_accuracy = metrics.macro_f1, metrics.accuracy
+                record.val_seconds = time.perf_counter() - scoring
+                record.seconds += record.val_seconds
+                _keep_best(run, best, epoch, metrics, probs, result, keep == "last")
             result.status, result.reason = "pruned", "stopped_by_reporter"
             return
         if best.bad_epochs > 0 and best.bad_epochs >= config.patience:

@@ -180,6 +180,15 @@ class EpochPace:
             return self.seconds * trained
         return (self.seconds - self.val_seconds) * trained + self.val_seconds * validated
 
+    def refit_model(self, epochs: int, trained: float, validated: float) -> float:
+        """Seconds of a refit model: ``epochs`` epochs on ``trained`` times the trial's training
+        images and one validation pass, of its last epoch, on ``validated`` times its validation
+        images (runners.fit with ``validate_every_epoch=False``). Without a recorded split every epoch
+        counts whole, as the trial's did."""
+        if self.val_seconds <= 0.0:
+            return epochs * self.seconds * trained
+        return epochs * (self.seconds - self.val_seconds) * trained + self.val_seconds * validated
+
 
 @dataclass(frozen=True)
 class RefitReserve:
@@ -187,7 +196,7 @@ class RefitReserve:
 
     A fold group of a trial that ran E epochs at a pace (``EpochPace``) trains ``folds`` models of E
     epochs, each on (K-1)/K of the people where the trial trained on ``train_fraction`` of them, and
-    holding out 1/K where the trial validated on the rest: the estimate of
+    validating its last epoch on the 1/K it holds out where the trial validated on the rest: the estimate of
     search/refitting/train.py's ``fold_work``, with all folds missing.
     """
 
@@ -201,7 +210,7 @@ class RefitReserve:
         k = self.folds
         val_fraction = 1.0 - self.train_fraction
         held = (1.0 / k) / val_fraction if val_fraction > 0 else 0.0
-        per_model = epochs * pace.scaled((k - 1) / k / self.train_fraction, held)
+        per_model = pace.refit_model(epochs, (k - 1) / k / self.train_fraction, held)
         return side_by_side(per_model * k, k, self.lanes)
 
     def shortfall(self, pace: EpochPace, epochs: int, now: float) -> str | None:

@@ -6,7 +6,9 @@ epoch its validation macro-F1 chose instead (with the schedule run to the end ov
 On real faces, the same trial's 3-fold group scored 0.515 eval macro-F1 at the 5 epochs it ran
 against 0.488 at its best epoch's 3 (benchmarks/README.md, "Fold groups at every epoch the trial
 ran, and which row ships"). A refit keeps its last epoch's weights: no held-out person chooses anything, so the
-out-of-fold predictions are an honest score of the procedure over every person.
+out-of-fold predictions are an honest score of the procedure over every person. So only that epoch
+is validated (or the one the time budget stops it after): earlier passes over the held-out 1/K of
+the people would score nothing that is used (a plateau schedule, which steers by them, still runs them).
 """
 
 from __future__ import annotations
@@ -118,13 +120,13 @@ def fold_plan(ctx: RefitContext, k: int) -> FoldPlan:
 
 def model_seconds(ctx: RefitContext, trial: FrozenTrial, train_images: int, val_images: int, epochs: int) -> float:
     """Seconds a refit model of ``trial`` takes to train ``epochs`` on ``train_images`` and validate
-    each on ``val_images``, at the trial's own pace (search/engine/budget.py's ``EpochPace``: its
+    its last on ``val_images``, at the trial's own pace (search/engine/budget.py's ``EpochPace``: its
     training and validation parts scaled apart); 0.0 when the trial records no pace."""
     pace = EpochPace.of(TrialAttrs.read(trial))
     trial_train, trial_val = len(ctx.data.train_rows), len(ctx.data.val_rows)
     if pace is None or trial_train <= 0:
         return 0.0
-    return epochs * pace.scaled(train_images / trial_train, val_images / trial_val if trial_val else 0.0)
+    return pace.refit_model(epochs, train_images / trial_train, val_images / trial_val if trial_val else 0.0)
 
 
 @dataclass
@@ -146,10 +148,12 @@ def train_model(
     device: str | None = None,
     augment_on: str | None = None,
     progress: RefitProgress | None = None,
+    val_pass: float = 0.0,
 ) -> tuple[Any, float]:
-    """Fit ``config`` on ``train_rows`` (its training labels), keeping the last epoch; returns
-    (TrialResult, seconds): its status "complete", or "pruned" when the budget stopped it after an
-    epoch (``history`` says which; its weights and held-out probabilities are that epoch's)."""
+    """Fit ``config`` on ``train_rows`` (its training labels), keeping the last epoch and validating
+    only that one (``val_pass``: its expected seconds, which the budget must hold beside the epochs
+    left); returns (TrialResult, seconds): its status "complete", or "pruned" when the budget stopped
+    it after an epoch (``history`` says which; its weights and held-out probabilities are that epoch's)."""
     sd = ctx.data
     images = sd.images(config.height, config.width, config.crop)
     train = ImageSet(images, train_rows, sd.data.training_labels(config.age_cutoff)[train_rows],
@@ -160,9 +164,10 @@ def train_model(
 
     def report(record: EpochRecord) -> bool:
         left_epochs = config.epochs - record.epoch
-        epoch_seconds.append(record.seconds)
-        # The epochs' own pace: the model's set-up, counted once in the first epoch's share of the
-        # elapsed time, would make a model cut after one epoch when the rest fits.
+        epoch_seconds.append(record.seconds - record.val_seconds)
+        # The epochs' own pace (training only: the last epoch's validation is ``val_pass``): the
+        # model's set-up, counted once in the first epoch's share of the elapsed time, would make a
+        # model cut after one epoch when the rest fits.
         per_epoch = sum(epoch_seconds) / len(epoch_seconds)
         if progress is not None:
             progress.epoch_done()
@@ -174,9 +179,10 @@ def train_model(
             record.val_macro_f1,
             len(val),
         )
-        return left_epochs > 0 and not budget.fits(left_epochs * per_epoch)
+        return left_epochs > 0 and not budget.fits(left_epochs * per_epoch + val_pass)
 
-    result = fit(config, train, val, reporter=report, device=device, augment_on=augment_on, keep="last")
+    result = fit(config, train, val, reporter=report, device=device, augment_on=augment_on, keep="last",
+                 validate_every_epoch=False)
     seconds = time.monotonic() - start
     if result.status == "failed":
         raise RefitError(f"the refit of {config.backbone} failed: {result.reason}.")
@@ -273,7 +279,8 @@ def refit_folds(
         name = f"trial {trial.number} fold {i + 1}/{k}"
         if progress is not None:
             progress.model_started(name)
-        result, seconds = train_model(ctx, config, train_rows, val_rows, budget, device, augment_on, progress)
+        val_pass = model_seconds(ctx, trial, 0, len(val_rows), config.epochs)
+        result, seconds = train_model(ctx, config, train_rows, val_rows, budget, device, augment_on, progress, val_pass)
         cut = None if result.status == "complete" else len(result.history)
         keep = cut is None or stored_cut is None or cut > stored_cut
         runs.append(ModelRun(f"fold {i}", seconds, cut is None, cut if keep else None))
@@ -385,7 +392,8 @@ def refit_all(
     name = f"trial {trial.number} all people"
     if progress is not None:
         progress.model_started(name)
-    result, seconds = train_model(ctx, config, rows, ctx.data.val_rows, budget, device, augment_on, progress)
+    val_pass = model_seconds(ctx, trial, 0, len(ctx.data.val_rows), config.epochs)
+    result, seconds = train_model(ctx, config, rows, ctx.data.val_rows, budget, device, augment_on, progress, val_pass)
     if progress is not None:
         progress.model_done(name, result.status == "complete")
     if result.status != "complete":  # not kept: the trial's validation score stands for the whole model only

@@ -280,3 +280,32 @@ def test_keep_best_also_returns_the_last_epoch_when_it_was_not_the_best(image_se
     np.testing.assert_allclose(result.last_val_probs, last.val_probs, atol=1e-6)
     np.testing.assert_allclose(result.last_val_probs, _predict(config, result.last_state_dict, val), atol=1e-5)
     assert last.last_val_probs is None and last.last_state_dict is None  # its last epoch is the one kept
+
+
+def test_validating_only_the_kept_epoch_gives_the_same_model_and_scores(image_sets, tiny_config) -> None:
+    """keep="last" with validate_every_epoch=False (a refit's fold model): the same seeded run, its
+    last epoch's weights and held-out probabilities as when every epoch validates; the epochs before
+    carry NaN scores; stopped after epoch 2 by its reporter, that epoch is validated and kept."""
+    train, val = image_sets
+    config = tiny_config.replace(epochs=3, schedule="constant", warmup_epochs=0.0)
+    every = fit(config, train, val, keep="last")
+    once = fit(config, train, val, keep="last", validate_every_epoch=False)
+    assert once.status == "complete" and once.best_epoch == 3
+    assert [math.isnan(r.val_macro_f1) for r in once.history] == [True, True, False]
+    assert once.history[-1].val_macro_f1 == every.history[-1].val_macro_f1 == once.best_macro_f1
+    np.testing.assert_allclose(once.val_probs, every.val_probs, atol=1e-6)
+    stopped = fit(config, train, val, reporter=lambda r: r.epoch == 2, keep="last", validate_every_epoch=False)
+    assert stopped.status == "pruned" and stopped.best_epoch == 2 and len(stopped.history) == 2
+    assert math.isnan(stopped.history[0].val_macro_f1) and stopped.history[1].val_macro_f1 == stopped.best_macro_f1
+    assert stopped.history[1].val_seconds > 0 and stopped.history[1].val_seconds < stopped.history[1].seconds
+    np.testing.assert_allclose(stopped.val_probs, _predict(config, stopped.state_dict, val), atol=1e-5)
+    assert once.to_summary()["history"][0]["val_macro_f1"] is None  # NaN scores are None in the JSON summary
+    with pytest.raises(ValueError, match='needs keep="last"'):
+        fit(config, train, val, validate_every_epoch=False)
+
+
+def test_a_plateau_schedule_validates_every_epoch_whatever_it_is_asked(image_sets, tiny_config) -> None:
+    train, val = image_sets
+    config = tiny_config.replace(optimizer="adam", schedule="plateau", lr=3e-4, epochs=2, patience=5)
+    result = fit(config, train, val, keep="last", validate_every_epoch=False)
+    assert all(math.isfinite(r.val_loss) for r in result.history)

@@ -172,12 +172,16 @@ def test_a_fold_group_s_time_is_its_models_on_k_minus_1_folds_of_the_people_in_r
 
 def test_a_fold_model_s_epoch_scales_training_by_its_training_people_and_validation_by_its_held_out_ones() -> None:
     """A 3-fold model of a 0.8 / 0.2 split trains on (2/3) / 0.8 of the trial's images and holds out
-    (1/3) / 0.2 of its validation images: with 2 s of a 10 s epoch validating, 8 x 0.833 + 2 x 1.667."""
+    (1/3) / 0.2 of its validation images, which it validates once, after its last epoch: with 2 s of a
+    10 s epoch validating, 4 epochs are 4 x 8 x 0.833 + 2 x 1.667."""
     reserve = RefitReserve(TimeBudget(600, T0), folds=3, train_fraction=0.8)
     split = EpochPace(10.0, val_seconds=2.0)
     assert split.scaled((2 / 3) / 0.8, (1 / 3) / 0.2) == pytest.approx(8 * (2 / 3) / 0.8 + 2 * (1 / 3) / 0.2)
-    assert reserve.group_seconds(split, 2) == pytest.approx(3 * 2 * 10.0)  # 60 s, where the old rule said 50 s
+    assert split.refit_model(4, (2 / 3) / 0.8, (1 / 3) / 0.2) == pytest.approx(4 * 8 * (2 / 3) / 0.8 + 2 * (1 / 3) / 0.2)
+    assert reserve.group_seconds(split, 4) == pytest.approx(3 * 30.0)  # where a whole epoch scaled said 100 s
+    assert reserve.group_seconds(split, 1) == pytest.approx(3 * 10.0)  # one epoch: its validation weighs more (25 s)
     assert EpochPace(10.0).scaled(0.5, 9.0) == 5.0  # no split recorded: the whole epoch scales by training images
+    assert EpochPace(10.0).refit_model(3, 0.5, 9.0) == 15.0
     # read from a trial's attributes: the mean validation pass of its epoch records, if every one has it
     history = [{"epoch": 1, "seconds": 10.0, "val_seconds": 1.5}, {"epoch": 2, "seconds": 10.0, "val_seconds": 2.5}]
     assert EpochPace.of(TrialAttrs(seconds_per_epoch=10.0, history=history)) == EpochPace(10.0, 2.0)
@@ -204,11 +208,17 @@ def test_the_search_keeps_the_refit_s_share_only_while_a_fold_group_could_use_it
     assert not unusable.cut_after(0, epoch=2, epochs=5, epoch_seconds=80.0)
     assert unusable.budget == whole and unusable.reserve is None and not unusable.cut
     assert unusable.took_share is not None and "so the search kept the refit's share" in unusable.took_share
-    # a 60 s epoch of which 12 s validate: each fold model validates 1/3 of the people, 1.67x the
-    # trial's 100: 3 x 2 x (48 x 0.833 + 12 x 1.667) = 360 s > 0.85 x 400, so no group could use it
+    # a 130 s epoch of which 20 s validate, cut after it: each fold model validates 1/3 of the people,
+    # 1.67x the trial's: 3 x (110 x 0.833 + 20 x 1.667) = 375 s > 0.85 x 400, so no group could use it
+    # (scaling the whole epoch by training images said 325 s)
+    assert deadline().cut_after(0, epoch=1, epochs=5, epoch_seconds=130.0)
     validating = deadline()
-    assert not validating.cut_after(0, epoch=2, epochs=5, epoch_seconds=60.0, val_seconds=12.0)
+    assert not validating.cut_after(0, epoch=1, epochs=5, epoch_seconds=130.0, val_seconds=20.0)
     assert validating.budget == whole and validating.took_share is not None
+    # three 50 s epochs of which 15 s validate: validated once, 3 x (35 x 0.833 x 3 + 15 x 1.667) = 337.5 s
+    # fits (the whole epochs scaled said 375 s, and took the share)
+    assert not deadline().cut_after(0, epoch=3, epochs=5, epoch_seconds=50.0)
+    assert deadline().cut_after(0, epoch=3, epochs=5, epoch_seconds=50.0, val_seconds=15.0)
     # and trials go on starting in it, with no check again
     assert unusable.can_start(80.0)
     clock.now = T0 + 600 - 100

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -155,9 +156,11 @@ def test_the_budget_is_asked_for_the_epochs_left_at_the_epochs_own_pace(refit_st
             return True
 
     config = refit_config(trial).replace(epochs=3)
-    result, _ = train_model(ctx, config, ctx.data.train_rows, ctx.data.val_rows, Recording(None))
-    epoch = [r.seconds for r in result.history]  # each epoch's own time: not the model's set-up
-    assert asked == pytest.approx([2 * epoch[0], 1 * (epoch[0] + epoch[1]) / 2])
+    result, _ = train_model(ctx, config, ctx.data.train_rows, ctx.data.val_rows, Recording(None), val_pass=5.0)
+    # each epoch's own training time (not the model's set-up), and the one validation pass at the end
+    epoch = [r.seconds - r.val_seconds for r in result.history]
+    assert asked == pytest.approx([2 * epoch[0] + 5.0, 1 * (epoch[0] + epoch[1]) / 2 + 5.0])
+    assert [math.isnan(r.val_macro_f1) for r in result.history] == [True, True, False]  # only the kept epoch validated
 
 
 def test_a_fold_group_s_cost_scales_the_trial_s_training_and_validation_apart(refit_study) -> None:
@@ -176,9 +179,11 @@ def test_a_fold_group_s_cost_scales_the_trial_s_training_and_validation_apart(re
     trained, validated = len(ctx.data.train_rows), len(ctx.data.val_rows)
     work = fold_work(ctx, trial, 3)
     assert work.models == 3 and work.epochs == 3 * epochs
-    assert work.seconds == pytest.approx(epochs * ((pace.seconds - pace.val_seconds) * 2 * images / trained
-                                                   + pace.val_seconds * images / validated))
-    assert work.seconds > fold_work(ctx, recorded, 3).seconds  # each fold holds out 1/3, more than the trial's 1/5
+    # every epoch trains, only the last validates
+    assert work.seconds == pytest.approx(epochs * (pace.seconds - pace.val_seconds) * 2 * images / trained
+                                         + pace.val_seconds * images / validated)
+    every_epoch_validating = epochs * pace.scaled(2 * images / trained, images / validated)
+    assert work.seconds < every_epoch_validating
 
 
 def test_all_people_refit_trains_on_everyone_for_the_chosen_epochs(refit_study) -> None:
