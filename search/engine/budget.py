@@ -63,9 +63,10 @@ if TYPE_CHECKING:
 TIME_CUT_REASON = "stopped at the time budget"  # how a cut trial's reason starts
 PACE_TRIALS = 5  # the pace of a run: its last this-many ended trials
 # Share of the time left a fold group must leave over to start: a group the budget cuts short ships
-# with its last model stopped early (search/refitting/train.py keeps it), a weaker group. On real faces groups ran -1 % to +13 % over plan at 3x (lite0 and
-# lite2, 8 groups, planned at 65-82 % of the time left) and +19 % at 1x (lite2, planned at 88 %, its
-# third model cut): benchmarks/README.md, "The refit's share, kept only when a group can use it".
+# with its last model stopped early (search/refitting/train.py keeps it), a weaker group. On real
+# faces groups ran -1 % to +13 % over plan at 3x (lite0 and lite2, 8 groups, planned at 65-82 % of the
+# time left) and +19 % at 1x (lite2, planned at 88 %, its third model cut): benchmarks/README.md,
+# "The refit's share, kept only when a group can use it".
 # Those plans scaled the whole epoch by training images; since ``EpochPace`` they scale validation
 # by the held-out images apart (a 3-fold model validates 1.67x the trial's people), which explains
 # part of the overrun, but the margin stays until runs at the new plan measure it.
@@ -185,9 +186,7 @@ class EpochPace:
         images and one validation pass, of its last epoch, on ``validated`` times its validation
         images (runners.fit with ``validate_every_epoch=False``). Without a recorded split every epoch
         counts whole, as the trial's did."""
-        if self.val_seconds <= 0.0:
-            return epochs * self.seconds * trained
-        return epochs * (self.seconds - self.val_seconds) * trained + self.val_seconds * validated
+        return epochs * self.scaled(trained, 0.0) + self.scaled(0.0, validated)
 
 
 @dataclass(frozen=True)

@@ -419,7 +419,7 @@ def refit_table(reports: Sequence[dict[str, Any]]) -> str:
         trained = sum(1 for run in r["runs"] if run["trained"])
         if r["mode"] == "folds":
             cut = r.get("cut_folds") or {}
-            short = "".join(f", fold {int(i) + 1} cut after epoch {e}" for i, e in sorted(cut.items()))
+            short = "".join(f", fold {int(i) + 1} cut after epoch {e}" for i, e in sorted(cut.items(), key=lambda ie: int(ie[0])))
             what = f"{r['k']} folds ({r['folds_done']}/{r['k']} done{short})"
             oof = f"{r['oof_macro_f1']:.4f}" if r["complete"] else "-"
             val = f"{r['oof_macro_f1_validation_people']:.4f}" if r["complete"] else "-"
